@@ -1,0 +1,968 @@
+//! The connector: runs this node's ractor_cluster endpoint and keeps it connected to every
+//! discovered peer, and tells subscribers which nodes are up.
+//!
+//! What ractor_cluster leaves to us (see `shared/research/ractor.md`), done here:
+//! - dial each discovered peer not yet connected, concurrently, with a connect timeout;
+//! - redial with jittered backoff while the peer is still discovered; never disconnect a live
+//!   node because it left DNS (Swarm drops a task from DNS ~2 s before SIGTERM, and a draining
+//!   node still has games to hand off);
+//! - heartbeats with a deadline: a peer that does not answer is disconnected and reported down,
+//!   and reconnected when it answers again;
+//! - incarnations: a restarted node presents `name@host#<boot time>`, so its new session never
+//!   competes with the stale one in ractor_cluster's election; the stale one is stopped first;
+//! - a handshake deadline and a cap on half-open connections, so idle or garbage connections
+//!   on the cluster port cost nothing lasting;
+//! - node events (up/down with incarnation) for the horde layer.
+//!
+//! ```text
+//! Connector (this actor)
+//!  ├─ NodeServer (ractor_cluster)
+//!  │   ├─ Listener
+//!  │   └─ NodeSession per link ─ Session, RemoteActor proxies
+//!  └─ Beacon (remotable: answers heartbeats)
+//! ```
+//! The connector owns the view of sessions and nodes. It must not know what runs on the nodes.
+
+pub mod backoff;
+pub mod beacon;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use self::beacon::{BEACON_SERVICE, Beacon, BeaconMsg, PingReply, PingRequest};
+use crate::config::ConnectorConfig;
+use crate::node_name::PeerKind;
+use crate::wire::Envelope;
+use crate::{NodeId, Peer, PeerSet};
+
+/// How often the connector checks dials, handshakes and heartbeats.
+const TICK: Duration = Duration::from_millis(50);
+/// Timeout of a `ping` asked from the console.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of calls into the connector actor from its handle.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the connector could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The cluster listener could not be started.
+    #[error(
+        "cannot listen for node connections on {addr}: {reason} (is another node using it? set CLUSTER_PORT or CLUSTER_BIND)"
+    )]
+    Listen {
+        /// Bind address and port.
+        addr: SocketAddr,
+        /// What failed.
+        reason: String,
+    },
+    /// The connector actor is gone (the node is shutting down).
+    #[error("the node's connector is not running")]
+    Stopped,
+}
+
+/// Why a ping failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PingError {
+    /// No node of that name is connected.
+    #[error("node `{0}` is not connected (see `nodes`)")]
+    NotConnected(String),
+    /// The node did not answer in time.
+    #[error("node `{0}` did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The connector is gone.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+}
+
+/// A connected peer node and the link to it.
+#[derive(Debug, Clone)]
+pub struct PeerNode {
+    /// Which run of which node.
+    pub id: NodeId,
+    session: ActorRef<NodeSessionMessage>,
+}
+
+impl PeerNode {
+    pub(crate) fn new(id: NodeId, session: ActorRef<NodeSessionMessage>) -> Self {
+        Self { id, session }
+    }
+
+    /// The peer's remotable actor of `service`, through this link. ractor_cluster creates a
+    /// proxy (child of the link's session) for every remotable actor of the peer's process; the
+    /// name, which includes the incarnation, picks the one that belongs to this peer.
+    pub fn remote_actor<M: ractor::Message>(&self, service: &str) -> Option<ActorRef<M>> {
+        let wanted = self.id.actor_name(service);
+        self.session
+            .get_cell()
+            .get_children()
+            .into_iter()
+            .find(|c| c.get_name().as_deref() == Some(wanted.as_str()))
+            .map(ActorRef::<M>::from)
+    }
+
+    /// The link's actor id: a new link to the same incarnation has a new id.
+    pub fn link_id(&self) -> ActorId {
+        self.session.get_id()
+    }
+}
+
+/// Why a node was reported down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownReason {
+    /// The link closed (process exit, kill, network error).
+    Disconnected,
+    /// It stopped answering heartbeats (frozen, partitioned); the link was cut.
+    Unresponsive,
+    /// A newer incarnation of the same name connected.
+    Replaced,
+}
+
+/// A change in the set of connected nodes.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    /// A node is connected and ready. Sent again, without a `Down` between, when the link to
+    /// the same incarnation was replaced by another one.
+    Up(PeerNode),
+    /// A node is no longer connected.
+    Down {
+        /// Which run of which node.
+        id: NodeId,
+        /// Why.
+        reason: DownReason,
+    },
+}
+
+/// A subscription: the nodes up now, then every change, in order, with nothing missed.
+#[derive(Debug)]
+pub struct NodeEvents {
+    /// Nodes up at the time of subscribing.
+    pub current: Vec<PeerNode>,
+    /// Changes after that.
+    pub events: mpsc::UnboundedReceiver<NodeEvent>,
+}
+
+/// What `nodes` shows of a connected node.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Which run of which node.
+    pub id: NodeId,
+    /// Last heartbeat round trip.
+    pub rtt: Option<Duration>,
+}
+
+/// Handle to a running connector.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    actor: ActorRef<ConnectorMsg>,
+    node: NodeId,
+}
+
+impl Connector {
+    /// Starts the node's cluster endpoint and connects to the peers `peers` publishes.
+    pub async fn start(
+        config: ConnectorConfig,
+        peers: watch::Receiver<PeerSet>,
+    ) -> Result<(Connector, JoinHandle<()>), ConnectorError> {
+        let node = config.node.clone();
+        let addr = SocketAddr::new(config.bind, config.port);
+        let (actor, handle) = Actor::spawn(None, ConnectorActor { config }, peers)
+            .await
+            .map_err(|e| ConnectorError::Listen {
+                addr,
+                reason: root_cause(&e),
+            })?;
+        Ok((Connector { actor, node }, handle))
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The connected nodes, by name.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, ConnectorError> {
+        self.call(ConnectorMsg::Nodes).await
+    }
+
+    /// Subscribes to node events.
+    pub async fn subscribe(&self) -> Result<NodeEvents, ConnectorError> {
+        self.call(ConnectorMsg::Subscribe).await
+    }
+
+    /// Round trip to `node` (a logical name such as `minotaur@10.0.1.7`).
+    pub async fn ping(&self, node: &str) -> Result<Duration, PingError> {
+        let node = node.to_string();
+        self.call(|reply| ConnectorMsg::Ping { node, reply })
+            .await?
+    }
+
+    /// The cell to link actors to, so they stop with the connector.
+    pub fn cell(&self) -> ActorCell {
+        self.actor.get_cell()
+    }
+
+    /// Closes every link and the listener, and waits for it.
+    pub async fn stop(&self) {
+        let _ = self
+            .actor
+            .stop_and_wait(Some("shutdown".into()), Some(CALL_TIMEOUT))
+            .await;
+    }
+
+    async fn call<R: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<R>) -> ConnectorMsg,
+    ) -> Result<R, ConnectorError> {
+        match self.actor.call(msg, Some(CALL_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(r)) => Ok(r),
+            _ => Err(ConnectorError::Stopped),
+        }
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    msg
+}
+
+/// What the NodeServer told us about a session.
+#[derive(Debug, Clone, Copy)]
+enum SessionStep {
+    Opened,
+    Authenticated,
+    Ready,
+    Closed,
+}
+
+/// Messages of the connector actor (local only).
+enum ConnectorMsg {
+    /// Discovery published a new peer set.
+    Peers(PeerSet),
+    /// Periodic work: dials, handshake deadlines, heartbeats.
+    Tick,
+    /// A NodeServer event.
+    Session(SessionStep, NodeServerSessionInformation),
+    /// A dial finished (TCP up or failed; authentication follows as session events).
+    DialDone {
+        /// Where.
+        addr: SocketAddr,
+        /// The error, if TCP could not connect.
+        error: Option<String>,
+    },
+    /// A heartbeat came back.
+    Pong {
+        /// Who answered (with incarnation).
+        node: NodeId,
+        /// Round trip.
+        rtt: Duration,
+    },
+    /// A heartbeat failed (timeout or link error); the deadline decides what it means.
+    PingFailed {
+        /// Which node's ping.
+        name: String,
+    },
+    /// List connected nodes.
+    Nodes(RpcReplyPort<Vec<NodeInfo>>),
+    /// Subscribe to node events.
+    Subscribe(RpcReplyPort<NodeEvents>),
+    /// Ping a node for the console.
+    Ping {
+        /// Logical name.
+        node: String,
+        /// Answer.
+        reply: RpcReplyPort<Result<Duration, PingError>>,
+    },
+}
+
+impl std::fmt::Debug for ConnectorMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ConnectorMsg::Peers(_) => "Peers",
+            ConnectorMsg::Tick => "Tick",
+            ConnectorMsg::Session(..) => "Session",
+            ConnectorMsg::DialDone { .. } => "DialDone",
+            ConnectorMsg::Pong { .. } => "Pong",
+            ConnectorMsg::PingFailed { .. } => "PingFailed",
+            ConnectorMsg::Nodes(_) => "Nodes",
+            ConnectorMsg::Subscribe(_) => "Subscribe",
+            ConnectorMsg::Ping { .. } => "Ping",
+        };
+        f.write_str(name)
+    }
+}
+
+impl ractor::Message for ConnectorMsg {}
+
+/// Forwards NodeServer callbacks (which run on the NodeServer's task and must not block) to the
+/// connector's mailbox.
+struct Subscription(ActorRef<ConnectorMsg>);
+
+impl NodeEventSubscription for Subscription {
+    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(ConnectorMsg::Session(SessionStep::Opened, ses));
+    }
+    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
+        let _ = self
+            .0
+            .cast(ConnectorMsg::Session(SessionStep::Authenticated, ses));
+    }
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(ConnectorMsg::Session(SessionStep::Ready, ses));
+    }
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        let _ = self.0.cast(ConnectorMsg::Session(SessionStep::Closed, ses));
+    }
+}
+
+/// The connector actor: `self` is its configuration.
+struct ConnectorActor {
+    config: ConnectorConfig,
+}
+
+/// A dial target: a discovered peer's address.
+#[derive(Debug)]
+struct Dial {
+    /// The peer as discovered (its expected name).
+    peer: Peer,
+    /// Failed or unproductive attempts since the last time it was up: drives the backoff.
+    attempts: u32,
+    /// Not before this instant.
+    next_at: Instant,
+    /// A dial task is running.
+    in_flight: bool,
+}
+
+/// One TCP link as the NodeServer reported it.
+#[derive(Debug)]
+struct Link {
+    info: NodeServerSessionInformation,
+    opened_at: Instant,
+    /// Passed the cookie check.
+    authenticated: bool,
+    /// What the peer said it is, once authenticated.
+    kind: Option<PeerKind>,
+}
+
+/// A connected node.
+#[derive(Debug)]
+struct NodeEntry {
+    peer: PeerNode,
+    /// Other ready links to the same incarnation (rare: the election normally closes them).
+    spare_links: Vec<ActorId>,
+    /// The peer's beacon, found among the link's proxies.
+    beacon: Option<ActorRef<BeaconMsg>>,
+    /// Last heartbeat answer (or when the link became ready): the failure deadline counts
+    /// from here.
+    last_heard: Instant,
+    /// Last heartbeat round trip.
+    rtt: Option<Duration>,
+    /// A heartbeat is outstanding: never more than one per peer.
+    ping_in_flight: bool,
+    /// When the last heartbeat was sent.
+    last_ping: Option<Instant>,
+}
+
+/// Mutable state of the connector.
+struct State {
+    node_server: ActorRef<NodeServerMessage>,
+    /// Discovered peers by dial address.
+    dials: BTreeMap<SocketAddr, Dial>,
+    /// Every link, by the NodeSession actor's id.
+    links: HashMap<ActorId, Link>,
+    /// Connected nodes by logical name.
+    nodes: BTreeMap<String, NodeEntry>,
+    /// Dial address -> the node name that answered there, learnt from our own dials, so a node
+    /// whose name differs from what discovery guessed is not redialled forever.
+    addr_owner: HashMap<SocketAddr, String>,
+    /// Addresses that turned out to be this node (e.g. own IP in DNS under another name).
+    self_addrs: HashSet<SocketAddr>,
+    /// Event subscribers; closed ones are dropped on the next send.
+    subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
+    /// Half-open connections refused for exceeding the cap since the last log line.
+    refused_pending: u64,
+    /// For rate-limiting the "too many handshakes" warning.
+    last_refusal_log: Option<Instant>,
+}
+
+impl Actor for ConnectorActor {
+    type Msg = ConnectorMsg;
+    type State = State;
+    type Arguments = watch::Receiver<PeerSet>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        mut peers: watch::Receiver<PeerSet>,
+    ) -> Result<State, ActorProcessingErr> {
+        let c = &self.config;
+        // The beacon must exist before the listener so it is in every peer's initial sync.
+        Actor::spawn_linked(
+            Some(c.node.actor_name(BEACON_SERVICE)),
+            Beacon {
+                node: c.node.clone(),
+            },
+            (),
+            myself.get_cell(),
+        )
+        .await?;
+        let server = NodeServer::new(
+            c.port,
+            c.cookie.clone(),
+            c.node.ractor_basename().to_string(),
+            c.node.ractor_hostname(),
+            None,
+            Some(NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(c.bind)
+        .with_max_inbound_frame_size(c.max_frame_size);
+        let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
+        node_server.cast(NodeServerMessage::SubscribeToEvents {
+            id: "minotaur-connector".into(),
+            subscription: Box::new(Subscription(myself.clone())),
+        })?;
+
+        // Forward peer sets; the task ends with the watch or with this actor.
+        let me = myself.clone();
+        tokio::spawn(async move {
+            loop {
+                let set = peers.borrow_and_update().clone();
+                if me.cast(ConnectorMsg::Peers(set)).is_err() {
+                    return;
+                }
+                if peers.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        myself.send_interval(TICK, || ConnectorMsg::Tick);
+        info!(node = %c.node.name, incarnation = c.node.incarnation, bind = %c.bind, port = c.port, "cluster endpoint listening");
+        Ok(State {
+            node_server,
+            dials: BTreeMap::new(),
+            links: HashMap::new(),
+            nodes: BTreeMap::new(),
+            addr_owner: HashMap::new(),
+            self_addrs: HashSet::new(),
+            subscribers: Vec::new(),
+            refused_pending: 0,
+            last_refusal_log: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ConnectorMsg::Peers(set) => self.on_peers(state, set),
+            ConnectorMsg::Tick => self.on_tick(&myself, state),
+            ConnectorMsg::Session(step, info) => self.on_session(state, step, info),
+            ConnectorMsg::DialDone { addr, error } => self.on_dial_done(state, addr, error),
+            ConnectorMsg::Pong { node, rtt } => {
+                if let Some(entry) = state.nodes.get_mut(&node.name)
+                    && entry.peer.id == node
+                {
+                    entry.ping_in_flight = false;
+                    entry.last_heard = Instant::now();
+                    entry.rtt = Some(rtt);
+                }
+            }
+            ConnectorMsg::PingFailed { name } => {
+                if let Some(entry) = state.nodes.get_mut(&name) {
+                    entry.ping_in_flight = false;
+                }
+            }
+            ConnectorMsg::Nodes(reply) => {
+                let list = state
+                    .nodes
+                    .values()
+                    .map(|n| NodeInfo {
+                        id: n.peer.id.clone(),
+                        rtt: n.rtt,
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            ConnectorMsg::Subscribe(reply) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                state.subscribers.push(tx);
+                let current = state.nodes.values().map(|n| n.peer.clone()).collect();
+                let _ = reply.send(NodeEvents {
+                    current,
+                    events: rx,
+                });
+            }
+            ConnectorMsg::Ping { node, reply } => {
+                let beacon = state.nodes.get(&node).and_then(|n| n.beacon.clone());
+                let from = self.config.node.clone();
+                match beacon {
+                    None => {
+                        let _ = reply.send(Err(PingError::NotConnected(node)));
+                    }
+                    Some(beacon) => {
+                        tokio::spawn(async move {
+                            let result = ping(&beacon, from, PING_TIMEOUT)
+                                .await
+                                .map(|(_, rtt)| rtt)
+                                .ok_or(PingError::Timeout(node, PING_TIMEOUT));
+                            let _ = reply.send(result);
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        _state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // The NodeServer or the beacon died: this node can no longer be a cluster member.
+        match evt {
+            SupervisionEvent::ActorTerminated(who, _, reason) => {
+                warn!(actor = %who.get_id(), reason = ?reason, "cluster endpoint child stopped");
+                myself.stop(Some("cluster endpoint failed".into()));
+            }
+            SupervisionEvent::ActorFailed(who, error) => {
+                warn!(actor = %who.get_id(), %error, "cluster endpoint child failed");
+                myself.stop(Some("cluster endpoint failed".into()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One heartbeat or ping: `Some((who answered, round trip))`, `None` on timeout or error.
+async fn ping(
+    beacon: &ActorRef<BeaconMsg>,
+    from: NodeId,
+    timeout: Duration,
+) -> Option<(NodeId, Duration)> {
+    let request = Envelope::encode(&PingRequest { from }).ok()?;
+    let started = Instant::now();
+    match beacon
+        .call(|r| BeaconMsg::Ping(request, r), Some(timeout))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(reply)) => {
+            let reply: PingReply = reply.decode().ok()?;
+            Some((reply.node, started.elapsed()))
+        }
+        _ => None,
+    }
+}
+
+impl ConnectorActor {
+    fn on_peers(&self, state: &mut State, set: PeerSet) {
+        let own = SocketAddr::new(self.config.bind, self.config.port);
+        let own_name = &self.config.node.name;
+        let wanted: BTreeMap<SocketAddr, Peer> = set
+            .into_iter()
+            .filter(|p| p.addr != own && p.name.to_string() != *own_name)
+            .filter(|p| !state.self_addrs.contains(&p.addr))
+            .map(|p| (p.addr, p))
+            .collect();
+        // Forget peers no longer discovered: no more (re)dials. Their links stay up.
+        state.dials.retain(|addr, _| wanted.contains_key(addr));
+        let now = Instant::now();
+        for (addr, peer) in wanted {
+            state.dials.entry(addr).or_insert_with(|| {
+                debug!(peer = %peer, "peer discovered");
+                Dial {
+                    peer,
+                    attempts: 0,
+                    next_at: now,
+                    in_flight: false,
+                }
+            });
+        }
+    }
+
+    fn is_connected(state: &State, dial: &Dial, addr: &SocketAddr) -> bool {
+        state.nodes.contains_key(&dial.peer.name.to_string())
+            || state
+                .addr_owner
+                .get(addr)
+                .is_some_and(|n| state.nodes.contains_key(n))
+    }
+
+    fn on_tick(&self, myself: &ActorRef<ConnectorMsg>, state: &mut State) {
+        let now = Instant::now();
+        self.dial_due(myself, state, now);
+        self.expire_handshakes(state, now);
+        self.heartbeat(myself, state, now);
+    }
+
+    fn dial_due(&self, myself: &ActorRef<ConnectorMsg>, state: &mut State, now: Instant) {
+        let due: Vec<SocketAddr> = state
+            .dials
+            .iter()
+            .filter(|(addr, d)| {
+                !d.in_flight && d.next_at <= now && !Self::is_connected(state, d, addr)
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in due {
+            let Some(dial) = state.dials.get_mut(&addr) else {
+                continue;
+            };
+            dial.in_flight = true;
+            // Whatever comes of it, the next attempt waits; a success resets the count.
+            dial.next_at = now
+                + backoff::delay(
+                    dial.attempts,
+                    self.config.backoff_min,
+                    self.config.backoff_max,
+                    rand::random::<f64>(),
+                );
+            dial.attempts = dial.attempts.saturating_add(1);
+            let server = state.node_server.clone();
+            let me = myself.clone();
+            let timeout = self.config.dial_timeout;
+            debug!(peer = %dial.peer, attempt = dial.attempts, "dialling");
+            tokio::spawn(async move {
+                let error = match tokio::time::timeout(
+                    timeout,
+                    ractor_cluster::client_connect(&server, addr),
+                )
+                .await
+                {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no answer within {timeout:?}")),
+                };
+                let _ = me.cast(ConnectorMsg::DialDone { addr, error });
+            });
+        }
+    }
+
+    fn on_dial_done(&self, state: &mut State, addr: SocketAddr, error: Option<String>) {
+        if let Some(dial) = state.dials.get_mut(&addr) {
+            dial.in_flight = false;
+            if let Some(error) = error {
+                // Expected while a peer starts or after it left: debug, not warn.
+                debug!(peer = %dial.peer, %error, attempts = dial.attempts, "dial failed");
+            }
+        }
+    }
+
+    fn expire_handshakes(&self, state: &mut State, now: Instant) {
+        for link in state.links.values() {
+            let ready = matches!(link.kind, Some(PeerKind::Node(ref id)) if state.nodes.get(&id.name).is_some_and(|n| n.peer.link_id() == link.info.actor.get_id() || n.spare_links.contains(&link.info.actor.get_id())));
+            let console = matches!(link.kind, Some(PeerKind::Console(_)));
+            if !ready
+                && !console
+                && now.duration_since(link.opened_at) > self.config.handshake_timeout
+            {
+                warn!(peer_addr = %link.info.peer_addr, authenticated = link.authenticated, "closing connection that did not complete its handshake in time");
+                link.info.actor.stop(Some("handshake timeout".into()));
+            }
+        }
+    }
+
+    fn heartbeat(&self, myself: &ActorRef<ConnectorMsg>, state: &mut State, now: Instant) {
+        let mut unresponsive = Vec::new();
+        for (name, entry) in state.nodes.iter_mut() {
+            if now.duration_since(entry.last_heard) > self.config.failure_timeout {
+                unresponsive.push(name.clone());
+                continue;
+            }
+            if entry.beacon.is_none() {
+                entry.beacon = entry.peer.remote_actor::<BeaconMsg>(BEACON_SERVICE);
+            }
+            let due = entry
+                .last_ping
+                .is_none_or(|t| now.duration_since(t) >= self.config.heartbeat_interval);
+            if let (Some(beacon), false, true) = (&entry.beacon, entry.ping_in_flight, due) {
+                entry.ping_in_flight = true;
+                entry.last_ping = Some(now);
+                let (beacon, me, from, name) = (
+                    beacon.clone(),
+                    myself.clone(),
+                    self.config.node.clone(),
+                    name.clone(),
+                );
+                let timeout = self.config.failure_timeout;
+                tokio::spawn(async move {
+                    let msg = match ping(&beacon, from, timeout).await {
+                        Some((node, rtt)) => ConnectorMsg::Pong { node, rtt },
+                        None => ConnectorMsg::PingFailed { name },
+                    };
+                    let _ = me.cast(msg);
+                });
+            }
+        }
+        for name in unresponsive {
+            if let Some(entry) = state.nodes.remove(&name) {
+                warn!(node = %entry.peer.id.name, incarnation = entry.peer.id.incarnation, silent_ms = now.duration_since(entry.last_heard).as_millis() as u64, "node stopped answering heartbeats; disconnecting");
+                for link in std::iter::once(entry.peer.link_id()).chain(entry.spare_links) {
+                    if let Some(l) = state.links.get(&link) {
+                        l.info.actor.stop(Some("heartbeat timeout".into()));
+                    }
+                }
+                Self::publish(
+                    state,
+                    NodeEvent::Down {
+                        id: entry.peer.id,
+                        reason: DownReason::Unresponsive,
+                    },
+                );
+                self.redial_soon(state, &name);
+            }
+        }
+    }
+
+    fn on_session(&self, state: &mut State, step: SessionStep, info: NodeServerSessionInformation) {
+        let id = info.actor.get_id();
+        match step {
+            SessionStep::Opened => {
+                let pending = state
+                    .links
+                    .values()
+                    .filter(|l| !matches!(l.kind, Some(PeerKind::Node(_))))
+                    .count();
+                if pending >= self.config.max_pending_handshakes {
+                    info.actor.stop(Some("too many pending handshakes".into()));
+                    state.refused_pending += 1;
+                    let now = Instant::now();
+                    if state
+                        .last_refusal_log
+                        .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
+                    {
+                        warn!(
+                            refused = state.refused_pending,
+                            limit = self.config.max_pending_handshakes,
+                            "too many connections in their handshake; refusing new ones"
+                        );
+                        state.refused_pending = 0;
+                        state.last_refusal_log = Some(now);
+                    }
+                    return;
+                }
+                state.links.insert(
+                    id,
+                    Link {
+                        info,
+                        opened_at: Instant::now(),
+                        authenticated: false,
+                        kind: None,
+                    },
+                );
+            }
+            SessionStep::Authenticated => {
+                let Some(link) = state.links.get_mut(&id) else {
+                    return;
+                };
+                link.authenticated = true;
+                let name = info
+                    .peer_name
+                    .as_ref()
+                    .map(|n| n.name.clone())
+                    .unwrap_or_default();
+                let kind = PeerKind::from_ractor_name(&name);
+                match &kind {
+                    PeerKind::Foreign(n) => {
+                        warn!(peer = %n, peer_addr = %info.peer_addr, "peer is not a minotaur node (no incarnation in its name); disconnecting");
+                        info.actor.stop(Some("not a minotaur node".into()));
+                    }
+                    PeerKind::Node(peer) if peer.name == self.config.node.name => {
+                        if peer.incarnation == self.config.node.incarnation {
+                            debug!(peer_addr = %info.peer_addr, "connected to myself; never dialling this address again");
+                            if let Ok(addr) = info.peer_addr.parse() {
+                                state.self_addrs.insert(addr);
+                                state.dials.remove(&addr);
+                            }
+                        } else {
+                            warn!(peer = %peer, "another node uses this node's name; disconnecting it");
+                        }
+                        info.actor.stop(Some("same name as this node".into()));
+                    }
+                    PeerKind::Console(n) => {
+                        info!(console = %n, peer_addr = %info.peer_addr, "console attached");
+                    }
+                    PeerKind::Node(_) => {}
+                }
+                link.kind = Some(kind);
+                link.info = info;
+            }
+            SessionStep::Ready => self.on_ready(state, info),
+            SessionStep::Closed => self.on_closed(state, info),
+        }
+    }
+
+    fn on_ready(&self, state: &mut State, info: NodeServerSessionInformation) {
+        let link_id = info.actor.get_id();
+        let Some(link) = state.links.get_mut(&link_id) else {
+            return;
+        };
+        let Some(PeerKind::Node(peer_id)) = link.kind.clone() else {
+            return;
+        };
+        let dialled: Option<SocketAddr> = (!info.is_server)
+            .then(|| info.peer_addr.parse().ok())
+            .flatten();
+        link.info = info.clone();
+
+        if let Some(existing) = state.nodes.get_mut(&peer_id.name) {
+            if existing.peer.id.incarnation == peer_id.incarnation {
+                existing.spare_links.push(link_id);
+                return;
+            }
+            if existing.peer.id.incarnation > peer_id.incarnation {
+                warn!(node = %peer_id.name, stale = peer_id.incarnation, current = existing.peer.id.incarnation, "an older incarnation connected; disconnecting it");
+                info.actor.stop(Some("stale incarnation".into()));
+                return;
+            }
+            // A newer run of a node we still hold a link to: the old run is gone (restarted
+            // process, frozen then replaced). Stop its links first.
+            if let Some(old) = state.nodes.remove(&peer_id.name) {
+                info!(node = %peer_id.name, old = old.peer.id.incarnation, new = peer_id.incarnation, "node restarted; dropping links to its previous run");
+                for l in std::iter::once(old.peer.link_id()).chain(old.spare_links) {
+                    if let Some(l) = state.links.get(&l) {
+                        l.info
+                            .actor
+                            .stop(Some("replaced by newer incarnation".into()));
+                    }
+                }
+                Self::publish(
+                    state,
+                    NodeEvent::Down {
+                        id: old.peer.id,
+                        reason: DownReason::Replaced,
+                    },
+                );
+            }
+        }
+
+        let peer = PeerNode {
+            id: peer_id.clone(),
+            session: info.actor.clone(),
+        };
+        let beacon = peer.remote_actor::<BeaconMsg>(BEACON_SERVICE);
+        if let Some(addr) = dialled {
+            state.addr_owner.insert(addr, peer_id.name.clone());
+        }
+        for dial in state.dials.values_mut() {
+            if dial.peer.name.to_string() == peer_id.name
+                || state.addr_owner.get(&dial.peer.addr) == Some(&peer_id.name)
+            {
+                dial.attempts = 0;
+            }
+        }
+        info!(node = %peer_id.name, incarnation = peer_id.incarnation, peer_addr = %info.peer_addr, "node up");
+        state.nodes.insert(
+            peer_id.name.clone(),
+            NodeEntry {
+                peer: peer.clone(),
+                spare_links: Vec::new(),
+                beacon,
+                last_heard: Instant::now(),
+                rtt: None,
+                ping_in_flight: false,
+                last_ping: None,
+            },
+        );
+        Self::publish(state, NodeEvent::Up(peer));
+    }
+
+    fn on_closed(&self, state: &mut State, info: NodeServerSessionInformation) {
+        let link_id = info.actor.get_id();
+        let Some(link) = state.links.remove(&link_id) else {
+            return;
+        };
+        let peer_name = info.peer_name.as_ref().map(|n| n.name.clone());
+        if !link.authenticated {
+            match peer_name {
+                Some(name) => {
+                    warn!(peer = %name, peer_addr = %info.peer_addr, "peer failed to authenticate (wrong cookie?); connection closed")
+                }
+                None => {
+                    debug!(peer_addr = %info.peer_addr, "connection closed before the handshake")
+                }
+            }
+            return;
+        }
+        let Some(PeerKind::Node(peer_id)) = link.kind else {
+            return;
+        };
+        let Some(entry) = state.nodes.get_mut(&peer_id.name) else {
+            return;
+        };
+        if entry.peer.id != peer_id {
+            return;
+        }
+        if entry.peer.link_id() != link_id {
+            entry.spare_links.retain(|l| *l != link_id);
+            return;
+        }
+        // The primary link closed: promote a spare if one is ready, else the node is down.
+        while let Some(spare) = entry.spare_links.pop() {
+            if let Some(l) = state.links.get(&spare) {
+                entry.peer.session = l.info.actor.clone();
+                entry.beacon = entry.peer.remote_actor(BEACON_SERVICE);
+                let peer = entry.peer.clone();
+                Self::publish(state, NodeEvent::Up(peer));
+                return;
+            }
+        }
+        if let Some(entry) = state.nodes.remove(&peer_id.name) {
+            info!(node = %peer_id.name, incarnation = peer_id.incarnation, "node down: link closed");
+            Self::publish(
+                state,
+                NodeEvent::Down {
+                    id: entry.peer.id,
+                    reason: DownReason::Disconnected,
+                },
+            );
+            self.redial_soon(state, &peer_id.name);
+        }
+    }
+
+    /// A node just went down: if it is still discovered, try it again after a short, jittered
+    /// delay rather than the backoff accumulated while it was up.
+    fn redial_soon(&self, state: &mut State, name: &str) {
+        let now = Instant::now();
+        for (addr, dial) in state.dials.iter_mut() {
+            if dial.peer.name.to_string() == name
+                || state.addr_owner.get(addr).map(String::as_str) == Some(name)
+            {
+                dial.attempts = 0;
+                dial.next_at = now
+                    + backoff::delay(
+                        0,
+                        self.config.backoff_min,
+                        self.config.backoff_max,
+                        rand::random::<f64>(),
+                    );
+            }
+        }
+    }
+
+    fn publish(state: &mut State, event: NodeEvent) {
+        state
+            .subscribers
+            .retain(|tx| tx.send(event.clone()).is_ok());
+    }
+}

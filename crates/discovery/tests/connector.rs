@@ -1,0 +1,278 @@
+//! Several real nodes (ractor_cluster endpoints over real TCP on 127.0.0.x) in one process:
+//! mesh formation, node events, ping, cookie refusal, and hostile bytes on the cluster port.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use discovery::connector::DownReason;
+use discovery::{Connector, ConnectorConfig, NodeEvent, NodeId, NodeName, Peer, PeerSet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A port free on every given address.
+fn free_port(ips: &[IpAddr]) -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        let all_free = ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
+        if all_free {
+            return port;
+        }
+    }
+}
+
+struct TestNode {
+    connector: Connector,
+    peers: watch::Sender<PeerSet>,
+    addr: SocketAddr,
+}
+
+fn name_of(ip: IpAddr) -> String {
+    format!("minotaur@{ip}")
+}
+
+async fn start_node(ip: IpAddr, port: u16, cookie: &str) -> TestNode {
+    let name = NodeName::parse(&name_of(ip)).unwrap();
+    let mut config = ConnectorConfig::new(NodeId::new_incarnation(&name), cookie.into(), ip, port);
+    config.handshake_timeout = Duration::from_secs(1);
+    let (tx, rx) = watch::channel(PeerSet::new());
+    let (connector, _) = Connector::start(config, rx).await.unwrap();
+    TestNode {
+        connector,
+        peers: tx,
+        addr: SocketAddr::new(ip, port),
+    }
+}
+
+fn peer(addr: SocketAddr) -> Peer {
+    Peer {
+        name: NodeName::parse(&name_of(addr.ip())).unwrap(),
+        addr,
+    }
+}
+
+async fn names(c: &Connector) -> Vec<String> {
+    c.nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id.name)
+        .collect()
+}
+
+fn ips(net: u8, n: u8) -> Vec<IpAddr> {
+    (2..2 + n).map(|i| IpAddr::from([127, 0, net, i])).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_a_mesh_and_report_events() {
+    let ips = ips(11, 3);
+    let port = free_port(&ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start_node(*ip, port, "secret").await);
+    }
+    let mut events = nodes[0].connector.subscribe().await.unwrap();
+    assert!(events.current.is_empty());
+    let all: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
+    for n in &nodes {
+        n.peers.send(all.clone()).unwrap();
+    }
+    for n in &nodes {
+        let mut expected: Vec<String> = ips
+            .iter()
+            .map(|ip| name_of(*ip))
+            .filter(|s| *s != n.connector.node().name)
+            .collect();
+        expected.sort();
+        eventually("full mesh", || async {
+            (names(&n.connector).await == expected).then_some(())
+        })
+        .await;
+    }
+    // Node 0 saw two Up events, one per peer, with the peers' incarnations.
+    let mut up = Vec::new();
+    while up.len() < 2 {
+        match tokio::time::timeout(DEADLINE, events.events.recv()).await {
+            Ok(Some(NodeEvent::Up(p))) => up.push(p.id),
+            other => panic!("expected Up, got {other:?}"),
+        }
+    }
+    up.sort();
+    let mut want = vec![
+        nodes[1].connector.node().clone(),
+        nodes[2].connector.node().clone(),
+    ];
+    want.sort();
+    assert_eq!(up, want);
+
+    let rtt = nodes[0]
+        .connector
+        .ping(&nodes[1].connector.node().name)
+        .await
+        .unwrap();
+    assert!(rtt < DEADLINE);
+    let err = nodes[0]
+        .connector
+        .ping("minotaur@127.9.9.9")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not connected"), "{err}");
+
+    // A node that stops is reported down with its incarnation; the others keep their link.
+    let gone = nodes[2].connector.node().clone();
+    nodes[2].connector.stop().await;
+    let down = loop {
+        match tokio::time::timeout(DEADLINE, events.events.recv()).await {
+            Ok(Some(NodeEvent::Down { id, reason })) => break (id, reason),
+            Ok(Some(NodeEvent::Up(_))) => continue,
+            other => panic!("expected Down, got {other:?}"),
+        }
+    };
+    assert_eq!(down, (gone, DownReason::Disconnected));
+    assert_eq!(
+        names(&nodes[0].connector).await,
+        vec![nodes[1].connector.node().name.clone()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newly_discovered_peer_joins_and_a_vanished_one_stays_connected() {
+    let ips = ips(12, 3);
+    let port = free_port(&ips);
+    let a = start_node(ips[0], port, "secret").await;
+    let b = start_node(ips[1], port, "secret").await;
+    a.peers.send([peer(b.addr)].into()).unwrap();
+    eventually("a sees b", || async {
+        (names(&a.connector).await.len() == 1).then_some(())
+    })
+    .await;
+    // c appears in "DNS" for a only: a dials it.
+    let c = start_node(ips[2], port, "secret").await;
+    a.peers.send([peer(b.addr), peer(c.addr)].into()).unwrap();
+    eventually("a sees c", || async {
+        (names(&a.connector).await.len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(names(&c.connector).await, vec![name_of(ips[0])]);
+    // b leaves DNS (as a Swarm task does before SIGTERM): the link stays.
+    a.peers.send([peer(c.addr)].into()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // several ticks, to prove nothing happens
+    assert_eq!(names(&a.connector).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_the_wrong_cookie_is_refused_and_never_listed() {
+    let ips = ips(13, 2);
+    let port = free_port(&ips);
+    let a = start_node(ips[0], port, "secret").await;
+    let intruder = start_node(ips[1], port, "not-the-secret").await;
+    intruder.peers.send([peer(a.addr)].into()).unwrap();
+    a.peers.send([peer(intruder.addr)].into()).unwrap();
+    // Both keep dialling with backoff; give them many attempts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(names(&a.connector).await.is_empty());
+    assert!(names(&intruder.connector).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_idle_connections_do_not_hurt_the_node() {
+    let ips = ips(14, 2);
+    let port = free_port(&ips);
+    let a = start_node(ips[0], port, "secret").await;
+
+    // Garbage bytes and a huge length prefix: the node closes those connections.
+    for payload in [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        u64::MAX.to_be_bytes().to_vec(),
+        (1u64 << 40).to_be_bytes().to_vec(),
+        vec![0u8; 4096],
+    ] {
+        let mut s = TcpStream::connect(a.addr).await.unwrap();
+        let _ = s.write_all(&payload).await;
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(DEADLINE, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "connection with garbage was not closed");
+    }
+
+    // Many idle connections: closed by the handshake deadline (1 s in this test).
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(a.addr).await.unwrap());
+    }
+    // Meanwhile a real peer still joins at once.
+    let b = start_node(ips[1], port, "secret").await;
+    b.peers.send([peer(a.addr)].into()).unwrap();
+    eventually("b joins despite idle connections", || async {
+        (names(&a.connector).await == vec![name_of(ips[1])]).then_some(())
+    })
+    .await;
+    for mut s in idle {
+        let mut buf = [0u8; 1];
+        let r = tokio::time::timeout(DEADLINE, s.read(&mut buf)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "idle connection was not closed"
+        );
+    }
+    assert_eq!(names(&a.connector).await, vec![name_of(ips[1])]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_replaces_its_previous_incarnation() {
+    let ips = ips(15, 2);
+    let port = free_port(&ips);
+    let a = start_node(ips[0], port, "secret").await;
+    let mut events = a.connector.subscribe().await.unwrap();
+    let b1 = start_node(ips[1], port, "secret").await;
+    b1.peers.send([peer(a.addr)].into()).unwrap();
+    let first = match tokio::time::timeout(DEADLINE, events.events.recv()).await {
+        Ok(Some(NodeEvent::Up(p))) => p.id,
+        other => panic!("expected Up, got {other:?}"),
+    };
+    b1.connector.stop().await;
+    let b2 = start_node(ips[1], port, "secret").await;
+    b2.peers.send([peer(a.addr)].into()).unwrap();
+    let mut seen = Vec::new();
+    while !matches!(seen.last(), Some(NodeEvent::Up(p)) if p.id == *b2.connector.node()) {
+        match tokio::time::timeout(DEADLINE, events.events.recv()).await {
+            Ok(Some(e)) => seen.push(e),
+            other => panic!("expected events, got {other:?} after {seen:?}"),
+        }
+    }
+    assert!(
+        matches!(&seen[0], NodeEvent::Down { id, .. } if *id == first),
+        "{seen:?}"
+    );
+    assert!(b2.connector.node().incarnation > first.incarnation);
+}

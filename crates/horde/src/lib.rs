@@ -1,0 +1,1 @@
+//! horde (work in progress).
