@@ -895,6 +895,10 @@ impl ConnectorActor {
         let peer_name = info.peer_name.as_ref().map(|n| n.name.clone());
         if !link.authenticated {
             match peer_name {
+                // Both sides dialled at once and ractor_cluster's election closed one link.
+                Some(name) if Self::has_link_named(state, &name) => {
+                    debug!(peer = %name, "duplicate connection closed")
+                }
                 Some(name) => {
                     warn!(peer = %name, peer_addr = %info.peer_addr, "peer failed to authenticate (wrong cookie?); connection closed")
                 }
@@ -958,6 +962,17 @@ impl ConnectorActor {
                     );
             }
         }
+    }
+
+    /// True when an authenticated link to the peer that presented `ractor_name` exists.
+    fn has_link_named(state: &State, ractor_name: &str) -> bool {
+        state.links.values().any(|l| {
+            l.authenticated
+                && l.info
+                    .peer_name
+                    .as_ref()
+                    .is_some_and(|n| n.name == ractor_name)
+        })
     }
 
     fn publish(state: &mut State, event: NodeEvent) {

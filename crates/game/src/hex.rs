@@ -3,8 +3,9 @@
 //! Owns pure geometry only (neighbours, distances, rings). It knows nothing about walls,
 //! players or the size of the board: that is the dungeon's business (`maze`).
 //!
-//! Axial coordinates `(q, r)` are "pointy" or "flat" alike; the third cube coordinate is
-//! `s = -q - r`. See <https://www.redblobgames.com/grids/hexagons/>.
+//! Axial coordinates `(q, r)` do not depend on how hexes are drawn (pointy or flat top);
+//! the implied third cube coordinate is `s = -q - r`.
+//! See <https://www.redblobgames.com/grids/hexagons/>.
 
 use std::fmt;
 
@@ -118,8 +119,16 @@ mod tests {
     #[test]
     fn distance_does_not_overflow_at_the_extremes() {
         let far = Hex::new(i32::MAX, i32::MIN);
-        assert_eq!(Hex::ORIGIN.distance(far), u32::MAX);
-        assert_eq!(Hex::new(i32::MIN, i32::MIN).distance(Hex::new(i32::MAX, i32::MAX)), u32::MAX);
+        assert_eq!(Hex::ORIGIN.distance(far), 1 << 31);
+        assert_eq!(
+            Hex::ORIGIN.distance(Hex::new(i32::MAX, i32::MAX)),
+            u32::MAX - 1
+        );
+        // Farther than u32 can count: clamped.
+        assert_eq!(
+            Hex::new(i32::MIN, i32::MIN).distance(Hex::new(i32::MAX, i32::MAX)),
+            u32::MAX
+        );
         // Neighbours of an extreme hex saturate rather than panic.
         let _ = far.neighbours();
     }

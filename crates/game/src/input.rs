@@ -208,7 +208,9 @@ mod tests {
             (r#"{"type":"join"}"#, Action::Join),
             (
                 r#"{"type":"move","to":{"q":1,"r":-1}}"#,
-                Action::Move { to: Hex::new(1, -1) },
+                Action::Move {
+                    to: Hex::new(1, -1),
+                },
             ),
             (
                 r#"{"type":"attack","target":"bob"}"#,
@@ -250,7 +252,9 @@ mod tests {
     fn postcard_round_trips_every_action() {
         for action in [
             Action::Join,
-            Action::Move { to: Hex::new(-3, 2) },
+            Action::Move {
+                to: Hex::new(-3, 2),
+            },
             Action::Attack {
                 target: "bob".into(),
             },
@@ -264,11 +268,20 @@ mod tests {
 
     #[test]
     fn validate_accepts_ordinary_inputs() {
-        assert_eq!(Input::new("Zoë the Brave", "x", Action::Join).validate(), Ok(()));
+        assert_eq!(
+            Input::new("Zoë the Brave", "x", Action::Join).validate(),
+            Ok(())
+        );
         let long_ok = "a".repeat(MAX_NAME_CHARS);
-        assert_eq!(Input::new(long_ok, "x".repeat(64), Action::EndTurn).validate(), Ok(()));
+        assert_eq!(
+            Input::new(long_ok, "x".repeat(64), Action::EndTurn).validate(),
+            Ok(())
+        );
         // Length counts characters, not bytes.
-        assert_eq!(Input::new("é".repeat(32), "1", Action::Join).validate(), Ok(()));
+        assert_eq!(
+            Input::new("é".repeat(32), "1", Action::Join).validate(),
+            Ok(())
+        );
     }
 
     #[test]
@@ -277,8 +290,18 @@ mod tests {
         let check = |player: &str, id: &str, action: Action| {
             Input::new(player, id, action).validate().unwrap_err()
         };
-        assert_eq!(check("", "1", Action::Join), Empty { field: Field::Player });
-        assert_eq!(check("ann", "", Action::Join), Empty { field: Field::InputId });
+        assert_eq!(
+            check("", "1", Action::Join),
+            Empty {
+                field: Field::Player
+            }
+        );
+        assert_eq!(
+            check("ann", "", Action::Join),
+            Empty {
+                field: Field::InputId
+            }
+        );
         assert_eq!(
             check(&"a".repeat(33), "1", Action::Join),
             TooLong {
@@ -295,27 +318,60 @@ mod tests {
                 max: 64
             }
         );
-        assert_eq!(check("a\nb", "1", Action::Join), NotPrintable { field: Field::Player });
-        assert_eq!(check("   ", "1", Action::Join), NotPrintable { field: Field::Player });
-        assert_eq!(check("ann", "\u{7}", Action::Join), NotPrintable { field: Field::InputId });
+        assert_eq!(
+            check("a\nb", "1", Action::Join),
+            NotPrintable {
+                field: Field::Player
+            }
+        );
+        assert_eq!(
+            check("   ", "1", Action::Join),
+            NotPrintable {
+                field: Field::Player
+            }
+        );
+        assert_eq!(
+            check("ann", "\u{7}", Action::Join),
+            NotPrintable {
+                field: Field::InputId
+            }
+        );
         let attack = |target: &str| Action::Attack {
             target: target.into(),
         };
-        assert_eq!(check("ann", "1", attack("")), Empty { field: Field::Target });
+        assert_eq!(
+            check("ann", "1", attack("")),
+            Empty {
+                field: Field::Target
+            }
+        );
         assert_eq!(
             check("", "1", attack("")),
-            Empty { field: Field::Player },
+            Empty {
+                field: Field::Player
+            },
             "the player is checked first"
         );
     }
 
     #[test]
     fn messages_say_what_is_wrong() {
-        let err = Input::new("a".repeat(40), "1", Action::Join).validate().unwrap_err();
-        assert_eq!(err.to_string(), "`player` is 40 characters long; at most 32 are allowed");
-        let err = Input::new("ann", "1", Action::Attack { target: "\t".into() })
+        let err = Input::new("a".repeat(40), "1", Action::Join)
             .validate()
             .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`player` is 40 characters long; at most 32 are allowed"
+        );
+        let err = Input::new(
+            "ann",
+            "1",
+            Action::Attack {
+                target: "\t".into(),
+            },
+        )
+        .validate()
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "`action.target` must be printable: no control characters and not only spaces"

@@ -172,26 +172,47 @@ impl Maze {
 }
 
 /// Breadth-first search from one open hex; connected when it reaches all of them.
+///
+/// Runs once per wall candidate during generation, so it works on a dense grid of flags
+/// (the board's bounding rhombus) rather than hashing hexes.
 fn open_is_connected(radius: u32, walls: &BTreeSet<Hex>) -> bool {
-    let is_open = |h: Hex| Hex::ORIGIN.distance(h) <= radius && !walls.contains(&h);
-    let open: Vec<Hex> = Hex::ORIGIN
-        .spiral(radius)
-        .into_iter()
-        .filter(|h| is_open(*h))
-        .collect();
-    let Some(&start) = open.first() else {
+    // Radii are clamped to MAX_RADIUS, so these conversions and products are small.
+    let r = radius as i32;
+    let side = (2 * radius + 1) as usize;
+    let slot = |h: Hex| -> Option<usize> {
+        (Hex::ORIGIN.distance(h) <= radius).then(|| (h.q + r) as usize * side + (h.r + r) as usize)
+    };
+    let mut open = vec![false; side * side];
+    let mut open_count = 0;
+    let mut start = None;
+    for hex in Hex::ORIGIN.spiral(radius) {
+        if let Some(i) = slot(hex).filter(|_| !walls.contains(&hex)) {
+            open[i] = true;
+            open_count += 1;
+            start.get_or_insert(hex);
+        }
+    }
+    let Some(start) = start else {
         return true;
     };
-    let mut seen = HashSet::from([start]);
+    let mut seen = vec![false; side * side];
+    let mut reached = 0;
     let mut queue = VecDeque::from([start]);
+    if let Some(i) = slot(start) {
+        seen[i] = true;
+        reached = 1;
+    }
     while let Some(hex) = queue.pop_front() {
         for next in hex.neighbours() {
-            if is_open(next) && seen.insert(next) {
+            let Some(i) = slot(next) else { continue };
+            if open[i] && !seen[i] {
+                seen[i] = true;
+                reached += 1;
                 queue.push_back(next);
             }
         }
     }
-    seen.len() == open.len()
+    reached == open_count
 }
 
 /// Farthest-point sampling over `open` (already shuffled: the shuffle is the tie-break).
@@ -268,8 +289,28 @@ mod tests {
         assert_eq!(spawns, GOLDEN_SPAWNS_42);
     }
 
-    const GOLDEN_WALLS_42: &[(i32, i32)] = &[];
-    const GOLDEN_SPAWNS_42: &[(i32, i32)] = &[];
+    const GOLDEN_WALLS_42: &[(i32, i32)] = &[
+        (-6, 0),
+        (-5, 1),
+        (-4, 5),
+        (-3, -2),
+        (-3, 1),
+        (-3, 6),
+        (-2, 3),
+        (-1, 5),
+        (0, 5),
+        (1, -1),
+        (2, -2),
+        (2, 0),
+        (2, 2),
+        (3, -5),
+        (3, -2),
+        (3, -1),
+        (3, 0),
+        (4, 2),
+        (5, -6),
+    ];
+    const GOLDEN_SPAWNS_42: &[(i32, i32)] = &[(6, 0), (0, -6), (-6, 6), (-3, 0), (0, 3), (6, -6)];
 
     #[test]
     fn spawns_are_spread_apart_on_the_default_board() {
@@ -277,7 +318,10 @@ mod tests {
             let maze = Maze::generate(seed);
             let spawns = maze.spawns();
             // The first two players start far apart, and nobody starts next to anyone.
-            assert!(spawns[0].distance(spawns[1]) >= 8, "seed {seed}: {spawns:?}");
+            assert!(
+                spawns[0].distance(spawns[1]) >= 8,
+                "seed {seed}: {spawns:?}"
+            );
             for (i, a) in spawns.iter().enumerate() {
                 for b in &spawns[..i] {
                     assert!(a.distance(*b) >= 4, "seed {seed}: {spawns:?}");
@@ -321,10 +365,12 @@ mod tests {
                 prop_assert!(maze.is_open(*spawn));
                 prop_assert!(!maze.spawns()[..i].contains(spawn));
             }
-            // Every open hex is reachable from the first spawn point.
-            let first = maze.spawns()[0];
-            for hex in maze.open_hexes() {
-                prop_assert!(maze.path_len(first, hex, |_| false).is_some());
+            // Every spawn point can reach every other (path_len is a second, independent
+            // search besides is_connected).
+            for a in maze.spawns() {
+                for b in maze.spawns() {
+                    prop_assert!(maze.path_len(*a, *b, |_| false).is_some());
+                }
             }
         }
     }

@@ -599,7 +599,10 @@ impl Game {
     fn start_round(&mut self, now_ms: u64) {
         for player in self.players.iter_mut().filter(|p| p.alive) {
             player.ended_turn = false;
-            player.action_points = player.action_points.saturating_add(AP_PER_ROUND).min(AP_CAP);
+            player.action_points = player
+                .action_points
+                .saturating_add(AP_PER_ROUND)
+                .min(AP_CAP);
         }
         self.deadline_ms = Some(now_ms.saturating_add(self.round_ms));
     }

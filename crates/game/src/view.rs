@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::hex::Hex;
 use crate::rules::{
-    AP_CAP, AP_PER_ROUND, ATTACK_COST, ATTACK_DAMAGE, ATTACK_RANGE, Game, MAX_HEALTH,
-    MAX_PLAYERS, Status,
+    AP_CAP, AP_PER_ROUND, ATTACK_COST, ATTACK_DAMAGE, ATTACK_RANGE, Game, MAX_HEALTH, MAX_PLAYERS,
+    Status,
 };
 
 /// `GET /api/games/{id}` without `node`.

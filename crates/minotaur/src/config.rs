@@ -1,0 +1,617 @@
+//! Configuration from the environment: the one place environment variables are read.
+//!
+//! [`Config::from_env`] takes a lookup function (the process environment in `main`, a
+//! `HashMap` in tests), validates every variable that is set, whether this configuration uses
+//! it or not, and reports all bad ones at once: the operator fixes the deployment in one go.
+//! It owns parsing and the cross-variable rules (long names for discovery, a cookie for
+//! distribution); it must not start anything.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use discovery::config::{
+    DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+};
+use discovery::{DnsQuery, Host, NodeName};
+
+/// Default basename of node names.
+pub const DEFAULT_BASENAME: &str = "minotaur";
+/// HTTP port (`PORT`).
+pub const DEFAULT_HTTP_PORT: u16 = 4000;
+/// Drain budget (`SHUTDOWN_TIMEOUT_MS`): below Swarm's default 10 s grace period.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(8000);
+
+/// Every variable this program reads, for the "unknown variable" hint and the README table.
+pub const VARIABLES: &[&str] = &[
+    "RELEASE_NODE",
+    "RELEASE_DISTRIBUTION",
+    "RELEASE_COOKIE",
+    "RELEASE_COOKIE_FILE",
+    "CLUSTER_PORT",
+    "DNS_CLUSTER_QUERY",
+    "DNS_CLUSTER_INTERVAL_MS",
+    "DNS_CLUSTER_RESOLVER",
+    "CLUSTER_HOSTS",
+    "PORT",
+    "CLUSTER_BIND",
+    "HTTP_BIND",
+    "SHUTDOWN_TIMEOUT_MS",
+    "CLUSTER_HEARTBEAT_MS",
+    "CLUSTER_FAILURE_TIMEOUT_MS",
+    "LOG_FORMAT",
+];
+
+/// How the node takes part in a cluster (`RELEASE_DISTRIBUTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// Long names: `name@ip` or `name@fqdn`, needed for discovery across hosts.
+    Name,
+    /// Short names, this host only.
+    Sname,
+    /// A single node without a cluster port.
+    None,
+}
+
+/// Log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The node's name as configured: given, or to be derived from the host's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeNameSpec {
+    /// `RELEASE_NODE` with a host part.
+    Given(NodeName),
+    /// No host part (unset, or a bare `name`): `basename@<own address>` for long names,
+    /// `basename@<short host name>` for short names.
+    Derive {
+        /// The part before `@`.
+        basename: String,
+    },
+}
+
+/// Everything the binary needs from the environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `RELEASE_NODE`.
+    pub node: NodeNameSpec,
+    /// `RELEASE_DISTRIBUTION`.
+    pub distribution: Distribution,
+    /// `RELEASE_COOKIE`, or the contents of `RELEASE_COOKIE_FILE`.
+    pub cookie: Option<String>,
+    /// `CLUSTER_PORT`.
+    pub cluster_port: u16,
+    /// `DNS_CLUSTER_QUERY`.
+    pub dns_queries: Vec<DnsQuery>,
+    /// `DNS_CLUSTER_INTERVAL_MS`.
+    pub dns_interval: Duration,
+    /// `DNS_CLUSTER_RESOLVER`.
+    pub dns_resolver: Option<SocketAddr>,
+    /// `CLUSTER_HOSTS`.
+    pub cluster_hosts: Vec<NodeName>,
+    /// `PORT`.
+    pub http_port: u16,
+    /// `CLUSTER_BIND`; `None` = the node's host when it is an IP, else 0.0.0.0.
+    pub cluster_bind: Option<IpAddr>,
+    /// `HTTP_BIND`.
+    pub http_bind: IpAddr,
+    /// `SHUTDOWN_TIMEOUT_MS`.
+    pub shutdown_timeout: Duration,
+    /// `CLUSTER_HEARTBEAT_MS`.
+    pub heartbeat_interval: Duration,
+    /// `CLUSTER_FAILURE_TIMEOUT_MS`.
+    pub failure_timeout: Duration,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+/// One bad variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable.
+    pub variable: &'static str,
+    /// What is wrong and what to set.
+    pub message: String,
+}
+
+/// All bad variables found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for e in &self.0 {
+            writeln!(f, "  {}: {}", e.variable, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    /// True when `variable` is among the errors.
+    pub fn names(&self, variable: &str) -> bool {
+        self.0.iter().any(|e| e.variable == variable)
+    }
+}
+
+/// Collects errors while parsing.
+struct Reader<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+}
+
+impl Reader<'_> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.env)(var)
+    }
+
+    fn fail(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            variable,
+            message: message.into(),
+        });
+    }
+
+    /// Parses `var` with `parse`, or returns `default` when unset; a bad value is recorded
+    /// with `expected` and the default is used so parsing can go on.
+    fn parse<T>(
+        &mut self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        match self.get(var) {
+            None => default,
+            Some(raw) => match parse(raw.trim()) {
+                Some(v) => v,
+                None => {
+                    self.fail(var, format!("`{raw}` is not valid: expected {expected}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn millis(&mut self, var: &'static str, default: Duration, min: u64, max: u64) -> Duration {
+        self.parse(
+            var,
+            default,
+            &format!("a whole number of milliseconds from {min} to {max}"),
+            |s| {
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|v| (min..=max).contains(v))
+                    .map(Duration::from_millis)
+            },
+        )
+    }
+
+    fn port(&mut self, var: &'static str, default: u16) -> u16 {
+        self.parse(var, default, "a TCP port from 1 to 65535", |s| {
+            s.parse::<u16>().ok().filter(|p| *p > 0)
+        })
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_process_env() -> Result<Config, ConfigErrors> {
+        Self::from_env(&|k| std::env::var(k).ok())
+    }
+
+    /// Reads a map (tests).
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Config, ConfigErrors> {
+        Self::from_env(&|k| map.get(k).cloned())
+    }
+
+    /// Parses and validates the variables `env` returns.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
+        };
+
+        let distribution = r.parse(
+            "RELEASE_DISTRIBUTION",
+            Distribution::Name,
+            "`name`, `sname` or `none`",
+            |s| match s {
+                "name" => Some(Distribution::Name),
+                "sname" => Some(Distribution::Sname),
+                "none" => Some(Distribution::None),
+                _ => None,
+            },
+        );
+
+        let node = match r.get("RELEASE_NODE") {
+            None => NodeNameSpec::Derive {
+                basename: DEFAULT_BASENAME.into(),
+            },
+            Some(raw) => match NodeName::parse(raw.trim()) {
+                Ok(n) if n.host().is_some() => NodeNameSpec::Given(n),
+                Ok(n) => NodeNameSpec::Derive {
+                    basename: n.basename().to_string(),
+                },
+                Err(e) => {
+                    r.fail("RELEASE_NODE", format!("{e}"));
+                    NodeNameSpec::Derive {
+                        basename: DEFAULT_BASENAME.into(),
+                    }
+                }
+            },
+        };
+
+        let cookie = match (r.get("RELEASE_COOKIE"), r.get("RELEASE_COOKIE_FILE")) {
+            (Some(c), file) => {
+                if let Some(path) = file
+                    && std::fs::metadata(&path).is_err()
+                {
+                    r.fail(
+                        "RELEASE_COOKIE_FILE",
+                        format!("cannot read `{path}` (RELEASE_COOKIE is set too and wins, but the file must exist)"),
+                    );
+                }
+                Some(c)
+            }
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(c) => Some(c.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    r.fail(
+                        "RELEASE_COOKIE_FILE",
+                        format!("cannot read `{path}`: {e}; expected a file holding the cookie (a Docker secret)"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if cookie.as_deref() == Some("") {
+            r.fail(
+                "RELEASE_COOKIE",
+                "the cookie is empty: set a non-empty shared secret",
+            );
+        }
+
+        let cluster_port = r.port("CLUSTER_PORT", DEFAULT_CLUSTER_PORT);
+        let http_port = r.port("PORT", DEFAULT_HTTP_PORT);
+
+        let dns_queries = match r.get("DNS_CLUSTER_QUERY") {
+            None => Vec::new(),
+            Some(raw) if raw.trim() == "ignore" || raw.trim().is_empty() => Vec::new(),
+            Some(raw) => {
+                let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+                if names.iter().all(|n| valid_dns_name(n)) {
+                    names.into_iter().map(DnsQuery::parse).collect()
+                } else {
+                    r.fail(
+                        "DNS_CLUSTER_QUERY",
+                        format!("`{raw}` is not valid: expected DNS names separated by commas, e.g. `tasks.minotaur-stack_minotaur`, or `ignore`"),
+                    );
+                    Vec::new()
+                }
+            }
+        };
+        let dns_interval = r.millis(
+            "DNS_CLUSTER_INTERVAL_MS",
+            DEFAULT_POLL_INTERVAL,
+            100,
+            3_600_000,
+        );
+        let dns_resolver = r.parse(
+            "DNS_CLUSTER_RESOLVER",
+            None,
+            "`ip:port` of a nameserver, e.g. `127.0.0.11:53`",
+            |s| {
+                s.parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                    .map(Some)
+            },
+        );
+        let cluster_hosts = r.parse(
+            "CLUSTER_HOSTS",
+            Vec::new(),
+            "long node names separated by commas, e.g. `minotaur@10.0.1.6,minotaur@10.0.1.7`",
+            |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| NodeName::parse(h).ok().filter(NodeName::is_long))
+                    .collect::<Option<Vec<_>>>()
+            },
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        let cluster_bind = r.parse("CLUSTER_BIND", None, "an IP address, e.g. `0.0.0.0`", |s| {
+            ip(s).map(Some)
+        });
+        let http_bind = r.parse(
+            "HTTP_BIND",
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            "an IP address, e.g. `0.0.0.0`",
+            ip,
+        );
+        let shutdown_timeout = r.millis(
+            "SHUTDOWN_TIMEOUT_MS",
+            DEFAULT_SHUTDOWN_TIMEOUT,
+            0,
+            3_600_000,
+        );
+        let heartbeat_interval = r.millis(
+            "CLUSTER_HEARTBEAT_MS",
+            DEFAULT_HEARTBEAT_INTERVAL,
+            10,
+            60_000,
+        );
+        let failure_timeout = r.millis(
+            "CLUSTER_FAILURE_TIMEOUT_MS",
+            DEFAULT_FAILURE_TIMEOUT,
+            50,
+            600_000,
+        );
+        let log_format = r.parse(
+            "LOG_FORMAT",
+            LogFormat::Text,
+            "`text` or `json`",
+            |s| match s {
+                "text" => Some(LogFormat::Text),
+                "json" => Some(LogFormat::Json),
+                _ => None,
+            },
+        );
+
+        // Cross-variable rules.
+        let discovers = !dns_queries.is_empty() || !cluster_hosts.is_empty();
+        if distribution != Distribution::None
+            && cookie.is_none()
+            && !r.errors.iter().any(|e| e.variable == "RELEASE_COOKIE_FILE")
+        {
+            r.fail(
+                "RELEASE_COOKIE",
+                "required when RELEASE_DISTRIBUTION is `name` or `sname`: set RELEASE_COOKIE or RELEASE_COOKIE_FILE to the cluster's shared secret",
+            );
+        }
+        if discovers {
+            let what = if dns_queries.is_empty() {
+                "CLUSTER_HOSTS"
+            } else {
+                "DNS_CLUSTER_QUERY"
+            };
+            match (&distribution, &node) {
+                (Distribution::Sname, _) => r.fail(
+                    "RELEASE_NODE",
+                    format!("peer discovery ({what}) needs long names, but RELEASE_DISTRIBUTION=sname: set RELEASE_DISTRIBUTION=name and RELEASE_NODE=name@<ip or fully qualified host> (or leave RELEASE_NODE unset for minotaur@<this host's IP>)"),
+                ),
+                (Distribution::None, _) => r.fail(
+                    "RELEASE_DISTRIBUTION",
+                    format!("peer discovery ({what}) needs distribution, but RELEASE_DISTRIBUTION=none: set RELEASE_DISTRIBUTION=name"),
+                ),
+                (Distribution::Name, NodeNameSpec::Given(n)) if !n.is_long() => r.fail(
+                    "RELEASE_NODE",
+                    format!("`{n}` is not a long name, and peer discovery ({what}) needs one: set RELEASE_NODE={}@<this host's IP or fully qualified name>, or leave it unset for {}@<this host's IP>", n.basename(), n.basename()),
+                ),
+                (Distribution::Name, NodeNameSpec::Derive { basename }) if r.get("RELEASE_NODE").is_some() => r.fail(
+                    "RELEASE_NODE",
+                    format!("`{basename}` has no host, and peer discovery ({what}) needs a long name: set RELEASE_NODE={basename}@<this host's IP or fully qualified name>, or leave it unset for {basename}@<this host's IP>"),
+                ),
+                _ => {}
+            }
+        }
+
+        if r.errors.is_empty() {
+            Ok(Config {
+                node,
+                distribution,
+                cookie,
+                cluster_port,
+                dns_queries,
+                dns_interval,
+                dns_resolver,
+                cluster_hosts,
+                http_port,
+                cluster_bind,
+                http_bind,
+                shutdown_timeout,
+                heartbeat_interval,
+                failure_timeout,
+                log_format,
+            })
+        } else {
+            Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// True when peers are to be discovered.
+    pub fn discovers(&self) -> bool {
+        !self.dns_queries.is_empty() || !self.cluster_hosts.is_empty()
+    }
+
+    /// The node's name: the given one, or derived from `own_ip` (long names) or the short host
+    /// name (short names).
+    pub fn node_name(&self, own_ip: impl FnOnce() -> Option<IpAddr>) -> Result<NodeName, String> {
+        match &self.node {
+            NodeNameSpec::Given(n) => Ok(n.clone()),
+            NodeNameSpec::Derive { basename } => {
+                let host = match self.distribution {
+                    Distribution::Sname => short_hostname()
+                        .map(Host::Domain)
+                        .unwrap_or(Host::Ip(Ipv4Addr::LOCALHOST.into())),
+                    Distribution::Name | Distribution::None => Host::Ip(own_ip().ok_or_else(|| {
+                        "RELEASE_NODE: cannot find a non-loopback address of this host; set RELEASE_NODE=name@<ip>".to_string()
+                    })?),
+                };
+                NodeName::new(basename, host).map_err(|e| format!("RELEASE_NODE: {e}"))
+            }
+        }
+    }
+
+    /// The address the cluster listener binds: `CLUSTER_BIND`, else the node's IP, else any.
+    pub fn cluster_bind_for(&self, node: &NodeName) -> IpAddr {
+        self.cluster_bind
+            .or_else(|| node.host().and_then(Host::ip))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+fn short_hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/etc/hostname").ok()?;
+    let short = h.trim().split('.').next()?.to_ascii_lowercase();
+    (!short.is_empty()).then_some(short)
+}
+
+fn valid_dns_name(n: &str) -> bool {
+    let n = n.strip_suffix('.').unwrap_or(n);
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.distribution, Distribution::Name);
+        assert_eq!(c.cluster_port, 9000);
+        assert_eq!(c.http_port, 4000);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(8000));
+        assert_eq!(c.dns_interval, Duration::from_millis(5000));
+        assert!(!c.discovers());
+        let name = c.node_name(|| Some("10.0.1.6".parse().unwrap())).unwrap();
+        assert_eq!(name.to_string(), "minotaur@10.0.1.6");
+        assert_eq!(
+            c.cluster_bind_for(&name),
+            "10.0.1.6".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once() {
+        let err = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("CLUSTER_PORT", "ninety"),
+            ("PORT", "70000"),
+            ("DNS_CLUSTER_INTERVAL_MS", "-5"),
+            ("DNS_CLUSTER_RESOLVER", "nameserver"),
+            ("CLUSTER_BIND", "everywhere"),
+            ("LOG_FORMAT", "xml"),
+            ("RELEASE_DISTRIBUTION", "longnames"),
+        ])
+        .unwrap_err();
+        for v in [
+            "CLUSTER_PORT",
+            "PORT",
+            "DNS_CLUSTER_INTERVAL_MS",
+            "DNS_CLUSTER_RESOLVER",
+            "CLUSTER_BIND",
+            "LOG_FORMAT",
+            "RELEASE_DISTRIBUTION",
+        ] {
+            assert!(err.names(v), "{v} not reported in {err}");
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("CLUSTER_PORT: `ninety` is not valid: expected a TCP port"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn discovery_with_a_short_name_names_release_node() {
+        for node in ["minotaur", "minotaur@myhost"] {
+            let err = parse(&[
+                ("RELEASE_COOKIE", "s"),
+                ("RELEASE_NODE", node),
+                ("DNS_CLUSTER_QUERY", "tasks.minotaur-stack_minotaur"),
+            ])
+            .unwrap_err();
+            assert!(err.names("RELEASE_NODE"), "{err}");
+            assert!(err.to_string().contains("long name"), "{err}");
+        }
+        let err = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_DISTRIBUTION", "sname"),
+            ("CLUSTER_HOSTS", "minotaur@10.0.0.2"),
+        ])
+        .unwrap_err();
+        assert!(err.names("RELEASE_NODE"), "{err}");
+    }
+
+    #[test]
+    fn discovery_with_a_long_or_derived_name_is_fine() {
+        let c = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            (
+                "DNS_CLUSTER_QUERY",
+                "tasks.minotaur-stack_minotaur, _cluster._tcp.minotaur.svc",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.dns_queries,
+            vec![
+                DnsQuery::Addresses("tasks.minotaur-stack_minotaur".into()),
+                DnsQuery::Srv("_cluster._tcp.minotaur.svc".into())
+            ]
+        );
+        assert!(
+            parse(&[
+                ("RELEASE_COOKIE", "s"),
+                ("RELEASE_NODE", "a@10.0.0.1"),
+                ("CLUSTER_HOSTS", "a@10.0.0.2,a@b.example.com")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn cookie_is_required_and_can_come_from_a_file() {
+        let err = parse(&[]).unwrap_err();
+        assert!(err.names("RELEASE_COOKIE"), "{err}");
+        assert!(parse(&[("RELEASE_DISTRIBUTION", "none")]).is_ok());
+
+        let dir = std::env::temp_dir().join(format!("minotaur-cookie-{}", std::process::id()));
+        std::fs::write(&dir, "from-file\n").unwrap();
+        let c = parse(&[("RELEASE_COOKIE_FILE", dir.to_str().unwrap())]).unwrap();
+        assert_eq!(c.cookie.as_deref(), Some("from-file"));
+        std::fs::remove_file(&dir).unwrap();
+        let err = parse(&[("RELEASE_COOKIE_FILE", "/nonexistent/cookie")]).unwrap_err();
+        assert!(err.names("RELEASE_COOKIE_FILE"), "{err}");
+        assert!(!err.names("RELEASE_COOKIE"), "{err}");
+    }
+
+    #[test]
+    fn unused_variables_are_still_validated() {
+        // No discovery configured, but a bad DNS_CLUSTER_QUERY is still an error.
+        let err = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_DISTRIBUTION", "none"),
+            ("DNS_CLUSTER_QUERY", "bad name!"),
+        ])
+        .unwrap_err();
+        assert!(err.names("DNS_CLUSTER_QUERY"), "{err}");
+    }
+}
