@@ -38,21 +38,30 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for: {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// `count` loopback addresses 127.0.`net`.2, .3, ... (each test uses its own `net`).
 pub fn loopbacks(net: u8, count: u8) -> Vec<IpAddr> {
-    (2..2 + count).map(|i| IpAddr::from([127, 0, net, i])).collect()
+    (2..2 + count)
+        .map(|i| IpAddr::from([127, 0, net, i]))
+        .collect()
 }
 
 /// A TCP port free on every address given.
 pub fn free_port(ips: &[IpAddr]) -> u16 {
     loop {
-        let Ok(probe) = std::net::TcpListener::bind((ips[0], 0)) else { continue };
-        let Ok(addr) = probe.local_addr() else { continue };
+        let Ok(probe) = std::net::TcpListener::bind((ips[0], 0)) else {
+            continue;
+        };
+        let Ok(addr) = probe.local_addr() else {
+            continue;
+        };
         let port = addr.port();
         if ips[1..]
             .iter()
@@ -104,7 +113,10 @@ impl NodeProc {
             .arg("start")
             .env_clear()
             .envs(&env)
-            .env("RUST_LOG", "info,discovery=debug,ractor_cluster=error")
+            .env(
+                "RUST_LOG",
+                "info,discovery=debug,ractor=warn,ractor_cluster=error",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -119,12 +131,16 @@ impl NodeProc {
         }
     }
 
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0))
+    /// The process id while the process is ours to signal.
+    pub fn pid(&self) -> Option<Pid> {
+        self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32))
     }
 
+    /// Sends `sig` to the process (never to pid 0, which would be the whole process group).
     pub fn signal(&self, sig: Signal) {
-        let _ = kill(self.pid(), sig);
+        if let Some(pid) = self.pid() {
+            let _ = kill(pid, sig);
+        }
     }
 
     /// SIGKILL and reap.
@@ -164,7 +180,8 @@ impl NodeProc {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let Some(pid) = self.pid() else { return 0 };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -177,11 +194,17 @@ impl NodeProc {
         rpc(&self.env, Some(&self.name), args).await
     }
 
-    /// The names `rpc nodes` prints, sorted; empty when the rpc fails.
-    pub async fn nodes(&self) -> Vec<String> {
+    /// The names `rpc nodes` prints, sorted; `None` (and the reason on stderr) when the rpc
+    /// fails, so that a failing console never passes for an empty cluster.
+    pub async fn try_nodes(&self) -> Option<Vec<String>> {
         let out = self.rpc(&["nodes"]).await;
         if !out.status.success() {
-            return Vec::new();
+            eprintln!(
+                "rpc nodes on {} failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
         }
         let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -189,7 +212,19 @@ impl NodeProc {
             .filter(|l| !l.is_empty())
             .collect();
         v.sort();
-        v
+        Some(v)
+    }
+
+    /// Like [`NodeProc::try_nodes`], panicking when the rpc fails.
+    pub async fn nodes(&self) -> Vec<String> {
+        match self.try_nodes().await {
+            Some(v) => v,
+            None => panic!(
+                "`minotaur rpc nodes` failed on {}:\n{}",
+                self.name,
+                self.log()
+            ),
+        }
     }
 
     pub fn cluster_addr(&self) -> SocketAddr {

@@ -25,7 +25,7 @@ pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest reconnect delay.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Connections still in their handshake beyond this many are closed at once.
+/// At most this many connections may be in their handshake; beyond, the oldest is closed.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 /// Largest inbound cluster frame (live handoff batches are chunked below it).
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 32 * 1024 * 1024;

@@ -50,6 +50,12 @@ use crate::{NodeId, Peer, PeerSet};
 const TICK: Duration = Duration::from_millis(50);
 /// Timeout of a `ping` asked from the console.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a node whose link closed may take to finish another link before it is reported
+/// down (see `on_closed`).
+const RELINK_GRACE: Duration = Duration::from_secs(1);
+/// A node whose name sorts first waits this long (plus jitter) before dialling a newly
+/// discovered peer, which is likely dialling it at the same moment.
+const FIRST_DIAL_DELAY: Duration = Duration::from_millis(150);
 /// Timeout of calls into the connector actor from its handle.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -376,6 +382,9 @@ struct NodeEntry {
     ping_in_flight: bool,
     /// When the last heartbeat was sent.
     last_ping: Option<Instant>,
+    /// Set while the primary link is gone and another authenticated link to the same run is
+    /// finishing its sync: the node is not reported down unless this passes.
+    relink_deadline: Option<Instant>,
 }
 
 /// Mutable state of the connector.
@@ -394,7 +403,7 @@ struct State {
     self_addrs: HashSet<SocketAddr>,
     /// Event subscribers; closed ones are dropped on the next send.
     subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
-    /// Half-open connections refused for exceeding the cap since the last log line.
+    /// Half-open connections closed for exceeding the cap since the last log line.
     refused_pending: u64,
     /// For rate-limiting the "too many handshakes" warning.
     last_refusal_log: Option<Instant>,
@@ -477,6 +486,7 @@ impl Actor for ConnectorActor {
             ConnectorMsg::Session(step, info) => self.on_session(state, step, info),
             ConnectorMsg::DialDone { addr, error } => self.on_dial_done(state, addr, error),
             ConnectorMsg::Pong { node, rtt } => {
+                tracing::trace!(node = %node, rtt_us = rtt.as_micros() as u64, "pong");
                 if let Some(entry) = state.nodes.get_mut(&node.name)
                     && entry.peer.id == node
                 {
@@ -590,10 +600,17 @@ impl ConnectorActor {
         for (addr, peer) in wanted {
             state.dials.entry(addr).or_insert_with(|| {
                 debug!(peer = %peer, "peer discovered");
+                // ractor_cluster keeps the link dialled by the node whose name sorts last; the
+                // other side waits a little so that both rarely dial at once.
+                let next_at = if peer.name.to_string().as_str() > own_name.as_str() {
+                    now + FIRST_DIAL_DELAY.mul_f64(1.0 + rand::random::<f64>())
+                } else {
+                    now
+                };
                 Dial {
                     peer,
                     attempts: 0,
-                    next_at: now,
+                    next_at,
                     in_flight: false,
                 }
             });
@@ -689,6 +706,9 @@ impl ConnectorActor {
                 unresponsive.push(name.clone());
                 continue;
             }
+            if entry.relink_deadline.is_some() {
+                continue;
+            }
             if entry.beacon.is_none() {
                 entry.beacon = entry.peer.remote_actor::<BeaconMsg>(BEACON_SERVICE);
             }
@@ -715,22 +735,19 @@ impl ConnectorActor {
             }
         }
         for name in unresponsive {
-            if let Some(entry) = state.nodes.remove(&name) {
+            if let Some(entry) = state.nodes.get(&name) {
                 warn!(node = %entry.peer.id.name, incarnation = entry.peer.id.incarnation, silent_ms = now.duration_since(entry.last_heard).as_millis() as u64, "node stopped answering heartbeats; disconnecting");
-                for link in std::iter::once(entry.peer.link_id()).chain(entry.spare_links) {
-                    if let Some(l) = state.links.get(&link) {
-                        l.info.actor.stop(Some("heartbeat timeout".into()));
-                    }
-                }
-                Self::publish(
-                    state,
-                    NodeEvent::Down {
-                        id: entry.peer.id,
-                        reason: DownReason::Unresponsive,
-                    },
-                );
-                self.redial_soon(state, &name);
             }
+            self.node_down(state, &name, DownReason::Unresponsive);
+        }
+        let relink_expired: Vec<String> = state
+            .nodes
+            .iter()
+            .filter(|(_, e)| e.relink_deadline.is_some_and(|d| d <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in relink_expired {
+            self.node_down(state, &name, DownReason::Disconnected);
         }
     }
 
@@ -738,13 +755,21 @@ impl ConnectorActor {
         let id = info.actor.get_id();
         match step {
             SessionStep::Opened => {
-                let pending = state
+                // Over the cap, close the oldest half-open connection: an attacker's idle
+                // connections are the old ones, a real peer or console is the new one.
+                let pending: Vec<(Instant, ActorId)> = state
                     .links
                     .values()
-                    .filter(|l| !matches!(l.kind, Some(PeerKind::Node(_))))
-                    .count();
-                if pending >= self.config.max_pending_handshakes {
-                    info.actor.stop(Some("too many pending handshakes".into()));
+                    .filter(|l| !l.authenticated)
+                    .map(|l| (l.opened_at, l.info.actor.get_id()))
+                    .collect();
+                if pending.len() >= self.config.max_pending_handshakes
+                    && let Some((_, oldest)) = pending.iter().min()
+                    && let Some(old) = state.links.get(oldest)
+                {
+                    old.info
+                        .actor
+                        .stop(Some("too many pending handshakes".into()));
                     state.refused_pending += 1;
                     let now = Instant::now();
                     if state
@@ -752,14 +777,13 @@ impl ConnectorActor {
                         .is_none_or(|t| now.duration_since(t) > Duration::from_secs(10))
                     {
                         warn!(
-                            refused = state.refused_pending,
+                            closed = state.refused_pending,
                             limit = self.config.max_pending_handshakes,
-                            "too many connections in their handshake; refusing new ones"
+                            "too many connections in their handshake; closing the oldest"
                         );
                         state.refused_pending = 0;
                         state.last_refusal_log = Some(now);
                     }
-                    return;
                 }
                 state.links.insert(
                     id,
@@ -827,7 +851,17 @@ impl ConnectorActor {
 
         if let Some(existing) = state.nodes.get_mut(&peer_id.name) {
             if existing.peer.id.incarnation == peer_id.incarnation {
-                existing.spare_links.push(link_id);
+                if existing.relink_deadline.take().is_some() {
+                    existing.peer.session = info.actor.clone();
+                    existing.beacon = existing.peer.remote_actor(BEACON_SERVICE);
+                    existing.last_heard = Instant::now();
+                    existing.ping_in_flight = false;
+                    let peer = existing.peer.clone();
+                    debug!(node = %peer_id.name, "link replaced");
+                    Self::publish(state, NodeEvent::Up(peer));
+                } else {
+                    existing.spare_links.push(link_id);
+                }
                 return;
             }
             if existing.peer.id.incarnation > peer_id.incarnation {
@@ -837,23 +871,8 @@ impl ConnectorActor {
             }
             // A newer run of a node we still hold a link to: the old run is gone (restarted
             // process, frozen then replaced). Stop its links first.
-            if let Some(old) = state.nodes.remove(&peer_id.name) {
-                info!(node = %peer_id.name, old = old.peer.id.incarnation, new = peer_id.incarnation, "node restarted; dropping links to its previous run");
-                for l in std::iter::once(old.peer.link_id()).chain(old.spare_links) {
-                    if let Some(l) = state.links.get(&l) {
-                        l.info
-                            .actor
-                            .stop(Some("replaced by newer incarnation".into()));
-                    }
-                }
-                Self::publish(
-                    state,
-                    NodeEvent::Down {
-                        id: old.peer.id,
-                        reason: DownReason::Replaced,
-                    },
-                );
-            }
+            info!(node = %peer_id.name, old = existing.peer.id.incarnation, new = peer_id.incarnation, "node restarted; dropping links to its previous run");
+            self.node_down(state, &peer_id.name, DownReason::Replaced);
         }
 
         let peer = PeerNode {
@@ -882,6 +901,7 @@ impl ConnectorActor {
                 rtt: None,
                 ping_in_flight: false,
                 last_ping: None,
+                relink_deadline: None,
             },
         );
         Self::publish(state, NodeEvent::Up(peer));
@@ -911,6 +931,8 @@ impl ConnectorActor {
         let Some(PeerKind::Node(peer_id)) = link.kind else {
             return;
         };
+        let ractor_name = peer_id.ractor_name();
+        let other_link_pending = Self::has_link_named(state, &ractor_name);
         let Some(entry) = state.nodes.get_mut(&peer_id.name) else {
             return;
         };
@@ -919,9 +941,13 @@ impl ConnectorActor {
         }
         if entry.peer.link_id() != link_id {
             entry.spare_links.retain(|l| *l != link_id);
+            // The link we were waiting for closed too.
+            if entry.relink_deadline.is_some() && !other_link_pending {
+                self.node_down(state, &peer_id.name, DownReason::Disconnected);
+            }
             return;
         }
-        // The primary link closed: promote a spare if one is ready, else the node is down.
+        // The primary link closed: promote a spare if one is ready.
         while let Some(spare) = entry.spare_links.pop() {
             if let Some(l) = state.links.get(&spare) {
                 entry.peer.session = l.info.actor.clone();
@@ -931,16 +957,33 @@ impl ConnectorActor {
                 return;
             }
         }
-        if let Some(entry) = state.nodes.remove(&peer_id.name) {
-            info!(node = %peer_id.name, incarnation = peer_id.incarnation, "node down: link closed");
+        // When both sides dial at once, ractor_cluster may close a link that was already ready
+        // here while the other link is still finishing its sync: wait for that one briefly
+        // rather than report the node down and up again.
+        if other_link_pending {
+            entry.relink_deadline = Some(Instant::now() + RELINK_GRACE);
+            return;
+        }
+        self.node_down(state, &peer_id.name, DownReason::Disconnected);
+    }
+
+    /// Forgets a node, reports it down and schedules a redial if it is still discovered.
+    fn node_down(&self, state: &mut State, name: &str, reason: DownReason) {
+        if let Some(entry) = state.nodes.remove(name) {
+            info!(node = %name, incarnation = entry.peer.id.incarnation, ?reason, "node down");
+            for link in std::iter::once(entry.peer.link_id()).chain(entry.spare_links) {
+                if let Some(l) = state.links.get(&link) {
+                    l.info.actor.stop(Some(format!("node down: {reason:?}")));
+                }
+            }
             Self::publish(
                 state,
                 NodeEvent::Down {
                     id: entry.peer.id,
-                    reason: DownReason::Disconnected,
+                    reason,
                 },
             );
-            self.redial_soon(state, &peer_id.name);
+            self.redial_soon(state, name);
         }
     }
 

@@ -31,7 +31,7 @@ pub enum AttachError {
     },
     /// The node closed the connection during the cookie handshake.
     #[error(
-        "the node at {addr} refused the connection: wrong cookie (check RELEASE_COOKIE or RELEASE_COOKIE_FILE)"
+        "the node at {addr} closed the connection during the handshake: wrong cookie? (check RELEASE_COOKIE or RELEASE_COOKIE_FILE)"
     )]
     Refused {
         /// Where.
@@ -155,29 +155,26 @@ async fn handshake(
             });
         }
     }
-    loop {
-        let event = tokio::time::timeout_at(deadline, rx.recv()).await;
-        let (ready, ses) = match event {
-            Ok(Some(e)) => e,
-            Ok(None) => return Err(AttachError::Local("endpoint stopped".into())),
-            Err(_) => {
-                return Err(AttachError::Timeout {
-                    addr: target,
-                    after: timeout,
-                });
-            }
-        };
-        if !ready {
-            return Err(AttachError::Refused { addr: target });
+    let (ready, ses) = match tokio::time::timeout_at(deadline, rx.recv()).await {
+        Ok(Some(e)) => e,
+        Ok(None) => return Err(AttachError::Local("endpoint stopped".into())),
+        Err(_) => {
+            return Err(AttachError::Timeout {
+                addr: target,
+                after: timeout,
+            });
         }
-        let name = ses
-            .peer_name
-            .as_ref()
-            .map(|n| n.name.clone())
-            .unwrap_or_default();
-        return match PeerKind::from_ractor_name(&name) {
-            PeerKind::Node(id) => Ok(PeerNode::new(id, ses.actor)),
-            _ => Err(AttachError::NotMinotaur { addr: target, name }),
-        };
+    };
+    if !ready {
+        return Err(AttachError::Refused { addr: target });
+    }
+    let name = ses
+        .peer_name
+        .as_ref()
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    match PeerKind::from_ractor_name(&name) {
+        PeerKind::Node(id) => Ok(PeerNode::new(id, ses.actor)),
+        _ => Err(AttachError::NotMinotaur { addr: target, name }),
     }
 }

@@ -1,6 +1,8 @@
 //! Several real nodes (ractor_cluster endpoints over real TCP on 127.0.0.x) in one process:
 //! mesh formation, node events, ping, cookie refusal, and hostile bytes on the cluster port.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -58,7 +60,12 @@ async fn start_node(ip: IpAddr, port: u16, cookie: &str) -> TestNode {
     let mut config = ConnectorConfig::new(NodeId::new_incarnation(&name), cookie.into(), ip, port);
     config.handshake_timeout = Duration::from_secs(1);
     let (tx, rx) = watch::channel(PeerSet::new());
-    let (connector, _) = Connector::start(config, rx).await.unwrap();
+    // A node stopped a moment ago may still hold the port while its listener winds down.
+    let connector = eventually("the port is free", || {
+        let (config, rx) = (config.clone(), rx.clone());
+        async move { Connector::start(config, rx).await.ok().map(|(c, _)| c) }
+    })
+    .await;
     TestNode {
         connector,
         peers: tx,

@@ -282,7 +282,13 @@ impl Config {
         }
 
         let cluster_port = r.port("CLUSTER_PORT", DEFAULT_CLUSTER_PORT);
-        let http_port = r.port("PORT", DEFAULT_HTTP_PORT);
+        // 0 lets the OS pick (tests, several nodes on one address); the log says which.
+        let http_port = r.parse(
+            "PORT",
+            DEFAULT_HTTP_PORT,
+            "a TCP port from 0 to 65535",
+            |s| s.parse::<u16>().ok(),
+        );
 
         let dns_queries = match r.get("DNS_CLUSTER_QUERY") {
             None => Vec::new(),

@@ -93,6 +93,7 @@ async fn probe_peer_address(config: &Config) -> Option<IpAddr> {
 }
 
 /// A started node.
+#[derive(Debug)]
 pub struct Node {
     /// Shared handles.
     pub ctx: NodeContext,

@@ -44,6 +44,7 @@ impl ClientError {
 }
 
 /// An attached console.
+#[derive(Debug)]
 pub struct Session {
     link: ConsoleLink,
     console: ActorRef<ConsoleMsg>,

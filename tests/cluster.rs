@@ -1,0 +1,289 @@
+//! Cluster formation end to end: real `minotaur` processes on 127.0.x.y finding each other
+//! through a real DNS server, watched through `minotaur rpc`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SERVICE: &str = "tasks.minotaur-test_minotaur";
+
+fn dns_env(
+    ip: IpAddr,
+    port: u16,
+    dns: &discovery::dns_server::DnsServer,
+) -> HashMap<String, String> {
+    let mut env = node_env(ip, port, "e2e-cookie");
+    env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
+    env.insert("DNS_CLUSTER_RESOLVER".into(), dns.addr().to_string());
+    env.insert("DNS_CLUSTER_INTERVAL_MS".into(), "200".into());
+    env
+}
+
+async fn wait_for_mesh(nodes: &[&NodeProc]) {
+    let all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
+    for n in nodes {
+        let want: Vec<String> = names(&all).into_iter().filter(|x| *x != n.name).collect();
+        eventually(
+            &format!("{} sees {want:?}", n.name),
+            Duration::from_secs(15),
+            || async { (n.try_nodes().await? == want).then_some(()) },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_find_each_other_through_dns_and_a_new_name_joins() {
+    let ips = loopbacks(21, 4);
+    let port = free_port(&ips);
+    let dns = dns().await;
+    let logs = log_dir("dns_mesh");
+    dns.set_addresses(SERVICE, &ips[..3]);
+    let nodes: Vec<NodeProc> = ips[..3]
+        .iter()
+        .map(|ip| NodeProc::start(*ip, dns_env(*ip, port, &dns), &logs))
+        .collect();
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+
+    // A fourth task appears in DNS: everyone connects to it, it connects to everyone.
+    let fourth = NodeProc::start(ips[3], dns_env(ips[3], port, &dns), &logs);
+    dns.set_addresses(SERVICE, &ips);
+    let mut all: Vec<&NodeProc> = nodes.iter().collect();
+    all.push(&fourth);
+    wait_for_mesh(&all).await;
+
+    // `node`, `ping` and JSON answers through the console.
+    let out = nodes[0].rpc(&["node"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), nodes[0].name);
+    let out = nodes[0].rpc(&["--json", "ping", &fourth.name]).await;
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json answer");
+    assert_eq!(v["node"], fourth.name.as_str());
+    assert!(v["rtt_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{v}");
+
+    // A node that leaves DNS (as a Swarm task does ~2 s before SIGTERM) stays connected.
+    dns.set_addresses(SERVICE, &ips[..3]);
+    tokio::time::sleep(Duration::from_millis(1000)).await; // five polls: prove nothing happens
+    assert_eq!(
+        nodes[0].nodes().await.len(),
+        3,
+        "a live node was dropped because it left DNS"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_reported_down_and_a_frozen_one_too_until_it_thaws() {
+    let ips = loopbacks(22, 3);
+    let port = free_port(&ips);
+    let dns = dns().await;
+    let logs = log_dir("failures");
+    dns.set_addresses(SERVICE, &ips);
+    let mut nodes: Vec<NodeProc> = ips
+        .iter()
+        .map(|ip| NodeProc::start(*ip, dns_env(*ip, port, &dns), &logs))
+        .collect();
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+
+    // SIGSTOP: TCP stays open, only heartbeats can tell. Reported down, then back on SIGCONT.
+    nodes[1].signal(Signal::SIGSTOP);
+    let frozen = nodes[1].name.clone();
+    eventually(
+        "frozen node reported down",
+        Duration::from_secs(10),
+        || async { (!nodes[0].try_nodes().await?.contains(&frozen)).then_some(()) },
+    )
+    .await;
+    assert!(
+        nodes[0].log().contains("node stopped answering heartbeats"),
+        "{}",
+        nodes[0].log()
+    );
+    nodes[1].signal(Signal::SIGCONT);
+    eventually("thawed node back", Duration::from_secs(15), || async {
+        nodes[0].try_nodes().await?.contains(&frozen).then_some(())
+    })
+    .await;
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+
+    // SIGKILL: reported down by every survivor.
+    let killed = nodes[2].name.clone();
+    nodes[2].kill();
+    for n in &nodes[..2] {
+        eventually(
+            "killed node reported down",
+            Duration::from_secs(10),
+            || async { (!n.try_nodes().await?.contains(&killed)).then_some(()) },
+        )
+        .await;
+    }
+    // It is still in DNS, so the survivors keep trying; a restart (new incarnation) rejoins.
+    let restarted = NodeProc::start(ips[2], dns_env(ips[2], port, &dns), &logs);
+    let all: Vec<&NodeProc> = vec![&nodes[0], &nodes[1], &restarted];
+    wait_for_mesh(&all).await;
+    assert!(nodes[0].log().contains("node up"), "{}", nodes[0].log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
+    let ips = loopbacks(23, 2);
+    let port = free_port(&ips);
+    let dns = dns().await;
+    let logs = log_dir("cookie");
+    dns.set_addresses(SERVICE, &ips);
+    let good = NodeProc::start(ips[0], dns_env(ips[0], port, &dns), &logs);
+    let mut bad_env = dns_env(ips[1], port, &dns);
+    bad_env.insert("RELEASE_COOKIE".into(), "not-the-cookie".into());
+    let bad = NodeProc::start(ips[1], bad_env, &logs);
+
+    eventually("refusal logged", Duration::from_secs(10), || async {
+        good.log().contains("failed to authenticate").then_some(())
+    })
+    .await;
+    assert!(
+        good.log().contains(&format!("minotaur@{}", ips[1])),
+        "{}",
+        good.log()
+    );
+    assert!(good.nodes().await.is_empty());
+    assert!(bad.nodes().await.is_empty());
+
+    // A console with the wrong cookie gets a one-line reason and a non-zero exit.
+    let mut env = good.env.clone();
+    env.insert("RELEASE_COOKIE".into(), "guess".into());
+    let out = rpc(&env, Some(&good.name), &["nodes"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong cookie"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    // The console never shows up as a node.
+    assert!(good.nodes().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_node() {
+    let ips = loopbacks(24, 2);
+    let port = free_port(&ips);
+    let logs = log_dir("hostile");
+    let mut env = node_env(ips[0], port, "e2e-cookie");
+    env.insert("CLUSTER_HOSTS".into(), format!("minotaur@{}", ips[1]));
+    let mut node = NodeProc::start(ips[0], env, &logs);
+    eventually("node answers", Duration::from_secs(10), || async {
+        node.rpc(&["node"]).await.status.success().then_some(())
+    })
+    .await;
+    let addr = node.cluster_addr();
+    let rss_before = node.rss_kib();
+
+    for round in 0..3 {
+        // Garbage, an HTTP request, a huge length prefix, a truncated frame.
+        for payload in [
+            b"\x00\x01garbage garbage garbage".to_vec(),
+            b"GET / HTTP/1.1\r\nHost: minotaur\r\n\r\n".to_vec(),
+            u64::MAX.to_be_bytes().to_vec(),
+            [(1u64 << 40).to_be_bytes().to_vec(), vec![7; 100]].concat(),
+            [100u64.to_be_bytes().to_vec(), vec![0xff; 50]].concat(),
+        ] {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let _ = s.write_all(&payload).await;
+            let mut buf = [0u8; 256];
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await;
+        }
+        // 400 idle connections held open while a console works.
+        let mut idle = Vec::new();
+        for _ in 0..400 {
+            if let Ok(s) = TcpStream::connect(addr).await {
+                idle.push(s);
+            }
+        }
+        let out = node.rpc(&["node"]).await;
+        assert!(out.status.success(), "round {round}: node stalled: {out:?}");
+        // The node closes them at its handshake deadline.
+        for mut s in idle {
+            let mut b = [0u8; 1];
+            let r = tokio::time::timeout(scaled(Duration::from_secs(20)), s.read(&mut b)).await;
+            assert!(
+                matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+                "idle connection never closed"
+            );
+        }
+    }
+    assert!(node.is_running(), "node died");
+    let out = node.rpc(&["node"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let rss_after = node.rss_kib();
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    // A peer still joins after all that.
+    let peer_env = {
+        let mut e = node_env(ips[1], port, "e2e-cookie");
+        e.insert("CLUSTER_HOSTS".into(), node.name.clone());
+        e
+    };
+    let peer = NodeProc::start(ips[1], peer_env, &logs);
+    eventually("peer joins", Duration::from_secs(10), || async {
+        (node.try_nodes().await? == vec![peer.name.clone()]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_without_a_long_name_exits_2_naming_release_node() {
+    let logs = log_dir("short_name");
+    for node in ["minotaur", "minotaur@myhost"] {
+        let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, "c");
+        env.insert("RELEASE_NODE".into(), node.into());
+        env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
+        let mut p = NodeProc::start("127.0.25.2".parse().expect("ip"), env, &logs);
+        let code = p.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(code, Some(2));
+    }
+    let out = std::process::Command::new(MINOTAUR)
+        .arg("start")
+        .env_clear()
+        .env("RELEASE_NODE", "minotaur")
+        .env("RELEASE_COOKIE", "c")
+        .env("DNS_CLUSTER_QUERY", SERVICE)
+        .env("CLUSTER_PORT", "nine")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RELEASE_NODE") && err.contains("long name"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CLUSTER_PORT"),
+        "every bad variable is reported: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_errors_are_one_line_and_non_zero() {
+    let ips = loopbacks(26, 1);
+    let port = free_port(&ips);
+    let logs = log_dir("rpc_errors");
+    let node = NodeProc::start(ips[0], node_env(ips[0], port, "c"), &logs);
+    eventually("node answers", Duration::from_secs(10), || async {
+        node.rpc(&["node"]).await.status.success().then_some(())
+    })
+    .await;
+    let out = node.rpc(&["frobnicate"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command `frobnicate`"));
+
+    let out = rpc(&node.env, Some("minotaur@127.0.26.9"), &["nodes"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
