@@ -46,7 +46,12 @@ impl Actor for Echo {
     async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())
     }
-    async fn handle(&self, _: ActorRef<EchoMsg>, msg: EchoMsg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<EchoMsg>,
+        msg: EchoMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         let EchoMsg::Echo(v, reply) = msg;
         let _ = reply.send(v);
         Ok(())
@@ -59,7 +64,10 @@ fn name(ip: IpAddr) -> NodeName {
 
 async fn start_connector(ip: IpAddr, port: u16, peers: watch::Receiver<PeerSet>) -> Connector {
     let cfg = ConnectorConfig::new(NodeId::new_incarnation(&name(ip)), COOKIE.into(), ip, port);
-    Connector::start(cfg, peers).await.expect("start connector").0
+    Connector::start(cfg, peers)
+        .await
+        .expect("start connector")
+        .0
 }
 
 fn dns_discovery(ip: IpAddr, port: u16, dns: SocketAddr, query: &str) -> watch::Receiver<PeerSet> {
@@ -82,7 +90,10 @@ fn free_port(ips: &[IpAddr]) -> u16 {
     loop {
         let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
         let port = probe.local_addr().unwrap().port();
-        if ips[1..].iter().all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok()) {
+        if ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
             return port;
         }
     }
@@ -120,15 +131,27 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// 1. A node's address appears in DNS: time until both existing nodes have it up.
+/// Part 1: a node's address appears in DNS: time until both existing nodes have it up.
 async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
     let base: Vec<IpAddr> = (2..=3).map(|i| IpAddr::from([127, 0, 61, i])).collect();
-    let newcomers: Vec<IpAddr> = (10..10 + rounds as u8).map(|i| IpAddr::from([127, 0, 61, i])).collect();
+    let newcomers: Vec<IpAddr> = (10..10 + rounds as u8)
+        .map(|i| IpAddr::from([127, 0, 61, i]))
+        .collect();
     let all: Vec<IpAddr> = base.iter().chain(newcomers.iter()).copied().collect();
     let port = free_port(&all);
     dns.set_addresses(SERVICE, &base);
-    let a = start_connector(base[0], port, dns_discovery(base[0], port, dns.addr(), SERVICE)).await;
-    let b = start_connector(base[1], port, dns_discovery(base[1], port, dns.addr(), SERVICE)).await;
+    let a = start_connector(
+        base[0],
+        port,
+        dns_discovery(base[0], port, dns.addr(), SERVICE),
+    )
+    .await;
+    let b = start_connector(
+        base[1],
+        port,
+        dns_discovery(base[1], port, dns.addr(), SERVICE),
+    )
+    .await;
     let mut ea = a.subscribe().await.unwrap();
     let mut eb = b.subscribe().await.unwrap();
     // a and b first find each other.
@@ -161,7 +184,10 @@ async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGCONT);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGCONT,
+        );
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -184,10 +210,12 @@ fn spawn_minotaur(ip: IpAddr, port: u16, observer: IpAddr) -> Proc {
     Proc(child)
 }
 
-/// 2. Failure detection against real processes.
+/// Part 2: failure detection against real processes.
 async fn failures(rounds: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let observer_ip = IpAddr::from([127, 0, 62, 2]);
-    let victims: Vec<IpAddr> = (3..3 + rounds as u8).map(|i| IpAddr::from([127, 0, 62, i])).collect();
+    let victims: Vec<IpAddr> = (3..3 + rounds as u8)
+        .map(|i| IpAddr::from([127, 0, 62, i]))
+        .collect();
     let mut ips = vec![observer_ip];
     ips.extend(&victims);
     let port = free_port(&ips);
@@ -216,13 +244,20 @@ async fn failures(rounds: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     (killed, frozen, thawed)
 }
 
-/// 3. `ping` (the console command: through the connector and the peer's beacon) beside a raw
-/// ractor_cluster call to an echo actor in the same peer process, over the same link.
+/// Part 3: `ping` (the console command: through the connector and the peer's beacon) beside
+/// a raw ractor_cluster call to an echo actor in the same peer process, over the same link.
 async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
     let me = IpAddr::from([127, 0, 63, 2]);
     let peer_ip = IpAddr::from([127, 0, 63, 3]);
     let port = free_port(&[me, peer_ip]);
-    let (_tx, rx) = watch::channel([Peer { name: name(peer_ip), addr: SocketAddr::new(peer_ip, port) }].into_iter().collect());
+    let (_tx, rx) = watch::channel(
+        [Peer {
+            name: name(peer_ip),
+            addr: SocketAddr::new(peer_ip, port),
+        }]
+        .into_iter()
+        .collect(),
+    );
     let observer = start_connector(me, port, rx).await;
     let mut events = observer.subscribe().await.unwrap();
     let child = Command::new(std::env::current_exe().unwrap())
@@ -231,11 +266,9 @@ async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
         .spawn()
         .expect("spawn peer");
     let _child = Proc(child);
-    let peer = loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.events.recv()).await {
-            Ok(Some(NodeEvent::Up(p))) => break p,
-            other => panic!("peer never came up: {other:?}"),
-        }
+    let peer = match tokio::time::timeout(Duration::from_secs(30), events.events.recv()).await {
+        Ok(Some(NodeEvent::Up(p))) => p,
+        other => panic!("peer never came up: {other:?}"),
     };
     let echo: ActorRef<EchoMsg> = loop {
         if let Some(e) = peer.remote_actor("echo") {
@@ -264,7 +297,9 @@ async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
 /// `peer` mode: a connector plus the raw echo actor, until killed.
 async fn run_peer(ip: IpAddr, port: u16) {
     let node = NodeId::new_incarnation(&name(ip));
-    Actor::spawn(Some(node.actor_name("echo")), Echo, ()).await.unwrap();
+    Actor::spawn(Some(node.actor_name("echo")), Echo, ())
+        .await
+        .unwrap();
     let (_tx, rx) = watch::channel(PeerSet::new());
     let cfg = ConnectorConfig::new(node, COOKIE.into(), ip, port);
     let _c = Connector::start(cfg, rx).await.unwrap();
@@ -273,14 +308,24 @@ async fn run_peer(ip: IpAddr, port: u16) {
 
 fn summary(label: &str, mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(f64::total_cmp);
-    let (p50, p99, max) = (percentile(&v, 0.5), percentile(&v, 0.99), v.last().copied().unwrap_or(f64::NAN));
-    println!("{label:<44} n={:<6} p50={p50:>9.3} ms  p99={p99:>9.3} ms  max={max:>9.3} ms", v.len());
+    let (p50, p99, max) = (
+        percentile(&v, 0.5),
+        percentile(&v, 0.99),
+        v.last().copied().unwrap_or(f64::NAN),
+    );
+    println!(
+        "{label:<44} n={:<6} p50={p50:>9.3} ms  p99={p99:>9.3} ms  max={max:>9.3} ms",
+        v.len()
+    );
     serde_json::json!({ "n": v.len(), "p50_ms": p50, "p99_ms": p99, "max_ms": max })
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if args.get(1).map(String::as_str) == Some("peer") {
         let ip: IpAddr = args[2].parse().unwrap();
         let port: u16 = args[3].parse().unwrap();
