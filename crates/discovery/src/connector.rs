@@ -213,6 +213,20 @@ impl Connector {
             .await?
     }
 
+    /// Cuts this node off from `nodes` (logical names) until [`Connector::heal`]: their links
+    /// close, they are reported down, and neither side's dials get through. What a network
+    /// partition does, on demand (tests, fencing a misbehaving node).
+    pub async fn partition(&self, nodes: &[String]) -> Result<(), ConnectorError> {
+        let nodes = nodes.to_vec();
+        self.call(|reply| ConnectorMsg::Partition { nodes, reply })
+            .await
+    }
+
+    /// Ends every [`Connector::partition`]; peers still discovered are dialled again.
+    pub async fn heal(&self) -> Result<(), ConnectorError> {
+        self.call(ConnectorMsg::Heal).await
+    }
+
     /// The cell to link actors to, so they stop with the connector.
     pub fn cell(&self) -> ActorCell {
         self.actor.get_cell()
@@ -287,6 +301,15 @@ enum ConnectorMsg {
     Nodes(RpcReplyPort<Vec<NodeInfo>>),
     /// Subscribe to node events.
     Subscribe(RpcReplyPort<NodeEvents>),
+    /// Cut links to these nodes and refuse them.
+    Partition {
+        /// Logical names.
+        nodes: Vec<String>,
+        /// Done.
+        reply: RpcReplyPort<()>,
+    },
+    /// End partitions.
+    Heal(RpcReplyPort<()>),
     /// Ping a node for the console.
     Ping {
         /// Logical name.
@@ -308,6 +331,8 @@ impl std::fmt::Debug for ConnectorMsg {
             ConnectorMsg::Nodes(_) => "Nodes",
             ConnectorMsg::Subscribe(_) => "Subscribe",
             ConnectorMsg::Ping { .. } => "Ping",
+            ConnectorMsg::Partition { .. } => "Partition",
+            ConnectorMsg::Heal(_) => "Heal",
         };
         f.write_str(name)
     }
@@ -390,6 +415,8 @@ struct NodeEntry {
 /// Mutable state of the connector.
 struct State {
     node_server: ActorRef<NodeServerMessage>,
+    /// The beacon's id: its death ends the connector, like the NodeServer's.
+    beacon: ActorId,
     /// Discovered peers by dial address.
     dials: BTreeMap<SocketAddr, Dial>,
     /// Every link, by the NodeSession actor's id.
@@ -401,6 +428,8 @@ struct State {
     addr_owner: HashMap<SocketAddr, String>,
     /// Addresses that turned out to be this node (e.g. own IP in DNS under another name).
     self_addrs: HashSet<SocketAddr>,
+    /// Nodes cut off by `partition`: no links to them until `heal`.
+    blocked: HashSet<String>,
     /// Event subscribers; closed ones are dropped on the next send.
     subscribers: Vec<mpsc::UnboundedSender<NodeEvent>>,
     /// Half-open connections closed for exceeding the cap since the last log line.
@@ -421,7 +450,7 @@ impl Actor for ConnectorActor {
     ) -> Result<State, ActorProcessingErr> {
         let c = &self.config;
         // The beacon must exist before the listener so it is in every peer's initial sync.
-        Actor::spawn_linked(
+        let (beacon, _) = Actor::spawn_linked(
             Some(c.node.actor_name(BEACON_SERVICE)),
             Beacon {
                 node: c.node.clone(),
@@ -462,12 +491,14 @@ impl Actor for ConnectorActor {
         myself.send_interval(TICK, || ConnectorMsg::Tick);
         info!(node = %c.node.name, incarnation = c.node.incarnation, bind = %c.bind, port = c.port, "cluster endpoint listening");
         Ok(State {
+            beacon: beacon.get_id(),
             node_server,
             dials: BTreeMap::new(),
             links: HashMap::new(),
             nodes: BTreeMap::new(),
             addr_owner: HashMap::new(),
             self_addrs: HashSet::new(),
+            blocked: HashSet::new(),
             subscribers: Vec::new(),
             refused_pending: 0,
             last_refusal_log: None,
@@ -499,6 +530,30 @@ impl Actor for ConnectorActor {
                 if let Some(entry) = state.nodes.get_mut(&name) {
                     entry.ping_in_flight = false;
                 }
+            }
+            ConnectorMsg::Partition { nodes, reply } => {
+                for n in &nodes {
+                    warn!(node = %n, "partitioned from node (on request)");
+                    state.blocked.insert(n.clone());
+                    self.node_down(state, n, DownReason::Disconnected);
+                }
+                // Half-open or spare links to them too.
+                for l in state.links.values() {
+                    if let Some(PeerKind::Node(id)) = &l.kind
+                        && state.blocked.contains(&id.name)
+                    {
+                        l.info.actor.stop(Some("partitioned".into()));
+                    }
+                }
+                let _ = reply.send(());
+            }
+            ConnectorMsg::Heal(reply) => {
+                let healed: Vec<String> = state.blocked.drain().collect();
+                for n in healed {
+                    info!(node = %n, "partition healed");
+                    self.redial_soon(state, &n);
+                }
+                let _ = reply.send(());
             }
             ConnectorMsg::Nodes(reply) => {
                 let list = state
@@ -546,17 +601,22 @@ impl Actor for ConnectorActor {
         &self,
         myself: ActorRef<Self::Msg>,
         evt: SupervisionEvent,
-        _state: &mut State,
+        state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
         // The NodeServer or the beacon died: this node can no longer be a cluster member.
+        // Other actors linked here (the console, ...) stop alone.
+        let essential = |id: ActorId| id == state.node_server.get_id() || id == state.beacon;
         match evt {
-            SupervisionEvent::ActorTerminated(who, _, reason) => {
-                warn!(actor = %who.get_id(), reason = ?reason, "cluster endpoint child stopped");
+            SupervisionEvent::ActorTerminated(who, _, reason) if essential(who.get_id()) => {
+                warn!(actor = %who.get_id(), reason = ?reason, "cluster endpoint stopped");
+                myself.stop(Some("cluster endpoint failed".into()));
+            }
+            SupervisionEvent::ActorFailed(who, error) if essential(who.get_id()) => {
+                warn!(actor = %who.get_id(), %error, "cluster endpoint failed");
                 myself.stop(Some("cluster endpoint failed".into()));
             }
             SupervisionEvent::ActorFailed(who, error) => {
-                warn!(actor = %who.get_id(), %error, "cluster endpoint child failed");
-                myself.stop(Some("cluster endpoint failed".into()));
+                warn!(actor = %who.get_id(), name = ?who.get_name(), %error, "actor linked to the connector failed");
             }
             _ => {}
         }
@@ -602,11 +662,7 @@ impl ConnectorActor {
                 debug!(peer = %peer, "peer discovered");
                 // ractor_cluster keeps the link dialled by the node whose name sorts last; the
                 // other side waits a little so that both rarely dial at once.
-                let next_at = if peer.name.to_string().as_str() > own_name.as_str() {
-                    now + FIRST_DIAL_DELAY.mul_f64(1.0 + rand::random::<f64>())
-                } else {
-                    now
-                };
+                let next_at = now + Self::yield_delay(own_name, &peer.name.to_string());
                 Dial {
                     peer,
                     attempts: 0,
@@ -617,8 +673,10 @@ impl ConnectorActor {
         }
     }
 
+    /// True when `dial` needs no dialling: connected already, or cut off by `partition`.
     fn is_connected(state: &State, dial: &Dial, addr: &SocketAddr) -> bool {
-        state.nodes.contains_key(&dial.peer.name.to_string())
+        state.blocked.contains(&dial.peer.name.to_string())
+            || state.nodes.contains_key(&dial.peer.name.to_string())
             || state
                 .addr_owner
                 .get(addr)
@@ -826,6 +884,10 @@ impl ConnectorActor {
                     PeerKind::Console(n) => {
                         info!(console = %n, peer_addr = %info.peer_addr, "console attached");
                     }
+                    PeerKind::Node(peer) if state.blocked.contains(&peer.name) => {
+                        debug!(peer = %peer, "refusing partitioned node");
+                        info.actor.stop(Some("partitioned".into()));
+                    }
                     PeerKind::Node(_) => {}
                 }
                 link.kind = Some(kind);
@@ -844,6 +906,10 @@ impl ConnectorActor {
         let Some(PeerKind::Node(peer_id)) = link.kind.clone() else {
             return;
         };
+        if state.blocked.contains(&peer_id.name) {
+            info.actor.stop(Some("partitioned".into()));
+            return;
+        }
         let dialled: Option<SocketAddr> = (!info.is_server)
             .then(|| info.peer_addr.parse().ok())
             .flatten();
@@ -996,14 +1062,25 @@ impl ConnectorActor {
                 || state.addr_owner.get(addr).map(String::as_str) == Some(name)
             {
                 dial.attempts = 0;
-                dial.next_at = now
-                    + backoff::delay(
+                dial.next_at =
+                    now + backoff::delay(
                         0,
                         self.config.backoff_min,
                         self.config.backoff_max,
                         rand::random::<f64>(),
-                    );
+                    ) + Self::yield_delay(&self.config.node.name, name);
             }
+        }
+    }
+
+    /// When both nodes may dial each other at the same moment, the one whose name sorts first
+    /// waits: ractor_cluster keeps the link dialled by the node whose name sorts last, so the
+    /// other side's link would only be elected away.
+    fn yield_delay(own: &str, peer: &str) -> Duration {
+        if peer > own {
+            FIRST_DIAL_DELAY.mul_f64(1.0 + rand::random::<f64>())
+        } else {
+            Duration::ZERO
         }
     }
 

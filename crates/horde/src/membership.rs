@@ -1,0 +1,205 @@
+//! Membership: who takes part in this horde, in which state and with which app version.
+//!
+//! Built from the connector's node events plus the `Hello`/`Status` messages members send each
+//! other. A member is `Joining` until its registry is synced, then `Alive`; `Draining` while it
+//! hands its children off (it gets no new ones); `Dead` once its node is down. Pure data and
+//! transitions; the member actor applies them.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use discovery::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// A member's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberStatus {
+    /// Connected, registry not yet synced: gets no children.
+    Joining,
+    /// Takes children.
+    Alive,
+    /// Handing its children off: gets no new ones.
+    Draining,
+    /// Gone.
+    Dead,
+}
+
+impl fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberStatus::Joining => "joining",
+            MemberStatus::Alive => "alive",
+            MemberStatus::Draining => "draining",
+            MemberStatus::Dead => "dead",
+        })
+    }
+}
+
+/// An app version, compared by its dotted numeric parts (`1.10.0` > `1.9.3`); anything after
+/// the numbers (`-rc1`) only breaks ties, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Version(pub String);
+
+impl Version {
+    /// Wraps a version string.
+    pub fn parse(s: &str) -> Self {
+        Version(s.to_string())
+    }
+
+    fn key(&self) -> (Vec<u64>, &str) {
+        let (nums, rest) = match self.0.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+            Some(i) => self.0.split_at(i),
+            None => (self.0.as_str(), ""),
+        };
+        (
+            nums.split('.')
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse().unwrap_or(0))
+                .collect(),
+            rest,
+        )
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What this node knows of one member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Which run of which node.
+    pub node: NodeId,
+    /// Its state.
+    pub status: MemberStatus,
+    /// Its app version.
+    pub version: Version,
+}
+
+/// The membership view: one entry per node name (the current incarnation).
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    by_name: BTreeMap<String, MemberInfo>,
+}
+
+impl Members {
+    /// An empty view.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records what a member said about itself; an older incarnation is ignored, a newer one
+    /// replaces the old. Returns the previous info when something changed.
+    pub fn upsert(&mut self, info: MemberInfo) -> Option<Option<MemberInfo>> {
+        match self.by_name.get(&info.node.name) {
+            Some(cur) if cur.node.incarnation > info.node.incarnation => None,
+            Some(cur) if *cur == info => None,
+            _ => Some(self.by_name.insert(info.node.name.clone(), info)),
+        }
+    }
+
+    /// Marks `node` dead (if that incarnation is the one known).
+    pub fn mark_dead(&mut self, node: &NodeId) -> bool {
+        match self.by_name.get_mut(&node.name) {
+            Some(m) if m.node == *node && m.status != MemberStatus::Dead => {
+                m.status = MemberStatus::Dead;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets the status of a known incarnation.
+    pub fn set_status(&mut self, node: &NodeId, status: MemberStatus) -> bool {
+        match self.by_name.get_mut(&node.name) {
+            Some(m) if m.node == *node && m.status != status => {
+                m.status = status;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The member called `name`.
+    pub fn get(&self, name: &str) -> Option<&MemberInfo> {
+        self.by_name.get(name)
+    }
+
+    /// Every member, dead ones included.
+    pub fn iter(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.by_name.values()
+    }
+
+    /// Members that are not dead.
+    pub fn live(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.by_name
+            .values()
+            .filter(|m| m.status != MemberStatus::Dead)
+    }
+
+    /// True while live members run different app versions (rebalancing waits for this).
+    pub fn versions_differ(&self) -> bool {
+        let mut versions = self.live().map(|m| &m.version);
+        match versions.next() {
+            Some(first) => versions.any(|v| v != first),
+            None => false,
+        }
+    }
+
+    /// Forgets dead members (after their children were taken care of).
+    pub fn forget_dead(&mut self) {
+        self.by_name.retain(|_, m| m.status != MemberStatus::Dead);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(Version::parse("1.10.0") > Version::parse("1.9.3"));
+        assert!(Version::parse("2.0.0") > Version::parse("1.99.99"));
+        assert!(Version::parse("1.0.0-rc2") > Version::parse("1.0.0-rc1"));
+        assert_eq!(
+            Version::parse("1.0.0").cmp(&Version::parse("1.0.0")),
+            Ordering::Equal
+        );
+    }
+
+    #[test]
+    fn newer_incarnations_replace_older_ones_only() {
+        let mut m = Members::new();
+        let info = |inc, status| MemberInfo {
+            node: NodeId {
+                name: "a".into(),
+                incarnation: inc,
+            },
+            status,
+            version: Version::parse("1.0.0"),
+        };
+        assert!(m.upsert(info(2, MemberStatus::Alive)).is_some());
+        assert!(m.upsert(info(1, MemberStatus::Alive)).is_none());
+        assert!(m.upsert(info(2, MemberStatus::Alive)).is_none());
+        assert!(m.upsert(info(3, MemberStatus::Joining)).is_some());
+        assert_eq!(m.get("a").unwrap().node.incarnation, 3);
+        assert!(!m.mark_dead(&info(2, MemberStatus::Alive).node));
+        assert!(m.mark_dead(&info(3, MemberStatus::Alive).node));
+        assert_eq!(m.live().count(), 0);
+    }
+}

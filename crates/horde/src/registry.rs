@@ -1,0 +1,258 @@
+//! The replicated registry: name -> (owner node and incarnation, epoch, spec), one full replica
+//! on every node so lookups are local.
+//!
+//! An entry changes only by raising its epoch, and only the owner at epoch `e` writes `e + 1`
+//! (a move, a restart by the failover target, a removal), so in a connected cluster there is no
+//! race. Replicas merge by a total order on entries: higher epoch wins; at equal epochs (only
+//! after a partition, when both sides restarted a name) a removal wins over a live entry, then
+//! the larger owner id wins, deterministically on every node. The merge is a join
+//! (commutative, associative, idempotent: see the proptests), so replicas converge under any
+//! delivery order. Pure: no actors, no I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use discovery::NodeId;
+
+/// One name's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The node (and run) hosting the name, or that hosted it last when `removed`.
+    pub owner: Arc<NodeId>,
+    /// Raised by one at every change of owner or state.
+    pub epoch: u64,
+    /// How to start the name from scratch (the child spec), for restarts elsewhere.
+    pub spec: Arc<[u8]>,
+    /// A tombstone: the name was stopped on purpose. Kept so an older entry cannot revive it.
+    pub removed: bool,
+}
+
+impl Entry {
+    /// The merge order: epoch, then removal, then owner.
+    fn rank(&self) -> (u64, bool, &NodeId) {
+        (self.epoch, self.removed, &self.owner)
+    }
+
+    /// True when `self` beats `other` in a merge.
+    pub fn beats(&self, other: &Entry) -> bool {
+        self.rank() > other.rank()
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// The name was unknown.
+    Inserted,
+    /// The incoming entry replaced this one.
+    Replaced(Entry),
+    /// The local entry was newer or equal; nothing changed.
+    Kept,
+}
+
+/// A full replica.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    entries: HashMap<Arc<str>, Entry>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Merges one entry.
+    pub fn merge(&mut self, name: &str, incoming: Entry) -> Merged {
+        match self.entries.get_mut(name) {
+            None => {
+                self.entries.insert(Arc::from(name), incoming);
+                Merged::Inserted
+            }
+            Some(current) if incoming.beats(current) => {
+                Merged::Replaced(std::mem::replace(current, incoming))
+            }
+            Some(_) => Merged::Kept,
+        }
+    }
+
+    /// Merges another replica into this one.
+    pub fn merge_all(&mut self, other: &Registry) {
+        for (name, entry) in &other.entries {
+            self.merge(name, entry.clone());
+        }
+    }
+
+    /// The live entry of `name` (tombstones are not returned).
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name).filter(|e| !e.removed)
+    }
+
+    /// The entry of `name`, tombstone or not.
+    pub fn get_any(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// Number of live names.
+    pub fn live(&self) -> usize {
+        self.entries.values().filter(|e| !e.removed).count()
+    }
+
+    /// Number of records, tombstones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there is no record at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every record.
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// Live names owned by any run of the node called `node_name`.
+    pub fn owned_by<'a>(
+        &'a self,
+        owner: &'a NodeId,
+    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> {
+        self.entries
+            .iter()
+            .filter(move |(_, e)| !e.removed && *e.owner == *owner)
+    }
+
+    /// Drops tombstones for which `keep` says no (garbage collection).
+    pub fn retain_tombstones(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
+        self.entries.retain(|n, e| !e.removed || keep(n, e));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn node(name: &str, inc: u64) -> Arc<NodeId> {
+        Arc::new(NodeId {
+            name: name.into(),
+            incarnation: inc,
+        })
+    }
+
+    fn entry(owner: &str, epoch: u64, removed: bool) -> Entry {
+        Entry {
+            owner: node(owner, 1),
+            epoch,
+            spec: Arc::from(&b"spec"[..]),
+            removed,
+        }
+    }
+
+    #[test]
+    fn higher_epoch_wins_then_removal_then_owner() {
+        let mut r = Registry::new();
+        assert_eq!(r.merge("g", entry("a", 1, false)), Merged::Inserted);
+        assert_eq!(
+            r.merge("g", entry("b", 2, false)).clone(),
+            Merged::Replaced(entry("a", 1, false))
+        );
+        assert_eq!(r.merge("g", entry("a", 1, false)), Merged::Kept);
+        // equal epochs after a partition: the deterministic winner is the larger owner
+        assert!(matches!(
+            r.merge("g", entry("c", 2, false)),
+            Merged::Replaced(_)
+        ));
+        assert_eq!(r.get("g").unwrap().owner.name, "c");
+        assert_eq!(r.merge("g", entry("b", 2, false)), Merged::Kept);
+        // a removal at the same epoch wins and hides the name
+        assert!(matches!(
+            r.merge("g", entry("a", 2, true)),
+            Merged::Replaced(_)
+        ));
+        assert!(r.get("g").is_none());
+        assert_eq!(r.live(), 0);
+        assert_eq!(r.len(), 1);
+    }
+
+    fn arb_entry() -> impl Strategy<Value = (String, Entry)> {
+        (
+            prop::sample::select(vec!["g1", "g2", "g3"]),
+            prop::sample::select(vec!["a", "b", "c"]),
+            1u64..4,
+            0u64..3,
+            any::<bool>(),
+        )
+            .prop_map(|(name, owner, inc, epoch, removed)| {
+                (
+                    name.to_string(),
+                    Entry {
+                        owner: node(owner, inc),
+                        epoch,
+                        spec: Arc::from(&b""[..]),
+                        removed,
+                    },
+                )
+            })
+    }
+
+    fn replica(entries: &[(String, Entry)]) -> Registry {
+        let mut r = Registry::new();
+        for (n, e) in entries {
+            r.merge(n, e.clone());
+        }
+        r
+    }
+
+    fn merged(a: &Registry, b: &Registry) -> Registry {
+        let mut out = a.clone();
+        out.merge_all(b);
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in prop::collection::vec(arb_entry(), 0..12), b in prop::collection::vec(arb_entry(), 0..12)) {
+            let (a, b) = (replica(&a), replica(&b));
+            prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        }
+
+        #[test]
+        fn merge_is_associative(a in prop::collection::vec(arb_entry(), 0..8), b in prop::collection::vec(arb_entry(), 0..8), c in prop::collection::vec(arb_entry(), 0..8)) {
+            let (a, b, c) = (replica(&a), replica(&b), replica(&c));
+            prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in prop::collection::vec(arb_entry(), 0..12)) {
+            let a = replica(&a);
+            prop_assert_eq!(merged(&a, &a), a);
+        }
+
+        #[test]
+        fn replicas_converge_under_any_delivery_order(
+            updates in prop::collection::vec(arb_entry(), 1..20),
+            orders in prop::collection::vec(Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()), 3),
+        ) {
+            // Three replicas receive the same updates, each in its own shuffled order, some twice.
+            let mut replicas = Vec::new();
+            for seed in orders {
+                let mut order: Vec<usize> = (0..updates.len()).collect();
+                let mut s = seed;
+                for i in (1..order.len()).rev() {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    order.swap(i, (s >> 33) as usize % (i + 1));
+                }
+                let mut r = Registry::new();
+                for i in order.iter().chain(order.iter().take(3)) {
+                    let (n, e) = &updates[*i];
+                    r.merge(n, e.clone());
+                }
+                replicas.push(r);
+            }
+            prop_assert_eq!(&replicas[0], &replicas[1]);
+            prop_assert_eq!(&replicas[1], &replicas[2]);
+        }
+    }
+}

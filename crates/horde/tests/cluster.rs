@@ -1,0 +1,671 @@
+//! In-process multi-node tests: several real nodes (ractor_cluster endpoints over real TCP on
+//! 127.0.x.y) in one test process, each with its own horde member, driven through scenarios:
+//! drain under load, rebalance on join, abrupt stop, partition and heal, schema upgrade.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use discovery::{Connector, ConnectorConfig, NodeId, NodeName, Peer, PeerSet};
+use horde::{
+    Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus, RebalanceConfig,
+    SnapshotPolicy,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+// === the test child: a counter with idempotent increments ===
+
+/// A counter. Increments carry an id; a repeated id is not applied again (what a client
+/// retry needs), and every application, repeated or not, is counted in `seen`, so a message
+/// the horde applied twice shows up as `seen > sent`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Counter {
+    value: u64,
+    applied: BTreeSet<u64>,
+    seen: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum CounterMsg {
+    Inc { id: u64 },
+    Get,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct CounterState {
+    value: u64,
+    seen: u64,
+}
+
+impl Child for Counter {
+    type Spec = u64;
+    type Msg = CounterMsg;
+    type Reply = CounterState;
+    type Event = u64;
+
+    fn start(_name: &str, initial: u64, _ctx: &mut Ctx<Self>) -> Self {
+        Counter {
+            value: initial,
+            applied: BTreeSet::new(),
+            seen: 0,
+        }
+    }
+
+    fn handle(&mut self, msg: CounterMsg, ctx: &mut Ctx<Self>) -> CounterState {
+        if let CounterMsg::Inc { id } = msg {
+            self.seen += 1;
+            if self.applied.insert(id) {
+                self.value += 1;
+                ctx.emit(self.value);
+            }
+        }
+        CounterState {
+            value: self.value,
+            seen: self.seen,
+        }
+    }
+
+    fn subscribed(&self, _ctx: &Ctx<Self>) -> Option<u64> {
+        Some(self.value)
+    }
+
+    fn snapshot_policy() -> SnapshotPolicy {
+        SnapshotPolicy::Every(1)
+    }
+}
+
+impl Handoff for Counter {
+    const SCHEMA: u16 = 1;
+    fn dehydrate(&self, _ctx: &Ctx<Self>) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap()
+    }
+    fn rehydrate(
+        _name: &str,
+        schema: u16,
+        state: &[u8],
+        _ctx: &mut Ctx<Self>,
+    ) -> Result<Self, HandoffError> {
+        match schema {
+            1 => postcard::from_bytes(state).map_err(|e| HandoffError::Corrupt(e.to_string())),
+            got => Err(HandoffError::UnknownSchema {
+                got,
+                supported: "v1".into(),
+            }),
+        }
+    }
+}
+
+// === the harness ===
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn free_port(ips: &[IpAddr]) -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+struct Node<C: Handoff> {
+    connector: Connector,
+    horde: Horde<C>,
+    peers: watch::Sender<PeerSet>,
+    addr: SocketAddr,
+}
+
+fn peer(addr: SocketAddr) -> Peer {
+    Peer {
+        name: NodeName::parse(&format!("minotaur@{}", addr.ip())).unwrap(),
+        addr,
+    }
+}
+
+async fn start_node<C: Handoff>(ip: IpAddr, port: u16, config: HordeConfig) -> Node<C> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let name = NodeName::parse(&format!("minotaur@{ip}")).unwrap();
+    let cfg = ConnectorConfig::new(
+        NodeId::new_incarnation(&name),
+        "horde-test".into(),
+        ip,
+        port,
+    );
+    let (tx, rx) = watch::channel(PeerSet::new());
+    let connector = eventually("port free", || {
+        let (cfg, rx) = (cfg.clone(), rx.clone());
+        async move { Connector::start(cfg, rx).await.ok().map(|(c, _)| c) }
+    })
+    .await;
+    let horde = Horde::<C>::start(config, &connector).await.unwrap();
+    Node {
+        connector,
+        horde,
+        peers: tx,
+        addr: SocketAddr::new(ip, port),
+    }
+}
+
+fn config() -> HordeConfig {
+    let mut c = HordeConfig::new("counters", "1.0.0");
+    c.join_timeout = Duration::from_millis(300);
+    c
+}
+
+/// Points every node at every other and waits until all are alive members of each other.
+async fn mesh<C: Handoff>(nodes: &[&Node<C>]) {
+    let set: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
+    for n in nodes {
+        n.peers.send(set.clone()).unwrap();
+    }
+    for n in nodes {
+        eventually("all members alive", || async {
+            let alive = n
+                .horde
+                .members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count();
+            (alive == nodes.len()).then_some(())
+        })
+        .await;
+    }
+}
+
+fn ips(net: u8, n: u8) -> Vec<IpAddr> {
+    (2..2 + n).map(|i| IpAddr::from([127, 0, net, i])).collect()
+}
+
+fn live_registry<C: Handoff>(h: &Horde<C>) -> BTreeMap<String, (String, u64)> {
+    h.registry_snapshot()
+        .iter()
+        .filter(|(_, e)| !e.removed)
+        .map(|(n, e)| (n.to_string(), (e.owner.name.clone(), e.epoch)))
+        .collect()
+}
+
+// === scenarios ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn draining_a_node_under_load_loses_and_doubles_nothing() {
+    let ips = ips(31, 3);
+    let port = free_port(&ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start_node::<Counter>(*ip, port, config()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+
+    const COUNTERS: usize = 1000;
+    for i in 0..COUNTERS {
+        nodes[i % 3]
+            .horde
+            .start_child(&format!("counter-{i}"), &0)
+            .await
+            .unwrap();
+    }
+    let on_drained = nodes[0].horde.local_names().len();
+    assert!(
+        on_drained > 200,
+        "placement should give node 0 about a third, got {on_drained}"
+    );
+    for n in &nodes {
+        assert_eq!(
+            n.horde.registry_len(),
+            COUNTERS,
+            "every node knows every name at once"
+        );
+    }
+
+    // Clients on the two staying nodes increment every counter, retrying on error with the
+    // same id, while node 0 drains.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let next_id = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let horde = nodes[1 + c % 2].horde.clone();
+        let (stop, sent, next_id) = (stop.clone(), sent.clone(), next_id.clone());
+        clients.push(tokio::spawn(async move {
+            let mut acked: HashMap<String, u64> = HashMap::new();
+            let mut errors = 0u64;
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("counter-{}", i % COUNTERS);
+                i += 7;
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                loop {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match horde
+                        .call(&name, CounterMsg::Inc { id }, Duration::from_secs(5))
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(_) => {
+                            errors += 1;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                }
+                *acked.entry(name).or_default() += 1;
+            }
+            (acked, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = nodes[0].horde.drain(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked: HashMap<String, u64> = HashMap::new();
+    let mut errors = 0;
+    for c in clients {
+        let (a, e) = c.await.unwrap();
+        errors += e;
+        for (k, v) in a {
+            *acked.entry(k).or_default() += v;
+        }
+    }
+
+    assert_eq!(report.moved, on_drained, "{report:?}");
+    assert_eq!((report.fallback, report.stranded), (0, 0), "{report:?}");
+    assert!(nodes[0].horde.local_names().is_empty());
+    assert_eq!(nodes[0].horde.status(), MemberStatus::Draining);
+    let mut total_seen = 0;
+    for i in 0..COUNTERS {
+        let name = format!("counter-{i}");
+        let state = nodes[1]
+            .horde
+            .call(&name, CounterMsg::Get, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let want = acked.get(&name).copied().unwrap_or(0);
+        assert_eq!(
+            state.value, want,
+            "{name}: value {} but {want} increments acknowledged",
+            state.value
+        );
+        total_seen += state.seen;
+        let owner = nodes[1].horde.whereis(&name).unwrap();
+        assert_ne!(
+            owner.name,
+            nodes[0].connector.node().name,
+            "{name} still on the drained node"
+        );
+    }
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        total_seen <= sent,
+        "applied {total_seen} increments but only {sent} were sent: some applied twice"
+    );
+    let total_acked: u64 = acked.values().sum();
+    assert!(
+        total_acked > 1000,
+        "the load was too light to prove anything: {total_acked}"
+    );
+    if errors == 0 {
+        assert_eq!(
+            total_seen, total_acked,
+            "no retries, so every increment is seen exactly once"
+        );
+    }
+    let stats = nodes[0].horde.stats();
+    assert_eq!(stats.handoffs_out as usize, on_drained);
+    let received: u64 = nodes[1..].iter().map(|n| n.horde.stats().handoffs_in).sum();
+    assert_eq!(received as usize, on_drained);
+    // The registry is equal on every node.
+    let reference = live_registry(&nodes[1].horde);
+    for n in &nodes {
+        eventually("registries equal", || async {
+            (live_registry(&n.horde) == reference).then_some(())
+        })
+        .await;
+    }
+    eprintln!(
+        "drain: {report:?}, acked {total_acked}, sent {sent}, errors {errors}, pause p50 {:?} p99 {:?}",
+        stats.pause_p50, stats.pause_p99
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_joining_node_takes_its_share_live_when_rebalancing_is_on() {
+    let ips = ips(32, 3);
+    let port = free_port(&ips);
+    let mut cfg = config();
+    cfg.rebalance = Some(RebalanceConfig { rate_per_sec: 1000 });
+    let a = start_node::<Counter>(ips[0], port, cfg.clone()).await;
+    let b = start_node::<Counter>(ips[1], port, cfg.clone()).await;
+    mesh(&[&a, &b]).await;
+    for i in 0..300 {
+        let name = format!("c{i}");
+        a.horde.start_child(&name, &(i as u64 * 10)).await.unwrap();
+        a.horde
+            .call(&name, CounterMsg::Inc { id: 1 }, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let c = start_node::<Counter>(ips[2], port, cfg.clone()).await;
+    mesh(&[&a, &b, &c]).await;
+    let moved = eventually("children rebalanced onto the new node", || async {
+        let n = c.horde.local_names().len();
+        (n > 50).then_some(n)
+    })
+    .await;
+    // Each child exactly where placement says, with its state.
+    eventually("rebalance settles", || async {
+        let total =
+            a.horde.local_names().len() + b.horde.local_names().len() + c.horde.local_names().len();
+        (total == 300 && c.horde.local_names().len() == moved.max(c.horde.local_names().len()))
+            .then_some(())
+    })
+    .await;
+    for i in 0..300 {
+        let s = b
+            .horde
+            .call(&format!("c{i}"), CounterMsg::Get, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(s.value, i as u64 * 10 + 1, "c{i} lost its state moving");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_children_of_a_node_that_stops_abruptly_restart_elsewhere_from_snapshots() {
+    let ips = ips(33, 3);
+    let port = free_port(&ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start_node::<Counter>(*ip, port, config()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    for i in 0..300 {
+        let name = format!("k{i}");
+        nodes[0].horde.start_child(&name, &0).await.unwrap();
+        for id in 0..3 {
+            nodes[1]
+                .horde
+                .call(&name, CounterMsg::Inc { id }, Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+    }
+    let victims = nodes[2].horde.local_names();
+    assert!(!victims.is_empty());
+    // Snapshots go out every tick (50 ms); let the last ones land, then cut the node off hard.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dead = nodes.pop().unwrap();
+    dead.connector.stop().await;
+    for name in &victims {
+        let s = eventually("victim restarted", || async {
+            nodes[0]
+                .horde
+                .call(name, CounterMsg::Get, Duration::from_millis(500))
+                .await
+                .ok()
+        })
+        .await;
+        assert_eq!(s.value, 3, "{name} restarted without its snapshot");
+    }
+    let restored: u64 = nodes
+        .iter()
+        .map(|n| n.horde.stats().restarts_from_snapshot)
+        .sum();
+    assert_eq!(restored as usize, victims.len());
+    for name in &victims {
+        assert_ne!(
+            nodes[0].horde.whereis(name).unwrap().name,
+            dead.connector.node().name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
+    let ips = ips(34, 3);
+    let port = free_port(&ips);
+    let conflicts_seen = Arc::new(AtomicU64::new(0));
+    let states_reported = Arc::new(AtomicU64::new(0));
+    let mut cfg = config();
+    let (seen, states) = (conflicts_seen.clone(), states_reported.clone());
+    cfg.on_conflict = Some(Arc::new(move |report: horde::ConflictReport| {
+        seen.fetch_add(1, Ordering::Relaxed);
+        if report.loser_state.is_some() {
+            states.fetch_add(1, Ordering::Relaxed);
+        }
+    }));
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start_node::<Counter>(*ip, port, cfg.clone()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    for i in 0..90 {
+        nodes[0]
+            .horde
+            .start_child(&format!("p{i}"), &0)
+            .await
+            .unwrap();
+    }
+    // Cut node 0 off from nodes 1 and 2, both ways.
+    let (n0, n1, n2) = (
+        nodes[0].connector.node().name.clone(),
+        nodes[1].connector.node().name.clone(),
+        nodes[2].connector.node().name.clone(),
+    );
+    nodes[0]
+        .connector
+        .partition(&[n1.clone(), n2.clone()])
+        .await
+        .unwrap();
+    nodes[1]
+        .connector
+        .partition(std::slice::from_ref(&n0))
+        .await
+        .unwrap();
+    nodes[2]
+        .connector
+        .partition(std::slice::from_ref(&n0))
+        .await
+        .unwrap();
+    // Each side restarts what it lost: both sides now run every name.
+    eventually("minority side runs everything", || async {
+        (nodes[0].horde.local_names().len() == 90).then_some(())
+    })
+    .await;
+    eventually("majority side runs everything", || async {
+        (nodes[1].horde.local_names().len() + nodes[2].horde.local_names().len() == 90)
+            .then_some(())
+    })
+    .await;
+    for n in &nodes {
+        n.connector.heal().await.unwrap();
+    }
+    // After the heal: exactly one copy of each name, and every replica agrees.
+    eventually("one copy of each name", || async {
+        let total: usize = nodes.iter().map(|n| n.horde.local_names().len()).sum();
+        (total == 90).then_some(())
+    })
+    .await;
+    let mut owners: HashMap<String, usize> = HashMap::new();
+    for n in &nodes {
+        for name in n.horde.local_names() {
+            *owners.entry(name).or_default() += 1;
+        }
+    }
+    assert_eq!(owners.len(), 90);
+    assert!(owners.values().all(|c| *c == 1));
+    let reference = live_registry(&nodes[0].horde);
+    for n in &nodes {
+        eventually("replicas agree", || async {
+            (live_registry(&n.horde) == reference).then_some(())
+        })
+        .await;
+    }
+    for (name, (owner, _)) in &reference {
+        let host = nodes
+            .iter()
+            .find(|n| n.horde.local_names().contains(name))
+            .unwrap();
+        assert_eq!(&host.connector.node().name, owner);
+    }
+    let conflicts: u64 = nodes.iter().map(|n| n.horde.stats().conflicts).sum();
+    assert!(
+        conflicts >= 90,
+        "every name had two copies; {conflicts} conflicts settled"
+    );
+}
+
+// === schema upgrade: v1 state reaches v2 code ===
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CounterV2 {
+    value: u64,
+    applied: BTreeSet<u64>,
+    seen: u64,
+    /// New in v2.
+    upgraded_from: Option<u16>,
+}
+
+impl Child for CounterV2 {
+    type Spec = u64;
+    type Msg = CounterMsg;
+    type Reply = CounterState;
+    type Event = u64;
+    fn start(_: &str, initial: u64, _: &mut Ctx<Self>) -> Self {
+        CounterV2 {
+            value: initial,
+            applied: BTreeSet::new(),
+            seen: 0,
+            upgraded_from: None,
+        }
+    }
+    fn handle(&mut self, msg: CounterMsg, _: &mut Ctx<Self>) -> CounterState {
+        if let CounterMsg::Inc { id } = msg {
+            self.seen += 1;
+            if self.applied.insert(id) {
+                self.value += 1;
+            }
+        }
+        // v2 reports upgraded children with a marker in `seen`'s high bit... no: keep the
+        // reply shape; the test reads `upgraded_from` through the value of a Get below.
+        CounterState {
+            value: self.value,
+            seen: self.upgraded_from.map(u64::from).unwrap_or(0),
+        }
+    }
+}
+
+impl Handoff for CounterV2 {
+    const SCHEMA: u16 = 2;
+    fn dehydrate(&self, _: &Ctx<Self>) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap()
+    }
+    fn rehydrate(
+        _: &str,
+        schema: u16,
+        state: &[u8],
+        _: &mut Ctx<Self>,
+    ) -> Result<Self, HandoffError> {
+        match schema {
+            1 => {
+                let v1: Counter = postcard::from_bytes(state)
+                    .map_err(|e| HandoffError::Corrupt(e.to_string()))?;
+                Ok(CounterV2 {
+                    value: v1.value,
+                    applied: v1.applied,
+                    seen: v1.seen,
+                    upgraded_from: Some(1),
+                })
+            }
+            2 => postcard::from_bytes(state).map_err(|e| HandoffError::Corrupt(e.to_string())),
+            got => Err(HandoffError::UnknownSchema {
+                got,
+                supported: "v1, v2".into(),
+            }),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_v2_node_takes_over_v1_state_when_the_v1_node_drains() {
+    let ips = ips(35, 2);
+    let port = free_port(&ips);
+    let old = start_node::<Counter>(ips[0], port, config()).await;
+    old.horde.no_peers_expected();
+    eventually("old node alive", || async {
+        old.horde.is_ready().then_some(())
+    })
+    .await;
+    // Children started before the new node exists all live on the old one.
+    for i in 0..50 {
+        let name = format!("v{i}");
+        old.horde
+            .start_child(&name, &100)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        old.horde
+            .call(&name, CounterMsg::Inc { id: 9 }, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    let mut cfg2 = config();
+    cfg2.version = "2.0.0".into();
+    let new = start_node::<CounterV2>(ips[1], port, cfg2).await;
+    let set: PeerSet = [peer(old.addr), peer(new.addr)].into_iter().collect();
+    old.peers.send(set.clone()).unwrap();
+    new.peers.send(set).unwrap();
+    eventually("both alive", || async {
+        (old.horde
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    // While versions differ, new children go to the newest version.
+    old.horde.start_child("fresh", &0).await.unwrap();
+    assert_eq!(
+        old.horde.whereis("fresh").unwrap().name,
+        new.connector.node().name
+    );
+
+    let report = old.horde.drain(Duration::from_secs(10)).await;
+    assert_eq!(report.fallback + report.stranded, 0, "{report:?}");
+    for i in 0..50 {
+        let s = new
+            .horde
+            .call(&format!("v{i}"), CounterMsg::Get, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(s.value, 101, "v{i}: v1 state did not reach v2 code");
+        assert_eq!(s.seen, 1, "v{i} was not rehydrated from schema v1");
+    }
+}
