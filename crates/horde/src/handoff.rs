@@ -46,7 +46,7 @@ pub struct MoveConfig {
 impl Default for MoveConfig {
     fn default() -> Self {
         Self {
-            wave_size: 64,
+            wave_size: 16,
             parallel_waves: 4,
             offer_timeout: Duration::from_secs(3),
         }
@@ -116,12 +116,13 @@ async fn move_wave<C: Child>(
     names: Vec<String>,
     config: MoveConfig,
 ) -> WaveOutcome {
-    let Some((node, target_member)) = view.peer(&target.name).filter(|(n, _)| *n == target) else {
+    let Some(target_peer) = view.peer(&target.name).filter(|p| p.node == target) else {
         return WaveOutcome {
             moved: 0,
             failed: names.len(),
         };
     };
+    let (node, target_member) = (target_peer.node.clone(), target_peer.member.clone());
     let started = Instant::now();
     // Freeze, each child behind the messages already in its mailbox.
     let mut frozen_waits = Vec::new();
@@ -223,7 +224,7 @@ async fn move_wave<C: Child>(
     for (name, actor, ..) in &frozen {
         if accepted.contains(name) {
             let _ = actor.cast(HostedMsg::Release {
-                to: target_member.clone(),
+                to: target_peer.router.clone(),
                 target: node.clone(),
             });
         } else {
@@ -330,7 +331,7 @@ pub(crate) async fn drain<C: Child>(
             report.stranded += 1;
             continue;
         };
-        let Some((_, target_member)) = view.peer(&target.name) else {
+        let Some(target_member) = view.peer(&target.name).map(|p| p.member) else {
             report.stranded += 1;
             continue;
         };

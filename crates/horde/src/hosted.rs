@@ -22,6 +22,7 @@ use tracing::{debug, warn};
 
 use crate::child::{Child, Ctx, Handoff, SnapshotPolicy};
 use crate::member::LocalMsg;
+use crate::router::RouterRef;
 use crate::stats::{Counters, HordeEvent};
 use crate::view::{MemberRef, View};
 use crate::wire::{MemberMsg, RouteBody, RouteReply, SnapshotItem, Subscriber, Wire};
@@ -103,8 +104,8 @@ pub(crate) enum HostedMsg<C: Child> {
     },
     /// The move succeeded: forward the buffer to `to`, then forward everything.
     Release {
-        /// The new owner's member.
-        to: MemberRef<C>,
+        /// The new owner's router.
+        to: RouterRef,
         /// The new owner.
         target: NodeId,
     },
@@ -167,8 +168,8 @@ enum Mode<C: Child> {
         buffer: VecDeque<HostedMsg<C>>,
         since: Instant,
     },
-    /// Moved: forwarding to the new owner.
-    Forwarding { to: MemberRef<C> },
+    /// Moved: forwarding to the new owner's router.
+    Forwarding { to: RouterRef },
 }
 
 /// Mutable state of a hosting actor.
@@ -440,12 +441,13 @@ impl<C: Handoff> Hosted<C> {
                 }
                 continue;
             }
-            let Some((node, member)) = self.view.peer(&sub.node.name) else {
+            let Some(peer) = self.view.peer(&sub.node.name) else {
                 continue;
             };
-            if node != sub.node {
+            if peer.node != sub.node {
                 continue;
             }
+            let member = peer.router;
             let bytes = match &encoded {
                 Some(b) => b.clone(),
                 None => match postcard::to_stdvec(event) {
@@ -472,7 +474,7 @@ impl<C: Handoff> Hosted<C> {
     }
 
     /// Sends a message on to the new owner, keeping its reply path.
-    fn forward(&self, to: &MemberRef<C>, msg: HostedMsg<C>) {
+    fn forward(&self, to: &RouterRef, msg: HostedMsg<C>) {
         let (body, hops, reply) = match msg {
             HostedMsg::Local { msg, reply } => match postcard::to_stdvec(&msg) {
                 Ok(bytes) => (RouteBody::User(bytes), 0, reply),

@@ -13,7 +13,8 @@
 //! Horde handle ──reads──► View (registry replica, local children, members)
 //!      │ messages                     ▲ writes
 //!      ▼                              │
-//! Member actor (remotable, one per node and scope) ◄──Cast/Call(Envelope)──► other members
+//! Member actor (remotable, control) ◄──Cast/Call(Envelope)──► other members
+//! Router actor (remotable, data)    ◄──routed messages, events──► other routers
 //!      └── Hosted actor per child (local-typed) ── runs the application's Child
 //! ```
 //! Supervision: the member and the hosted actors are independent ractor actors; the member
@@ -26,7 +27,9 @@
 //! - [`membership`]: member states and versions (pure).
 //! - [`handoff`]: drain and rebalance in waves.
 //! - `hosted`: the actor that hosts one child and carries out its part of a move.
-//! - `member`: the per-node member actor: membership, registry sync, routing, failover.
+//! - `member`: the per-node member actor (control plane): membership, registry sync,
+//!   receiving moves, failover.
+//! - `router`: the per-node router actor (data plane): routed messages and events.
 //! - [`wire`]: the protocol between members.
 //! - [`supervisor`]: the `Horde` handle.
 //! - [`stats`]: counters and events.
@@ -39,6 +42,7 @@ mod member;
 pub mod membership;
 pub mod placement;
 pub mod registry;
+mod router;
 pub mod stats;
 pub mod supervisor;
 mod view;

@@ -23,11 +23,11 @@ use crate::child::{Child, Handoff};
 use crate::hosted::{Args, Hosted, HostedMsg, Init, reply_remote};
 use crate::membership::{MemberInfo, MemberStatus};
 use crate::registry::{Entry, Merged};
+use crate::router::{self, RouterRef};
 use crate::stats::{Counters, HordeEvent};
-use crate::view::{ConflictReport, MemberRef, View};
+use crate::view::{ConflictReport, MemberRef, PeerRefs, View};
 use crate::wire::{
-    MIN_PROTOCOL, MemberMsg, OfferItem, PROTOCOL, RouteBody, RouteReply, SnapshotItem, Wire,
-    WireEntry,
+    MIN_PROTOCOL, MemberMsg, OfferItem, PROTOCOL, RouteReply, SnapshotItem, Wire, WireEntry,
 };
 
 /// Periodic work: snapshot flushes, acknowledgement deadlines, hello retries.
@@ -135,6 +135,8 @@ pub(crate) enum LocalMsg<C: Child> {
 struct PeerLink<C: Child> {
     peer: PeerNode,
     member: Option<MemberRef<C>>,
+    /// Its router, or its member actor seen as one when no router is visible.
+    router: Option<RouterRef>,
     hello_sent: bool,
     sync_sent: bool,
     attempts: u32,
@@ -316,7 +318,11 @@ impl<C: Handoff> Member<C> {
             .view
             .peers
             .read()
-            .map(|p| p.iter().map(|(n, (_, m))| (n.clone(), m.clone())).collect())
+            .map(|p| {
+                p.iter()
+                    .map(|(n, r)| (n.clone(), r.member.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut sent = Vec::new();
         for (name, m) in peers {
@@ -337,6 +343,14 @@ impl<C: Handoff> Member<C> {
                 .hello_seq
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Removes a pending incoming child (from the state and from the shared view).
+    fn take_pending(&self, state: &mut MemberState<C>, name: &str) -> Option<PendingIn<C>> {
+        if let Ok(mut p) = self.view.pending.write() {
+            p.remove(name);
+        }
+        state.pending_in.remove(name)
     }
 
     /// Tells every connected peer this member's current status: a hello, to every link whose
@@ -637,6 +651,7 @@ impl<C: Handoff> Member<C> {
         let link = state.peers.entry(name.clone()).or_insert_with(|| PeerLink {
             peer: peer.clone(),
             member: None,
+            router: None,
             hello_sent: false,
             sync_sent: false,
             attempts: 0,
@@ -648,6 +663,7 @@ impl<C: Handoff> Member<C> {
         // A new link (or a replaced one): its proxies are new; look the member actor up again.
         link.peer = peer;
         link.member = None;
+        link.router = None;
         link.attempts = 0;
         self.link_ready(myself, state, &name);
     }
@@ -672,11 +688,17 @@ impl<C: Handoff> Member<C> {
         let Some(m) = link.member.clone() else {
             return;
         };
+        let r = link
+            .peer
+            .remote_actor::<MemberMsg<()>>(&router::service(&self.scope))
+            .unwrap_or_else(|| ActorRef::from(m.get_cell()));
+        link.router = Some(r.clone());
         if let Ok(mut p) = self.view.peers.write()
             && let Some(entry) = p.get_mut(name)
-            && entry.0 == link.peer.id
+            && entry.node == link.peer.id
         {
-            entry.1 = m.clone();
+            entry.member = m.clone();
+            entry.router = r;
         }
         if !link.hello_sent {
             Self::send(&m, &hello);
@@ -699,7 +721,7 @@ impl<C: Handoff> Member<C> {
             state.peers.remove(&id.name);
         }
         if let Ok(mut p) = self.view.peers.write()
-            && p.get(&id.name).is_some_and(|(n, _)| n == id)
+            && p.get(&id.name).is_some_and(|r| r.node == *id)
         {
             p.remove(&id.name);
         }
@@ -737,7 +759,7 @@ impl<C: Handoff> Member<C> {
             .map(|(n, _)| n.clone())
             .collect();
         for name in from_dead {
-            if let Some(p) = state.pending_in.remove(&name) {
+            if let Some(p) = self.take_pending(state, &name) {
                 info!(child = %name, from = %id, "previous owner died mid-move; taking the child over");
                 self.commit_pending(myself, state, name, p, true);
             }
@@ -784,7 +806,7 @@ impl<C: Handoff> Member<C> {
                 .view
                 .peers
                 .read()
-                .map(|p| p.values().map(|(_, m)| m.clone()).collect())
+                .map(|p| p.values().map(|r| r.member.clone()).collect())
                 .unwrap_or_default();
             let me = myself.clone();
             tokio::spawn(async move {
@@ -942,7 +964,7 @@ impl<C: Handoff> Member<C> {
         }
         // Snapshots to their backups.
         for (node, items) in std::mem::take(&mut state.snapshot_out) {
-            if let Some((_, m)) = self.view.peer(&node) {
+            if let Some(m) = self.view.peer(&node).map(|p| p.member) {
                 Self::send(
                     &m,
                     &Wire::Snapshots {
@@ -974,7 +996,7 @@ impl<C: Handoff> Member<C> {
             .map(|(n, _)| n.clone())
             .collect();
         for n in stale {
-            if let Some(p) = state.pending_in.remove(&n) {
+            if let Some(p) = self.take_pending(state, &n) {
                 warn!(child = %n, from = %p.from, "incoming move never committed; dropped");
                 let _ = p.actor.cast(HostedMsg::Stop { reply: None });
             }
@@ -1062,7 +1084,19 @@ impl<C: Handoff> Member<C> {
                     state.hello_seen.insert(node.clone(), seq);
                 }
                 if let Ok(mut p) = self.view.peers.write() {
-                    p.insert(node.name.clone(), (node.clone(), member.clone()));
+                    let router = state
+                        .peers
+                        .get(&node.name)
+                        .and_then(|l| l.router.clone())
+                        .unwrap_or_else(|| ActorRef::from(member.get_cell()));
+                    p.insert(
+                        node.name.clone(),
+                        PeerRefs {
+                            node: node.clone(),
+                            member: member.clone(),
+                            router,
+                        },
+                    );
                 }
                 if changed {
                     info!(member = %node, %status, version = %version, "member");
@@ -1120,7 +1154,7 @@ impl<C: Handoff> Member<C> {
             } => {
                 self.merge_entries(myself, state, &nodes, entries).await;
                 if let Some(sender) = nodes.first()
-                    && let Some((_, m)) = self.view.peer(&sender.name)
+                    && let Some(m) = self.view.peer(&sender.name).map(|p| p.member)
                 {
                     Self::send(
                         &m,
@@ -1132,35 +1166,7 @@ impl<C: Handoff> Member<C> {
                 }
             }
             Wire::DeltaAck { node, batch } => self.on_ack(state, &node.name, batch),
-            Wire::Route { name, hops, body } => self.route(state, name, hops, body, port),
-            Wire::Event {
-                sink,
-                name,
-                seq,
-                event,
-            } => {
-                let delivered = match postcard::from_bytes::<C::Event>(&event) {
-                    Ok(ev) => self
-                        .view
-                        .sinks
-                        .lock()
-                        .ok()
-                        .and_then(|s| s.get(&sink).map(|tx| tx.send((seq, ev)).is_ok()))
-                        .unwrap_or(false),
-                    Err(e) => {
-                        warn!(child = %name, error = %e, "undecodable event dropped");
-                        true
-                    }
-                };
-                if !delivered {
-                    // The subscriber is gone: tell the child.
-                    let sub = crate::wire::Subscriber {
-                        node: self.me().clone(),
-                        sink,
-                    };
-                    self.route(state, name, 0, RouteBody::Unsubscribe(sub), None);
-                }
-            }
+            w @ (Wire::Route { .. } | Wire::Event { .. }) => router::dispatch(&self.view, w, port),
             Wire::Offer { from, items } => {
                 let reply = self.on_offer(myself, state, from, items).await;
                 if let (Some(port), Ok(env)) = (port, Envelope::encode(&reply)) {
@@ -1173,7 +1179,7 @@ impl<C: Handoff> Member<C> {
                         .pending_in
                         .get(name.as_str())
                         .is_some_and(|p| p.epoch == epoch)
-                        && let Some(p) = state.pending_in.remove(name.as_str())
+                        && let Some(p) = self.take_pending(state, name.as_str())
                     {
                         debug!(child = %name, "move aborted by its owner");
                         let _ = p.actor.cast(HostedMsg::Stop { reply: None });
@@ -1311,7 +1317,7 @@ impl<C: Handoff> Member<C> {
             }
         }
         for name in commits {
-            if let Some(p) = state.pending_in.remove(&name) {
+            if let Some(p) = self.take_pending(state, &name) {
                 self.commit_pending(myself, state, name, p, false);
             }
         }
@@ -1343,100 +1349,6 @@ impl<C: Handoff> Member<C> {
         }
     }
 
-    /// Delivers a routed message to a child hosted here, or forwards it to its owner.
-    fn route(
-        &self,
-        state: &mut MemberState<C>,
-        name: String,
-        hops: u8,
-        body: RouteBody,
-        port: Option<RpcReplyPort<Vec<u8>>>,
-    ) {
-        let target = self
-            .view
-            .local(&name)
-            .or_else(|| state.pending_in.get(name.as_str()).map(|p| p.actor.clone()));
-        if let Some(actor) = target {
-            match actor.cast(HostedMsg::Routed {
-                body,
-                hops,
-                reply: port,
-            }) {
-                Ok(()) => return,
-                Err(e) => {
-                    // Stopped meanwhile: recover the message and try the registry.
-                    let (body, port) = match e {
-                        ractor::MessagingErr::SendErr(HostedMsg::Routed {
-                            body, reply, ..
-                        }) => (body, reply),
-                        _ => return,
-                    };
-                    return self.forward_by_registry(name, hops, body, port);
-                }
-            }
-        }
-        self.forward_by_registry(name, hops, body, port);
-    }
-
-    fn forward_by_registry(
-        &self,
-        name: String,
-        hops: u8,
-        body: RouteBody,
-        port: Option<RpcReplyPort<Vec<u8>>>,
-    ) {
-        let entry = self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(&name).cloned());
-        let answer = |port: Option<RpcReplyPort<Vec<u8>>>, reply: RouteReply| {
-            if let Some(p) = port {
-                reply_remote(p, reply);
-            }
-        };
-        let Some(entry) = entry else {
-            return answer(port, RouteReply::NotFound);
-        };
-        if *entry.owner == *self.me() {
-            return answer(
-                port,
-                RouteReply::Unavailable("restarting here; retry".into()),
-            );
-        }
-        if hops >= MAX_HOPS {
-            return answer(
-                port,
-                RouteReply::Unavailable("too many forwarding hops".into()),
-            );
-        }
-        let Some((node, member)) = self
-            .view
-            .peer(&entry.owner.name)
-            .filter(|(n, _)| *n == *entry.owner)
-        else {
-            return answer(
-                port,
-                RouteReply::Unavailable(format!("owner {} is not reachable", entry.owner.name)),
-            );
-        };
-        let _ = node;
-        Counters::add(&self.view.counters.forwarded, 1);
-        let wire = Wire::Route {
-            name,
-            hops: hops + 1,
-            body,
-        };
-        let Ok(env) = Envelope::encode(&wire) else {
-            return;
-        };
-        let _ = match port {
-            Some(p) => member.cast(MemberMsg::Call(env, p)),
-            None => member.cast(MemberMsg::Cast(env)),
-        };
-    }
-
     async fn on_offer(
         &self,
         myself: &ActorRef<MemberMsg<LocalMsg<C>>>,
@@ -1447,6 +1359,7 @@ impl<C: Handoff> Member<C> {
         let mut accepted = Vec::new();
         let mut refused = Vec::new();
         let status = self.view.my_status();
+        let mut takes = Vec::new();
         for item in items {
             if status != MemberStatus::Alive {
                 refused.push((item.name, format!("this node is {status}")));
@@ -1468,29 +1381,41 @@ impl<C: Handoff> Member<C> {
                 refused.push((item.name, "stale offer".into()));
                 continue;
             }
+            takes.push(item);
+        }
+        // Rehydrate the whole batch at once: each start is a task switch, not CPU work.
+        let spawned = futures::future::join_all(takes.into_iter().map(|item| async move {
             let init = Init::Restore {
                 schema: item.schema,
                 state: item.state,
                 subscribers: item.subscribers,
                 event_seq: item.event_seq,
             };
-            match self.spawn_child(myself, &item.name, init, item.epoch).await {
+            let result = self.spawn_child(myself, &item.name, init, item.epoch).await;
+            (item.name, item.epoch, item.spec, result)
+        }))
+        .await;
+        for (name, epoch, spec, result) in spawned {
+            match result {
                 Ok(actor) => {
+                    if let Ok(mut p) = self.view.pending.write() {
+                        p.insert(Arc::from(name.as_str()), actor.clone());
+                    }
                     state.pending_in.insert(
-                        Arc::from(item.name.as_str()),
+                        Arc::from(name.as_str()),
                         PendingIn {
                             actor,
-                            epoch: item.epoch,
+                            epoch,
                             from: from.clone(),
-                            spec: Arc::from(item.spec),
+                            spec: Arc::from(spec),
                             since: Instant::now(),
                         },
                     );
-                    accepted.push(item.name);
+                    accepted.push(name);
                 }
                 Err(e) => {
-                    warn!(child = %item.name, error = %e, "cannot take over child");
-                    refused.push((item.name, e));
+                    warn!(child = %name, error = %e, "cannot take over child");
+                    refused.push((name, e));
                 }
             }
         }

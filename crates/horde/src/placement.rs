@@ -28,6 +28,12 @@ pub trait Placement: Send + Sync + 'static {
     /// The member that should host `name`, among `candidates` (all known members, any status),
     /// or `None` when none may take children.
     fn place(&self, name: &str, candidates: &[Candidate]) -> Option<NodeId>;
+
+    /// True when [`Candidate::load`] matters to this strategy (counting it costs a pass over
+    /// the registry, so strategies that ignore it say no).
+    fn wants_load(&self) -> bool {
+        false
+    }
 }
 
 /// Rendezvous hashing over alive members of the newest version (the default).

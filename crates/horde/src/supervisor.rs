@@ -22,6 +22,7 @@ use crate::member::{LocalMsg, Member, service};
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Placement, Rendezvous};
 use crate::registry::Registry;
+use crate::router::{self, Router, RouterRef};
 use crate::stats::{Counters, HordeEvent, Stats};
 use crate::view::{ConflictHook, MemberRef, View};
 use crate::wire::{MemberMsg, RouteBody, Subscriber, Wire};
@@ -125,6 +126,7 @@ pub enum StartError {
 pub struct Horde<C: Child> {
     view: Arc<View<C>>,
     member: MemberRef<C>,
+    router: RouterRef,
     config: Arc<HordeConfig>,
 }
 
@@ -133,6 +135,7 @@ impl<C: Child> Clone for Horde<C> {
         Self {
             view: self.view.clone(),
             member: self.member.clone(),
+            router: self.router.clone(),
             config: self.config.clone(),
         }
     }
@@ -161,6 +164,7 @@ impl<C: Handoff> Horde<C> {
             members: std::sync::RwLock::new(Members::new()),
             peers: std::sync::RwLock::new(Default::default()),
             sinks: std::sync::Mutex::new(Default::default()),
+            pending: std::sync::RwLock::new(Default::default()),
             counters: Counters::default(),
             events,
             placement: config.placement.clone(),
@@ -174,12 +178,21 @@ impl<C: Handoff> Horde<C> {
             scope: config.scope.clone(),
             join_timeout: config.join_timeout,
         };
+        // The router first: it must be in the initial sync of every link the member sees.
+        let (router, _) = Actor::spawn(
+            Some(me.actor_name(&router::service(&config.scope))),
+            Router { view: view.clone() },
+            (),
+        )
+        .await
+        .map_err(|e| HordeError::Start(e.to_string()))?;
         let (member, _) = Actor::spawn(Some(me.actor_name(&service(&config.scope))), member, ())
             .await
             .map_err(|e| HordeError::Start(e.to_string()))?;
         let horde = Horde {
             view,
             member,
+            router,
             config: Arc::new(config),
         };
         if let Some(rb) = horde.config.rebalance {
@@ -225,7 +238,7 @@ impl<C: Handoff> Horde<C> {
             }));
             rx.await.unwrap_or_else(|_| Err("member stopped".into()))
         } else {
-            let Some((_, member)) = self.view.peer(&target.name) else {
+            let Some(member) = self.view.peer(&target.name).map(|p| p.member) else {
                 return Err(StartError::NoMember);
             };
             let wire = Wire::StartChild {
@@ -317,16 +330,14 @@ impl<C: Handoff> Horde<C> {
                     let Some(m) = msg.take() else {
                         return Err(CallError::NotFound(name.into()));
                     };
-                    return self.route_call(&self.member, name, m, deadline).await;
+                    return self.route_call(&self.router, name, m, deadline).await;
                 }
-            } else if let Some((node, member)) = self.view.peer(&entry.owner.name)
-                && node == *entry.owner
-            {
+            } else if let Some(router) = router::router_of(&self.view, &entry.owner) {
                 let Some(m) = msg.take() else {
                     return Err(CallError::NotFound(name.into()));
                 };
                 Counters::add(&self.view.counters.routed, 1);
-                return self.route_call(&member, name, m, deadline).await;
+                return self.route_call(&router, name, m, deadline).await;
             }
             // The owner is down and the failover target has not registered the restart yet.
             if Instant::now() + OWNER_RETRY >= deadline {
@@ -344,7 +355,7 @@ impl<C: Handoff> Horde<C> {
 
     async fn route_call(
         &self,
-        member: &MemberRef<C>,
+        router: &RouterRef,
         name: &str,
         msg: C::Msg,
         deadline: Instant,
@@ -365,7 +376,7 @@ impl<C: Handoff> Horde<C> {
         let (tx, rx) = oneshot::channel();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
-        if member.cast(MemberMsg::Call(env, port)).is_err() {
+        if router.cast(MemberMsg::Call(env, port)).is_err() {
             return Err(CallError::Unavailable {
                 name: name.into(),
                 reason: "owner unreachable".into(),
@@ -404,15 +415,12 @@ impl<C: Handoff> Horde<C> {
             }
         }
         let member = if *entry.owner == self.view.me {
-            self.member.clone()
+            self.router.clone()
         } else {
-            self.view
-                .peer(&entry.owner.name)
-                .map(|(_, m)| m)
-                .ok_or_else(|| CallError::Unavailable {
-                    name: name.into(),
-                    reason: "its node is down".into(),
-                })?
+            router::router_of(&self.view, &entry.owner).ok_or_else(|| CallError::Unavailable {
+                name: name.into(),
+                reason: "its node is down".into(),
+            })?
         };
         let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::Unavailable {
             name: name.into(),
@@ -476,12 +484,9 @@ impl<C: Handoff> Horde<C> {
                 .and_then(|r| r.get(name).cloned())
                 .ok_or_else(|| CallError::NotFound(name.into()))?;
             let member = if *entry.owner == self.view.me {
-                Some(self.member.clone())
+                Some(self.router.clone())
             } else {
-                self.view
-                    .peer(&entry.owner.name)
-                    .filter(|(n, _)| *n == *entry.owner)
-                    .map(|(_, m)| m)
+                router::router_of(&self.view, &entry.owner)
             };
             if let Some(member) = member {
                 let wire = Wire::Route {
@@ -673,8 +678,8 @@ impl<C: Handoff> Horde<C> {
 }
 
 /// Sends a request to a member and returns its answer's envelope.
-async fn call_member<C: Child>(
-    member: &MemberRef<C>,
+async fn call_member<L: Send + 'static>(
+    member: &ractor::ActorRef<MemberMsg<L>>,
     wire: &Wire,
     timeout: Duration,
 ) -> Option<Envelope> {
@@ -771,9 +776,9 @@ impl<C: Child> Drop for Subscription<C> {
             return;
         };
         let member = if *entry.owner == self.horde.view.me {
-            Some(self.horde.member.clone())
+            Some(self.horde.router.clone())
         } else {
-            self.horde.view.peer(&entry.owner.name).map(|(_, m)| m)
+            router::router_of(&self.horde.view, &entry.owner)
         };
         if let (Some(m), Ok(env)) = (
             member,

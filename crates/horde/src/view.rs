@@ -20,11 +20,32 @@ use crate::member::LocalMsg;
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Candidate, Placement};
 use crate::registry::Registry;
+use crate::router::RouterRef;
 use crate::stats::{Counters, HordeEvent};
 use crate::wire::MemberMsg;
 
 /// Reference to a member actor (local or a proxy).
 pub(crate) type MemberRef<C> = ActorRef<MemberMsg<LocalMsg<C>>>;
+
+/// How to reach another member.
+pub(crate) struct PeerRefs<C: Child> {
+    /// Which run.
+    pub node: NodeId,
+    /// Its member actor (control plane).
+    pub member: MemberRef<C>,
+    /// Its router (data plane).
+    pub router: RouterRef,
+}
+
+impl<C: Child> Clone for PeerRefs<C> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node.clone(),
+            member: self.member.clone(),
+            router: self.router.clone(),
+        }
+    }
+}
 
 /// What a conflict callback receives: the losing copy's state before it stopped.
 #[derive(Debug, Clone)]
@@ -57,8 +78,11 @@ pub(crate) struct View<C: Child> {
     pub local: RwLock<HashMap<Arc<str>, ActorRef<HostedMsg<C>>>>,
     /// Other members.
     pub members: RwLock<Members>,
-    /// Member actors of other nodes, by node name (only for members that said hello).
-    pub peers: RwLock<HashMap<String, (NodeId, MemberRef<C>)>>,
+    /// Member and router actors of other nodes, by node name (members that said hello).
+    pub peers: RwLock<HashMap<String, PeerRefs<C>>>,
+    /// Children arriving here in a move, not committed yet (only their previous owner
+    /// forwards to them).
+    pub pending: RwLock<HashMap<Arc<str>, ActorRef<HostedMsg<C>>>>,
     /// Local event sinks by id.
     pub sinks: Mutex<HashMap<u64, Sink<C>>>,
     /// Counters.
@@ -94,15 +118,21 @@ impl<C: Child> View<C> {
         self.local.read().ok()?.get(name).cloned()
     }
 
-    pub(crate) fn peer(&self, node_name: &str) -> Option<(NodeId, MemberRef<C>)> {
+    pub(crate) fn peer(&self, node_name: &str) -> Option<PeerRefs<C>> {
         self.peers.read().ok()?.get(node_name).cloned()
+    }
+
+    pub(crate) fn pending(&self, name: &str) -> Option<ActorRef<HostedMsg<C>>> {
+        self.pending.read().ok()?.get(name).cloned()
     }
 
     /// Every member including this node, as placement sees them.
     pub(crate) fn candidates(&self) -> Vec<Candidate> {
         let loads: HashMap<String, usize> = {
             let mut m = HashMap::new();
-            if let Ok(r) = self.registry.read() {
+            if self.placement.wants_load()
+                && let Ok(r) = self.registry.read()
+            {
                 for (_, e) in r.iter().filter(|(_, e)| !e.removed) {
                     *m.entry(e.owner.name.clone()).or_insert(0) += 1;
                 }

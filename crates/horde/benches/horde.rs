@@ -1,0 +1,447 @@
+//! horde benchmark (`cargo bench -p horde --bench horde`), in one process over real TCP on
+//! 127.0.x.y (the nodes share the machine's two cores, as containers on one host would):
+//! 1. drain of a node hosting 10,000 actors of 1 KiB state while clients keep calling them:
+//!    total time, per-actor pause (freeze to release) p50/p99, the longest call a client saw,
+//!    messages lost or applied twice;
+//! 2. registry convergence when a node joins a cluster holding 100,000 names;
+//! 3. a routed call (horde `call` to a child on another node) beside a raw ractor_cluster call
+//!    to an actor on the same node, same link;
+//! 4. memory per hosted child and per registry entry (RSS deltas).
+//!
+//! `HORDE_BENCH_ACTORS` and `HORDE_BENCH_NAMES` scale parts 1 and 2 down for a quick run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failing loudly is the point
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use discovery::{Connector, ConnectorConfig, NodeId, NodeName, Peer, PeerSet};
+use horde::{Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::RactorClusterMessage;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+#[derive(Serialize, Deserialize)]
+struct Blob {
+    data: Vec<u8>,
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+enum BlobMsg {
+    Inc,
+    Get,
+}
+
+impl Child for Blob {
+    type Spec = u32;
+    type Msg = BlobMsg;
+    type Reply = u64;
+    type Event = ();
+    fn start(_: &str, size: u32, _: &mut Ctx<Self>) -> Self {
+        Blob {
+            data: vec![7; size as usize],
+            count: 0,
+        }
+    }
+    fn handle(&mut self, msg: BlobMsg, _: &mut Ctx<Self>) -> u64 {
+        if let BlobMsg::Inc = msg {
+            self.count += 1;
+        }
+        self.count
+    }
+}
+
+impl Handoff for Blob {
+    const SCHEMA: u16 = 1;
+    fn dehydrate(&self, _: &Ctx<Self>) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap()
+    }
+    fn rehydrate(_: &str, _: u16, state: &[u8], _: &mut Ctx<Self>) -> Result<Self, HandoffError> {
+        postcard::from_bytes(state).map_err(|e| HandoffError::Corrupt(e.to_string()))
+    }
+}
+
+/// Raw ractor_cluster baseline.
+#[derive(Debug, RactorClusterMessage)]
+enum EchoMsg {
+    #[rpc]
+    Echo(u64, RpcReplyPort<u64>),
+}
+struct Echo;
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Arguments = ();
+    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+    async fn handle(
+        &self,
+        _: ActorRef<EchoMsg>,
+        msg: EchoMsg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let EchoMsg::Echo(v, r) = msg;
+        let _ = r.send(v);
+        Ok(())
+    }
+}
+
+struct Node {
+    connector: Connector,
+    horde: Horde<Blob>,
+    peers: watch::Sender<PeerSet>,
+    addr: SocketAddr,
+}
+
+fn free_port(ips: &[IpAddr]) -> u16 {
+    loop {
+        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
+        let port = probe.local_addr().unwrap().port();
+        if ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return port;
+        }
+    }
+}
+
+async fn start_node(ip: IpAddr, port: u16) -> Node {
+    let name = NodeName::parse(&format!("minotaur@{ip}")).unwrap();
+    let id = NodeId::new_incarnation(&name);
+    Actor::spawn(Some(id.actor_name("echo")), Echo, ())
+        .await
+        .unwrap();
+    let mut cfg = ConnectorConfig::new(id, "bench".into(), ip, port);
+    // 2 cores shared by every node and client of the benchmark: do not mistake a busy
+    // machine for a dead peer.
+    cfg.failure_timeout = Duration::from_secs(10);
+    let (tx, rx) = watch::channel(PeerSet::new());
+    let (connector, _) = Connector::start(cfg, rx).await.unwrap();
+    let mut hc = HordeConfig::new("bench", "1.0.0");
+    hc.join_timeout = Duration::from_millis(200);
+    hc.moves.wave_size = env_usize("HORDE_BENCH_WAVE", hc.moves.wave_size);
+    hc.moves.parallel_waves = env_usize("HORDE_BENCH_PARALLEL", hc.moves.parallel_waves);
+    let horde = Horde::start(hc, &connector).await.unwrap();
+    Node {
+        connector,
+        horde,
+        peers: tx,
+        addr: SocketAddr::new(ip, port),
+    }
+}
+
+fn peer(addr: SocketAddr) -> Peer {
+    Peer {
+        name: NodeName::parse(&format!("minotaur@{}", addr.ip())).unwrap(),
+        addr,
+    }
+}
+
+async fn mesh(nodes: &[&Node]) {
+    let set: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
+    for n in nodes {
+        n.peers.send(set.clone()).unwrap();
+    }
+    for n in nodes {
+        while n
+            .horde
+            .members()
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count()
+            < nodes.len()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn env_usize(k: &str, default: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Starts `count` children named `prefix-i` through `horde`, 512 at a time.
+async fn start_many(horde: &Horde<Blob>, prefix: &str, count: usize, size: u32) {
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let h = horde.clone();
+            let name = format!("{prefix}-{i}");
+            async move { h.start_child(&name, &size).await.unwrap() }
+        })
+        .buffer_unordered(512)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+async fn drain_under_load(actors: usize) -> serde_json::Value {
+    let ips: Vec<IpAddr> = (2..5).map(|i| IpAddr::from([127, 0, 71, i])).collect();
+    let port = free_port(&ips);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(start_node(*ip, port).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    // Placement spreads children over the three nodes: start three times as many so that
+    // node 0, the one drained, hosts about `actors`.
+    let t = Instant::now();
+    start_many(&nodes[0].horde, "blob", actors * 3, 1024).await;
+    let on_drained = nodes[0].horde.local_names();
+    println!(
+        "started {} children in {:?}; node 0 hosts {}",
+        actors * 3,
+        t.elapsed(),
+        on_drained.len()
+    );
+
+    // Clients on the staying nodes call node 0's children in a loop, counting every ack.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    let targets = Arc::new(on_drained.clone());
+    const CLIENTS: usize = 32;
+    let rate = env_usize("HORDE_BENCH_RATE", 5000);
+    let pace = Duration::from_secs_f64(CLIENTS as f64 / rate as f64);
+    for c in 0..CLIENTS {
+        let (h, stop, acked, targets) = (
+            nodes[1 + c % 2].horde.clone(),
+            stop.clone(),
+            acked.clone(),
+            targets.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(pace);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut worst = Duration::ZERO;
+            let mut i = c * 97;
+            let mut per_child: std::collections::HashMap<String, u64> =
+                std::collections::HashMap::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let name = &targets[i % targets.len()];
+                i += 31;
+                let t = Instant::now();
+                match h.call(name, BlobMsg::Inc, Duration::from_secs(10)).await {
+                    Ok(_) => {
+                        worst = worst.max(t.elapsed());
+                        acked.fetch_add(1, Ordering::Relaxed);
+                        *per_child.entry(name.clone()).or_default() += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (worst, per_child, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acked.load(Ordering::Relaxed);
+    let drain_started = Instant::now();
+    let report = nodes[0].horde.drain(Duration::from_secs(30)).await;
+    let during = acked.load(Ordering::Relaxed) - before;
+    let achieved = during as f64 / drain_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut worst = Duration::ZERO;
+    let mut per_child: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    let mut errors = 0;
+    for c in clients {
+        let (w, p, e) = c.await.unwrap();
+        worst = worst.max(w);
+        errors += e;
+        for (k, v) in p {
+            *per_child.entry(k).or_default() += v;
+        }
+    }
+    // Every acknowledged increment is in the moved state, none twice.
+    let mut lost = 0i64;
+    let mut doubled = 0i64;
+    for name in &on_drained {
+        let count = nodes[1]
+            .horde
+            .call(name, BlobMsg::Get, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let want = per_child.get(name).copied().unwrap_or(0);
+        if count < want {
+            lost += (want - count) as i64;
+        } else if count > want {
+            doubled += (count - want) as i64;
+        }
+    }
+    let stats = nodes[0].horde.stats();
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+    println!(
+        "drain of {} children (1 KiB each) under {achieved:.0} calls/s: {:?} (moved {}, fallback {}); pause p50 {:.2} ms p99 {:.2} ms max {:.2} ms; longest client call {:.1} ms; calls during run {} (errors {}); lost {lost}, applied twice {doubled}",
+        on_drained.len(),
+        report.duration,
+        report.moved,
+        report.fallback,
+        ms(stats.pause_p50),
+        ms(stats.pause_p99),
+        ms(stats.pause_max),
+        worst.as_secs_f64() * 1000.0,
+        acked.load(Ordering::Relaxed) - before,
+        errors
+    );
+    for n in nodes {
+        n.connector.stop().await;
+        n.horde.shutdown().await;
+    }
+    serde_json::json!({
+        "children": on_drained.len(), "drain_ms": report.duration.as_secs_f64() * 1000.0,
+        "moved": report.moved, "fallback": report.fallback,
+        "pause_p50_ms": ms(stats.pause_p50), "pause_p99_ms": ms(stats.pause_p99), "pause_max_ms": ms(stats.pause_max),
+        "load_calls_per_sec": achieved, "longest_client_call_ms": worst.as_secs_f64() * 1000.0, "client_errors": errors, "lost": lost, "applied_twice": doubled,
+    })
+}
+
+async fn registry_convergence(names: usize) -> serde_json::Value {
+    let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 72, i])).collect();
+    let port = free_port(&ips);
+    let rss0 = rss_kib();
+    let a = start_node(ips[0], port).await;
+    a.horde.no_peers_expected();
+    while !a.horde.is_ready() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rss1 = rss_kib();
+    let t = Instant::now();
+    start_many(&a.horde, "n", names, 16).await;
+    println!("started {names} children in {:?}", t.elapsed());
+    let rss2 = rss_kib();
+    let b = start_node(ips[1], port).await;
+    let rss3 = rss_kib();
+    let t0 = Instant::now();
+    mesh(&[&a, &b]).await;
+    while b.horde.registry_len() < names {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let converged = t0.elapsed();
+    while !b.horde.is_ready() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ready = t0.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss4 = rss_kib();
+    let per_child = (rss2.saturating_sub(rss1)) as f64 * 1024.0 / names as f64;
+    let per_entry = (rss4.saturating_sub(rss3)) as f64 * 1024.0 / names as f64;
+    println!(
+        "join with {names} names: registry complete on the new node after {:.1} ms, ready after {:.1} ms; memory {:.0} B per hosted child (incl. registry entry), {:.0} B per replicated registry entry (base {} MiB)",
+        converged.as_secs_f64() * 1000.0,
+        ready.as_secs_f64() * 1000.0,
+        per_child,
+        per_entry,
+        rss0 / 1024
+    );
+    a.connector.stop().await;
+    b.connector.stop().await;
+    serde_json::json!({
+        "names": names, "converged_ms": converged.as_secs_f64() * 1000.0, "ready_ms": ready.as_secs_f64() * 1000.0,
+        "bytes_per_hosted_child": per_child, "bytes_per_registry_entry": per_entry,
+    })
+}
+
+async fn routed_vs_raw(calls: usize) -> serde_json::Value {
+    let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 73, i])).collect();
+    let port = free_port(&ips);
+    let a = start_node(ips[0], port).await;
+    let b = start_node(ips[1], port).await;
+    mesh(&[&a, &b]).await;
+    // A child on a.
+    let mut name = String::new();
+    for i in 0.. {
+        let n = format!("r{i}");
+        if a.horde.start_child(&n, &16).await.is_ok()
+            && a.horde.whereis(&n).unwrap() == *a.connector.node()
+        {
+            name = n;
+            break;
+        }
+    }
+    let peer = {
+        let mut ev = b.connector.subscribe().await.unwrap();
+        ev.current.pop().unwrap_or_else(|| panic!("b sees no peer"))
+    };
+    let echo: ActorRef<EchoMsg> = peer.remote_actor("echo").unwrap();
+    for i in 0..1000 {
+        b.horde
+            .call(&name, BlobMsg::Get, Duration::from_secs(5))
+            .await
+            .unwrap();
+        ractor::call_t!(echo, EchoMsg::Echo, 1000, i).unwrap();
+    }
+    let (mut routed, mut raw) = (Vec::new(), Vec::new());
+    for i in 0..calls as u64 {
+        let t = Instant::now();
+        ractor::call_t!(echo, EchoMsg::Echo, 1000, i).unwrap();
+        raw.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        b.horde
+            .call(&name, BlobMsg::Get, Duration::from_secs(5))
+            .await
+            .unwrap();
+        routed.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    routed.sort_by(f64::total_cmp);
+    raw.sort_by(f64::total_cmp);
+    let (r50, r99, w50, w99) = (
+        pct(&routed, 0.5),
+        pct(&routed, 0.99),
+        pct(&raw, 0.5),
+        pct(&raw, 0.99),
+    );
+    println!(
+        "routed call p50 {r50:.3} ms p99 {r99:.3} ms; raw ractor_cluster call p50 {w50:.3} ms p99 {w99:.3} ms; ratio p50 {:.2} p99 {:.2}",
+        r50 / w50,
+        r99 / w99
+    );
+    a.connector.stop().await;
+    b.connector.stop().await;
+    serde_json::json!({"routed_p50_ms": r50, "routed_p99_ms": r99, "raw_p50_ms": w50, "raw_p99_ms": w99, "ratio_p50": r50 / w50, "ratio_p99": r99 / w99})
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let routed = routed_vs_raw(10_000).await;
+        let drain = drain_under_load(env_usize("HORDE_BENCH_ACTORS", 10_000)).await;
+        let registry = registry_convergence(env_usize("HORDE_BENCH_NAMES", 100_000)).await;
+        println!(
+            "{}",
+            serde_json::json!({"routed": routed, "drain": drain, "registry": registry})
+        );
+    });
+}
