@@ -21,6 +21,16 @@ pub enum SnapshotPolicy {
     Every(u32),
 }
 
+/// What happens when a child's callback panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// Restart it in place from its spec (its state since the start is lost), up to the
+    /// horde's restart limit; beyond that its name is removed.
+    Permanent,
+    /// Remove its name.
+    Temporary,
+}
+
 /// An actor a horde can place, route to and restart.
 pub trait Child: Sized + Send + 'static {
     /// How to start it from scratch (stored in the registry for restarts).
@@ -44,6 +54,11 @@ pub trait Child: Sized + Send + 'static {
     /// The event a new subscriber gets first (typically the current state).
     fn subscribed(&self, _ctx: &Ctx<Self>) -> Option<Self::Event> {
         None
+    }
+
+    /// What to do when a callback panics.
+    fn restart_policy() -> RestartPolicy {
+        RestartPolicy::Permanent
     }
 
     /// Snapshot replication for crash restarts (opt-in).

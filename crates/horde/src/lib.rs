@@ -48,7 +48,7 @@ pub mod supervisor;
 mod view;
 pub mod wire;
 
-pub use child::{Child, Ctx, Handoff, HandoffError, SnapshotPolicy};
+pub use child::{Child, Ctx, Handoff, HandoffError, RestartPolicy, SnapshotPolicy};
 pub use handoff::{DrainReport, MoveConfig};
 pub use hosted::CallError;
 pub use membership::{MemberInfo, MemberStatus, Version};

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use discovery::{Connector, Envelope, NodeEvent, NodeId, PeerNode};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::child::{Child, Handoff};
+use crate::child::{Child, Handoff, RestartPolicy};
 use crate::hosted::{Args, Hosted, HostedMsg, Init, reply_remote};
 use crate::membership::{MemberInfo, MemberStatus};
 use crate::registry::{Entry, Merged};
@@ -166,6 +166,9 @@ pub(crate) struct Member<C: Child> {
     pub connector: Connector,
     pub scope: String,
     pub join_timeout: Duration,
+    /// A child crashing more than this often within `restart_window` is removed.
+    pub max_restarts: u32,
+    pub restart_window: Duration,
 }
 
 /// Mutable state of the member actor.
@@ -192,6 +195,8 @@ pub(crate) struct MemberState<C: Child> {
     snapshots: HashMap<String, SnapshotItem>,
     /// Snapshots of local children waiting to go to their backups, by backup node name.
     snapshot_out: HashMap<String, HashMap<String, SnapshotItem>>,
+    /// Recent crashes per child (restart limit).
+    crashes: HashMap<Arc<str>, std::collections::VecDeque<Instant>>,
     /// Names being restarted here (a snapshot fetch is in flight).
     restarting: HashSet<String>,
     /// Discovery found nobody to wait for.
@@ -241,6 +246,7 @@ impl<C: Handoff> Actor for Member<C> {
             ack_waits: HashMap::new(),
             snapshots: HashMap::new(),
             snapshot_out: HashMap::new(),
+            crashes: HashMap::new(),
             restarting: HashSet::new(),
             alone: false,
             started: Instant::now(),
@@ -267,6 +273,29 @@ impl<C: Handoff> Actor for Member<C> {
                 }
             },
             MemberMsg::Local(local) => self.on_local(&myself, state, local).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children stopping normally (moved, removed, forwarding pointers expiring) are no
+        // news; only a panic calls for the restart policy.
+        if let SupervisionEvent::ActorFailed(who, error) = evt {
+            let id = who.get_id();
+            let name = self.view.local.read().ok().and_then(|l| {
+                l.iter()
+                    .find(|(_, a)| a.get_id() == id)
+                    .map(|(n, _)| n.clone())
+            });
+            if let Some(name) = name {
+                self.on_child_crash(&myself, state, name, error.to_string())
+                    .await;
+            }
         }
         Ok(())
     }
@@ -342,6 +371,76 @@ impl<C: Handoff> Member<C> {
             seq: self
                 .hello_seq
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// A hosted child panicked: restart it in place from its spec, or remove it.
+    async fn on_child_crash(
+        &self,
+        myself: &ActorRef<MemberMsg<LocalMsg<C>>>,
+        state: &mut MemberState<C>,
+        name: Arc<str>,
+        error: String,
+    ) {
+        if let Ok(mut l) = self.view.local.write() {
+            l.remove(&name);
+        }
+        let now = Instant::now();
+        let recent = state.crashes.entry(name.clone()).or_default();
+        recent.retain(|t| now.duration_since(*t) < self.restart_window);
+        recent.push_back(now);
+        let allowed = C::restart_policy() == RestartPolicy::Permanent
+            && recent.len() as u32 <= self.max_restarts;
+        let entry = self
+            .view
+            .registry
+            .read()
+            .ok()
+            .and_then(|r| r.get(&name).cloned());
+        let Some(entry) = entry.filter(|e| *e.owner == *self.me()) else {
+            return;
+        };
+        if !allowed {
+            error!(child = %name, %error, "child crashed too often (or is temporary); removing it");
+            state.crashes.remove(&name);
+            self.remove_name(myself, state, &name);
+            return;
+        }
+        warn!(child = %name, %error, "child crashed; restarting it from its spec");
+        let spec = match postcard::from_bytes::<C::Spec>(&entry.spec) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(child = %name, error = %e, "cannot restart: malformed spec; removing it");
+                self.remove_name(myself, state, &name);
+                return;
+            }
+        };
+        let epoch = entry.epoch + 1;
+        match self
+            .spawn_child(myself, &name, Init::Fresh(spec), epoch)
+            .await
+        {
+            Ok(actor) => {
+                if let Ok(mut l) = self.view.local.write() {
+                    l.insert(name.clone(), actor);
+                }
+                Counters::add(&self.view.counters.crashes, 1);
+                self.publish(
+                    myself,
+                    state,
+                    name,
+                    Entry {
+                        owner: entry.owner.clone(),
+                        epoch,
+                        spec: entry.spec.clone(),
+                        removed: false,
+                    },
+                );
+            }
+            Err(e) => {
+                error!(child = %name, error = %e, "restart failed; removing it");
+                self.remove_name(myself, state, &name);
+            }
         }
     }
 
@@ -444,7 +543,8 @@ impl<C: Handoff> Member<C> {
             view: self.view.clone(),
             member: myself.clone(),
         };
-        Actor::spawn(None, hosted, Args { init, epoch })
+        // Linked: a panicking child is this actor's to restart (see `handle_supervisor_evt`).
+        Actor::spawn_linked(None, hosted, Args { init, epoch }, myself.get_cell())
             .await
             .map(|(a, _)| a)
             .map_err(|e| e.to_string())

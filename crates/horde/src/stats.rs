@@ -32,6 +32,8 @@ pub struct Counters {
     pub restarts_from_snapshot: AtomicU64,
     /// Children restarted from their spec after their node died (state lost).
     pub restarts_from_spec: AtomicU64,
+    /// Children restarted in place after a callback panicked.
+    pub crashes: AtomicU64,
     /// Children a drain could not move live before its deadline (snapshot pushed instead).
     pub drain_fallbacks: AtomicU64,
     /// Duration of the last move batch, in microseconds.
@@ -79,6 +81,7 @@ impl Counters {
             restarts_from_snapshot: get(&self.restarts_from_snapshot),
             restarts_from_spec: get(&self.restarts_from_spec),
             drain_fallbacks: get(&self.drain_fallbacks),
+            crashes: get(&self.crashes),
             last_handoff: Duration::from_micros(get(&self.last_handoff_us)),
             pause_p50: pct(0.5),
             pause_p99: pct(0.99),
@@ -108,6 +111,8 @@ pub struct Stats {
     pub restarts_from_spec: u64,
     /// See [`Counters::drain_fallbacks`].
     pub drain_fallbacks: u64,
+    /// See [`Counters::crashes`].
+    pub crashes: u64,
     /// Duration of the last move batch.
     pub last_handoff: Duration,
     /// Median pause of recent moves.

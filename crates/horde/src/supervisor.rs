@@ -60,6 +60,11 @@ pub struct HordeConfig {
     pub on_conflict: Option<ConflictHook>,
     /// Called when a drain has nobody to move to (re-resolve peers now).
     pub need_peers: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// A child that panics more than this often within `restart_window` is removed (Horde:
+    /// `max_restarts` 3 in `max_seconds` 5).
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub restart_window: Duration,
 }
 
 impl std::fmt::Debug for HordeConfig {
@@ -86,6 +91,8 @@ impl HordeConfig {
             moves: MoveConfig::default(),
             on_conflict: None,
             need_peers: None,
+            max_restarts: 3,
+            restart_window: Duration::from_secs(5),
         }
     }
 }
@@ -177,6 +184,8 @@ impl<C: Handoff> Horde<C> {
             connector: connector.clone(),
             scope: config.scope.clone(),
             join_timeout: config.join_timeout,
+            max_restarts: config.max_restarts,
+            restart_window: config.restart_window,
         };
         // The router first: it must be in the initial sync of every link the member sees.
         let (router, _) = Actor::spawn(

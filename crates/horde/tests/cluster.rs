@@ -33,8 +33,12 @@ struct Counter {
 
 #[derive(Debug, Serialize, Deserialize)]
 enum CounterMsg {
-    Inc { id: u64 },
+    Inc {
+        id: u64,
+    },
     Get,
+    /// Panics in the callback (restart policy test).
+    Crash,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,9 @@ impl Child for Counter {
                 self.value += 1;
                 ctx.emit(self.value);
             }
+        }
+        if let CounterMsg::Crash = msg {
+            panic!("counter told to crash");
         }
         CounterState {
             value: self.value,
@@ -566,6 +573,9 @@ impl Child for CounterV2 {
         }
     }
     fn handle(&mut self, msg: CounterMsg, _: &mut Ctx<Self>) -> CounterState {
+        if let CounterMsg::Crash = msg {
+            panic!("counter told to crash");
+        }
         if let CounterMsg::Inc { id } = msg {
             self.seen += 1;
             if self.applied.insert(id) {
@@ -668,4 +678,60 @@ async fn a_v2_node_takes_over_v1_state_when_the_v1_node_drains() {
         assert_eq!(s.value, 101, "v{i}: v1 state did not reach v2 code");
         assert_eq!(s.seen, 1, "v{i} was not rehydrated from schema v1");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_that_panics_restarts_in_place_until_it_crashes_too_often() {
+    let ips = ips(36, 2);
+    let port = free_port(&ips);
+    let a = start_node::<Counter>(ips[0], port, config()).await;
+    let b = start_node::<Counter>(ips[1], port, config()).await;
+    mesh(&[&a, &b]).await;
+    a.horde.start_child("fragile", &5).await.unwrap();
+    b.horde
+        .call("fragile", CounterMsg::Inc { id: 1 }, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let owner = a.horde.whereis("fragile").unwrap();
+    let host = if owner == *a.connector.node() { &a } else { &b };
+    // The call that crashes it gets no answer.
+    assert!(
+        b.horde
+            .call("fragile", CounterMsg::Crash, Duration::from_secs(2))
+            .await
+            .is_err()
+    );
+    // Restarted from its spec (5), on the same node, reachable from anywhere.
+    let s = eventually("restarted", || async {
+        b.horde
+            .call("fragile", CounterMsg::Get, Duration::from_millis(300))
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(s.value, 5);
+    assert_eq!(a.horde.whereis("fragile").unwrap().name, owner.name);
+    assert_eq!(host.horde.stats().crashes, 1);
+    // Three more crashes within the restart window: removed.
+    for _ in 0..3 {
+        let _ = b
+            .horde
+            .call("fragile", CounterMsg::Crash, Duration::from_millis(500))
+            .await;
+        eventually("back or gone", || async {
+            match b
+                .horde
+                .call("fragile", CounterMsg::Get, Duration::from_millis(300))
+                .await
+            {
+                Ok(_) | Err(horde::CallError::NotFound(_)) => Some(()),
+                Err(_) => None,
+            }
+        })
+        .await;
+    }
+    eventually("removed from every registry", || async {
+        (a.horde.whereis("fragile").is_none() && b.horde.whereis("fragile").is_none()).then_some(())
+    })
+    .await;
 }
