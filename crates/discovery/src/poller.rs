@@ -29,6 +29,7 @@ const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct DiscoveryHandle {
     peers: watch::Receiver<PeerSet>,
+    polled: watch::Receiver<bool>,
     refresh: Arc<Notify>,
     task: JoinHandle<()>,
 }
@@ -37,6 +38,13 @@ impl DiscoveryHandle {
     /// A receiver of the current peer set and its changes.
     pub fn subscribe(&self) -> watch::Receiver<PeerSet> {
         self.peers.clone()
+    }
+
+    /// Waits until the first poll of every source has finished (its answer is then in
+    /// [`DiscoveryHandle::subscribe`]).
+    pub async fn first_poll(&self) {
+        let mut polled = self.polled.clone();
+        let _ = polled.wait_for(|p| *p).await;
     }
 
     /// Polls at once instead of waiting for the interval (a draining node with no peer left
@@ -74,15 +82,17 @@ pub fn spawn_discovery(
         None
     };
     let (tx, rx) = watch::channel(PeerSet::new());
+    let (polled_tx, polled) = watch::channel(false);
     let refresh = Arc::new(Notify::new());
     let poller = Poller {
         config,
         resolver,
         sources: BTreeMap::new(),
     };
-    let task = tokio::spawn(poller.run(tx, refresh.clone(), shutdown));
+    let task = tokio::spawn(poller.run(tx, polled_tx, refresh.clone(), shutdown));
     Ok(DiscoveryHandle {
         peers: rx,
+        polled,
         refresh,
         task,
     })
@@ -111,6 +121,7 @@ impl Poller {
     async fn run(
         mut self,
         tx: watch::Sender<PeerSet>,
+        polled: watch::Sender<bool>,
         refresh: Arc<Notify>,
         shutdown: impl Future<Output = ()>,
     ) {
@@ -123,6 +134,7 @@ impl Poller {
                 _ = refresh.notified() => self.poll(&tx).await,
                 _ = &mut shutdown => return,
             }
+            polled.send_if_modified(|p| !std::mem::replace(p, true));
         }
     }
 

@@ -28,6 +28,7 @@
 //!   only ways it changes; the rule constants; [`RuleError`].
 //! - [`input`]: [`Input`] and [`Action`], their JSON shapes and shape checks ([`InputError`]).
 //! - [`view`]: [`GameView`], the JSON state clients see.
+//! - [`session`]: the game actor hosted by horde: timer, subscribers, state schema.
 //! - [`join_code`]: the short codes players share.
 //!
 //! # Errors and HTTP
@@ -43,6 +44,7 @@ pub mod input;
 pub mod join_code;
 pub mod maze;
 pub mod rules;
+pub mod session;
 pub mod view;
 
 mod dice;
@@ -56,4 +58,5 @@ pub use rules::{
     Game, MAX_HEALTH, MAX_INPUTS, MAX_PLAYERS, MAX_ROUND_MS, MIN_PLAYERS, MIN_ROUND_MS, Outcome,
     Player, RuleError, Spend, Status, validate_round_ms,
 };
+pub use session::{APP_VERSION, GameMsg, GameReply, GameSpec, STATE_SCHEMA, Session, Snapshot};
 pub use view::{GameView, PlayerView, RulesView, WorldView};

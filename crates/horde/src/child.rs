@@ -106,6 +106,7 @@ pub trait Handoff: Child {
 #[derive(Debug)]
 pub struct Ctx<C: Child> {
     name: std::sync::Arc<str>,
+    node: std::sync::Arc<str>,
     now_ms: u64,
     pub(crate) timer: Option<Duration>,
     pub(crate) events: Vec<C::Event>,
@@ -113,9 +114,10 @@ pub struct Ctx<C: Child> {
 }
 
 impl<C: Child> Ctx<C> {
-    pub(crate) fn new(name: std::sync::Arc<str>, now_ms: u64) -> Self {
+    pub(crate) fn new(name: std::sync::Arc<str>, node: std::sync::Arc<str>, now_ms: u64) -> Self {
         Self {
             name,
+            node,
             now_ms,
             timer: None,
             events: Vec::new(),
@@ -125,7 +127,12 @@ impl<C: Child> Ctx<C> {
 
     /// A context for unit tests of a child, at time `now_ms`.
     pub fn for_test(name: &str, now_ms: u64) -> Self {
-        Self::new(std::sync::Arc::from(name), now_ms)
+        Self::new(std::sync::Arc::from(name), std::sync::Arc::from("test@127.0.0.1"), now_ms)
+    }
+
+    /// The name of the node hosting the child now (changes when it moves).
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The child's registered name.

@@ -163,6 +163,7 @@ impl<C: Handoff> Horde<C> {
         let me = connector.node().clone();
         let (events, _) = broadcast::channel(4096);
         let view = Arc::new(View {
+            node_name: Arc::from(me.name.as_str()),
             me: me.clone(),
             version: Version::parse(&config.version),
             status: std::sync::RwLock::new(MemberStatus::Joining),

@@ -68,6 +68,8 @@ pub(crate) type Sink<C> = mpsc::UnboundedSender<(u64, <C as Child>::Event)>;
 pub(crate) struct View<C: Child> {
     /// This node.
     pub me: NodeId,
+    /// This node's name, shared with every callback context.
+    pub node_name: Arc<str>,
     /// This node's app version.
     pub version: Version,
     /// This member's own status (not in `members`).

@@ -43,6 +43,9 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Exit 0 when this host's node is ready (its /healthz answers 200): the container
+    /// HEALTHCHECK.
+    Health,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
                 json,
                 command,
             } => console::client::rpc(&config, node.as_deref(), json, command).await,
+            Command::Health => node::health(&config).await,
         }
     })
 }

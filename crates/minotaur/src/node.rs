@@ -1,23 +1,31 @@
-//! Builds a running node from its configuration and runs it until a signal: discovery, the
-//! cluster connector, the console actor.
+//! Builds a running node from its configuration, runs it until a signal, and shuts it down:
+//! discovery, the cluster connector, the games horde, the console, the HTTP server.
 //!
 //! ```text
 //! run()
-//!  ├─ discovery poller (task)          DNS_CLUSTER_QUERY / CLUSTER_HOSTS -> watch<PeerSet>
-//!  ├─ Connector (actor)                links, heartbeats, node events
+//!  ├─ discovery poller (task)             DNS_CLUSTER_QUERY / CLUSTER_HOSTS -> watch<PeerSet>
+//!  ├─ Connector (actor)                   links, heartbeats, node events
 //!  │   ├─ NodeServer, Beacon
-//!  └─ ConsoleServer (remotable actor)  `remote` / `rpc`
+//!  │   └─ ConsoleServer (remotable)       `remote` / `rpc`
+//!  ├─ Horde<Session> "games"              member + router actors, one actor per game
+//!  └─ HTTP server (task)                  API, WebSocket, page, /healthz, /metrics
 //! ```
-//! Owns start-up order and shutdown order. It must not contain protocol logic.
+//! Shutdown (SIGTERM/SIGINT), within `SHUTDOWN_TIMEOUT_MS`: report not ready and take no new
+//! games; hand every game off through horde; then close WebSockets (their games moved);
+//! let in-flight HTTP requests finish; leave the cluster; exit 0. Owns start-up and shutdown
+//! order only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use discovery::{
     Connector, ConnectorConfig, DiscoveryConfig, DiscoveryHandle, DnsQuery, NodeId, NodeName,
     PeerSet,
 };
+use game::Session;
+use horde::{Horde, HordeConfig};
 use ractor::Actor;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -25,17 +33,29 @@ use tracing::{error, info, warn};
 use crate::config::{Config, Distribution};
 use crate::console::protocol::CONSOLE_SERVICE;
 use crate::console::server::ConsoleServer;
+use crate::games::Games;
+use crate::http::{self, AppState, Lifecycle, metrics::Metrics};
 
 /// Longest wait for the first DNS answer used to pick this host's address.
 const OWN_ADDRESS_PROBE: Duration = Duration::from_secs(3);
+/// Of the shutdown budget, what is kept for closing sockets and HTTP after the drain.
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(1000);
+/// The horde scope of games.
+pub const GAMES_SCOPE: &str = "games";
 
-/// Handles of the node's parts, shared with the console and (later) the HTTP API.
+/// Handles of the node's parts, shared with the console and the HTTP API.
 #[derive(Debug, Clone)]
 pub struct NodeContext {
     /// This run of this node.
     pub node: NodeId,
     /// The cluster connector.
     pub connector: Connector,
+    /// The games service (and its horde).
+    pub games: Games,
+    /// Draining, sockets.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The drain budget (`SHUTDOWN_TIMEOUT_MS`).
+    pub shutdown_timeout: Duration,
 }
 
 /// Why the node could not start.
@@ -97,7 +117,11 @@ async fn probe_peer_address(config: &Config) -> Option<IpAddr> {
 pub struct Node {
     /// Shared handles.
     pub ctx: NodeContext,
-    discovery: Option<DiscoveryHandle>,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    discovery: Option<Arc<DiscoveryHandle>>,
+    http_stop: watch::Sender<bool>,
+    http_task: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -108,7 +132,7 @@ impl Node {
         let bind = config.cluster_bind_for(&name);
         let cookie = config.cookie.clone().unwrap_or_default();
 
-        let (discovery, peers) = if config.discovers() {
+        let discovery = if config.discovers() {
             let dc = DiscoveryConfig {
                 self_name: name.clone(),
                 basename: name.basename().to_string(),
@@ -118,12 +142,16 @@ impl Node {
                 resolver: config.dns_resolver,
                 static_hosts: config.cluster_hosts.clone(),
             };
-            let handle = discovery::spawn_discovery(dc, std::future::pending())
-                .map_err(|e| StartError::Config(e.to_string()))?;
-            let rx = handle.subscribe();
-            (Some(handle), rx)
+            Some(Arc::new(
+                discovery::spawn_discovery(dc, std::future::pending())
+                    .map_err(|e| StartError::Config(e.to_string()))?,
+            ))
         } else {
-            (None, watch::channel(PeerSet::new()).1)
+            None
+        };
+        let peers = match &discovery {
+            Some(d) => d.subscribe(),
+            None => watch::channel(PeerSet::new()).1,
         };
 
         let mut cc = ConnectorConfig::new(node.clone(), cookie, bind, config.cluster_port);
@@ -136,9 +164,23 @@ impl Node {
         let (connector, _) = Connector::start(cc, peers)
             .await
             .map_err(|e| StartError::Runtime(e.to_string()))?;
+
+        let mut hc = HordeConfig::new(GAMES_SCOPE, game::APP_VERSION);
+        if let Some(d) = discovery.clone() {
+            // A drain with nobody to move to asks discovery to look again at once.
+            hc.need_peers = Some(Arc::new(move || d.refresh()));
+        }
+        let horde = Horde::<Session>::start(hc, &connector)
+            .await
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let games = Games::new(horde.clone());
+        let lifecycle = Arc::new(Lifecycle::default());
         let ctx = NodeContext {
             node: node.clone(),
             connector: connector.clone(),
+            games: games.clone(),
+            lifecycle: lifecycle.clone(),
+            shutdown_timeout: config.shutdown_timeout,
         };
         Actor::spawn_linked(
             Some(node.actor_name(CONSOLE_SERVICE)),
@@ -148,15 +190,76 @@ impl Node {
         )
         .await
         .map_err(|e| StartError::Runtime(format!("cannot start the console: {e}")))?;
-        info!(node = %name, incarnation = node.incarnation, cluster = %SocketAddr::new(bind, config.cluster_port), discovery = config.discovers(), "node started");
-        Ok(Node { ctx, discovery })
+
+        // Ready once joined: at once when there is nobody to find, else when horde has synced
+        // with the peers discovery found (or its join timeout passed).
+        match discovery.clone() {
+            None => horde.no_peers_expected(),
+            Some(d) => {
+                let h = horde.clone();
+                tokio::spawn(async move {
+                    d.first_poll().await;
+                    if d.subscribe().borrow().is_empty() {
+                        h.no_peers_expected();
+                    }
+                });
+            }
+        }
+
+        let state = AppState {
+            games: games.clone(),
+            connector: connector.clone(),
+            lifecycle: lifecycle.clone(),
+            metrics: Arc::new(Metrics::new(&games)),
+        };
+        let server = http::Server::bind(SocketAddr::new(config.http_bind, config.http_port), state)
+            .await
+            .map_err(|e| {
+                StartError::Runtime(format!(
+                    "cannot listen for HTTP on {}:{}: {e} (set PORT or HTTP_BIND)",
+                    config.http_bind, config.http_port
+                ))
+            })?;
+        let http_addr = server
+            .local_addr()
+            .map_err(|e| StartError::Runtime(e.to_string()))?;
+        let (http_stop, mut stop_rx) = watch::channel(false);
+        let http_task = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = server.run(stop).await {
+                error!(error = %e, "http server failed");
+            }
+        });
+        info!(node = %name, incarnation = node.incarnation, cluster = %SocketAddr::new(bind, config.cluster_port), http = %http_addr, version = game::APP_VERSION, discovery = config.discovers(), "node started");
+        Ok(Node {
+            ctx,
+            http_addr,
+            discovery,
+            http_stop,
+            http_task,
+        })
     }
 
-    /// Stops every part, in reverse order.
-    pub async fn stop(self) {
+    /// The ordered shutdown (see the module docs), within `budget`.
+    pub async fn shutdown(self, budget: Duration) {
+        let started = tokio::time::Instant::now();
+        self.ctx.lifecycle.set_draining();
+        let drain_budget = budget.saturating_sub(SHUTDOWN_MARGIN);
+        let report = self.ctx.games.horde().drain(drain_budget).await;
+        info!(moved = report.moved, fallback = report.fallback, stranded = report.stranded, ms = report.duration.as_millis() as u64, "games handed off");
+        // Games have moved: sockets may close now; clients reconnect elsewhere.
+        self.ctx.lifecycle.close_sockets();
+        let _ = self.http_stop.send(true);
+        let left = budget.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, self.http_task).await.is_err() {
+            warn!("in-flight HTTP requests did not finish in time");
+        }
         if let Some(d) = &self.discovery {
             d.abort();
         }
+        self.ctx.games.horde().shutdown().await;
         self.ctx.connector.stop().await;
     }
 }
@@ -195,12 +298,9 @@ pub async fn run(config: Config) -> ExitCode {
         }
     };
     let signal = shutdown_signal().await;
-    info!(
-        signal,
-        timeout_ms = config.shutdown_timeout.as_millis() as u64,
-        "shutting down"
-    );
-    if tokio::time::timeout(config.shutdown_timeout, node.stop())
+    info!(signal, timeout_ms = config.shutdown_timeout.as_millis() as u64, "shutting down: draining games");
+    let budget = config.shutdown_timeout;
+    if tokio::time::timeout(budget + SHUTDOWN_MARGIN, node.shutdown(budget))
         .await
         .is_err()
     {
@@ -208,4 +308,32 @@ pub async fn run(config: Config) -> ExitCode {
     }
     info!("node stopped");
     ExitCode::SUCCESS
+}
+
+/// `minotaur health`: 0 when this host's node answers `/healthz` with 200.
+pub async fn health(config: &Config) -> ExitCode {
+    let ip = if config.http_bind.is_unspecified() {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        config.http_bind
+    };
+    let url = format!("http://{}/healthz", SocketAddr::new(ip, config.http_port));
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("not ready: {} from {url}", r.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("not ready: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -10,7 +10,13 @@ use crate::node::NodeContext;
 const HELP: &[(&str, &str)] = &[
     ("node", "this node's name"),
     ("nodes", "the connected nodes, one per line (as Node.list)"),
+    ("members", "cluster members with status, version and number of games"),
+    ("games", "games hosted on this node (`games --all`: all, with their node)"),
+    ("whereis ID", "the node hosting game ID (id or join code)"),
+    ("registry", "registry size and sync state"),
+    ("drain", "hand off every game of this node and take no new ones, without exiting"),
     ("ping NODE", "round trip to another node"),
+    ("stats", "counters: games, handoffs in and out, messages routed, last handoff"),
     ("help", "this list"),
 ];
 
@@ -68,6 +74,104 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
             Err(e) => fail(e.to_string()),
         },
         ["ping"] => fail("usage: ping NODE"),
+        ["members"] => {
+            let horde = ctx.games.horde();
+            let mut per_node: std::collections::BTreeMap<String, usize> = Default::default();
+            for (_, owner) in horde.names() {
+                *per_node.entry(owner.name).or_default() += 1;
+            }
+            let rows: Vec<Value> = horde
+                .members()
+                .into_iter()
+                .filter(|m| m.status != horde::MemberStatus::Dead)
+                .map(|m| {
+                    json!({
+                        "node": m.node.name,
+                        "status": m.status.to_string(),
+                        "version": m.version.to_string(),
+                        "games": per_node.get(&m.node.name).copied().unwrap_or(0),
+                    })
+                })
+                .collect();
+            let text = rows
+                .iter()
+                .map(|r| format!("{}  {}  {}  {} games", r["node"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""), r["version"].as_str().unwrap_or(""), r["games"]))
+                .collect::<Vec<_>>()
+                .join("\n");
+            ok(text, json!(rows))
+        }
+        ["games"] => {
+            let mut names = ctx.games.horde().local_names();
+            names.sort();
+            ok(names.join("\n"), json!(names))
+        }
+        ["games", "--all"] => {
+            let mut all = ctx.games.horde().names();
+            all.sort();
+            let text = all
+                .iter()
+                .map(|(n, node)| format!("{n}  {}", node.name))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let rows: Vec<Value> = all
+                .iter()
+                .map(|(n, node)| json!({ "game": n, "node": node.name }))
+                .collect();
+            ok(text, json!(rows))
+        }
+        ["whereis", id] => match ctx.games.resolve(id).and_then(|n| ctx.games.horde().whereis(&n)) {
+            Some(node) => ok(node.name.clone(), json!(node.name)),
+            None => fail(format!("no game `{id}`")),
+        },
+        ["registry"] => {
+            let horde = ctx.games.horde();
+            let size = horde.registry_len();
+            let status = horde.status();
+            let synced = horde.is_ready();
+            ok(
+                format!("{size} games registered; member {status}; registry {}", if synced { "synced" } else { "syncing" }),
+                json!({ "size": size, "status": status.to_string(), "synced": synced }),
+            )
+        }
+        ["drain"] => {
+            ctx.lifecycle.set_draining();
+            let report = ctx.games.horde().drain(ctx.shutdown_timeout).await;
+            ok(
+                format!(
+                    "drained: {} games moved, {} pushed as snapshots, {} with nowhere to go, in {} ms",
+                    report.moved,
+                    report.fallback,
+                    report.stranded,
+                    report.duration.as_millis()
+                ),
+                json!({ "moved": report.moved, "fallback": report.fallback, "stranded": report.stranded, "ms": report.duration.as_millis() as u64 }),
+            )
+        }
+        ["stats"] => {
+            let horde = ctx.games.horde();
+            let s = horde.stats();
+            let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+            let v = json!({
+                "games": horde.local_names().len(),
+                "registry": horde.registry_len(),
+                "handoffs_in": s.handoffs_in,
+                "handoffs_out": s.handoffs_out,
+                "handoff_failures": s.handoff_failures,
+                "messages_routed": s.routed,
+                "messages_forwarded": s.forwarded,
+                "conflicts": s.conflicts,
+                "restarts_from_snapshot": s.restarts_from_snapshot,
+                "restarts_from_spec": s.restarts_from_spec,
+                "last_handoff_ms": s.last_handoff.as_secs_f64() * 1000.0,
+                "handoff_pause_p50_ms": ms(s.pause_p50),
+                "handoff_pause_p99_ms": ms(s.pause_p99),
+            });
+            let text = v
+                .as_object()
+                .map(|o| o.iter().map(|(k, v)| format!("{k:<24} {v}")).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default();
+            ok(text, v)
+        }
         [] => fail("empty command; try `help`"),
         [cmd, ..] => fail(format!("unknown command `{cmd}`; try `help`")),
     }

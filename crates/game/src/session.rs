@@ -1,0 +1,290 @@
+//! The game actor: one [`Game`] hosted by horde, with its round timer, its subscribers, and
+//! its state schema for live moves between nodes.
+//!
+//! It owns the hosting glue only: every rule decision is [`Game::apply`] / [`Game::tick`].
+//! The round deadline survives a move: the state carries the time it was packed on the old
+//! node's clock, and [`Game::rebase`] sets the same time left on the new node's clock.
+//!
+//! State schemas: v1 is `{game, packed_at_ms}`. A build with the `schema-v2` feature writes v2
+//! (v1 plus a count of how many moves the game has made, a field a newer version needs) and
+//! reads v1 and v2, which is what lets a rolling update hand v1 games to v2 code.
+
+use std::time::Duration;
+
+use horde::{Child, Ctx, Handoff, HandoffError, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::{Game, GameView, Input, RuleError};
+
+/// The app version of this build, as members report it: `MINOTAUR_APP_VERSION` at build time,
+/// else the crate version.
+pub const APP_VERSION: &str = match option_env!("MINOTAUR_APP_VERSION") {
+    Some(v) => v,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// The state schema this build writes.
+#[cfg(not(feature = "schema-v2"))]
+pub const STATE_SCHEMA: u16 = 1;
+/// The state schema this build writes.
+#[cfg(feature = "schema-v2")]
+pub const STATE_SCHEMA: u16 = 2;
+
+/// How to start a game (kept in the registry for restarts from scratch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameSpec {
+    /// The game's id.
+    pub id: String,
+    /// Its join code (also its registry name).
+    pub code: String,
+    /// Round length.
+    pub round_ms: u64,
+    /// Maze seed.
+    pub seed: u64,
+}
+
+/// Messages to a game.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum GameMsg {
+    /// Apply a player's input.
+    Input(Input),
+    /// Read the state.
+    Get,
+}
+
+/// A game's state as answered: the client view plus where the game lives now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The client view.
+    pub view: GameView,
+    /// The node hosting the game when it answered.
+    pub node: String,
+    /// State schema of the hosting build (observability of upgrades).
+    pub schema: u16,
+    /// How many times the game moved between nodes (known to schema v2 builds; 0 before).
+    pub moves: u64,
+}
+
+/// The answer to a message.
+pub type GameReply = Result<Snapshot, RuleError>;
+
+/// The hosted game.
+#[derive(Debug)]
+pub struct Session {
+    game: Game,
+    /// Moves between nodes so far (only a v2 build counts them, and it carries them on).
+    moves: u64,
+}
+
+/// Schema v1 of the state: the game and when it was packed (sender's clock).
+#[derive(Serialize, Deserialize)]
+struct StateV1 {
+    game: Game,
+    packed_at_ms: u64,
+}
+
+/// Schema v2: v1 plus the move count.
+#[derive(Serialize, Deserialize)]
+struct StateV2 {
+    game: Game,
+    packed_at_ms: u64,
+    moves: u64,
+}
+
+impl Session {
+    fn snapshot(&self, ctx: &Ctx<Self>) -> Snapshot {
+        Snapshot {
+            view: self.game.view(ctx.now_ms()),
+            node: ctx.node().to_string(),
+            schema: STATE_SCHEMA,
+            moves: self.moves,
+        }
+    }
+
+    /// Arms the round timer for the current deadline.
+    fn arm(&self, ctx: &mut Ctx<Self>) {
+        if let Some(left) = self.game.deadline_in(ctx.now_ms()) {
+            // One millisecond past the deadline so `tick` sees it passed.
+            ctx.set_timer(Duration::from_millis(left + 1));
+        }
+    }
+}
+
+impl Child for Session {
+    type Spec = GameSpec;
+    type Msg = GameMsg;
+    type Reply = GameReply;
+    type Event = Snapshot;
+
+    fn start(_name: &str, spec: GameSpec, ctx: &mut Ctx<Self>) -> Self {
+        let s = Session {
+            game: Game::new(spec.id, spec.code, spec.round_ms, spec.seed),
+            moves: 0,
+        };
+        s.arm(ctx);
+        s
+    }
+
+    fn handle(&mut self, msg: GameMsg, ctx: &mut Ctx<Self>) -> GameReply {
+        match msg {
+            GameMsg::Get => Ok(self.snapshot(ctx)),
+            GameMsg::Input(input) => {
+                let before = (self.game.seq(), self.game.deadline_ms());
+                self.game.apply(ctx.now_ms(), input)?;
+                let snapshot = self.snapshot(ctx);
+                if self.game.seq() != before.0 {
+                    ctx.emit(snapshot.clone());
+                }
+                if self.game.deadline_ms() != before.1 {
+                    self.arm(ctx);
+                }
+                Ok(snapshot)
+            }
+        }
+    }
+
+    fn timer(&mut self, ctx: &mut Ctx<Self>) {
+        if self.game.tick(ctx.now_ms()) {
+            let snapshot = self.snapshot(ctx);
+            ctx.emit(snapshot);
+        }
+        self.arm(ctx);
+    }
+
+    fn subscribed(&self, ctx: &Ctx<Self>) -> Option<Snapshot> {
+        Some(self.snapshot(ctx))
+    }
+
+    fn snapshot_policy() -> SnapshotPolicy {
+        // Every applied input reaches the backup node: a crashed node loses no acknowledged
+        // input (bar the last few milliseconds before the crash).
+        SnapshotPolicy::Every(1)
+    }
+}
+
+impl Handoff for Session {
+    const SCHEMA: u16 = STATE_SCHEMA;
+
+    fn dehydrate(&self, ctx: &Ctx<Self>) -> Vec<u8> {
+        let bytes = if STATE_SCHEMA >= 2 {
+            postcard::to_stdvec(&StateV2 {
+                game: self.game.clone(),
+                packed_at_ms: ctx.now_ms(),
+                moves: self.moves,
+            })
+        } else {
+            postcard::to_stdvec(&StateV1 {
+                game: self.game.clone(),
+                packed_at_ms: ctx.now_ms(),
+            })
+        };
+        // A Game always encodes (plain data); an empty state would be refused by rehydrate.
+        bytes.unwrap_or_default()
+    }
+
+    fn rehydrate(_name: &str, schema: u16, state: &[u8], ctx: &mut Ctx<Self>) -> Result<Self, HandoffError> {
+        let corrupt = |e: postcard::Error| HandoffError::Corrupt(e.to_string());
+        let (mut game, packed_at_ms, moves) = match schema {
+            1 => {
+                let s: StateV1 = postcard::from_bytes(state).map_err(corrupt)?;
+                (s.game, s.packed_at_ms, 0)
+            }
+            2 if STATE_SCHEMA >= 2 => {
+                let s: StateV2 = postcard::from_bytes(state).map_err(corrupt)?;
+                (s.game, s.packed_at_ms, s.moves)
+            }
+            got => {
+                return Err(HandoffError::UnknownSchema {
+                    got,
+                    supported: if STATE_SCHEMA >= 2 { "v1, v2".into() } else { "v1".into() },
+                });
+            }
+        };
+        game.rebase(packed_at_ms, ctx.now_ms());
+        let s = Session {
+            game,
+            // Only a v2 build counts moves.
+            moves: if STATE_SCHEMA >= 2 { moves + 1 } else { 0 },
+        };
+        s.arm(ctx);
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Status};
+
+    fn spec() -> GameSpec {
+        GameSpec {
+            id: "g1".into(),
+            code: "ABCDEF".into(),
+            round_ms: 1000,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn inputs_emit_the_new_state_and_arm_the_round_timer() {
+        let mut ctx = Ctx::for_test("ABCDEF", 0);
+        let mut s = Session::start("ABCDEF", spec(), &mut ctx);
+        assert_eq!(ctx.timer_requested(), None, "no round before two players");
+        let mut ctx = Ctx::for_test("ABCDEF", 10);
+        s.handle(GameMsg::Input(Input::new("ann", "1", Action::Join)), &mut ctx).unwrap();
+        let mut ctx = Ctx::for_test("ABCDEF", 20);
+        let r = s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut ctx).unwrap();
+        assert_eq!(r.view.status, Status::Active);
+        assert_eq!(ctx.emitted().len(), 1);
+        assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(1001)));
+        // A duplicate changes nothing and emits nothing.
+        let mut ctx = Ctx::for_test("ABCDEF", 30);
+        let r = s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut ctx).unwrap();
+        assert_eq!(r.view.seq, 2);
+        assert!(ctx.emitted().is_empty());
+    }
+
+    #[test]
+    fn the_deadline_keeps_its_time_left_across_a_move() {
+        let mut ctx = Ctx::for_test("ABCDEF", 0);
+        let mut s = Session::start("ABCDEF", spec(), &mut ctx);
+        s.handle(GameMsg::Input(Input::new("ann", "1", Action::Join)), &mut Ctx::for_test("ABCDEF", 0)).unwrap();
+        s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut Ctx::for_test("ABCDEF", 0)).unwrap();
+        // 400 ms into a 1000 ms round on the old node (clock at 5_000_400)...
+        let packed = s.dehydrate(&Ctx::for_test("ABCDEF", 400));
+        // ...arrives on a node whose clock reads 77.
+        let mut ctx = Ctx::for_test("ABCDEF", 77);
+        let moved = Session::rehydrate("ABCDEF", STATE_SCHEMA, &packed, &mut ctx).unwrap();
+        assert_eq!(moved.game.deadline_in(77), Some(600));
+        assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(601)));
+        assert_eq!(moved.game.seq(), 2);
+    }
+
+    #[test]
+    fn v1_state_is_read_and_unknown_schemas_refused() {
+        let v1 = postcard::to_stdvec(&StateV1 {
+            game: Game::new("g", "C", 1000, 3),
+            packed_at_ms: 0,
+        })
+        .unwrap();
+        let s = Session::rehydrate("C", 1, &v1, &mut Ctx::for_test("C", 0)).unwrap();
+        assert_eq!(s.game.id(), "g");
+        let err = Session::rehydrate("C", 9, &v1, &mut Ctx::for_test("C", 0)).unwrap_err();
+        assert!(matches!(err, HandoffError::UnknownSchema { got: 9, .. }));
+        assert!(Session::rehydrate("C", 1, b"garbage", &mut Ctx::for_test("C", 0)).is_err());
+    }
+
+    #[cfg(feature = "schema-v2")]
+    #[test]
+    fn v2_counts_moves_from_v1_state() {
+        let v1 = postcard::to_stdvec(&StateV1 {
+            game: Game::new("g", "C", 1000, 3),
+            packed_at_ms: 0,
+        })
+        .unwrap();
+        let s = Session::rehydrate("C", 1, &v1, &mut Ctx::for_test("C", 0)).unwrap();
+        assert_eq!(s.moves, 1);
+        let again = Session::rehydrate("C", 2, &s.dehydrate(&Ctx::for_test("C", 0)), &mut Ctx::for_test("C", 0)).unwrap();
+        assert_eq!(again.moves, 2);
+    }
+}

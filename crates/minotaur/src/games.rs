@@ -1,0 +1,176 @@
+//! The games service: what the HTTP API, the WebSocket and the console do with games, on top
+//! of horde. Owns naming (a game's registry name is its join code; its id is
+//! `CODE-xxxxxxxx`), creation, and retries: inputs and reads are idempotent (inputs by
+//! `input_id`), so when a call to a game fails because it is moving or its node just died,
+//! the service tries again until its deadline instead of failing the client.
+
+use std::time::Duration;
+
+use game::{GameMsg, GameReply, GameSpec, Input, RuleError, Session, Snapshot};
+use horde::{CallError, Horde, StartError};
+use tokio::time::Instant;
+
+/// How long one request may spend on a game, retries included.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Pause between retries of an idempotent call.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
+/// What went wrong, in terms of the HTTP answer it maps to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GameError {
+    /// No such game (404).
+    #[error("no game `{0}`")]
+    NotFound(String),
+    /// A malformed input (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The rules refuse the input (409).
+    #[error("{0}")]
+    Refused(String),
+    /// The node is draining and takes no new games (503).
+    #[error("this node is shutting down and takes no new games; use another node")]
+    Draining,
+    /// The cluster could not answer in time (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<RuleError> for GameError {
+    fn from(e: RuleError) -> Self {
+        match e.kind() {
+            game::ErrorKind::Invalid => GameError::Invalid(e.to_string()),
+            game::ErrorKind::Refused => GameError::Refused(e.to_string()),
+        }
+    }
+}
+
+/// A game in the listing.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Summary {
+    /// Its id.
+    pub id: String,
+    /// Its join code.
+    pub code: String,
+    /// The node hosting it.
+    pub node: String,
+    /// Rounds completed.
+    pub round: u64,
+    /// Inputs applied.
+    pub seq: u64,
+}
+
+/// The games service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Games {
+    horde: Horde<Session>,
+}
+
+impl Games {
+    /// Wraps a running horde of game sessions.
+    pub fn new(horde: Horde<Session>) -> Self {
+        Self { horde }
+    }
+
+    /// The horde underneath.
+    pub fn horde(&self) -> &Horde<Session> {
+        &self.horde
+    }
+
+    /// Creates a game and returns its state once every node knows it.
+    pub async fn create(&self, round_ms: u64) -> Result<Snapshot, GameError> {
+        for _ in 0..8 {
+            let seed = rand::random::<u64>();
+            let code = game::code_from_seed(seed);
+            let spec = GameSpec {
+                id: format!("{code}-{:08x}", rand::random::<u32>()),
+                code: code.clone(),
+                round_ms,
+                seed,
+            };
+            match self.horde.start_child(&code, &spec).await {
+                Ok(_) => return self.get(&code).await,
+                // The code is taken: draw another.
+                Err(StartError::AlreadyStarted { .. }) => continue,
+                Err(StartError::NoMember) => {
+                    return Err(GameError::Unavailable(
+                        "no node can take new games right now (starting or draining); retry".into(),
+                    ));
+                }
+                Err(e) => return Err(GameError::Unavailable(e.to_string())),
+            }
+        }
+        Err(GameError::Unavailable("could not find a free join code; retry".into()))
+    }
+
+    /// The registry name of a game given its id (`CODE-xxxxxxxx`) or its code.
+    fn name_of(id_or_code: &str) -> Option<(String, Option<&str>)> {
+        match id_or_code.split_once('-') {
+            Some((code, _)) => game::normalize_code(code).map(|c| (c, Some(id_or_code))),
+            None => game::normalize_code(id_or_code).map(|c| (c, None)),
+        }
+    }
+
+    /// Calls a game, retrying while it is moving or restarting (the message is idempotent).
+    async fn call(&self, id_or_code: &str, msg: GameMsg) -> Result<Snapshot, GameError> {
+        let (name, id) = Self::name_of(id_or_code).ok_or_else(|| GameError::NotFound(id_or_code.into()))?;
+        let deadline = Instant::now() + REQUEST_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let result: Result<GameReply, CallError> = self.horde.call(&name, msg.clone(), left).await;
+            match result {
+                Ok(Ok(snapshot)) => {
+                    if id.is_some_and(|id| id != snapshot.view.id) {
+                        return Err(GameError::NotFound(id_or_code.into()));
+                    }
+                    return Ok(snapshot);
+                }
+                Ok(Err(rule)) => return Err(rule.into()),
+                Err(CallError::NotFound(_)) => return Err(GameError::NotFound(id_or_code.into())),
+                Err(e) => {
+                    if Instant::now() + RETRY_PAUSE >= deadline {
+                        return Err(GameError::Unavailable(e.to_string()));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// The state of a game.
+    pub async fn get(&self, id_or_code: &str) -> Result<Snapshot, GameError> {
+        self.call(id_or_code, GameMsg::Get).await
+    }
+
+    /// Applies an input (checked for shape first) and returns the new state.
+    pub async fn input(&self, id_or_code: &str, input: Input) -> Result<Snapshot, GameError> {
+        input.validate().map_err(|e| GameError::Invalid(e.to_string()))?;
+        self.call(id_or_code, GameMsg::Input(input)).await
+    }
+
+    /// Every game of the cluster, asked concurrently.
+    pub async fn list(&self) -> Vec<Summary> {
+        use futures::StreamExt;
+        let names: Vec<String> = self.horde.names().into_iter().map(|(n, _)| n).collect();
+        let mut out: Vec<Summary> = futures::stream::iter(names)
+            .map(|name| async move {
+                self.get(&name).await.ok().map(|s| Summary {
+                    id: s.view.id,
+                    code: s.view.code,
+                    node: s.node,
+                    round: s.view.round,
+                    seq: s.view.seq,
+                })
+            })
+            .buffer_unordered(256)
+            .filter_map(|s| async move { s })
+            .collect()
+            .await;
+        out.sort_by(|a, b| a.code.cmp(&b.code));
+        out
+    }
+
+    /// The registry name (join code) of a game.
+    pub fn resolve(&self, id_or_code: &str) -> Option<String> {
+        Self::name_of(id_or_code).map(|(n, _)| n)
+    }
+}
