@@ -182,7 +182,12 @@ impl Handoff for Session {
         bytes.unwrap_or_default()
     }
 
-    fn rehydrate(_name: &str, schema: u16, state: &[u8], ctx: &mut Ctx<Self>) -> Result<Self, HandoffError> {
+    fn rehydrate(
+        _name: &str,
+        schema: u16,
+        state: &[u8],
+        ctx: &mut Ctx<Self>,
+    ) -> Result<Self, HandoffError> {
         let corrupt = |e: postcard::Error| HandoffError::Corrupt(e.to_string());
         let (mut game, packed_at_ms, moves) = match schema {
             1 => {
@@ -196,7 +201,11 @@ impl Handoff for Session {
             got => {
                 return Err(HandoffError::UnknownSchema {
                     got,
-                    supported: if STATE_SCHEMA >= 2 { "v1, v2".into() } else { "v1".into() },
+                    supported: if STATE_SCHEMA >= 2 {
+                        "v1, v2".into()
+                    } else {
+                        "v1".into()
+                    },
                 });
             }
         };
@@ -231,15 +240,29 @@ mod tests {
         let mut s = Session::start("ABCDEF", spec(), &mut ctx);
         assert_eq!(ctx.timer_requested(), None, "no round before two players");
         let mut ctx = Ctx::for_test("ABCDEF", 10);
-        s.handle(GameMsg::Input(Input::new("ann", "1", Action::Join)), &mut ctx).unwrap();
+        s.handle(
+            GameMsg::Input(Input::new("ann", "1", Action::Join)),
+            &mut ctx,
+        )
+        .unwrap();
         let mut ctx = Ctx::for_test("ABCDEF", 20);
-        let r = s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut ctx).unwrap();
+        let r = s
+            .handle(
+                GameMsg::Input(Input::new("bob", "2", Action::Join)),
+                &mut ctx,
+            )
+            .unwrap();
         assert_eq!(r.view.status, Status::Active);
         assert_eq!(ctx.emitted().len(), 1);
         assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(1001)));
         // A duplicate changes nothing and emits nothing.
         let mut ctx = Ctx::for_test("ABCDEF", 30);
-        let r = s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut ctx).unwrap();
+        let r = s
+            .handle(
+                GameMsg::Input(Input::new("bob", "2", Action::Join)),
+                &mut ctx,
+            )
+            .unwrap();
         assert_eq!(r.view.seq, 2);
         assert!(ctx.emitted().is_empty());
     }
@@ -248,8 +271,16 @@ mod tests {
     fn the_deadline_keeps_its_time_left_across_a_move() {
         let mut ctx = Ctx::for_test("ABCDEF", 0);
         let mut s = Session::start("ABCDEF", spec(), &mut ctx);
-        s.handle(GameMsg::Input(Input::new("ann", "1", Action::Join)), &mut Ctx::for_test("ABCDEF", 0)).unwrap();
-        s.handle(GameMsg::Input(Input::new("bob", "2", Action::Join)), &mut Ctx::for_test("ABCDEF", 0)).unwrap();
+        s.handle(
+            GameMsg::Input(Input::new("ann", "1", Action::Join)),
+            &mut Ctx::for_test("ABCDEF", 0),
+        )
+        .unwrap();
+        s.handle(
+            GameMsg::Input(Input::new("bob", "2", Action::Join)),
+            &mut Ctx::for_test("ABCDEF", 0),
+        )
+        .unwrap();
         // 400 ms into a 1000 ms round on the old node (clock at 5_000_400)...
         let packed = s.dehydrate(&Ctx::for_test("ABCDEF", 400));
         // ...arrives on a node whose clock reads 77.
@@ -284,7 +315,13 @@ mod tests {
         .unwrap();
         let s = Session::rehydrate("C", 1, &v1, &mut Ctx::for_test("C", 0)).unwrap();
         assert_eq!(s.moves, 1);
-        let again = Session::rehydrate("C", 2, &s.dehydrate(&Ctx::for_test("C", 0)), &mut Ctx::for_test("C", 0)).unwrap();
+        let again = Session::rehydrate(
+            "C",
+            2,
+            &s.dehydrate(&Ctx::for_test("C", 0)),
+            &mut Ctx::for_test("C", 0),
+        )
+        .unwrap();
         assert_eq!(again.moves, 2);
     }
 }

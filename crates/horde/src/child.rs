@@ -127,7 +127,11 @@ impl<C: Child> Ctx<C> {
 
     /// A context for unit tests of a child, at time `now_ms`.
     pub fn for_test(name: &str, now_ms: u64) -> Self {
-        Self::new(std::sync::Arc::from(name), std::sync::Arc::from("test@127.0.0.1"), now_ms)
+        Self::new(
+            std::sync::Arc::from(name),
+            std::sync::Arc::from("test@127.0.0.1"),
+            now_ms,
+        )
     }
 
     /// The name of the node hosting the child now (changes when it moves).

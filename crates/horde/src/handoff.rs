@@ -365,6 +365,16 @@ pub(crate) async fn drain<C: Child>(
         report.fallback += 1;
         Counters::add(&view.counters.drain_fallbacks, 1);
     }
+    // Every member knows where the children went before this node may go.
+    let (tx, rx) = oneshot::channel();
+    if member.cast(MemberMsg::Local(LocalMsg::Barrier(tx))).is_ok() {
+        let left = end
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(500));
+        if tokio::time::timeout(left, rx).await.is_err() {
+            warn!("drain: registry changes not acknowledged by every member before the deadline");
+        }
+    }
     report.duration = started.elapsed();
     if report.fallback + report.stranded > 0 {
         warn!(

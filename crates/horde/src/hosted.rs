@@ -202,7 +202,11 @@ impl<C: Handoff> Actor for Hosted<C> {
         myself: ActorRef<Self::Msg>,
         args: Args<C>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut ctx = Ctx::new(self.name.clone(), self.view.node_name.clone(), self.view.now_ms());
+        let mut ctx = Ctx::new(
+            self.name.clone(),
+            self.view.node_name.clone(),
+            self.view.now_ms(),
+        );
         let (child, subscribers, event_seq) = match args.init {
             Init::Fresh(spec) => (C::start(&self.name, spec, &mut ctx), Vec::new(), 0),
             Init::Restore {
@@ -240,7 +244,11 @@ impl<C: Handoff> Actor for Hosted<C> {
             HostedMsg::Freeze { reply } => {
                 let frozen = match state.mode {
                     Mode::Live => {
-                        let ctx = Ctx::new(self.name.clone(), self.view.node_name.clone(), self.view.now_ms());
+                        let ctx = Ctx::new(
+                            self.name.clone(),
+                            self.view.node_name.clone(),
+                            self.view.now_ms(),
+                        );
                         let frozen = Frozen {
                             schema: C::SCHEMA,
                             state: state.child.dehydrate(&ctx),
@@ -287,7 +295,11 @@ impl<C: Handoff> Actor for Hosted<C> {
             }
             HostedMsg::Stop { reply } => {
                 if let Some(r) = reply {
-                    let ctx = Ctx::new(self.name.clone(), self.view.node_name.clone(), self.view.now_ms());
+                    let ctx = Ctx::new(
+                        self.name.clone(),
+                        self.view.node_name.clone(),
+                        self.view.now_ms(),
+                    );
                     let _ = r.send(Some((C::SCHEMA, state.child.dehydrate(&ctx))));
                 }
                 myself.stop(None);
@@ -329,7 +341,11 @@ impl<C: Handoff> Hosted<C> {
         state: &mut HostedState<C>,
         msg: HostedMsg<C>,
     ) {
-        let mut ctx = Ctx::new(self.name.clone(), self.view.node_name.clone(), self.view.now_ms());
+        let mut ctx = Ctx::new(
+            self.name.clone(),
+            self.view.node_name.clone(),
+            self.view.now_ms(),
+        );
         match msg {
             HostedMsg::Local { msg, reply } => {
                 let answer = state.child.handle(msg, &mut ctx);

@@ -109,6 +109,10 @@ pub(crate) enum LocalMsg<C: Child> {
         /// Done (the change is on the wire).
         reply: oneshot::Sender<()>,
     },
+    /// Answer once every registry change sent so far is acknowledged by every member (or its
+    /// acknowledgement timed out): a draining node waits for this before it exits, so no
+    /// peer learns of its death before it learns where its children went.
+    Barrier(oneshot::Sender<()>),
     /// Change this member's status (draining).
     SetStatus(MemberStatus),
     /// Discovery found no peers: become alive without waiting for any.
@@ -191,6 +195,8 @@ pub(crate) struct MemberState<C: Child> {
     batch: u64,
     /// Batches waiting for acknowledgements.
     ack_waits: HashMap<u64, AckWait>,
+    /// Waiting for `ack_waits` to empty.
+    barriers: Vec<oneshot::Sender<()>>,
     /// Snapshots held for other nodes' children.
     snapshots: HashMap<String, SnapshotItem>,
     /// Snapshots of local children waiting to go to their backups, by backup node name.
@@ -244,6 +250,7 @@ impl<C: Handoff> Actor for Member<C> {
             next_flush_waiters: Vec::new(),
             batch: 0,
             ack_waits: HashMap::new(),
+            barriers: Vec::new(),
             snapshots: HashMap::new(),
             snapshot_out: HashMap::new(),
             crashes: HashMap::new(),
@@ -495,6 +502,7 @@ impl<C: Handoff> Member<C> {
         let batch = state.batch;
         let (nodes, wire_entries) = to_wire(entries.iter().map(|(n, e)| (n, e)));
         let sent = self.broadcast(&Wire::Deltas {
+            from: self.me().clone(),
             batch,
             nodes,
             entries: wire_entries,
@@ -526,6 +534,15 @@ impl<C: Handoff> Member<C> {
         if done && let Some(w) = state.ack_waits.remove(&batch) {
             for (waiter, owner) in w.waiters {
                 waiter.finish(Ok(owner));
+            }
+        }
+        Self::release_barriers(state);
+    }
+
+    fn release_barriers(state: &mut MemberState<C>) {
+        if state.ack_waits.is_empty() {
+            for b in state.barriers.drain(..) {
+                let _ = b.send(());
             }
         }
     }
@@ -683,6 +700,14 @@ impl<C: Handoff> Member<C> {
                 // On the wire before the children forward their buffers to the new owner.
                 self.flush(state);
                 let _ = reply.send(());
+            }
+            LocalMsg::Barrier(reply) => {
+                self.flush(state);
+                if state.ack_waits.is_empty() {
+                    let _ = reply.send(());
+                } else {
+                    state.barriers.push(reply);
+                }
             }
             LocalMsg::SetStatus(status) => {
                 if let Ok(mut s) = self.view.status.write() {
@@ -876,7 +901,7 @@ impl<C: Handoff> Member<C> {
         let orphans: Vec<(String, Entry)> = match self.view.registry.read() {
             Ok(r) => r
                 .iter()
-                .filter(|(_, e)| !e.removed && !self.view.is_live(&e.owner))
+                .filter(|(_, e)| !e.removed && self.view.is_dead(&e.owner))
                 .map(|(n, e)| (n.to_string(), e.clone()))
                 .collect(),
             Err(_) => return,
@@ -938,7 +963,7 @@ impl<C: Handoff> Member<C> {
             .and_then(|r| r.get(&name).cloned());
         if current
             .as_ref()
-            .is_none_or(|c| c.epoch != entry.epoch || self.view.is_live(&c.owner))
+            .is_none_or(|c| c.epoch != entry.epoch || !self.view.is_dead(&c.owner))
         {
             return;
         }
@@ -1088,6 +1113,7 @@ impl<C: Handoff> Member<C> {
                 }
             }
         }
+        Self::release_barriers(state);
         // Moves never committed.
         let stale: Vec<Arc<str>> = state
             .pending_in
@@ -1233,29 +1259,39 @@ impl<C: Handoff> Member<C> {
                 }
             }
             Wire::Sync {
+                from,
                 nodes,
                 entries,
                 done,
             } => {
-                let from = nodes.first().map(|n| n.name.clone());
                 self.merge_entries(myself, state, &nodes, entries).await;
                 if done {
-                    // The sender put itself first in the node table of its last part.
-                    if let Some(n) = from {
-                        state.synced.insert(n);
-                    }
+                    state.synced.insert(from.name);
                     self.check_ready(state);
                 }
             }
             Wire::Deltas {
+                from,
                 batch,
                 nodes,
                 entries,
             } => {
                 self.merge_entries(myself, state, &nodes, entries).await;
-                if let Some(sender) = nodes.first()
-                    && let Some(m) = self.view.peer(&sender.name).map(|p| p.member)
-                {
+                // Acknowledged through the sender's member actor, known from its hello or, if
+                // its hello is still on the way, straight from the link's proxies.
+                let sender = self
+                    .view
+                    .peer(&from.name)
+                    .filter(|p| p.node == from)
+                    .map(|p| p.member)
+                    .or_else(|| {
+                        state
+                            .peers
+                            .get(&from.name)
+                            .filter(|l| l.peer.id == from)
+                            .and_then(|l| l.member.clone())
+                    });
+                if let Some(m) = sender {
                     Self::send(
                         &m,
                         &Wire::DeltaAck {
@@ -1334,32 +1370,11 @@ impl<C: Handoff> Member<C> {
         };
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
-            let (mut nodes, mut wire) = to_wire(chunk.iter().map(|(n, e)| (n, e)));
-            // The sender first in the table, so the receiver knows whom it synced with.
-            if nodes.first() != Some(self.me()) {
-                let pos = nodes.iter().position(|n| n == self.me());
-                match pos {
-                    Some(p) => {
-                        nodes.swap(0, p);
-                        for e in &mut wire {
-                            if e.owner == 0 {
-                                e.owner = p as u32;
-                            } else if e.owner == p as u32 {
-                                e.owner = 0;
-                            }
-                        }
-                    }
-                    None => {
-                        nodes.insert(0, self.me().clone());
-                        for e in &mut wire {
-                            e.owner += 1;
-                        }
-                    }
-                }
-            }
+            let (nodes, wire) = to_wire(chunk.iter().map(|(n, e)| (n, e)));
             Self::send(
                 member,
                 &Wire::Sync {
+                    from: self.me().clone(),
                     nodes,
                     entries: wire,
                     done: i == last,

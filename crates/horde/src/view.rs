@@ -188,6 +188,26 @@ impl<C: Child> View<C> {
             .is_some_and(|m| m.node == *node && m.status != MemberStatus::Dead)
     }
 
+    /// True when `node` (that incarnation) is known to be gone: marked dead, or replaced by a
+    /// newer incarnation. An owner this node has not heard of yet (a member that just joined)
+    /// is not dead: its children are not orphans.
+    pub(crate) fn is_dead(&self, node: &NodeId) -> bool {
+        if *node == self.me {
+            return false;
+        }
+        if node.name == self.me.name {
+            return node.incarnation < self.me.incarnation;
+        }
+        self.members
+            .read()
+            .ok()
+            .and_then(|m| m.get(&node.name).cloned())
+            .is_some_and(|m| {
+                m.node.incarnation > node.incarnation
+                    || (m.node == *node && m.status == MemberStatus::Dead)
+            })
+    }
+
     /// The member list with this node first.
     pub(crate) fn member_list(&self) -> Vec<MemberInfo> {
         let mut out = vec![MemberInfo {

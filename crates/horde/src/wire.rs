@@ -127,6 +127,8 @@ pub enum Wire {
     },
     /// Part of the sender's full registry (sent after `Hello`); `done` on the last part.
     Sync {
+        /// The sender.
+        from: NodeId,
         /// Node table.
         nodes: Vec<NodeId>,
         /// Entries.
@@ -136,6 +138,8 @@ pub enum Wire {
     },
     /// Registry changes made by the sender; acknowledged with `DeltaAck`.
     Deltas {
+        /// The sender (acknowledgements go to it).
+        from: NodeId,
         /// Sender's batch number.
         batch: u64,
         /// Node table.

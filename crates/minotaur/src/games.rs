@@ -99,7 +99,9 @@ impl Games {
                 Err(e) => return Err(GameError::Unavailable(e.to_string())),
             }
         }
-        Err(GameError::Unavailable("could not find a free join code; retry".into()))
+        Err(GameError::Unavailable(
+            "could not find a free join code; retry".into(),
+        ))
     }
 
     /// The registry name of a game given its id (`CODE-xxxxxxxx`) or its code.
@@ -112,11 +114,13 @@ impl Games {
 
     /// Calls a game, retrying while it is moving or restarting (the message is idempotent).
     async fn call(&self, id_or_code: &str, msg: GameMsg) -> Result<Snapshot, GameError> {
-        let (name, id) = Self::name_of(id_or_code).ok_or_else(|| GameError::NotFound(id_or_code.into()))?;
+        let (name, id) =
+            Self::name_of(id_or_code).ok_or_else(|| GameError::NotFound(id_or_code.into()))?;
         let deadline = Instant::now() + REQUEST_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let result: Result<GameReply, CallError> = self.horde.call(&name, msg.clone(), left).await;
+            let result: Result<GameReply, CallError> =
+                self.horde.call(&name, msg.clone(), left).await;
             match result {
                 Ok(Ok(snapshot)) => {
                     if id.is_some_and(|id| id != snapshot.view.id) {
@@ -143,7 +147,9 @@ impl Games {
 
     /// Applies an input (checked for shape first) and returns the new state.
     pub async fn input(&self, id_or_code: &str, input: Input) -> Result<Snapshot, GameError> {
-        input.validate().map_err(|e| GameError::Invalid(e.to_string()))?;
+        input
+            .validate()
+            .map_err(|e| GameError::Invalid(e.to_string()))?;
         self.call(id_or_code, GameMsg::Input(input)).await
     }
 

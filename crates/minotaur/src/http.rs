@@ -109,7 +109,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/games/{id}/input", post(api::input))
         .route("/api/games/{id}/ws", get(ws::upgrade))
         .fallback(api::not_found)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -137,8 +140,17 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app)
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        // Without TCP_NODELAY a response written in two segments waits for the client's
+        // delayed ACK: 40 ms per request.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await
     }

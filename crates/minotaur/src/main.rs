@@ -43,6 +43,19 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// A rolling deploy on this machine, measured: N nodes as processes on loopback addresses
+    /// with an embedded DNS server, G games with clients playing, every node replaced.
+    Demo {
+        /// Nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Games.
+        #[arg(long, default_value_t = 1000)]
+        games: usize,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when this host's node is ready (its /healthz answers 200): the container
     /// HEALTHCHECK.
     Health,
@@ -50,9 +63,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_process_env() {
-        Ok(c) => c,
-        Err(e) => {
+    // The demo configures the nodes it starts itself; every other command reads the
+    // environment, and a bad variable stops it here.
+    let config = match (&cli.command, Config::from_process_env()) {
+        (Command::Demo { .. }, _) => None,
+        (_, Ok(c)) => Some(c),
+        (_, Err(e)) => {
             eprint!("error: {e}");
             return ExitCode::from(2);
         }
@@ -69,20 +85,76 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match cli.command {
-            Command::Start => {
+        match (cli.command, config) {
+            (Command::Demo { nodes, games, json }, _) => run_demo(nodes, games, json).await,
+            (_, None) => ExitCode::from(2),
+            (Command::Start, Some(config)) => {
                 telemetry::init(config.log_format);
                 node::run(config).await
             }
-            Command::Remote { node } => console::client::remote(&config, node.as_deref()).await,
-            Command::Rpc {
-                node,
-                json,
-                command,
-            } => console::client::rpc(&config, node.as_deref(), json, command).await,
-            Command::Health => node::health(&config).await,
+            (Command::Remote { node }, Some(config)) => {
+                console::client::remote(&config, node.as_deref()).await
+            }
+            (
+                Command::Rpc {
+                    node,
+                    json,
+                    command,
+                },
+                Some(config),
+            ) => console::client::rpc(&config, node.as_deref(), json, command).await,
+            (Command::Health, Some(config)) => node::health(&config).await,
         }
     })
+}
+
+async fn run_demo(nodes: usize, games: usize, json: bool) -> ExitCode {
+    if nodes < 2 || games == 0 {
+        eprintln!("error: --nodes must be at least 2 and --games at least 1");
+        return ExitCode::from(2);
+    }
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot find this program's path: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let log_dir = std::env::temp_dir().join(format!("minotaur-demo-{}", std::process::id()));
+    let opts = minotaur::demo::DemoOptions {
+        nodes,
+        games,
+        binary,
+        new_binary: None,
+        progress: true,
+        net: 240,
+        log_dir: log_dir.clone(),
+        rate: None,
+    };
+    match minotaur::demo::run(opts).await {
+        Ok(report) => {
+            if json {
+                println!("{}", minotaur::demo::json(&report));
+            } else {
+                println!("{}", minotaur::demo::table(&report));
+                println!("node logs: {}", log_dir.display());
+            }
+            let clean =
+                report.games_lost == 0 && report.inputs_lost == 0 && report.inputs_duplicated == 0;
+            if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "error: demo failed: {e} (node logs in {})",
+                log_dir.display()
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Many links and consoles each hold a socket: use the hard limit, not the 1024 default.

@@ -248,7 +248,13 @@ impl Node {
         self.ctx.lifecycle.set_draining();
         let drain_budget = budget.saturating_sub(SHUTDOWN_MARGIN);
         let report = self.ctx.games.horde().drain(drain_budget).await;
-        info!(moved = report.moved, fallback = report.fallback, stranded = report.stranded, ms = report.duration.as_millis() as u64, "games handed off");
+        info!(
+            moved = report.moved,
+            fallback = report.fallback,
+            stranded = report.stranded,
+            ms = report.duration.as_millis() as u64,
+            "games handed off"
+        );
         // Games have moved: sockets may close now; clients reconnect elsewhere.
         self.ctx.lifecycle.close_sockets();
         let _ = self.http_stop.send(true);
@@ -298,7 +304,11 @@ pub async fn run(config: Config) -> ExitCode {
         }
     };
     let signal = shutdown_signal().await;
-    info!(signal, timeout_ms = config.shutdown_timeout.as_millis() as u64, "shutting down: draining games");
+    info!(
+        signal,
+        timeout_ms = config.shutdown_timeout.as_millis() as u64,
+        "shutting down: draining games"
+    );
     let budget = config.shutdown_timeout;
     if tokio::time::timeout(budget + SHUTDOWN_MARGIN, node.shutdown(budget))
         .await
@@ -318,7 +328,10 @@ pub async fn health(config: &Config) -> ExitCode {
         config.http_bind
     };
     let url = format!("http://{}/healthz", SocketAddr::new(ip, config.http_port));
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(2)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");

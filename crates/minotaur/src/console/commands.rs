@@ -10,13 +10,25 @@ use crate::node::NodeContext;
 const HELP: &[(&str, &str)] = &[
     ("node", "this node's name"),
     ("nodes", "the connected nodes, one per line (as Node.list)"),
-    ("members", "cluster members with status, version and number of games"),
-    ("games", "games hosted on this node (`games --all`: all, with their node)"),
+    (
+        "members",
+        "cluster members with status, version and number of games",
+    ),
+    (
+        "games",
+        "games hosted on this node (`games --all`: all, with their node)",
+    ),
     ("whereis ID", "the node hosting game ID (id or join code)"),
     ("registry", "registry size and sync state"),
-    ("drain", "hand off every game of this node and take no new ones, without exiting"),
+    (
+        "drain",
+        "hand off every game of this node and take no new ones, without exiting",
+    ),
     ("ping NODE", "round trip to another node"),
-    ("stats", "counters: games, handoffs in and out, messages routed, last handoff"),
+    (
+        "stats",
+        "counters: games, handoffs in and out, messages routed, last handoff",
+    ),
     ("help", "this list"),
 ];
 
@@ -95,7 +107,15 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
                 .collect();
             let text = rows
                 .iter()
-                .map(|r| format!("{}  {}  {}  {} games", r["node"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or(""), r["version"].as_str().unwrap_or(""), r["games"]))
+                .map(|r| {
+                    format!(
+                        "{}  {}  {}  {} games",
+                        r["node"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                        r["version"].as_str().unwrap_or(""),
+                        r["games"]
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             ok(text, json!(rows))
@@ -119,7 +139,11 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
                 .collect();
             ok(text, json!(rows))
         }
-        ["whereis", id] => match ctx.games.resolve(id).and_then(|n| ctx.games.horde().whereis(&n)) {
+        ["whereis", id] => match ctx
+            .games
+            .resolve(id)
+            .and_then(|n| ctx.games.horde().whereis(&n))
+        {
             Some(node) => ok(node.name.clone(), json!(node.name)),
             None => fail(format!("no game `{id}`")),
         },
@@ -129,7 +153,10 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
             let status = horde.status();
             let synced = horde.is_ready();
             ok(
-                format!("{size} games registered; member {status}; registry {}", if synced { "synced" } else { "syncing" }),
+                format!(
+                    "{size} games registered; member {status}; registry {}",
+                    if synced { "synced" } else { "syncing" }
+                ),
                 json!({ "size": size, "status": status.to_string(), "synced": synced }),
             )
         }
@@ -168,7 +195,12 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
             });
             let text = v
                 .as_object()
-                .map(|o| o.iter().map(|(k, v)| format!("{k:<24} {v}")).collect::<Vec<_>>().join("\n"))
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| format!("{k:<24} {v}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
                 .unwrap_or_default();
             ok(text, v)
         }

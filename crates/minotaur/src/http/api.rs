@@ -69,7 +69,10 @@ pub fn game_json(s: &Snapshot) -> Value {
 }
 
 /// Checks `Content-Type: application/json` and parses the body.
-pub fn parse_json<T: for<'de> Deserialize<'de>>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: for<'de> Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -92,7 +95,11 @@ pub async fn page() -> Html<&'static str> {
 /// `GET /healthz`: 200 when joined and synced, 503 while starting or draining.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match state.ready() {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "node": state.connector.node().name }))).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "node": state.connector.node().name })),
+        )
+            .into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": why, "node": state.connector.node().name })),
@@ -166,7 +173,10 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/games/{id}` (id or join code).
-pub async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(game_json(&state.games.get(&id).await?)))
 }
 
@@ -186,5 +196,8 @@ pub async fn input(
 
 /// Anything else: 404 with a reason.
 pub async fn not_found() -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, "no such endpoint; see GET / or the README".into())
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see GET / or the README".into(),
+    )
 }

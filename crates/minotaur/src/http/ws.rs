@@ -29,11 +29,18 @@ pub async fn upgrade(
     // Unknown games get a plain 404, not a socket that closes at once.
     let snapshot = state.games.get(&id).await?;
     let name = snapshot.view.code.clone();
-    Ok(ws.on_upgrade(move |socket| serve(socket, state, name)).into_response())
+    Ok(ws
+        .on_upgrade(move |socket| serve(socket, state, name))
+        .into_response())
 }
 
-async fn send_json(tx: &mut futures::stream::SplitSink<WebSocket, Message>, v: serde_json::Value) -> bool {
-    tx.send(Message::Text(Utf8Bytes::from(v.to_string()))).await.is_ok()
+async fn send_json(
+    tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+    v: serde_json::Value,
+) -> bool {
+    tx.send(Message::Text(Utf8Bytes::from(v.to_string())))
+        .await
+        .is_ok()
 }
 
 async fn serve(socket: WebSocket, state: AppState, name: String) {
