@@ -587,6 +587,7 @@ impl Load {
             acked: games.iter().map(|g| g.acked).collect(),
             unknown: games.iter().map(|g| g.unknown).collect(),
             pauses_ms: games.iter().map(|g| g.pause_ms).collect(),
+            last_seen: games.iter().map(|g| g.last).collect(),
             regressions: games.iter().map(|g| g.regressions).sum(),
             inputs_sent: self.sent.load(Ordering::Relaxed),
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
@@ -605,6 +606,8 @@ pub struct LoadResult {
     pub unknown: Vec<u64>,
     /// Longest input per game while measuring.
     pub pauses_ms: Vec<f64>,
+    /// The newest `(round, seq)` each game's players saw.
+    pub last_seen: Vec<(u64, u64)>,
     /// States that went back in time (must be 0).
     pub regressions: u64,
     /// Inputs sent (not counting retries).
