@@ -893,6 +893,26 @@ impl<C: Handoff> Member<C> {
         self.check_ready(state);
     }
 
+    /// Drops dead members that no longer own any name (their children moved or restarted),
+    /// so a long series of rolling updates does not accumulate them.
+    fn forget_gone_members(&self, state: &mut MemberState<C>) {
+        let owners: HashSet<NodeId> = match self.view.registry.read() {
+            Ok(r) => r.iter().filter(|(_, e)| !e.removed).map(|(_, e)| (*e.owner).clone()).collect(),
+            Err(_) => return,
+        };
+        if let Ok(mut m) = self.view.members.write() {
+            let gone: Vec<NodeId> = m
+                .iter()
+                .filter(|i| i.status == MemberStatus::Dead && !owners.contains(&i.node))
+                .map(|i| i.node.clone())
+                .collect();
+            for node in gone {
+                m.forget(&node);
+                state.hello_seen.remove(&node);
+            }
+        }
+    }
+
     /// Restarts, here, the children of dead owners that placement gives to this node.
     fn failover(&self, myself: &ActorRef<MemberMsg<LocalMsg<C>>>, state: &mut MemberState<C>) {
         if self.view.my_status() != MemberStatus::Alive {
@@ -1130,6 +1150,7 @@ impl<C: Handoff> Member<C> {
         if now.duration_since(state.last_sweep) >= SWEEP_EVERY {
             state.last_sweep = now;
             self.failover(myself, state);
+            self.forget_gone_members(state);
         }
         self.check_ready(state);
     }

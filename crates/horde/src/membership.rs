@@ -161,9 +161,15 @@ impl Members {
         }
     }
 
-    /// Forgets dead members (after their children were taken care of).
-    pub fn forget_dead(&mut self) {
-        self.by_name.retain(|_, m| m.status != MemberStatus::Dead);
+    /// Forgets one dead member run (after its children were taken care of).
+    pub fn forget(&mut self, node: &NodeId) {
+        if self
+            .by_name
+            .get(&node.name)
+            .is_some_and(|m| m.node == *node && m.status == MemberStatus::Dead)
+        {
+            self.by_name.remove(&node.name);
+        }
     }
 }
 
