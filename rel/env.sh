@@ -6,7 +6,8 @@
 # node and its consoles see the same environment. POSIX sh: it runs under busybox sh (the
 # offline image) and dash (/bin/sh of the Debian image); no bash.
 #
-# The caller sets RELEASE_COMMAND to the subcommand (`start`, `remote`, `rpc`, ...) first.
+# The caller sets RELEASE_COMMAND to the subcommand (`start`, `remote`, `rpc`, ...) first; only
+# `start` writes the name record, only the others read it (see RELEASE_NODE below).
 # It only exports variables the binary reads; it never prints the cookie, and it never
 # overrides a variable the operator set: a wrong value (a bare `RELEASE_NODE=minotaur` with
 # DNS_CLUSTER_QUERY, say) reaches the binary, which reports every bad variable at once and
@@ -233,7 +234,7 @@ _mt_own_address() {
 # found RELEASE_NODE stays unset and the binary reports that itself.
 if [ -z "${RELEASE_NODE+set}" ] && [ "$RELEASE_DISTRIBUTION" = name ]; then
     _mt_node=
-    if [ "${RELEASE_COMMAND:-start}" != start ] && [ -r "$_mt_record" ]; then
+    if [ -n "${RELEASE_COMMAND:-}" ] && [ "$RELEASE_COMMAND" != start ] && [ -r "$_mt_record" ]; then
         read -r _mt_node _mt_rest <"$_mt_record" || true
     fi
     if [ -z "$_mt_node" ]; then
@@ -248,7 +249,7 @@ fi
 
 # Record the name a starting node runs under (or forget a stale record), best effort: a
 # read-only root file system only costs the consoles the record.
-if [ "${RELEASE_COMMAND:-start}" = start ]; then
+if [ "${RELEASE_COMMAND:-}" = start ]; then
     case ${RELEASE_NODE:-} in
         ?*@?*) { printf '%s\n' "$RELEASE_NODE" >"$_mt_record"; } 2>/dev/null || true ;;
         *) rm -f "$_mt_record" 2>/dev/null || true ;;
