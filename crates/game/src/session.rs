@@ -19,8 +19,8 @@ use crate::{Game, GameView, Input, RuleError};
 /// The app version of this build, as members report it: `MINOTAUR_APP_VERSION` at build time,
 /// else the crate version.
 pub const APP_VERSION: &str = match option_env!("MINOTAUR_APP_VERSION") {
-    Some(v) => v,
-    None => env!("CARGO_PKG_VERSION"),
+    Some(v) if !v.is_empty() => v,
+    _ => env!("CARGO_PKG_VERSION"),
 };
 
 /// The state schema this build writes.

@@ -63,9 +63,11 @@ impl Session {
             Some(n) => {
                 NodeName::parse(n).map_err(|e| ClientError::Usage(format!("--node: {e}")))?
             }
-            None => config
-                .node_name(|| discovery::own_address::own_ip(None))
-                .map_err(ClientError::Usage)?,
+            // The same rule as the node's own default name (DNS probe included), so that
+            // `docker exec CONTAINER minotaur remote` finds the node with several networks.
+            None => crate::node::resolve_node_name(config)
+                .await
+                .map_err(|e| ClientError::Usage(e.to_string()))?,
         };
         let cookie = config.cookie.clone().ok_or_else(|| {
             ClientError::Usage(
