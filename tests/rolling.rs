@@ -51,7 +51,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
     let mut cluster = Cluster::start(options(41, "rolling", PathBuf::from(MINOTAUR)))
         .await
         .unwrap();
-    let load = Load::start(&cluster, 200, 40, 400.0, cluster.targets())
+    let load = Load::start(cluster.http(), 200, 40, 400.0, cluster.targets())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -157,7 +157,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
 
     // Every game is there, with the round and seq its players last saw, and every
     // acknowledged input applied exactly once.
-    let integrity = verify(&cluster, &result).await;
+    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     assert_eq!(integrity.games, 200);
     assert_eq!(integrity.games_lost, 0, "{integrity:?}");
     assert_eq!(integrity.inputs_lost, 0, "{integrity:?}");
@@ -412,7 +412,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     let mut cluster = Cluster::start(options(43, "upgrade", PathBuf::from(MINOTAUR)))
         .await
         .unwrap();
-    let load = Load::start(&cluster, 60, 12, 120.0, cluster.targets())
+    let load = Load::start(cluster.http(), 60, 12, 120.0, cluster.targets())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -422,7 +422,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let result = load.stop().await;
-    let integrity = verify(&cluster, &result).await;
+    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     assert_eq!(
         (
             integrity.games_lost,

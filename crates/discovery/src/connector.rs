@@ -6,6 +6,10 @@
 //! - redial with jittered backoff while the peer is still discovered; never disconnect a live
 //!   node because it left DNS (Swarm drops a task from DNS ~2 s before SIGTERM, and a draining
 //!   node still has games to hand off);
+//! - a full mesh, as Erlang's `global` makes one: every node tells the nodes it is connected to
+//!   which nodes those are (through the beacon's heartbeat answers), and they dial the ones they
+//!   lack. A node that starts while another is already out of DNS but still draining (a Swarm
+//!   rolling update does exactly this) still connects to it;
 //! - heartbeats with a deadline: a peer that does not answer is disconnected and reported down,
 //!   and reconnected when it answers again;
 //! - incarnations: a restarted node presents `name@host#<boot time>`, so its new session never
@@ -28,6 +32,7 @@ pub mod beacon;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{
@@ -40,7 +45,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use self::beacon::{BEACON_SERVICE, Beacon, BeaconMsg, PingReply, PingRequest};
+use self::beacon::{
+    BEACON_SERVICE, Beacon, BeaconMsg, MAX_MESH_PEERS, Mesh, MeshPeer, MeshReport, PingReply,
+    PingRequest,
+};
 use crate::config::ConnectorConfig;
 use crate::node_name::PeerKind;
 use crate::wire::Envelope;
@@ -291,6 +299,8 @@ enum ConnectorMsg {
         node: NodeId,
         /// Round trip.
         rtt: Duration,
+        /// The answering node's mesh, when it sent one.
+        mesh: Option<MeshReport>,
     },
     /// A heartbeat failed (timeout or link error); the deadline decides what it means.
     PingFailed {
@@ -410,6 +420,12 @@ struct NodeEntry {
     /// Set while the primary link is gone and another authenticated link to the same run is
     /// finishing its sync: the node is not reported down unless this passes.
     relink_deadline: Option<Instant>,
+    /// The nodes it said it is connected to (see the module docs), and the digest of that
+    /// answer (0: none yet).
+    mesh: Vec<Peer>,
+    mesh_digest: u64,
+    /// Where it said it listens.
+    advertised: Option<SocketAddr>,
 }
 
 /// Mutable state of the connector.
@@ -417,8 +433,13 @@ struct State {
     node_server: ActorRef<NodeServerMessage>,
     /// The beacon's id: its death ends the connector, like the NodeServer's.
     beacon: ActorId,
-    /// Discovered peers by dial address.
+    /// What discovery publishes now.
+    discovered: PeerSet,
+    /// Peers to keep connected by dial address: the discovered ones and those connected nodes
+    /// reported (see `sync_dials`).
     dials: BTreeMap<SocketAddr, Dial>,
+    /// The mesh as the beacon answers it.
+    mesh: watch::Sender<Arc<Mesh>>,
     /// Every link, by the NodeSession actor's id.
     links: HashMap<ActorId, Link>,
     /// Connected nodes by logical name.
@@ -450,10 +471,20 @@ impl Actor for ConnectorActor {
     ) -> Result<State, ActorProcessingErr> {
         let c = &self.config;
         // The beacon must exist before the listener so it is in every peer's initial sync.
+        let (mesh, mesh_rx) = watch::channel(Arc::new(Mesh::new(
+            self.advertised()
+                .map(|addr| MeshPeer {
+                    name: c.node.name.clone(),
+                    addr,
+                })
+                .into_iter()
+                .collect(),
+        )));
         let (beacon, _) = Actor::spawn_linked(
             Some(c.node.actor_name(BEACON_SERVICE)),
             Beacon {
                 node: c.node.clone(),
+                mesh: mesh_rx,
             },
             (),
             myself.get_cell(),
@@ -493,7 +524,9 @@ impl Actor for ConnectorActor {
         Ok(State {
             beacon: beacon.get_id(),
             node_server,
+            discovered: PeerSet::new(),
             dials: BTreeMap::new(),
+            mesh,
             links: HashMap::new(),
             nodes: BTreeMap::new(),
             addr_owner: HashMap::new(),
@@ -516,7 +549,7 @@ impl Actor for ConnectorActor {
             ConnectorMsg::Tick => self.on_tick(&myself, state),
             ConnectorMsg::Session(step, info) => self.on_session(state, step, info),
             ConnectorMsg::DialDone { addr, error } => self.on_dial_done(state, addr, error),
-            ConnectorMsg::Pong { node, rtt } => {
+            ConnectorMsg::Pong { node, rtt, mesh } => {
                 tracing::trace!(node = %node, rtt_us = rtt.as_micros() as u64, "pong");
                 if let Some(entry) = state.nodes.get_mut(&node.name)
                     && entry.peer.id == node
@@ -524,6 +557,13 @@ impl Actor for ConnectorActor {
                     entry.ping_in_flight = false;
                     entry.last_heard = Instant::now();
                     entry.rtt = Some(rtt);
+                    if let Some(MeshReport {
+                        digest,
+                        peers: Some(peers),
+                    }) = mesh
+                    {
+                        self.on_mesh(state, &node.name, digest, peers);
+                    }
                 }
             }
             ConnectorMsg::PingFailed { name } => {
@@ -577,14 +617,17 @@ impl Actor for ConnectorActor {
             }
             ConnectorMsg::Ping { node, reply } => {
                 let beacon = state.nodes.get(&node).and_then(|n| n.beacon.clone());
-                let from = self.config.node.clone();
+                let request = PingRequest {
+                    from: self.config.node.clone(),
+                    mesh_known: None,
+                };
                 match beacon {
                     None => {
                         let _ = reply.send(Err(PingError::NotConnected(node)));
                     }
                     Some(beacon) => {
                         tokio::spawn(async move {
-                            let result = ping(&beacon, from, PING_TIMEOUT)
+                            let result = ping(&beacon, &request, PING_TIMEOUT)
                                 .await
                                 .map(|(_, rtt)| rtt)
                                 .ok_or(PingError::Timeout(node, PING_TIMEOUT));
@@ -624,21 +667,21 @@ impl Actor for ConnectorActor {
     }
 }
 
-/// One heartbeat or ping: `Some((who answered, round trip))`, `None` on timeout or error.
+/// One heartbeat or ping: `Some((the answer, round trip))`, `None` on timeout or error.
 async fn ping(
     beacon: &ActorRef<BeaconMsg>,
-    from: NodeId,
+    request: &PingRequest,
     timeout: Duration,
-) -> Option<(NodeId, Duration)> {
-    let request = Envelope::encode(&PingRequest { from }).ok()?;
+) -> Option<(PingReply, Duration)> {
+    let request = Envelope::encode(request).ok()?;
     let started = Instant::now();
     match beacon
         .call(|r| BeaconMsg::Ping(request, r), Some(timeout))
         .await
     {
         Ok(ractor::rpc::CallResult::Success(reply)) => {
-            let reply: PingReply = reply.decode().ok()?;
-            Some((reply.node, started.elapsed()))
+            let reply = PingReply::decode(&reply).ok()?;
+            Some((reply, started.elapsed()))
         }
         _ => None,
     }
@@ -646,20 +689,113 @@ async fn ping(
 
 impl ConnectorActor {
     fn on_peers(&self, state: &mut State, set: PeerSet) {
+        state.discovered = set;
+        self.sync_dials(state);
+    }
+
+    /// Where this node tells others it listens: the IP of its name, else the bind address.
+    fn advertised(&self) -> Option<SocketAddr> {
+        let name: crate::NodeName = self.config.node.name.parse().ok()?;
+        let ip = name
+            .host()
+            .and_then(|h| h.ip())
+            .or_else(|| (!self.config.bind.is_unspecified()).then_some(self.config.bind))?;
+        Some(SocketAddr::new(ip, self.config.port))
+    }
+
+    /// Publishes, for the beacon, this node and every connected node whose address is known.
+    fn publish_mesh(&self, state: &mut State) {
+        let mut peers: Vec<MeshPeer> = self
+            .advertised()
+            .map(|addr| MeshPeer {
+                name: self.config.node.name.clone(),
+                addr,
+            })
+            .into_iter()
+            .collect();
+        for (name, entry) in &state.nodes {
+            let addr = entry.advertised.or_else(|| {
+                state
+                    .addr_owner
+                    .iter()
+                    .find(|(_, n)| *n == name)
+                    .map(|(a, _)| *a)
+            });
+            if let Some(addr) = addr {
+                peers.push(MeshPeer {
+                    name: name.clone(),
+                    addr,
+                });
+            }
+        }
+        let mesh = Mesh::new(peers);
+        state.mesh.send_if_modified(|current| {
+            if current.digest == mesh.digest {
+                return false;
+            }
+            *current = Arc::new(mesh);
+            true
+        });
+    }
+
+    /// A connected node told us which nodes it is connected to.
+    fn on_mesh(&self, state: &mut State, from: &str, digest: u64, peers: Vec<MeshPeer>) {
+        let mut advertised = None;
+        let mut learned = Vec::new();
+        for p in peers.into_iter().take(MAX_MESH_PEERS) {
+            if p.name == from {
+                advertised = Some(p.addr);
+                continue;
+            }
+            match p.name.parse::<crate::NodeName>() {
+                Ok(name) => learned.push(Peer { name, addr: p.addr }),
+                Err(error) => debug!(node = %from, %error, "ignoring a malformed mesh entry"),
+            }
+        }
+        let Some(entry) = state.nodes.get_mut(from) else {
+            return;
+        };
+        entry.mesh_digest = digest;
+        entry.mesh = learned;
+        let moved = entry.advertised != advertised;
+        entry.advertised = advertised;
+        if moved {
+            self.publish_mesh(state);
+        }
+        self.sync_dials(state);
+    }
+
+    /// Keeps a dial entry for every discovered peer and every peer a connected node reported,
+    /// and drops the others (their links stay up: only redials stop).
+    fn sync_dials(&self, state: &mut State) {
         let own = SocketAddr::new(self.config.bind, self.config.port);
         let own_name = &self.config.node.name;
-        let wanted: BTreeMap<SocketAddr, Peer> = set
-            .into_iter()
-            .filter(|p| p.addr != own && p.name.to_string() != *own_name)
-            .filter(|p| !state.self_addrs.contains(&p.addr))
-            .map(|p| (p.addr, p))
-            .collect();
-        // Forget peers no longer discovered: no more (re)dials. Their links stay up.
+        let advertised = self.advertised();
+        let learned = state
+            .nodes
+            .iter()
+            .flat_map(|(from, e)| e.mesh.iter().map(move |p| (p, Some(from))));
+        let mut wanted: BTreeMap<SocketAddr, (Peer, Option<&String>)> = BTreeMap::new();
+        for (p, from) in state.discovered.iter().map(|p| (p, None)).chain(learned) {
+            if p.addr == own
+                || Some(p.addr) == advertised
+                || p.name.to_string() == *own_name
+                || state.self_addrs.contains(&p.addr)
+            {
+                continue;
+            }
+            wanted.entry(p.addr).or_insert_with(|| (p.clone(), from));
+        }
         state.dials.retain(|addr, _| wanted.contains_key(addr));
         let now = Instant::now();
-        for (addr, peer) in wanted {
+        for (addr, (peer, from)) in wanted {
             state.dials.entry(addr).or_insert_with(|| {
-                debug!(peer = %peer, "peer discovered");
+                match from {
+                    None => debug!(peer = %peer, "peer discovered"),
+                    Some(from) => {
+                        debug!(peer = %peer, via = %from, "peer learned from a connected node")
+                    }
+                }
                 // ractor_cluster keeps the link dialled by the node whose name sorts last; the
                 // other side waits a little so that both rarely dial at once.
                 let next_at = now + Self::yield_delay(own_name, &peer.name.to_string());
@@ -776,16 +912,19 @@ impl ConnectorActor {
             if let (Some(beacon), false, true) = (&entry.beacon, entry.ping_in_flight, due) {
                 entry.ping_in_flight = true;
                 entry.last_ping = Some(now);
-                let (beacon, me, from, name) = (
-                    beacon.clone(),
-                    myself.clone(),
-                    self.config.node.clone(),
-                    name.clone(),
-                );
+                let request = PingRequest {
+                    from: self.config.node.clone(),
+                    mesh_known: Some(entry.mesh_digest),
+                };
+                let (beacon, me, name) = (beacon.clone(), myself.clone(), name.clone());
                 let timeout = self.config.failure_timeout;
                 tokio::spawn(async move {
-                    let msg = match ping(&beacon, from, timeout).await {
-                        Some((node, rtt)) => ConnectorMsg::Pong { node, rtt },
+                    let msg = match ping(&beacon, &request, timeout).await {
+                        Some((reply, rtt)) => ConnectorMsg::Pong {
+                            node: reply.node,
+                            rtt,
+                            mesh: reply.mesh,
+                        },
                         None => ConnectorMsg::PingFailed { name },
                     };
                     let _ = me.cast(msg);
@@ -968,8 +1107,12 @@ impl ConnectorActor {
                 ping_in_flight: false,
                 last_ping: None,
                 relink_deadline: None,
+                mesh: Vec::new(),
+                mesh_digest: 0,
+                advertised: None,
             },
         );
+        self.publish_mesh(state);
         Self::publish(state, NodeEvent::Up(peer));
     }
 
@@ -1049,6 +1192,8 @@ impl ConnectorActor {
                     reason,
                 },
             );
+            self.publish_mesh(state);
+            self.sync_dials(state);
             self.redial_soon(state, name);
         }
     }

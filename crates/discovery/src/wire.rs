@@ -46,6 +46,24 @@ impl Envelope {
         Ok(postcard::from_bytes(rest)?)
     }
 
+    /// Decodes a message whose later versions may append fields: `H` is what every version
+    /// sends, `X` the fields appended since (`None` when the sender predates them). Encode
+    /// such a message as a struct or tuple whose fields are `H`'s followed by `X`'s. Trailing
+    /// bytes after `X` (fields appended by a newer sender) are ignored.
+    pub fn decode_extended<H: DeserializeOwned, X: DeserializeOwned>(
+        &self,
+    ) -> Result<(H, Option<X>), WireError> {
+        let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&self.0)?;
+        if version > ENVELOPE_VERSION {
+            return Err(WireError::NewerEnvelope(version));
+        }
+        let (head, rest): (H, &[u8]) = postcard::take_from_bytes(rest)?;
+        if rest.is_empty() {
+            return Ok((head, None));
+        }
+        Ok((head, Some(postcard::from_bytes(rest)?)))
+    }
+
     /// Size on the wire, for metrics.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -90,6 +108,28 @@ mod tests {
         fn garbage_never_panics(bytes: Vec<u8>) {
             let _ = Envelope::from_bytes(bytes).decode::<Msg>();
         }
+    }
+
+    #[test]
+    fn an_extended_message_decodes_with_and_without_its_extension() {
+        let old = Envelope::encode(&(7u64, "a".to_string())).unwrap();
+        let new = Envelope::encode(&(7u64, "a".to_string(), Some(9u32))).unwrap();
+        let newer = Envelope::encode(&(7u64, "a".to_string(), Some(9u32), 1u8)).unwrap();
+        type Head = (u64, String);
+        assert_eq!(
+            old.decode_extended::<Head, Option<u32>>().unwrap(),
+            ((7, "a".into()), None)
+        );
+        assert_eq!(
+            new.decode_extended::<Head, Option<u32>>().unwrap(),
+            ((7, "a".into()), Some(Some(9)))
+        );
+        assert_eq!(
+            newer.decode_extended::<Head, Option<u32>>().unwrap(),
+            ((7, "a".into()), Some(Some(9)))
+        );
+        // An old reader ignores what it does not know.
+        assert_eq!(new.decode::<Head>().unwrap(), (7, "a".into()));
     }
 
     #[test]

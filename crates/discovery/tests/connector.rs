@@ -166,7 +166,7 @@ async fn three_nodes_form_a_mesh_and_report_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_newly_discovered_peer_joins_and_a_vanished_one_stays_connected() {
+async fn a_peer_one_node_discovers_joins_the_whole_mesh_and_a_vanished_one_stays_connected() {
     let ips = ips(12, 3);
     let port = free_port(&ips);
     let a = start_node(ips[0], port, "secret").await;
@@ -176,18 +176,32 @@ async fn a_newly_discovered_peer_joins_and_a_vanished_one_stays_connected() {
         (names(&a.connector).await.len() == 1).then_some(())
     })
     .await;
-    // c appears in "DNS" for a only: a dials it.
+    // c appears in "DNS" for a only: a dials it, and b and c, which discover nothing, learn
+    // of each other from a and connect (as a node that started after another left DNS must
+    // still reach it while it drains).
     let c = start_node(ips[2], port, "secret").await;
     a.peers.send([peer(b.addr), peer(c.addr)].into()).unwrap();
-    eventually("a sees c", || async {
-        (names(&a.connector).await.len() == 2).then_some(())
-    })
-    .await;
-    assert_eq!(names(&c.connector).await, vec![name_of(ips[0])]);
-    // b leaves DNS (as a Swarm task does before SIGTERM): the link stays.
+    for (n, others) in [(&a, [1, 2]), (&b, [0, 2]), (&c, [0, 1])] {
+        let expected: Vec<String> = others.iter().map(|i| name_of(ips[*i])).collect();
+        eventually("a full mesh through a", || async {
+            (names(&n.connector).await == expected).then_some(())
+        })
+        .await;
+    }
+    // b leaves DNS (as a Swarm task does before SIGTERM): the links stay.
     a.peers.send([peer(c.addr)].into()).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // several ticks, to prove nothing happens
     assert_eq!(names(&a.connector).await.len(), 2);
+    assert_eq!(names(&c.connector).await.len(), 2);
+    // b stops: everyone reports it down, and nobody lists it any more, so nobody keeps
+    // redialling it (a restarted b would be found again through DNS or a peer).
+    b.connector.stop().await;
+    for n in [&a, &c] {
+        eventually("b gone", || async {
+            (names(&n.connector).await.len() == 1).then_some(())
+        })
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

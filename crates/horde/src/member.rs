@@ -897,7 +897,11 @@ impl<C: Handoff> Member<C> {
     /// so a long series of rolling updates does not accumulate them.
     fn forget_gone_members(&self, state: &mut MemberState<C>) {
         let owners: HashSet<NodeId> = match self.view.registry.read() {
-            Ok(r) => r.iter().filter(|(_, e)| !e.removed).map(|(_, e)| (*e.owner).clone()).collect(),
+            Ok(r) => r
+                .iter()
+                .filter(|(_, e)| !e.removed)
+                .map(|(_, e)| (*e.owner).clone())
+                .collect(),
             Err(_) => return,
         };
         if let Ok(mut m) = self.view.members.write() {

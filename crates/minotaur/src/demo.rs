@@ -374,6 +374,13 @@ pub struct Load {
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// Prints `line` when `MINOTAUR_DEMO_TRACE` is set (diagnosing a failed run).
+fn trace(line: &str) {
+    if std::env::var_os("MINOTAUR_DEMO_TRACE").is_some() {
+        eprintln!("{line}");
+    }
+}
+
 /// How an input ended.
 enum Sent {
     /// Acknowledged, with the new state.
@@ -386,6 +393,9 @@ enum Sent {
 
 /// Attempts per input before giving up (10 ms apart, plus request time).
 const MAX_ATTEMPTS: usize = 1000;
+/// One attempt waits this long at most: an input normally takes milliseconds, and a node that
+/// vanished without a reset must not hold a client for longer (the retry goes elsewhere).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sends one input until it is acknowledged or refused: the same `input_id` every time, on
 /// the next node after a failure.
@@ -404,16 +414,28 @@ async fn send_input(
             }
             _ => return Sent::Unknown,
         };
-        match http.post(&url).json(body).send().await {
-            Ok(r) if r.status().is_success() => {
-                if let Ok(v) = r.json::<Value>().await {
-                    return Sent::Acked(v);
-                }
-            }
+        let began = Instant::now();
+        let outcome = match http
+            .post(&url)
+            .timeout(ATTEMPT_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                Ok(v) => return Sent::Acked(v),
+                Err(e) => format!("unreadable answer: {e}"),
+            },
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Sent::Refused,
-            _ => {}
-        }
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => format!("{e}"),
+        };
         failed.fetch_add(1, Ordering::Relaxed);
+        trace(&format!(
+            "[{:?}] retrying after {:?}: {url}: {outcome}",
+            std::time::SystemTime::now(),
+            began.elapsed()
+        ));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Sent::Unknown
@@ -424,15 +446,18 @@ impl Load {
     /// `rate` inputs per second in all (paced, so latencies measure the cluster, not a queue
     /// the benchmark itself built).
     pub async fn start(
-        cluster: &Cluster,
+        http: &reqwest::Client,
         count: usize,
         clients: usize,
         rate: f64,
         urls: Arc<std::sync::RwLock<Vec<String>>>,
     ) -> Result<Load, DemoError> {
         use futures::StreamExt;
-        let http = cluster.http().clone();
-        let nodes = cluster.urls();
+        let http = http.clone();
+        let nodes: Vec<String> = urls.read().map(|u| u.clone()).unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(DemoError::Setup("no node to create games on".into()));
+        }
         let created: Vec<Result<String, String>> = futures::stream::iter(0..count)
             .map(|i| {
                 let http = http.clone();
@@ -633,11 +658,10 @@ pub struct Integrity {
     pub inputs_unanswered: u64,
 }
 
-/// Checks every game against what its players were told.
-pub async fn verify(cluster: &Cluster, load: &LoadResult) -> Integrity {
+/// Checks every game, through the nodes at `urls`, against what its players were told.
+pub async fn verify(http: &reqwest::Client, urls: &[String], load: &LoadResult) -> Integrity {
     use futures::StreamExt;
-    let urls = cluster.urls();
-    let http = cluster.http().clone();
+    let http = http.clone();
     let results: Vec<(u64, u64, Option<u64>)> = futures::stream::iter(
         load.codes
             .iter()
@@ -646,22 +670,35 @@ pub async fn verify(cluster: &Cluster, load: &LoadResult) -> Integrity {
             .enumerate(),
     )
     .map(|(i, (code, (acked, unknown)))| {
-        let (http, url) = (
-            http.clone(),
-            format!("{}/api/games/{code}", urls[i % urls.len()]),
-        );
+        let http = http.clone();
+        let urls: Vec<String> = urls
+            .iter()
+            .map(|u| format!("{u}/api/games/{code}"))
+            .collect();
         async move {
-            for _ in 0..20 {
-                if let Ok(r) = http.get(&url).send().await {
-                    if r.status() == reqwest::StatusCode::NOT_FOUND {
+            // Each attempt on the next node: one node's hiccup is not a lost game; a 404 from
+            // a node that knows the cluster is.
+            for attempt in 0..20 {
+                let url = &urls[(i + attempt) % urls.len()];
+                let failure = match http.get(url).timeout(ATTEMPT_TIMEOUT).send().await {
+                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                        let body = r.text().await.unwrap_or_default();
+                        trace(&format!("verify: {url}: 404 {body}"));
                         return (acked, unknown, None);
                     }
-                    if let Ok(v) = r.json::<Value>().await
-                        && let Some(seq) = v["seq"].as_u64()
-                    {
-                        return (acked, unknown, Some(seq));
+                    Ok(r) => {
+                        let status = r.status();
+                        match r.json::<Value>().await {
+                            Ok(v) => match v["seq"].as_u64() {
+                                Some(seq) => return (acked, unknown, Some(seq)),
+                                None => format!("{status} {v}"),
+                            },
+                            Err(e) => format!("{status} {e}"),
+                        }
                     }
-                }
+                    Err(e) => e.to_string(),
+                };
+                trace(&format!("verify: {url}: {failure}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (acked, unknown, None)
@@ -784,7 +821,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report, DemoError> {
     let rate = opts
         .rate
         .unwrap_or_else(|| (opts.games as f64 * 2.0).min(2000.0));
-    let load = Load::start(&cluster, opts.games, clients, rate, urls.clone()).await?;
+    let load = Load::start(cluster.http(), opts.games, clients, rate, urls.clone()).await?;
     say(
         p,
         format!(
@@ -823,7 +860,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report, DemoError> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.measure(false);
     let result = load.stop().await;
-    let integrity = verify(&cluster, &result).await;
+    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     let mut pauses = result.pauses_ms.clone();
     pauses.sort_by(f64::total_cmp);
     let report = Report {

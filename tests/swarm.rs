@@ -1,0 +1,310 @@
+//! The client side of the Swarm scenario (`tests/swarm/run.sh` deploys the stack, then runs
+//! this with `--ignored`): play games against the stack's tasks while `docker service update`
+//! rolls out a second build (app version 0.2.0, game state schema v2), then check that every
+//! game survived with its state, every acknowledged input was applied once, and only the new
+//! version is left.
+//!
+//! Clients reach the tasks the way a load balancer in front of the service would: the tasks'
+//! addresses (on `docker_gwbridge`, reachable from the host), health-checked every 200 ms, so a
+//! task leaves the rotation as soon as it reports draining. (The routing mesh of a published
+//! port needs IPVS, which this engine lacks: see `tests/swarm/run.sh`.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use minotaur::demo::{Load, verify};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Container id -> when the lister first saw it, and when it left the running set.
+type Seen = BTreeMap<String, (Instant, Option<Instant>)>;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/swarm/run.sh"))
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Containers of the service's tasks that Swarm wants running, with their docker_gwbridge
+/// addresses. A task Swarm is stopping (desired state shutdown) is left out at once, as the
+/// routing mesh drops it from the service's load balancer about 2 s before its SIGTERM.
+fn tasks(service: &str) -> BTreeMap<String, String> {
+    let wanted: std::collections::HashSet<String> = docker(&[
+        "service",
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        "desired-state=running",
+        service,
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
+    let ids: Vec<String> = docker(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        &format!("name={service}."),
+        "--format",
+        "{{.ID}} {{.Label \"com.docker.swarm.task.id\"}}",
+    ])
+    .lines()
+    .filter_map(|l| l.split_once(' '))
+    .filter(|(_, task)| wanted.contains(*task))
+    .map(|(id, _)| id.to_string())
+    .collect();
+    let bridge = docker(&[
+        "network",
+        "inspect",
+        "docker_gwbridge",
+        "--format",
+        "{{range $id, $c := .Containers}}{{$id}} {{$c.IPv4Address}}\n{{end}}",
+    ]);
+    let mut out = BTreeMap::new();
+    for line in bridge.lines() {
+        if let Some((id, addr)) = line.split_once(' ')
+            && ids.iter().any(|i| i == id)
+        {
+            out.insert(
+                id.to_string(),
+                addr.split('/').next().unwrap_or("").to_string(),
+            );
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs the Swarm stack that tests/swarm/run.sh deploys"]
+async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
+    let service = env("MINOTAUR_SWARM_SERVICE");
+    let v2_image = env("MINOTAUR_SWARM_V2_IMAGE");
+    let v2_version = env("MINOTAUR_SWARM_V2_VERSION");
+    let games: usize = std::env::var("MINOTAUR_SWARM_GAMES")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(300);
+    // No pooled connections: task addresses are reused by later tasks, and a pooled
+    // connection to a removed container's address hangs instead of failing.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    // The load balancer: the service's containers (listed every 200 ms), health-checked every
+    // 100 ms; also a log of when tasks appear and go.
+    let targets = Arc::new(RwLock::new(Vec::<String>::new()));
+    let candidates = Arc::new(RwLock::new(BTreeMap::<String, String>::new()));
+    let seen: Arc<RwLock<Seen>> = Arc::default();
+    let t0 = Instant::now();
+    let lister = {
+        let (candidates, seen, service) = (candidates.clone(), seen.clone(), service.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = Instant::now();
+                let s = service.clone();
+                let current = tokio::task::spawn_blocking(move || tasks(&s))
+                    .await
+                    .unwrap();
+                {
+                    let mut seen = seen.write().unwrap();
+                    for id in current.keys() {
+                        seen.entry(id.clone()).or_insert((now, None));
+                    }
+                    for (id, (_, gone)) in seen.iter_mut() {
+                        if gone.is_none() && !current.contains_key(id) {
+                            *gone = Some(now);
+                        }
+                    }
+                }
+                {
+                    let mut c = candidates.write().unwrap();
+                    if *c != current {
+                        let list: Vec<_> = current.iter().map(|(id, ip)| (&id[..12], ip)).collect();
+                        eprintln!("[{:>6} ms] tasks: {list:?}", t0.elapsed().as_millis());
+                    }
+                    *c = current;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let prober = {
+        let (targets, candidates, http) = (targets.clone(), candidates.clone(), http.clone());
+        tokio::spawn(async move {
+            loop {
+                let ips: Vec<String> = candidates.read().unwrap().values().cloned().collect();
+                let probes = ips.into_iter().map(|ip| {
+                    let http = http.clone();
+                    async move {
+                        let url = format!("http://{ip}:4000");
+                        let ok = matches!(
+                            http.get(format!("{url}/healthz")).timeout(Duration::from_millis(300)).send().await,
+                            Ok(r) if r.status().is_success()
+                        );
+                        ok.then_some(url)
+                    }
+                });
+                let healthy: Vec<String> = futures::future::join_all(probes)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                {
+                    let mut t = targets.write().unwrap();
+                    if *t != healthy {
+                        eprintln!("[{:>6} ms] healthy: {healthy:?}", t0.elapsed().as_millis());
+                    }
+                    *t = healthy;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    while targets.read().unwrap().len() < 3 {
+        assert!(
+            Instant::now() < end,
+            "the 3 tasks never became reachable and healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let load = Load::start(&http, games, 30, 300.0, targets.clone())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    load.measure(true);
+    let update_started = Instant::now();
+    let update = tokio::task::spawn_blocking({
+        let (service, image) = (service.clone(), v2_image.clone());
+        move || {
+            Command::new("docker")
+                .args([
+                    "service",
+                    "update",
+                    "--image",
+                    &image,
+                    "--update-parallelism",
+                    "1",
+                    "--update-order",
+                    "start-first",
+                    "--update-delay",
+                    "1s",
+                    "--update-monitor",
+                    "3s",
+                    "--update-failure-action",
+                    "rollback",
+                    "--detach=false",
+                    "--quiet",
+                    &service,
+                ])
+                .output()
+                .expect("run docker service update")
+        }
+    })
+    .await
+    .unwrap();
+    let update_took = update_started.elapsed();
+    assert!(
+        update.status.success(),
+        "docker service update failed: {}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.measure(false);
+    let result = load.stop().await;
+    let urls = targets.read().unwrap().clone();
+    eprintln!("verifying through {urls:?}");
+    let integrity = verify(&http, &urls, &result).await;
+    lister.abort();
+    prober.abort();
+    if integrity.games_lost > 0 {
+        for (i, code) in result.codes.iter().enumerate() {
+            let url = format!("{}/api/games/{code}", urls[i % urls.len()]);
+            if let Ok(r) = http.get(&url).send().await
+                && !r.status().is_success()
+            {
+                eprintln!(
+                    "{url}: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    // Tasks that appeared during the update, and tasks Swarm stopped.
+    let log = seen.read().unwrap().clone();
+    let started = log.values().filter(|(a, _)| *a > update_started).count();
+    let stopped = log.values().filter(|(_, g)| g.is_some()).count();
+
+    let mut pauses = result.pauses_ms.clone();
+    pauses.sort_by(f64::total_cmp);
+    let p99 = pauses[((pauses.len() as f64 - 1.0) * 0.99).round() as usize];
+    let report = serde_json::json!({
+        "games": integrity.games, "games_lost": integrity.games_lost, "inputs_acked": integrity.inputs_acked,
+        "inputs_lost": integrity.inputs_lost, "inputs_duplicated": integrity.inputs_duplicated,
+        "inputs_unanswered": integrity.inputs_unanswered, "client_retries": result.failed_attempts,
+        "pause_p99_ms": p99, "pause_max_ms": pauses.last().copied().unwrap_or(0.0),
+        "update_total_ms": update_took.as_secs_f64() * 1000.0, "tasks_started": started, "tasks_stopped": stopped,
+    });
+    println!("SWARM REPORT {report}");
+
+    assert_eq!(integrity.games, games);
+    assert_eq!(integrity.games_lost, 0, "{report}");
+    assert_eq!(integrity.inputs_lost, 0, "{report}");
+    assert_eq!(integrity.inputs_duplicated, 0, "{report}");
+    assert_eq!(integrity.inputs_unanswered, 0, "{report}");
+    assert_eq!(result.regressions, 0, "{report}");
+    assert!(
+        integrity.inputs_acked > games as u64 * 3,
+        "too little play: {report}"
+    );
+    assert_eq!((started, stopped), (3, 3), "three tasks replaced: {report}");
+
+    // Every game on v2 code, with its v1-born state; only the new version is a member.
+    for (i, code) in result.codes.iter().enumerate() {
+        let mut game = None;
+        for attempt in 0..10 {
+            let url = format!("{}/api/games/{code}", urls[(i + attempt) % urls.len()]);
+            if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
+                && let Ok(v) = r.json::<Value>().await
+            {
+                game = Some(v);
+                break;
+            }
+        }
+        let g = game.unwrap_or_else(|| panic!("{code} unreachable through {urls:?}"));
+        assert_eq!(g["schema"], 2, "{code}: {g}");
+        assert_eq!(g["seq"].as_u64().unwrap(), result.acked[i], "{code}: {g}");
+    }
+    let any = tasks(&service).into_keys().next().unwrap();
+    let members: Value = serde_json::from_str(&docker(&[
+        "exec", &any, "minotaur", "rpc", "--json", "members",
+    ]))
+    .unwrap();
+    let members = members.as_array().unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    for m in members {
+        assert_eq!(m["status"], "alive", "{m}");
+        assert_eq!(m["version"], v2_version.as_str(), "{m}");
+    }
+}

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# tests/swarm/run.sh: Minotaur on a real Docker engine, as users run it. Exits 0 only when all
+# of this held, and removes what it made (stack, swarm if it made one, networks, containers,
+# images) also when it fails:
+#   1. two images built without pulling anything (static binaries in FROM scratch images, the
+#      same entrypoint, rel/env.sh and healthcheck as docker/Dockerfile): v1 (this build) and
+#      v2 (a genuinely different build: app version 0.2.0, game state schema v2 that reads v1);
+#   2. the seed's pitfalls: a container without a long name fails with the clear error; a
+#      container on two networks is named by its address on the network its peers are on;
+#   3. `docker swarm init`, `docker stack deploy` of docker/stack.yml (3 replicas, the cookie as a
+#      secret); every task lists the two others in `minotaur rpc nodes`, named by its address on
+#      the stack network although it sits on three;
+#   4. games played against the tasks while `docker service update --image v2` rolls out the new
+#      build (tests/swarm.rs): every game survives with its state, every acknowledged input is
+#      applied once, and `members` shows only the new version at the end.
+#
+# The routing mesh of a published port needs IPVS; this engine has none (/proc/net/ip_vs is
+# missing and 127.0.0.1:4000 answers "Connection refused" while the tasks are healthy), so the
+# clients reach the tasks on their docker_gwbridge addresses, health-checked like a load balancer
+# would. Swarm mode, overlay networks, DNS (`tasks.<service>`), secrets, healthchecks and
+# rolling updates are the real ones.
+#
+# Env: MINOTAUR_STATIC_TARGET (cargo target dir of the static builds; default target/static),
+#      MINOTAUR_SWARM_GAMES (default 300),
+#      MINOTAUR_SWARM_LOGS (a directory: keep every container's log, the task list and the
+#        client's output there also when the run passes; on failure they go to
+#        /tmp/minotaur-swarm-logs),
+#      MINOTAUR_RUST_LOG (RUST_LOG of the tasks, e.g. info,discovery=debug),
+#      MINOTAUR_DEMO_TRACE=1 (the client prints every retried request and why).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+stack=minotaur-e2e
+service=${stack}_minotaur
+work=$(mktemp -d)
+made_swarm=
+images=()
+containers=()
+networks=()
+t0=$SECONDS
+
+log() { printf '[swarm %4ss] %s\n' "$((SECONDS - t0))" "$*" >&2; }
+fail() { log "FAIL: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [ "$rc" != 0 ] || [ -n "${MINOTAUR_SWARM_LOGS:-}" ]; then
+        logs=${MINOTAUR_SWARM_LOGS:-/tmp/minotaur-swarm-logs}
+        mkdir -p "$logs"
+        docker service ps --no-trunc "$service" >"$logs/tasks.txt" 2>&1
+        for c in $(docker ps -aq --filter "label=com.docker.stack.namespace=$stack"); do
+            docker logs --timestamps "$c" >"$logs/container-$c.log" 2>&1
+        done
+        [ -f "$work/client.log" ] && cp "$work/client.log" "$logs/client.log"
+        log "logs kept in $logs"
+    fi
+    log "cleaning up"
+    if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
+        docker stack rm "$stack" >/dev/null
+        for _ in $(seq 1 60); do
+            [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ] &&
+                [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
+            sleep 1
+        done
+    fi
+    for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
+    for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1; done
+    if [ -n "$made_swarm" ]; then
+        docker swarm leave --force >/dev/null 2>&1
+    fi
+    for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
+    rm -rf "$work"
+    log "done (exit $rc, ${SECONDS}s in all)"
+    exit $rc
+}
+trap cleanup EXIT
+
+command -v docker >/dev/null || fail "docker not found"
+docker info >/dev/null 2>&1 || fail "no Docker engine answers"
+
+# Leftovers of an earlier run that was killed before its cleanup.
+docker rm -f minotaur-e2e-two >/dev/null 2>&1 || true
+docker network rm minotaur-e2e-a minotaur-e2e-b >/dev/null 2>&1 || true
+if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
+    log "removing the stack an earlier run left"
+    docker stack rm "$stack" >/dev/null
+    for _ in $(seq 1 60); do
+        [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
+        sleep 1
+    done
+fi
+
+# --- 1. images, nothing pulled ------------------------------------------------------------
+target=${MINOTAUR_STATIC_TARGET:-$repo/target/static}
+log "building the v1 image (static binary, FROM scratch)"
+v1=$(docker/build-offline.sh --tag minotaur-e2e:v1 --target-dir "$target")
+images+=(minotaur-e2e:v1)
+log "building the v2 image (app version 0.2.0, --features schema-v2)"
+v2=$(docker/build-offline.sh --tag minotaur-e2e:v2 --features schema-v2 --app-version 0.2.0 --target-dir "$target")
+images+=(minotaur-e2e:v2)
+[ "$v1" != "$v2" ] || fail "the two builds gave the same image"
+log "v1 $v1, v2 $v2"
+
+# --- 2. pitfalls ----------------------------------------------------------------------------
+log "a container without a long name and DNS discovery must exit 2 naming RELEASE_NODE"
+set +e
+out=$(docker run --rm -e RELEASE_NODE=minotaur -e DNS_CLUSTER_QUERY=tasks.whatever \
+    -e RELEASE_COOKIE=x "$v1" 2>&1)
+rc=$?
+set -e
+[ "$rc" = 2 ] || fail "expected exit 2, got $rc: $out"
+grep -q 'RELEASE_NODE' <<<"$out" || fail "the error does not name RELEASE_NODE: $out"
+grep -q 'long name' <<<"$out" || fail "the error does not say what to set: $out"
+
+log "a container on two networks is named by its address on the network of its peers"
+docker network create minotaur-e2e-a >/dev/null || fail "cannot create network minotaur-e2e-a"
+networks+=(minotaur-e2e-a)
+docker network create minotaur-e2e-b >/dev/null || fail "cannot create network minotaur-e2e-b"
+networks+=(minotaur-e2e-b)
+docker create --name minotaur-e2e-two --network minotaur-e2e-a -e RELEASE_COOKIE=x \
+    -e DNS_CLUSTER_QUERY=peers "$v1" >/dev/null
+containers+=(minotaur-e2e-two)
+docker network connect --alias peers minotaur-e2e-b minotaur-e2e-two
+docker start minotaur-e2e-two >/dev/null
+ip_a=$(docker inspect -f '{{(index .NetworkSettings.Networks "minotaur-e2e-a").IPAddress}}' minotaur-e2e-two)
+ip_b=$(docker inspect -f '{{(index .NetworkSettings.Networks "minotaur-e2e-b").IPAddress}}' minotaur-e2e-two)
+name=
+for _ in $(seq 1 50); do
+    name=$(docker exec minotaur-e2e-two minotaur rpc node 2>/dev/null) && break
+    sleep 0.2
+done
+[ "$name" = "minotaur@$ip_b" ] || fail "expected minotaur@$ip_b (network b, where 'peers' resolves), got '$name' (a is $ip_a)"
+docker rm -f minotaur-e2e-two >/dev/null
+
+# --- 3. swarm, stack deploy, mesh ---------------------------------------------------------------
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+    log "docker swarm init"
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "docker swarm init failed"
+    made_swarm=1
+fi
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/cookie"
+log "docker stack deploy (3 replicas, start-first updates, cookie as a secret)"
+STACK_NAME=$stack MINOTAUR_COOKIE_FILE="$work/cookie" MINOTAUR_IMAGE="$v1" \
+    MINOTAUR_HTTP_PORT=$((30000 + RANDOM % 20000)) \
+    docker stack deploy --resolve-image never -c docker/stack.yml "$stack" >/dev/null
+
+log "waiting until every task lists the two others"
+ok=
+for _ in $(seq 1 120); do
+    ids=$(docker ps -q --filter "name=$service." --filter health=healthy)
+    if [ "$(wc -w <<<"$ids")" = 3 ]; then
+        ok=1
+        for c in $ids; do
+            n=$(docker exec "$c" minotaur rpc nodes 2>/dev/null | grep -c . || true)
+            [ "$n" = 2 ] || ok=
+        done
+        [ -n "$ok" ] && break
+    fi
+    sleep 1
+done
+[ -n "$ok" ] || { docker service ps --no-trunc "$service" >&2; fail "the stack did not form a full mesh"; }
+for c in $(docker ps -q --filter "name=$service."); do
+    own=$(docker exec "$c" minotaur rpc node)
+    stack_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$service\").IPAddress}}" "$c")
+    [ "$own" = "minotaur@$stack_ip" ] || fail "task $c is named $own, not by its stack network address $stack_ip"
+    log "task $own: $(docker exec "$c" minotaur rpc nodes | tr '\n' ' ')"
+done
+
+# --- 4. play through a rolling update to the new build -------------------------------------------
+log "playing games while 'docker service update --image v2' rolls out the new build"
+MINOTAUR_SWARM_SERVICE=$service MINOTAUR_SWARM_V2_IMAGE=$v2 MINOTAUR_SWARM_V2_VERSION=0.2.0 \
+    cargo test -q -p minotaur --test swarm -- --ignored --nocapture --test-threads=1 2>&1 |
+    tee "$work/client.log" >&2 || true
+grep -q 'test result: ok. 1 passed' "$work/client.log" || fail "the rolling update scenario failed"
+log "$(grep -o 'SWARM REPORT.*' "$work/client.log" || true)"
+log "all checks passed"
