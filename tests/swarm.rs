@@ -4,15 +4,18 @@
 //! game survived with its state, every acknowledged input was applied once, and only the new
 //! version is left.
 //!
-//! Clients reach the tasks the way a load balancer in front of the service would: the tasks'
-//! addresses (on `docker_gwbridge`, reachable from the host), health-checked every 200 ms, so a
-//! task leaves the rotation as soon as it reports draining. (The routing mesh of a published
-//! port needs IPVS, which this engine lacks: see `tests/swarm/run.sh`.)
+//! Clients play through the service's published port, the routing mesh, when it answers. On
+//! an engine without IPVS (this one: the published port answers "Connection refused" while
+//! every task is healthy) they reach the tasks the way a load balancer in front of the service
+//! would: on the tasks' `docker_gwbridge` addresses (reachable from the host), listed every
+//! 200 ms and health-checked every 100 ms, so a task leaves the rotation as soon as Swarm stops
+//! it or it reports draining. The report says which path was used.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -113,6 +116,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     let targets = Arc::new(RwLock::new(Vec::<String>::new()));
     let candidates = Arc::new(RwLock::new(BTreeMap::<String, String>::new()));
     let seen: Arc<RwLock<Seen>> = Arc::default();
+    let via_published = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
     let lister = {
         let (candidates, seen, service) = (candidates.clone(), seen.clone(), service.clone());
@@ -147,7 +151,12 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         })
     };
     let prober = {
-        let (targets, candidates, http) = (targets.clone(), candidates.clone(), http.clone());
+        let (targets, candidates, http, fixed) = (
+            targets.clone(),
+            candidates.clone(),
+            http.clone(),
+            via_published.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let ips: Vec<String> = candidates.read().unwrap().values().cloned().collect();
@@ -167,7 +176,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
                     .into_iter()
                     .flatten()
                     .collect();
-                {
+                if !fixed.load(Ordering::Relaxed) {
                     let mut t = targets.write().unwrap();
                     if *t != healthy {
                         eprintln!("[{:>6} ms] healthy: {healthy:?}", t0.elapsed().as_millis());
@@ -186,6 +195,37 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Through the published port (the routing mesh) when this engine has one.
+    let published = format!("http://127.0.0.1:{}", env("MINOTAUR_SWARM_HTTP_PORT"));
+    let mut mesh_error = String::new();
+    for _ in 0..10 {
+        match http
+            .get(format!("{published}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => {
+                via_published.store(true, Ordering::Relaxed);
+                *targets.write().unwrap() = vec![published.clone()];
+                break;
+            }
+            Ok(r) => mesh_error = format!("HTTP {}", r.status()),
+            Err(e) => mesh_error = format!("{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let client_path = if via_published.load(Ordering::Relaxed) {
+        format!("the published port ({published})")
+    } else {
+        eprintln!(
+            "the published port {published} does not answer ({mesh_error}); the routing mesh needs \
+             IPVS (/proc/net/ip_vs exists: {}): reaching the tasks through docker_gwbridge instead",
+            std::path::Path::new("/proc/net/ip_vs").exists()
+        );
+        "the tasks' docker_gwbridge addresses, health-checked".to_string()
+    };
+    eprintln!("clients reach the service through {client_path}");
 
     let load = Load::start(&http, games, 30, 300.0, targets.clone())
         .await
@@ -264,7 +304,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         "inputs_lost": integrity.inputs_lost, "inputs_duplicated": integrity.inputs_duplicated,
         "inputs_unanswered": integrity.inputs_unanswered, "client_retries": result.failed_attempts,
         "pause_p99_ms": p99, "pause_max_ms": pauses.last().copied().unwrap_or(0.0),
-        "update_total_ms": update_took.as_secs_f64() * 1000.0, "tasks_started": started, "tasks_stopped": stopped,
+        "update_total_ms": update_took.as_secs_f64() * 1000.0, "client_path": client_path, "tasks_started": started, "tasks_stopped": stopped,
     });
     println!("SWARM REPORT {report}");
 

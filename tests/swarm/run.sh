@@ -14,11 +14,12 @@
 #      build (tests/swarm.rs): every game survives with its state, every acknowledged input is
 #      applied once, and `members` shows only the new version at the end.
 #
-# The routing mesh of a published port needs IPVS; this engine has none (/proc/net/ip_vs is
-# missing and 127.0.0.1:4000 answers "Connection refused" while the tasks are healthy), so the
-# clients reach the tasks on their docker_gwbridge addresses, health-checked like a load balancer
-# would. Swarm mode, overlay networks, DNS (`tasks.<service>`), secrets, healthchecks and
-# rolling updates are the real ones.
+# The clients play through the published port (a random one, so a user's stack on 4000 is not
+# disturbed) when the routing mesh answers. It needs IPVS; where the kernel has none (this
+# machine: /proc/net/ip_vs is missing and the port answers "Connection refused" while every task
+# is healthy) they reach the tasks on their docker_gwbridge addresses, health-checked like a load
+# balancer would, and say so. Swarm mode, overlay networks, DNS (`tasks.<service>`), secrets,
+# healthchecks and rolling updates are the real ones either way.
 #
 # Env: MINOTAUR_STATIC_TARGET (cargo target dir of the static builds; default target/static),
 #      MINOTAUR_SWARM_GAMES (default 300),
@@ -142,8 +143,9 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
 fi
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/cookie"
 log "docker stack deploy (3 replicas, start-first updates, cookie as a secret)"
+http_port=$((30000 + RANDOM % 20000))
 STACK_NAME=$stack MINOTAUR_COOKIE_FILE="$work/cookie" MINOTAUR_IMAGE="$v1" \
-    MINOTAUR_HTTP_PORT=$((30000 + RANDOM % 20000)) \
+    MINOTAUR_HTTP_PORT=$http_port \
     docker stack deploy --resolve-image never -c docker/stack.yml "$stack" >/dev/null
 
 log "waiting until every task lists the two others"
@@ -170,7 +172,7 @@ done
 
 # --- 4. play through a rolling update to the new build -------------------------------------------
 log "playing games while 'docker service update --image v2' rolls out the new build"
-MINOTAUR_SWARM_SERVICE=$service MINOTAUR_SWARM_V2_IMAGE=$v2 MINOTAUR_SWARM_V2_VERSION=0.2.0 \
+MINOTAUR_SWARM_SERVICE=$service MINOTAUR_SWARM_HTTP_PORT=$http_port MINOTAUR_SWARM_V2_IMAGE=$v2 MINOTAUR_SWARM_V2_VERSION=0.2.0 \
     cargo test -q -p minotaur --test swarm -- --ignored --nocapture --test-threads=1 2>&1 |
     tee "$work/client.log" >&2 || true
 grep -q 'test result: ok. 1 passed' "$work/client.log" || fail "the rolling update scenario failed"
