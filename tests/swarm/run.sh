@@ -36,6 +36,7 @@ stack=minotaur-e2e
 service=${stack}_minotaur
 work=$(mktemp -d)
 made_swarm=
+had_gwbridge=
 images=()
 containers=()
 networks=()
@@ -70,6 +71,8 @@ cleanup() {
     for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1; done
     if [ -n "$made_swarm" ]; then
         docker swarm leave --force >/dev/null 2>&1
+        # swarm init made docker_gwbridge; leaving does not remove it.
+        [ -n "$had_gwbridge" ] || docker network rm docker_gwbridge >/dev/null 2>&1
     fi
     for i in "${images[@]}"; do docker rmi -f "$i" >/dev/null 2>&1; done
     rm -rf "$work"
@@ -138,8 +141,9 @@ docker rm -f minotaur-e2e-two >/dev/null
 # --- 3. swarm, stack deploy, mesh ---------------------------------------------------------------
 if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
     log "docker swarm init"
-    docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "docker swarm init failed"
+    docker network inspect docker_gwbridge >/dev/null 2>&1 && had_gwbridge=1
     made_swarm=1
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "docker swarm init failed"
 fi
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/cookie"
 log "docker stack deploy (3 replicas, start-first updates, cookie as a secret)"
