@@ -27,7 +27,8 @@
 #        client's output there also when the run passes; on failure they go to
 #        /tmp/minotaur-swarm-logs),
 #      MINOTAUR_RUST_LOG (RUST_LOG of the tasks, e.g. info,discovery=debug),
-#      MINOTAUR_DEMO_TRACE=1 (the client prints every retried request and why).
+#      MINOTAUR_DEMO_TRACE=1 (the client prints every retried request and why, and every
+#        answer slower than 25 ms with the node that hosts the game).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)

@@ -397,6 +397,9 @@ const MAX_ATTEMPTS: usize = 1000;
 /// vanished without a reset must not hold a client for longer (the retry goes elsewhere).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Answers slower than this are traced (with `MINOTAUR_DEMO_TRACE`).
+const SLOW_TRACE: Duration = Duration::from_millis(25);
+
 /// Sends one input until it is acknowledged or refused: the same `input_id` every time, on
 /// the next node after a failure.
 async fn send_input(
@@ -423,7 +426,17 @@ async fn send_input(
             .await
         {
             Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(v) => return Sent::Acked(v),
+                Ok(v) => {
+                    if began.elapsed() > SLOW_TRACE {
+                        trace(&format!(
+                            "[{:?}] slow answer after {:?}: {url} (node {})",
+                            std::time::SystemTime::now(),
+                            began.elapsed(),
+                            v["node"].as_str().unwrap_or("?")
+                        ));
+                    }
+                    return Sent::Acked(v);
+                }
                 Err(e) => format!("unreadable answer: {e}"),
             },
             Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Sent::Refused,
