@@ -22,7 +22,7 @@ use futures::StreamExt;
 use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::child::Child;
 use crate::hosted::{Frozen, HostedMsg};
@@ -295,10 +295,14 @@ pub(crate) async fn drain<C: Child>(
             // Nobody to move to (replicas: 1 with start-first: the new container may not be
             // known yet). Ask discovery to look again, and wait.
             if last_refresh.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
-                info!(
-                    children = names.len(),
-                    "drain: no other member yet; looking for peers"
-                );
+                if last_refresh.is_none() {
+                    info!(
+                        children = names.len(),
+                        "drain: no other member yet; looking for peers until the deadline"
+                    );
+                } else {
+                    debug!(children = names.len(), "drain: still no other member");
+                }
                 if let Some(f) = need_peers {
                     f();
                 }

@@ -120,6 +120,8 @@ pub struct Node {
     /// Where HTTP listens.
     pub http_addr: SocketAddr,
     discovery: Option<Arc<DiscoveryHandle>>,
+    /// `RELEASE_DISTRIBUTION=none`: no other node can ever take this node's games.
+    single: bool,
     http_stop: watch::Sender<bool>,
     http_task: tokio::task::JoinHandle<()>,
 }
@@ -237,6 +239,7 @@ impl Node {
             ctx,
             http_addr,
             discovery,
+            single: config.distribution == Distribution::None,
             http_stop,
             http_task,
         })
@@ -246,7 +249,12 @@ impl Node {
     pub async fn shutdown(self, budget: Duration) {
         let started = tokio::time::Instant::now();
         self.ctx.lifecycle.set_draining();
-        let drain_budget = budget.saturating_sub(SHUTDOWN_MARGIN);
+        let drain_budget = if self.single {
+            info!("RELEASE_DISTRIBUTION=none: no other node can take this node's games");
+            Duration::ZERO
+        } else {
+            budget.saturating_sub(SHUTDOWN_MARGIN)
+        };
         let report = self.ctx.games.horde().drain(drain_budget).await;
         info!(
             moved = report.moved,
