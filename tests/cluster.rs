@@ -287,3 +287,38 @@ async fn rpc_errors_are_one_line_and_non_zero() {
     assert!(err.contains("cannot reach"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() {
+    let ip = loopbacks(28, 1)[0];
+    let lo: IpAddr = "127.0.0.1".parse().expect("ip");
+    let logs = log_dir("single");
+    let mut env = node_env(ip, free_port(&[lo]), "c");
+    let http_port = free_port(&[ip]);
+    env.insert("RELEASE_DISTRIBUTION".into(), "none".into());
+    env.insert("HTTP_BIND".into(), ip.to_string());
+    env.insert("PORT".into(), http_port.to_string());
+    // Far beyond the wait below: a node that waited for a peer would miss it.
+    env.insert("SHUTDOWN_TIMEOUT_MS".into(), "120000".into());
+    let mut node = NodeProc::start(ip, env, &logs);
+    let url = format!("http://{ip}:{http_port}");
+    let http = reqwest::Client::new();
+    eventually(
+        "a game is created",
+        scaled(Duration::from_secs(10)),
+        || async {
+            let r = http.post(format!("{url}/api/games")).send().await.ok()?;
+            (r.status() == reqwest::StatusCode::CREATED).then_some(())
+        },
+    )
+    .await;
+    node.signal(Signal::SIGTERM);
+    let code = node.wait_exit(scaled(Duration::from_secs(20))).await;
+    assert_eq!(code, Some(0), "{}", node.log());
+    assert!(
+        node.log()
+            .contains("RELEASE_DISTRIBUTION=none: no other node can take this node's games"),
+        "{}",
+        node.log()
+    );
+}
