@@ -380,11 +380,19 @@ pub(crate) async fn drain<C: Child>(
         }
     }
     report.duration = started.elapsed();
-    if report.fallback + report.stranded > 0 {
+    if report.stranded > 0 {
         warn!(
             moved = report.moved,
             fallback = report.fallback,
             stranded = report.stranded,
+            "drain deadline passed with no member to take some children: they stop with this \
+             node (with a snapshot elsewhere, a member restarts them from it when it sees this \
+             node down)"
+        );
+    } else if report.fallback > 0 {
+        warn!(
+            moved = report.moved,
+            fallback = report.fallback,
             "drain deadline passed: children left restart from their last snapshot elsewhere"
         );
     } else {
