@@ -298,22 +298,19 @@ async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() 
     env.insert("RELEASE_DISTRIBUTION".into(), "none".into());
     env.insert("HTTP_BIND".into(), ip.to_string());
     env.insert("PORT".into(), http_port.to_string());
-    // Far beyond the wait below: a node that waited for a peer would miss it.
+    // Far beyond the wait below (20 s, scaled by MINOTAUR_TEST_TIME_SCALE up to 60 s in CI): a
+    // node that waited for a peer would miss it.
     env.insert("SHUTDOWN_TIMEOUT_MS".into(), "120000".into());
     let mut node = NodeProc::start(ip, env, &logs);
     let url = format!("http://{ip}:{http_port}");
     let http = reqwest::Client::new();
-    eventually(
-        "a game is created",
-        scaled(Duration::from_secs(10)),
-        || async {
-            let r = http.post(format!("{url}/api/games")).send().await.ok()?;
-            (r.status() == reqwest::StatusCode::CREATED).then_some(())
-        },
-    )
+    eventually("a game is created", Duration::from_secs(10), || async {
+        let r = http.post(format!("{url}/api/games")).send().await.ok()?;
+        (r.status() == reqwest::StatusCode::CREATED).then_some(())
+    })
     .await;
     node.signal(Signal::SIGTERM);
-    let code = node.wait_exit(scaled(Duration::from_secs(20))).await;
+    let code = node.wait_exit(Duration::from_secs(20)).await;
     assert_eq!(code, Some(0), "{}", node.log());
     assert!(
         node.log()
