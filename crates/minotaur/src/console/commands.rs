@@ -87,35 +87,10 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
         },
         ["ping"] => fail("usage: ping NODE"),
         ["members"] => {
-            let horde = ctx.games.horde();
-            let mut per_node: std::collections::BTreeMap<String, usize> = Default::default();
-            for (_, owner) in horde.names() {
-                *per_node.entry(owner.name).or_default() += 1;
-            }
-            let rows: Vec<Value> = horde
-                .members()
-                .into_iter()
-                .filter(|m| m.status != horde::MemberStatus::Dead)
-                .map(|m| {
-                    json!({
-                        "node": m.node.name,
-                        "status": m.status.to_string(),
-                        "version": m.version.to_string(),
-                        "games": per_node.get(&m.node.name).copied().unwrap_or(0),
-                    })
-                })
-                .collect();
+            let rows = ctx.games.members();
             let text = rows
                 .iter()
-                .map(|r| {
-                    format!(
-                        "{}  {}  {}  {} games",
-                        r["node"].as_str().unwrap_or(""),
-                        r["status"].as_str().unwrap_or(""),
-                        r["version"].as_str().unwrap_or(""),
-                        r["games"]
-                    )
-                })
+                .map(|r| format!("{}  {}  {}  {} games", r.node, r.status, r.version, r.games))
                 .collect::<Vec<_>>()
                 .join("\n");
             ok(text, json!(rows))

@@ -1,8 +1,6 @@
 //! The JSON endpoints (see the README's API table). Bodies are parsed by hand so that every
 //! malformed request gets 400 with a reason (axum's extractors answer 415/422 in places).
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -116,24 +114,7 @@ pub async fn cluster(State(state): State<AppState>) -> Json<Value> {
         .await
         .map(|n| n.into_iter().map(|i| i.id.name).collect())
         .unwrap_or_default();
-    let horde = state.games.horde();
-    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, owner) in horde.names() {
-        *per_node.entry(owner.name).or_default() += 1;
-    }
-    let members: Vec<Value> = horde
-        .members()
-        .into_iter()
-        .filter(|m| m.status != horde::MemberStatus::Dead)
-        .map(|m| {
-            json!({
-                "node": m.node.name,
-                "status": m.status.to_string(),
-                "version": m.version.to_string(),
-                "games": per_node.get(&m.node.name).copied().unwrap_or(0),
-            })
-        })
-        .collect();
+    let members = state.games.members();
     Json(json!({ "node": state.connector.node().name, "nodes": nodes, "members": members }))
 }
 
