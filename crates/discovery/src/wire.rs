@@ -36,32 +36,33 @@ impl Envelope {
         Ok(Self(postcard::to_stdvec(&(ENVELOPE_VERSION, msg))?))
     }
 
+    /// The payload after the envelope version, refused when a newer envelope wrote it.
+    fn payload(&self) -> Result<&[u8], WireError> {
+        let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&self.0)?;
+        if version > ENVELOPE_VERSION {
+            return Err(WireError::NewerEnvelope(version));
+        }
+        Ok(rest)
+    }
+
     /// Decodes the payload as a `T`. postcard bounds every allocation by the input length, and
     /// ractor_cluster bounds the input by its frame limit.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, WireError> {
-        let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&self.0)?;
-        if version > ENVELOPE_VERSION {
-            return Err(WireError::NewerEnvelope(version));
-        }
-        Ok(postcard::from_bytes(rest)?)
+        Ok(postcard::from_bytes(self.payload()?)?)
     }
 
     /// Decodes a message whose later versions may append fields: `H` is what every version
-    /// sends, `X` the fields appended since (`None` when the sender predates them). Encode
-    /// such a message as a struct or tuple whose fields are `H`'s followed by `X`'s. Trailing
-    /// bytes after `X` (fields appended by a newer sender) are ignored.
-    pub fn decode_extended<H: DeserializeOwned, X: DeserializeOwned>(
+    /// sends, `X` the fields appended since (`X::default()` when the sender predates them).
+    /// Encode such a message as a struct or tuple whose fields are `H`'s followed by `X`'s.
+    /// Trailing bytes after `X` (fields appended by a newer sender) are ignored.
+    pub fn decode_extended<H: DeserializeOwned, X: DeserializeOwned + Default>(
         &self,
-    ) -> Result<(H, Option<X>), WireError> {
-        let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&self.0)?;
-        if version > ENVELOPE_VERSION {
-            return Err(WireError::NewerEnvelope(version));
-        }
-        let (head, rest): (H, &[u8]) = postcard::take_from_bytes(rest)?;
+    ) -> Result<(H, X), WireError> {
+        let (head, rest): (H, &[u8]) = postcard::take_from_bytes(self.payload()?)?;
         if rest.is_empty() {
-            return Ok((head, None));
+            return Ok((head, X::default()));
         }
-        Ok((head, Some(postcard::from_bytes(rest)?)))
+        Ok((head, postcard::from_bytes(rest)?))
     }
 
     /// Size on the wire, for metrics.
@@ -122,11 +123,11 @@ mod tests {
         );
         assert_eq!(
             new.decode_extended::<Head, Option<u32>>().unwrap(),
-            ((7, "a".into()), Some(Some(9)))
+            ((7, "a".into()), Some(9))
         );
         assert_eq!(
             newer.decode_extended::<Head, Option<u32>>().unwrap(),
-            ((7, "a".into()), Some(Some(9)))
+            ((7, "a".into()), Some(9))
         );
         // An old reader ignores what it does not know.
         assert_eq!(new.decode::<Head>().unwrap(), (7, "a".into()));

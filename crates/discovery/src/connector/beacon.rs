@@ -48,11 +48,8 @@ pub struct PingRequest {
 impl PingRequest {
     /// Decodes a request of any protocol version.
     pub fn decode(env: &Envelope) -> Result<Self, WireError> {
-        let (from, mesh_known) = env.decode_extended::<NodeId, Option<u64>>()?;
-        Ok(Self {
-            from,
-            mesh_known: mesh_known.flatten(),
-        })
+        let (from, mesh_known) = env.decode_extended()?;
+        Ok(Self { from, mesh_known })
     }
 }
 
@@ -66,7 +63,7 @@ pub struct MeshPeer {
 }
 
 /// The nodes a node is connected to (itself included when it knows its own address).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mesh {
     /// Identifies `peers`; changes when they do.
     pub digest: u64,
@@ -110,11 +107,8 @@ pub struct PingReply {
 impl PingReply {
     /// Decodes a reply of any protocol version.
     pub fn decode(env: &Envelope) -> Result<Self, WireError> {
-        let (node, mesh) = env.decode_extended::<NodeId, Option<MeshReport>>()?;
-        Ok(Self {
-            node,
-            mesh: mesh.flatten(),
-        })
+        let (node, mesh) = env.decode_extended()?;
+        Ok(Self { node, mesh })
     }
 }
 
