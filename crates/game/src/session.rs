@@ -76,17 +76,18 @@ pub struct Session {
     moves: u64,
 }
 
-/// Schema v1 of the state: the game and when it was packed (sender's clock).
+/// Schema v1 of the state: the game and when it was packed (sender's clock). Packed from a
+/// borrowed game (`G = &Game`: the snapshot after every input copies nothing), read as `Game`.
 #[derive(Serialize, Deserialize)]
-struct StateV1 {
-    game: Game,
+struct StateV1<G = Game> {
+    game: G,
     packed_at_ms: u64,
 }
 
 /// Schema v2: v1 plus the move count.
 #[derive(Serialize, Deserialize)]
-struct StateV2 {
-    game: Game,
+struct StateV2<G = Game> {
+    game: G,
     packed_at_ms: u64,
     moves: u64,
 }
@@ -168,13 +169,13 @@ impl Handoff for Session {
     fn dehydrate(&self, ctx: &Ctx<Self>) -> Vec<u8> {
         let bytes = if STATE_SCHEMA >= 2 {
             postcard::to_stdvec(&StateV2 {
-                game: self.game.clone(),
+                game: &self.game,
                 packed_at_ms: ctx.now_ms(),
                 moves: self.moves,
             })
         } else {
             postcard::to_stdvec(&StateV1 {
-                game: self.game.clone(),
+                game: &self.game,
                 packed_at_ms: ctx.now_ms(),
             })
         };
