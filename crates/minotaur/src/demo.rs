@@ -369,7 +369,6 @@ pub struct Load {
     games: Arc<Vec<Mutex<Tracked>>>,
     stop: Arc<AtomicBool>,
     measuring: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
     failed_attempts: Arc<AtomicU64>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -512,7 +511,6 @@ impl Load {
             games: Arc::new(games),
             stop: Arc::new(AtomicBool::new(false)),
             measuring: Arc::new(AtomicBool::new(false)),
-            sent: Arc::new(AtomicU64::new(0)),
             failed_attempts: Arc::new(AtomicU64::new(0)),
             workers: Vec::new(),
         };
@@ -542,13 +540,12 @@ impl Load {
             if range.is_empty() {
                 continue;
             }
-            let (http, urls, games, stop, measuring, sent, failed) = (
+            let (http, urls, games, stop, measuring, failed) = (
                 http.clone(),
                 urls.clone(),
                 load.games.clone(),
                 load.stop.clone(),
                 load.measuring.clone(),
-                load.sent.clone(),
                 load.failed_attempts.clone(),
             );
             let pace = Duration::from_secs_f64(clients.max(1) as f64 / rate.max(1.0));
@@ -568,7 +565,6 @@ impl Load {
                         n += 1;
                         let body = json!({ "player": PLAYERS[p], "input_id": format!("{}-{w}-{n}", t.code), "action": { "type": "end_turn" } });
                         let began = Instant::now();
-                        sent.fetch_add(1, Ordering::Relaxed);
                         let answer = send_input(&http, &urls, &t.code.clone(), &body, g + n as usize, &failed).await;
                         let took = began.elapsed().as_secs_f64() * 1000.0;
                         if measuring.load(Ordering::Relaxed) && took > t.pause_ms {
@@ -627,7 +623,6 @@ impl Load {
             pauses_ms: games.iter().map(|g| g.pause_ms).collect(),
             last_seen: games.iter().map(|g| g.last).collect(),
             regressions: games.iter().map(|g| g.regressions).sum(),
-            inputs_sent: self.sent.load(Ordering::Relaxed),
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
         }
     }
@@ -648,8 +643,6 @@ pub struct LoadResult {
     pub last_seen: Vec<(u64, u64)>,
     /// States that went back in time (must be 0).
     pub regressions: u64,
-    /// Inputs sent (not counting retries).
-    pub inputs_sent: u64,
     /// Requests that failed and were retried.
     pub failed_attempts: u64,
 }

@@ -117,8 +117,6 @@ async fn probe_peer_address(config: &Config) -> Option<IpAddr> {
 pub struct Node {
     /// Shared handles.
     pub ctx: NodeContext,
-    /// Where HTTP listens.
-    pub http_addr: SocketAddr,
     discovery: Option<Arc<DiscoveryHandle>>,
     /// `RELEASE_DISTRIBUTION=none`: no other node can ever take this node's games.
     single: bool,
@@ -237,7 +235,6 @@ impl Node {
         info!(node = %name, incarnation = node.incarnation, cluster = %SocketAddr::new(bind, config.cluster_port), http = %http_addr, version = game::APP_VERSION, discovery = config.discovers(), "node started");
         Ok(Node {
             ctx,
-            http_addr,
             discovery,
             single: config.distribution == Distribution::None,
             http_stop,

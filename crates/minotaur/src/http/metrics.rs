@@ -1,8 +1,6 @@
 //! `/metrics` in the Prometheus text format (prometheus-client). Horde's counters are read at
 //! scrape time by a collector; HTTP requests are counted by a middleware.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -210,6 +208,3 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
         .inc();
     res
 }
-
-/// Shared metrics handle.
-pub type SharedMetrics = Arc<Metrics>;
