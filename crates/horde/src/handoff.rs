@@ -140,11 +140,7 @@ async fn move_wave<C: Child>(
         let Ok(Ok(Some(f))) = tokio::time::timeout(config.offer_timeout, rx).await else {
             continue;
         };
-        let entry = view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(&name).cloned());
+        let entry = view.entry(&name);
         match entry {
             Some(e) if *e.owner == view.me => {
                 let spec = e.spec.to_vec();

@@ -398,12 +398,7 @@ impl<C: Handoff> Member<C> {
         recent.push_back(now);
         let allowed = C::restart_policy() == RestartPolicy::Permanent
             && recent.len() as u32 <= self.max_restarts;
-        let entry = self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(&name).cloned());
+        let entry = self.view.entry(&name);
         let Some(entry) = entry.filter(|e| *e.owner == *self.me()) else {
             return;
         };
@@ -576,13 +571,7 @@ impl<C: Handoff> Member<C> {
         spec: Vec<u8>,
         waiter: StartWaiter,
     ) {
-        let prev_epoch = match self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get_any(&name).cloned())
-        {
+        let prev_epoch = match self.view.entry_any(&name) {
             Some(e) if !e.removed => {
                 waiter.finish(Err(format!(
                     "`{name}` is already started on {}",
@@ -739,12 +728,7 @@ impl<C: Handoff> Member<C> {
         state: &mut MemberState<C>,
         name: &str,
     ) {
-        let current = self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(name).cloned());
+        let current = self.view.entry(name);
         if let Some(e) = current
             && *e.owner == *self.me()
         {
@@ -896,6 +880,14 @@ impl<C: Handoff> Member<C> {
     /// Drops dead members that no longer own any name (their children moved or restarted),
     /// so a long series of rolling updates does not accumulate them.
     fn forget_gone_members(&self, state: &mut MemberState<C>) {
+        let any_dead = self
+            .view
+            .members
+            .read()
+            .is_ok_and(|m| m.iter().any(|i| i.status == MemberStatus::Dead));
+        if !any_dead {
+            return;
+        }
         let owners: HashSet<NodeId> = match self.view.registry.read() {
             Ok(r) => r
                 .iter()
@@ -930,9 +922,14 @@ impl<C: Handoff> Member<C> {
                 .collect(),
             Err(_) => return,
         };
+        if orphans.is_empty() {
+            return;
+        }
+        // Nothing below changes the registry or the members before the loop ends.
+        let candidates = self.view.candidates();
         for (name, entry) in orphans {
             if state.restarting.contains(&name)
-                || self.view.place(&name).as_ref() != Some(self.me())
+                || self.view.placement.place(&name, &candidates).as_ref() != Some(self.me())
             {
                 continue;
             }
@@ -979,12 +976,7 @@ impl<C: Handoff> Member<C> {
     ) {
         state.restarting.remove(&name);
         // Still orphaned, still ours?
-        let current = self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(&name).cloned());
+        let current = self.view.entry(&name);
         if current
             .as_ref()
             .is_none_or(|c| c.epoch != entry.epoch || !self.view.is_dead(&c.owner))

@@ -145,11 +145,7 @@ fn forward_by_registry<C: Child>(
             reply_remote(p, reply);
         }
     };
-    let entry = view
-        .registry
-        .read()
-        .ok()
-        .and_then(|r| r.get(&name).cloned());
+    let entry = view.entry(&name);
     let Some(entry) = entry else {
         return answer(port, RouteReply::NotFound);
     };

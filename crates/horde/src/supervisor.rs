@@ -222,13 +222,7 @@ impl<C: Handoff> Horde<C> {
     /// Starts `name` from `spec` on the member placement chooses. Returns once every member
     /// knows the name (so a next request may go to any node).
     pub async fn start_child(&self, name: &str, spec: &C::Spec) -> Result<NodeId, StartError> {
-        if let Some(e) = self
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(name).cloned())
-        {
+        if let Some(e) = self.view.entry(name) {
             return Err(StartError::AlreadyStarted {
                 name: name.into(),
                 owner: e.owner.name.clone(),
@@ -300,12 +294,7 @@ impl<C: Handoff> Horde<C> {
         let deadline = Instant::now() + timeout;
         let mut msg = Some(msg);
         loop {
-            let entry = self
-                .view
-                .registry
-                .read()
-                .ok()
-                .and_then(|r| r.get(name).cloned());
+            let entry = self.view.entry(name);
             let Some(entry) = entry else {
                 return Err(CallError::NotFound(name.into()));
             };
@@ -406,10 +395,7 @@ impl<C: Handoff> Horde<C> {
     pub fn cast(&self, name: &str, msg: C::Msg) -> Result<(), CallError> {
         let entry = self
             .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(name).cloned())
+            .entry(name)
             .ok_or_else(|| CallError::NotFound(name.into()))?;
         let mut msg = msg;
         if *entry.owner == self.view.me
@@ -488,10 +474,7 @@ impl<C: Handoff> Horde<C> {
         loop {
             let entry = self
                 .view
-                .registry
-                .read()
-                .ok()
-                .and_then(|r| r.get(name).cloned())
+                .entry(name)
                 .ok_or_else(|| CallError::NotFound(name.into()))?;
             let member = if *entry.owner == self.view.me {
                 Some(self.router.clone())
@@ -775,14 +758,7 @@ impl<C: Child> Drop for Subscription<C> {
             s.remove(&self.sub.sink);
         }
         // Best effort: the child also drops subscribers whose sink is gone on its next event.
-        let Some(entry) = self
-            .horde
-            .view
-            .registry
-            .read()
-            .ok()
-            .and_then(|r| r.get(&self.name).cloned())
-        else {
+        let Some(entry) = self.horde.view.entry(&self.name) else {
             return;
         };
         let member = if *entry.owner == self.horde.view.me {

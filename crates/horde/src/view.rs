@@ -19,7 +19,7 @@ use crate::hosted::HostedMsg;
 use crate::member::LocalMsg;
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Candidate, Placement};
-use crate::registry::Registry;
+use crate::registry::{Entry, Registry};
 use crate::router::RouterRef;
 use crate::stats::{Counters, HordeEvent};
 use crate::wire::MemberMsg;
@@ -128,6 +128,16 @@ impl<C: Child> View<C> {
         self.pending.read().ok()?.get(name).cloned()
     }
 
+    /// The live registry entry of `name`.
+    pub(crate) fn entry(&self, name: &str) -> Option<Entry> {
+        self.registry.read().ok()?.get(name).cloned()
+    }
+
+    /// The registry entry of `name`, a removal included.
+    pub(crate) fn entry_any(&self, name: &str) -> Option<Entry> {
+        self.registry.read().ok()?.get_any(name).cloned()
+    }
+
     /// Every member including this node, as placement sees them.
     pub(crate) fn candidates(&self) -> Vec<Candidate> {
         let loads: HashMap<String, usize> = {
@@ -181,11 +191,10 @@ impl<C: Child> View<C> {
         if *node == self.me {
             return true;
         }
-        self.members
-            .read()
-            .ok()
-            .and_then(|m| m.get(&node.name).cloned())
-            .is_some_and(|m| m.node == *node && m.status != MemberStatus::Dead)
+        self.members.read().is_ok_and(|m| {
+            m.get(&node.name)
+                .is_some_and(|m| m.node == *node && m.status != MemberStatus::Dead)
+        })
     }
 
     /// True when `node` (that incarnation) is known to be gone: marked dead, or replaced by a
@@ -198,14 +207,12 @@ impl<C: Child> View<C> {
         if node.name == self.me.name {
             return node.incarnation < self.me.incarnation;
         }
-        self.members
-            .read()
-            .ok()
-            .and_then(|m| m.get(&node.name).cloned())
-            .is_some_and(|m| {
+        self.members.read().is_ok_and(|m| {
+            m.get(&node.name).is_some_and(|m| {
                 m.node.incarnation > node.incarnation
                     || (m.node == *node && m.status == MemberStatus::Dead)
             })
+        })
     }
 
     /// The member list with this node first.
