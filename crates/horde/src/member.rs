@@ -1253,28 +1253,8 @@ impl<C: Handoff> Member<C> {
                     self.failover(myself, state);
                 }
             }
-            Wire::Status { node, status } => {
-                let changed = self
-                    .view
-                    .members
-                    .write()
-                    .map(|mut m| m.set_status(&node, status))
-                    .unwrap_or(false);
-                if changed {
-                    info!(member = %node, %status, "member status");
-                    if let Some(info) = self
-                        .view
-                        .members
-                        .read()
-                        .ok()
-                        .and_then(|m| m.get(&node.name).cloned())
-                    {
-                        self.view.emit(HordeEvent::Member(info));
-                    }
-                    // A member that became alive may be the failover target some orphans wait for.
-                    self.failover(myself, state);
-                }
-            }
+            // Reserved: no build sends it (a status change travels in `Hello`).
+            Wire::Status { .. } => {}
             Wire::Sync {
                 from,
                 nodes,

@@ -124,17 +124,6 @@ impl Members {
         }
     }
 
-    /// Sets the status of a known incarnation.
-    pub fn set_status(&mut self, node: &NodeId, status: MemberStatus) -> bool {
-        match self.by_name.get_mut(&node.name) {
-            Some(m) if m.node == *node && m.status != status => {
-                m.status = status;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// The member called `name`.
     pub fn get(&self, name: &str) -> Option<&MemberInfo> {
         self.by_name.get(name)

@@ -112,21 +112,6 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Entry)> {
         self.entries.iter()
     }
-
-    /// Live names owned by any run of the node called `node_name`.
-    pub fn owned_by<'a>(
-        &'a self,
-        owner: &'a NodeId,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Entry)> {
-        self.entries
-            .iter()
-            .filter(move |(_, e)| !e.removed && *e.owner == *owner)
-    }
-
-    /// Drops tombstones for which `keep` says no (garbage collection).
-    pub fn retain_tombstones(&mut self, mut keep: impl FnMut(&str, &Entry) -> bool) {
-        self.entries.retain(|n, e| !e.removed || keep(n, e));
-    }
 }
 
 #[cfg(test)]

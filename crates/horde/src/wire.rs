@@ -118,7 +118,8 @@ pub enum Wire {
         /// so an older one may arrive after a newer one and must not undo it.
         seq: u64,
     },
-    /// The sender's status changed.
+    /// Reserved: no build sends it (a status change travels in `Hello`, ordered by its `seq`);
+    /// kept so that the variants after it keep their numbers on the wire.
     Status {
         /// The sender.
         node: NodeId,
