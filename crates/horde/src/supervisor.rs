@@ -157,6 +157,17 @@ impl<C: Child> std::fmt::Debug for Horde<C> {
     }
 }
 
+impl<C: Child> Horde<C> {
+    /// The router that reaches `owner`'s children: this node's own, or that incarnation's.
+    fn router_for(&self, owner: &NodeId) -> Option<RouterRef> {
+        if *owner == self.view.me {
+            Some(self.router.clone())
+        } else {
+            router::router_of(&self.view, owner)
+        }
+    }
+}
+
 impl<C: Handoff> Horde<C> {
     /// Starts this node's member of the horde `config.scope` on `connector`'s node.
     pub async fn start(config: HordeConfig, connector: &Connector) -> Result<Self, HordeError> {
@@ -292,7 +303,7 @@ impl<C: Handoff> Horde<C> {
         timeout: Duration,
     ) -> Result<C::Reply, CallError> {
         let deadline = Instant::now() + timeout;
-        let mut msg = Some(msg);
+        let mut msg = msg;
         loop {
             let entry = self.view.entry(name);
             let Some(entry) = entry else {
@@ -300,12 +311,9 @@ impl<C: Handoff> Horde<C> {
             };
             if *entry.owner == self.view.me {
                 if let Some(actor) = self.view.local(name) {
-                    let Some(m) = msg.take() else {
-                        return Err(CallError::NotFound(name.into()));
-                    };
                     let (tx, rx) = oneshot::channel();
                     match actor.cast(HostedMsg::Local {
-                        msg: m,
+                        msg,
                         reply: Reply::Local(tx),
                     }) {
                         Ok(()) => {
@@ -320,23 +328,17 @@ impl<C: Handoff> Horde<C> {
                         }
                         Err(ractor::MessagingErr::SendErr(HostedMsg::Local { msg: m, .. })) => {
                             // Stopped (moved away) between the lookup and the send: look again.
-                            msg = Some(m);
+                            msg = m;
                         }
                         Err(_) => return Err(CallError::NotFound(name.into())),
                     }
                 } else {
                     // Arriving or restarting here: the member knows.
-                    let Some(m) = msg.take() else {
-                        return Err(CallError::NotFound(name.into()));
-                    };
-                    return self.route_call(&self.router, name, m, deadline).await;
+                    return self.route_call(&self.router, name, msg, deadline).await;
                 }
             } else if let Some(router) = router::router_of(&self.view, &entry.owner) {
-                let Some(m) = msg.take() else {
-                    return Err(CallError::NotFound(name.into()));
-                };
                 Counters::add(&self.view.counters.routed, 1);
-                return self.route_call(&router, name, m, deadline).await;
+                return self.route_call(&router, name, msg, deadline).await;
             }
             // The owner is down and the failover target has not registered the restart yet.
             if Instant::now() + OWNER_RETRY >= deadline {
@@ -410,14 +412,12 @@ impl<C: Handoff> Horde<C> {
                 Err(_) => return Err(CallError::NotFound(name.into())),
             }
         }
-        let member = if *entry.owner == self.view.me {
-            self.router.clone()
-        } else {
-            router::router_of(&self.view, &entry.owner).ok_or_else(|| CallError::Unavailable {
+        let member = self
+            .router_for(&entry.owner)
+            .ok_or_else(|| CallError::Unavailable {
                 name: name.into(),
                 reason: "its node is down".into(),
-            })?
-        };
+            })?;
         let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::Unavailable {
             name: name.into(),
             reason: e.to_string(),
@@ -476,12 +476,7 @@ impl<C: Handoff> Horde<C> {
                 .view
                 .entry(name)
                 .ok_or_else(|| CallError::NotFound(name.into()))?;
-            let member = if *entry.owner == self.view.me {
-                Some(self.router.clone())
-            } else {
-                router::router_of(&self.view, &entry.owner)
-            };
-            if let Some(member) = member {
+            if let Some(member) = self.router_for(&entry.owner) {
                 let wire = Wire::Route {
                     name: name.into(),
                     hops: 0,
@@ -761,20 +756,14 @@ impl<C: Child> Drop for Subscription<C> {
         let Some(entry) = self.horde.view.entry(&self.name) else {
             return;
         };
-        let member = if *entry.owner == self.horde.view.me {
-            Some(self.horde.router.clone())
-        } else {
-            router::router_of(&self.horde.view, &entry.owner)
-        };
-        if let (Some(m), Ok(env)) = (
-            member,
-            Envelope::encode(&Wire::Route {
-                name: self.name.clone(),
-                hops: 0,
-                body: RouteBody::Unsubscribe(self.sub.clone()),
-            }),
-        ) {
-            let _ = m.cast(MemberMsg::Cast(env));
+        if let Some(router) = self.horde.router_for(&entry.owner) {
+            router::send_route(
+                &router,
+                self.name.clone(),
+                0,
+                RouteBody::Unsubscribe(self.sub.clone()),
+                None,
+            );
         }
     }
 }
