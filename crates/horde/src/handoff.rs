@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use discovery::{Envelope, NodeId};
 use futures::StreamExt;
-use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -30,7 +29,7 @@ use crate::member::LocalMsg;
 use crate::membership::MemberStatus;
 use crate::stats::Counters;
 use crate::view::{MemberRef, View};
-use crate::wire::{MemberMsg, OfferItem, SnapshotItem, Wire};
+use crate::wire::{MemberMsg, OfferItem, SnapshotItem, Wire, call_member};
 
 /// How waves are sized and paced.
 #[derive(Debug, Clone, Copy)]
@@ -170,23 +169,9 @@ async fn move_wave<C: Child>(
         from: view.me.clone(),
         items,
     };
-    let reply = match Envelope::encode(&offer) {
-        Ok(env) => {
-            let (tx, rx) = oneshot::channel();
-            let port: RpcReplyPort<Vec<u8>> = (tx, config.offer_timeout).into();
-            if target_member.cast(MemberMsg::Call(env, port)).is_err() {
-                None
-            } else {
-                match tokio::time::timeout(config.offer_timeout, rx).await {
-                    Ok(Ok(bytes)) => <Envelope as ractor::BytesConvertable>::from_bytes(bytes)
-                        .decode::<Wire>()
-                        .ok(),
-                    _ => None,
-                }
-            }
-        }
-        Err(_) => None,
-    };
+    let reply = call_member(&target_member, &offer, config.offer_timeout)
+        .await
+        .and_then(|e| e.decode::<Wire>().ok());
     let Some(Wire::OfferReply { accepted, refused }) = reply else {
         warn!(target = %node, children = frozen.len(), "offer not answered; aborting the wave");
         let names = frozen

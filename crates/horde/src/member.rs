@@ -28,6 +28,7 @@ use crate::stats::{Counters, HordeEvent};
 use crate::view::{ConflictReport, MemberRef, PeerRefs, View};
 use crate::wire::{
     MIN_PROTOCOL, MemberMsg, OfferItem, PROTOCOL, RouteReply, SnapshotItem, Wire, WireEntry,
+    call_member,
 };
 
 /// Periodic work: snapshot flushes, acknowledgement deadlines, hello retries.
@@ -1541,25 +1542,16 @@ async fn fetch_snapshot<C: Child>(
     name: &str,
     epoch: u64,
 ) -> Option<SnapshotItem> {
-    let Ok(env) = Envelope::encode(&Wire::FetchSnapshots {
+    let ask = Wire::FetchSnapshots {
         names: vec![name.to_string()],
-    }) else {
-        return None;
     };
-    let asks = peers.iter().map(|m| {
-        let env = env.clone();
-        async move {
-            let (tx, rx) = oneshot::channel();
-            let port: RpcReplyPort<Vec<u8>> = (tx, SNAPSHOT_FETCH_TIMEOUT).into();
-            m.cast(MemberMsg::Call(env, port)).ok()?;
-            let bytes = tokio::time::timeout(SNAPSHOT_FETCH_TIMEOUT, rx)
-                .await
-                .ok()?
-                .ok()?;
-            match <Envelope as ractor::BytesConvertable>::from_bytes(bytes).decode::<Wire>() {
-                Ok(Wire::Snapshots { items }) => Some(items),
-                _ => None,
-            }
+    let asks = peers.iter().map(|m| async {
+        match call_member(m, &ask, SNAPSHOT_FETCH_TIMEOUT)
+            .await?
+            .decode::<Wire>()
+        {
+            Ok(Wire::Snapshots { items }) => Some(items),
+            _ => None,
         }
     });
     futures::future::join_all(asks)

@@ -25,7 +25,7 @@ use crate::registry::Registry;
 use crate::router::{self, Router, RouterRef};
 use crate::stats::{Counters, HordeEvent, Stats};
 use crate::view::{ConflictHook, MemberRef, View};
-use crate::wire::{MemberMsg, RouteBody, Subscriber, Wire};
+use crate::wire::{MemberMsg, RouteBody, Subscriber, Wire, call_member};
 
 /// Default wait for readiness when no peer shows up.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -663,20 +663,6 @@ impl<C: Handoff> Horde<C> {
             }
         }
     }
-}
-
-/// Sends a request to a member and returns its answer's envelope.
-async fn call_member<L: Send + 'static>(
-    member: &ractor::ActorRef<MemberMsg<L>>,
-    wire: &Wire,
-    timeout: Duration,
-) -> Option<Envelope> {
-    let env = Envelope::encode(wire).ok()?;
-    let (tx, rx) = oneshot::channel();
-    let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
-    member.cast(MemberMsg::Call(env, port)).ok()?;
-    let bytes = tokio::time::timeout(timeout, rx).await.ok()?.ok()?;
-    Some(<Envelope as ractor::BytesConvertable>::from_bytes(bytes))
 }
 
 /// Events of one child, in order and without repeats, across its moves. Dropping it

@@ -8,10 +8,13 @@
 //! end (postcard numbers them), and a node that cannot decode one logs and drops it.
 //! Call replies travel as raw bytes (no bridge task per call).
 
+use std::time::Duration;
+
 use discovery::{Envelope, NodeId};
 use ractor::RpcReplyPort;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::membership::MemberStatus;
 
@@ -226,6 +229,20 @@ pub enum MemberMsg<L: Send + 'static> {
     Call(Envelope, RpcReplyPort<Vec<u8>>),
     /// From this node only (handles, hosted actors, node events).
     Local(L),
+}
+
+/// Sends a request to a member and returns its answer's envelope.
+pub(crate) async fn call_member<L: Send + 'static>(
+    member: &ractor::ActorRef<MemberMsg<L>>,
+    wire: &Wire,
+    timeout: Duration,
+) -> Option<Envelope> {
+    let env = Envelope::encode(wire).ok()?;
+    let (tx, rx) = oneshot::channel();
+    let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
+    member.cast(MemberMsg::Call(env, port)).ok()?;
+    let bytes = tokio::time::timeout(timeout, rx).await.ok()?.ok()?;
+    Some(<Envelope as ractor::BytesConvertable>::from_bytes(bytes))
 }
 
 impl<L: Send + 'static> std::fmt::Debug for MemberMsg<L> {
