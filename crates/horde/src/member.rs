@@ -25,6 +25,7 @@ use crate::membership::{MemberInfo, MemberStatus};
 use crate::registry::{Entry, Merged};
 use crate::router::{self, RouterRef};
 use crate::stats::{Counters, HordeEvent};
+use crate::supervisor::already_started;
 use crate::view::{ConflictReport, MemberRef, PeerRefs, View};
 use crate::wire::{
     MIN_PROTOCOL, MemberMsg, OfferItem, PROTOCOL, RouteReply, SnapshotItem, Wire, WireEntry,
@@ -574,10 +575,7 @@ impl<C: Handoff> Member<C> {
     ) {
         let prev_epoch = match self.view.entry_any(&name) {
             Some(e) if !e.removed => {
-                waiter.finish(Err(format!(
-                    "`{name}` is already started on {}",
-                    e.owner.name
-                )));
+                waiter.finish(Err(already_started(&name, &e.owner.name)));
                 return;
             }
             Some(e) => e.epoch,

@@ -31,6 +31,29 @@ use crate::wire::{MemberMsg, RouteBody, Subscriber, Wire, call_member};
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// A child whose owner is down is waited for this often during a call.
 const OWNER_RETRY: Duration = Duration::from_millis(10);
+
+/// How a member's refusal of an existing name reads on the wire (`Wire::Started` carries
+/// errors as text): `already_started` writes it, `start_child` reads the owner back.
+const ALREADY_STARTED_ON: &str = " is already started on ";
+
+/// The refusal `Wire::Started` carries for a name that already runs on `owner`.
+pub(crate) fn already_started(name: &str, owner: &str) -> String {
+    format!("`{name}`{ALREADY_STARTED_ON}{owner}")
+}
+
+/// The error for a member's refusal to start `name`.
+fn start_refused(name: &str, reason: String) -> StartError {
+    match reason.split_once(ALREADY_STARTED_ON) {
+        Some((_, owner)) => StartError::AlreadyStarted {
+            name: name.into(),
+            owner: owner.into(),
+        },
+        None => StartError::Failed {
+            name: name.into(),
+            reason,
+        },
+    }
+}
 /// An event missing from a subscription's sequence is waited for this long before skipping it.
 const EVENT_GAP_WAIT: Duration = Duration::from_millis(200);
 
@@ -268,19 +291,7 @@ impl<C: Handoff> Horde<C> {
                 _ => Err(format!("{} did not answer", target.name)),
             }
         };
-        result.map_err(|reason| {
-            if reason.contains("already started") {
-                StartError::AlreadyStarted {
-                    name: name.into(),
-                    owner: reason,
-                }
-            } else {
-                StartError::Failed {
-                    name: name.into(),
-                    reason,
-                }
-            }
-        })
+        result.map_err(|reason| start_refused(name, reason))
     }
 
     /// Stops `name` if it runs on this node and removes it from the registry.
@@ -751,5 +762,25 @@ impl<C: Child> Drop for Subscription<C> {
                 None,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_refusal_names_the_owner_once() {
+        let err = start_refused("g", already_started("g", "a@10.0.0.1"));
+        assert!(
+            matches!(&err, StartError::AlreadyStarted { name, owner } if name == "g" && owner == "a@10.0.0.1"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "`g` is already started on a@10.0.0.1");
+        let err = start_refused("g", "this node is draining; try again".into());
+        assert!(
+            matches!(&err, StartError::Failed { reason, .. } if reason == "this node is draining; try again"),
+            "{err:?}"
+        );
     }
 }
