@@ -160,7 +160,7 @@ struct PendingIn<C: Child> {
 /// Registry changes sent in one batch and who has not acknowledged them yet.
 struct AckWait {
     pending: HashSet<String>,
-    waiters: Vec<(StartWaiter, NodeId)>,
+    waiters: Vec<StartWaiter>,
     deadline: Instant,
 }
 
@@ -192,7 +192,7 @@ pub(crate) struct MemberState<C: Child> {
     /// Registry changes to broadcast at the next flush.
     outbox: Vec<(Arc<str>, Entry)>,
     /// Starts waiting for the next flush's acknowledgements.
-    next_flush_waiters: Vec<(StartWaiter, NodeId)>,
+    next_flush_waiters: Vec<StartWaiter>,
     /// Last batch number.
     batch: u64,
     /// Batches waiting for acknowledgements.
@@ -486,12 +486,18 @@ impl<C: Handoff> Member<C> {
         state.outbox.push((name, entry));
     }
 
+    /// Answers starts whose registry change every member acknowledged (or that timed out):
+    /// the child runs here.
+    fn started(&self, waiters: Vec<StartWaiter>) {
+        for w in waiters {
+            w.finish(Ok(self.me().clone()));
+        }
+    }
+
     fn flush(&self, state: &mut MemberState<C>) {
         let waiters = std::mem::take(&mut state.next_flush_waiters);
         if state.outbox.is_empty() {
-            for (w, owner) in waiters {
-                w.finish(Ok(owner));
-            }
+            self.started(waiters);
             return;
         }
         let entries = std::mem::take(&mut state.outbox);
@@ -505,9 +511,7 @@ impl<C: Handoff> Member<C> {
             entries: wire_entries,
         });
         if sent.is_empty() {
-            for (w, owner) in waiters {
-                w.finish(Ok(owner));
-            }
+            self.started(waiters);
             return;
         }
         state.ack_waits.insert(
@@ -529,9 +533,7 @@ impl<C: Handoff> Member<C> {
             None => false,
         };
         if done && let Some(w) = state.ack_waits.remove(&batch) {
-            for (waiter, owner) in w.waiters {
-                waiter.finish(Ok(owner));
-            }
+            self.started(w.waiters);
         }
         Self::release_barriers(state);
     }
@@ -612,7 +614,7 @@ impl<C: Handoff> Member<C> {
                     removed: false,
                 };
                 self.publish(myself, state, key, entry);
-                state.next_flush_waiters.push((waiter, self.me().clone()));
+                state.next_flush_waiters.push(waiter);
             }
             Err(e) => waiter.finish(Err(format!("child failed to start: {e}"))),
         }
@@ -1123,9 +1125,7 @@ impl<C: Handoff> Member<C> {
         for b in expired {
             if let Some(w) = state.ack_waits.remove(&b) {
                 warn!(batch = b, missing = ?w.pending, "registry change not acknowledged in time");
-                for (waiter, owner) in w.waiters {
-                    waiter.finish(Ok(owner));
-                }
+                self.started(w.waiters);
             }
         }
         Self::release_barriers(state);
