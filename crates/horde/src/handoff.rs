@@ -268,9 +268,10 @@ pub(crate) async fn drain<C: Child>(
         if names.is_empty() || Instant::now() >= end {
             break;
         }
+        let others = view.others();
         let moves: Vec<(String, NodeId)> = names
             .iter()
-            .filter_map(|n| view.place_elsewhere(n).map(|t| (n.clone(), t)))
+            .filter_map(|n| view.placement.place(n, &others).map(|t| (n.clone(), t)))
             .collect();
         if moves.is_empty() {
             // Nobody to move to (replicas: 1 with start-first: the new container may not be

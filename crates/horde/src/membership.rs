@@ -141,15 +141,6 @@ impl Members {
             .filter(|m| m.status != MemberStatus::Dead)
     }
 
-    /// True while live members run different app versions (rebalancing waits for this).
-    pub fn versions_differ(&self) -> bool {
-        let mut versions = self.live().map(|m| &m.version);
-        match versions.next() {
-            Some(first) => versions.any(|v| v != first),
-            None => false,
-        }
-    }
-
     /// Forgets one dead member run (after its children were taken care of).
     pub fn forget(&mut self, node: &NodeId) {
         if self

@@ -633,32 +633,28 @@ impl<C: Handoff> Horde<C> {
             if self.view.my_status() != MemberStatus::Alive {
                 continue;
             }
-            let versions_differ = self
+            // Versions differ when any live member runs another version than this node (two
+            // members that differ from each other cannot both match it).
+            let (versions_differ, settling) = self
                 .view
                 .members
                 .read()
-                .map(|m| m.versions_differ())
-                .unwrap_or(true)
-                || self
-                    .view
-                    .members
-                    .read()
-                    .map(|m| m.live().any(|i| i.version != self.view.version))
-                    .unwrap_or(true);
-            let settling = self
-                .view
-                .members
-                .read()
-                .map(|m| m.live().any(|i| i.status != MemberStatus::Alive))
-                .unwrap_or(true);
+                .map(|m| {
+                    (
+                        m.live().any(|i| i.version != self.view.version),
+                        m.live().any(|i| i.status != MemberStatus::Alive),
+                    )
+                })
+                .unwrap_or((true, true));
             if versions_differ || settling {
                 continue;
             }
+            let candidates = self.view.candidates();
             let moves: Vec<(String, NodeId)> = self
                 .local_names()
                 .into_iter()
                 .filter_map(|n| {
-                    let target = self.view.place(&n)?;
+                    let target = self.view.placement.place(&n, &candidates)?;
                     (target != self.view.me).then_some((n, target))
                 })
                 .take(rb.rate_per_sec.max(1))

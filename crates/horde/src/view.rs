@@ -178,12 +178,14 @@ impl<C: Child> View<C> {
     /// Where `name` should live if this node were not a candidate (its drain target, its
     /// backup for snapshots).
     pub(crate) fn place_elsewhere(&self, name: &str) -> Option<NodeId> {
-        let candidates: Vec<Candidate> = self
-            .candidates()
-            .into_iter()
-            .filter(|c| c.node != self.me)
-            .collect();
-        self.placement.place(name, &candidates)
+        self.placement.place(name, &self.others())
+    }
+
+    /// Every member but this node, as placement sees them.
+    pub(crate) fn others(&self) -> Vec<Candidate> {
+        let mut candidates = self.candidates();
+        candidates.retain(|c| c.node != self.me);
+        candidates
     }
 
     /// True when `node` (that incarnation) is a live member or this node.
