@@ -115,7 +115,7 @@ async fn move_wave<C: Child>(
     names: Vec<String>,
     config: MoveConfig,
 ) -> WaveOutcome {
-    let Some(target_peer) = view.peer(&target.name).filter(|p| p.node == target) else {
+    let Some(target_peer) = view.peer_of(&target) else {
         return WaveOutcome {
             moved: 0,
             failed: names.len(),
@@ -260,11 +260,7 @@ pub(crate) async fn drain<C: Child>(
     let mut report = DrainReport::default();
     let mut last_refresh: Option<Instant> = None;
     loop {
-        let names: Vec<String> = view
-            .local
-            .read()
-            .map(|l| l.keys().map(|k| k.to_string()).collect())
-            .unwrap_or_default();
+        let names: Vec<String> = view.local_names();
         if names.is_empty() || Instant::now() >= end {
             break;
         }
@@ -307,11 +303,7 @@ pub(crate) async fn drain<C: Child>(
         }
     }
     // What is left: push a final snapshot to its failover target.
-    let left: Vec<String> = view
-        .local
-        .read()
-        .map(|l| l.keys().map(|k| k.to_string()).collect())
-        .unwrap_or_default();
+    let left: Vec<String> = view.local_names();
     for name in left {
         let Some(target) = view.place_elsewhere(&name) else {
             report.stranded += 1;

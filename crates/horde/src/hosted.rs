@@ -202,11 +202,7 @@ impl<C: Handoff> Actor for Hosted<C> {
         myself: ActorRef<Self::Msg>,
         args: Args<C>,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let mut ctx = Ctx::new(
-            self.name.clone(),
-            self.view.node_name.clone(),
-            self.view.now_ms(),
-        );
+        let mut ctx = self.ctx();
         let (child, subscribers, event_seq) = match args.init {
             Init::Fresh(spec) => (C::start(&self.name, spec, &mut ctx), Vec::new(), 0),
             Init::Restore {
@@ -244,11 +240,7 @@ impl<C: Handoff> Actor for Hosted<C> {
             HostedMsg::Freeze { reply } => {
                 let frozen = match state.mode {
                     Mode::Live => {
-                        let ctx = Ctx::new(
-                            self.name.clone(),
-                            self.view.node_name.clone(),
-                            self.view.now_ms(),
-                        );
+                        let ctx = self.ctx();
                         let frozen = Frozen {
                             schema: C::SCHEMA,
                             state: state.child.dehydrate(&ctx),
@@ -295,11 +287,7 @@ impl<C: Handoff> Actor for Hosted<C> {
             }
             HostedMsg::Stop { reply } => {
                 if let Some(r) = reply {
-                    let ctx = Ctx::new(
-                        self.name.clone(),
-                        self.view.node_name.clone(),
-                        self.view.now_ms(),
-                    );
+                    let ctx = self.ctx();
                     let _ = r.send(Some((C::SCHEMA, state.child.dehydrate(&ctx))));
                 }
                 myself.stop(None);
@@ -334,6 +322,15 @@ impl<C: Handoff> Actor for Hosted<C> {
 }
 
 impl<C: Handoff> Hosted<C> {
+    /// The context the child's callbacks get: its name, this node, the clock now.
+    fn ctx(&self) -> Ctx<C> {
+        Ctx::new(
+            self.name.clone(),
+            self.view.node_name.clone(),
+            self.view.now_ms(),
+        )
+    }
+
     /// Applies one message to the live child.
     fn process(
         &self,
@@ -341,11 +338,7 @@ impl<C: Handoff> Hosted<C> {
         state: &mut HostedState<C>,
         msg: HostedMsg<C>,
     ) {
-        let mut ctx = Ctx::new(
-            self.name.clone(),
-            self.view.node_name.clone(),
-            self.view.now_ms(),
-        );
+        let mut ctx = self.ctx();
         match msg {
             HostedMsg::Local { msg, reply } => {
                 let answer = state.child.handle(msg, &mut ctx);
@@ -457,12 +450,9 @@ impl<C: Handoff> Hosted<C> {
                 }
                 continue;
             }
-            let Some(peer) = self.view.peer(&sub.node.name) else {
+            let Some(peer) = self.view.peer_of(&sub.node) else {
                 continue;
             };
-            if peer.node != sub.node {
-                continue;
-            }
             let member = peer.router;
             let bytes = match &encoded {
                 Some(b) => b.clone(),

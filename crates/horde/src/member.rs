@@ -1275,18 +1275,13 @@ impl<C: Handoff> Member<C> {
                 self.merge_entries(myself, state, &nodes, entries).await;
                 // Acknowledged through the sender's member actor, known from its hello or, if
                 // its hello is still on the way, straight from the link's proxies.
-                let sender = self
-                    .view
-                    .peer(&from.name)
-                    .filter(|p| p.node == from)
-                    .map(|p| p.member)
-                    .or_else(|| {
-                        state
-                            .peers
-                            .get(&from.name)
-                            .filter(|l| l.peer.id == from)
-                            .and_then(|l| l.member.clone())
-                    });
+                let sender = self.view.peer_of(&from).map(|p| p.member).or_else(|| {
+                    state
+                        .peers
+                        .get(&from.name)
+                        .filter(|l| l.peer.id == from)
+                        .and_then(|l| l.member.clone())
+                });
                 if let Some(m) = sender {
                     Self::send(
                         &m,

@@ -173,9 +173,7 @@ fn forward_by_registry<C: Child>(
 
 /// The router of `node` (that incarnation), if it is a live member.
 pub(crate) fn router_of<C: Child>(view: &View<C>, node: &NodeId) -> Option<RouterRef> {
-    view.peer(&node.name)
-        .filter(|p| p.node == *node)
-        .map(|p| p.router)
+    view.peer_of(node).map(|p| p.router)
 }
 
 /// Sends a routed message; `port` makes it a call.

@@ -550,11 +550,7 @@ impl<C: Handoff> Horde<C> {
 
     /// Names hosted (and serving) on this node.
     pub fn local_names(&self) -> Vec<String> {
-        self.view
-            .local
-            .read()
-            .map(|l| l.keys().map(|k| k.to_string()).collect())
-            .unwrap_or_default()
+        self.view.local_names()
     }
 
     /// Live names in the registry.

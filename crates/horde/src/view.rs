@@ -124,8 +124,21 @@ impl<C: Child> View<C> {
         self.peers.read().ok()?.get(node_name).cloned()
     }
 
+    /// The peer running exactly this incarnation of `node`.
+    pub(crate) fn peer_of(&self, node: &NodeId) -> Option<PeerRefs<C>> {
+        self.peer(&node.name).filter(|p| p.node == *node)
+    }
+
     pub(crate) fn pending(&self, name: &str) -> Option<ActorRef<HostedMsg<C>>> {
         self.pending.read().ok()?.get(name).cloned()
+    }
+
+    /// Names hosted (and serving) on this node.
+    pub(crate) fn local_names(&self) -> Vec<String> {
+        self.local
+            .read()
+            .map(|l| l.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// The live registry entry of `name`.
