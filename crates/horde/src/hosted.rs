@@ -555,7 +555,7 @@ fn encode_reply<R: serde::Serialize>(answer: &R) -> RouteReply {
     }
 }
 
-pub(crate) fn reply_remote(port: RpcReplyPort<Vec<u8>>, reply: RouteReply) {
+pub(crate) fn reply_remote<T: serde::Serialize>(port: RpcReplyPort<Vec<u8>>, reply: T) {
     if let Ok(env) = Envelope::encode(&reply) {
         let _ = port.send(ractor::BytesConvertable::into_bytes(env));
     }

@@ -66,11 +66,7 @@ impl StartWaiter {
             StartWaiter::Local(tx) => {
                 let _ = tx.send(result);
             }
-            StartWaiter::Remote(port) => {
-                if let Ok(env) = Envelope::encode(&Wire::Started { result }) {
-                    let _ = port.send(ractor::BytesConvertable::into_bytes(env));
-                }
-            }
+            StartWaiter::Remote(port) => reply_remote(port, Wire::Started { result }),
         }
     }
 }
@@ -1296,8 +1292,8 @@ impl<C: Handoff> Member<C> {
             w @ (Wire::Route { .. } | Wire::Event { .. }) => router::dispatch(&self.view, w, port),
             Wire::Offer { from, items } => {
                 let reply = self.on_offer(myself, state, from, items).await;
-                if let (Some(port), Ok(env)) = (port, Envelope::encode(&reply)) {
-                    let _ = port.send(ractor::BytesConvertable::into_bytes(env));
+                if let Some(port) = port {
+                    reply_remote(port, reply);
                 }
             }
             Wire::Abort { names } => {
@@ -1338,9 +1334,8 @@ impl<C: Handoff> Member<C> {
                     .iter()
                     .filter_map(|n| state.snapshots.get(n).cloned())
                     .collect();
-                if let (Some(port), Ok(env)) = (port, Envelope::encode(&Wire::Snapshots { items }))
-                {
-                    let _ = port.send(ractor::BytesConvertable::into_bytes(env));
+                if let Some(port) = port {
+                    reply_remote(port, Wire::Snapshots { items });
                 }
             }
             Wire::OfferReply { .. } | Wire::Started { .. } => {
