@@ -190,7 +190,11 @@ impl Connector {
     ) -> Result<(Connector, JoinHandle<()>), ConnectorError> {
         let node = config.node.clone();
         let addr = SocketAddr::new(config.bind, config.port);
-        let (actor, handle) = Actor::spawn(None, ConnectorActor { config }, peers)
+        let own = advertised(&config).map(|addr| MeshPeer {
+            name: config.node.name.clone(),
+            addr,
+        });
+        let (actor, handle) = Actor::spawn(None, ConnectorActor { config, own }, peers)
             .await
             .map_err(|e| ConnectorError::Listen {
                 addr,
@@ -372,8 +376,20 @@ impl NodeEventSubscription for Subscription {
 }
 
 /// The connector actor: `self` is its configuration.
+/// Where a node tells others it listens: the IP of its name, else the bind address.
+fn advertised(config: &ConnectorConfig) -> Option<SocketAddr> {
+    let name: crate::NodeName = config.node.name.parse().ok()?;
+    let ip = name
+        .host()
+        .and_then(|h| h.ip())
+        .or_else(|| (!config.bind.is_unspecified()).then_some(config.bind))?;
+    Some(SocketAddr::new(ip, config.port))
+}
+
 struct ConnectorActor {
     config: ConnectorConfig,
+    /// This node as others should dial it, when its address is known (see [`advertised`]).
+    own: Option<MeshPeer>,
 }
 
 /// A dial target: a discovered peer's address.
@@ -471,15 +487,8 @@ impl Actor for ConnectorActor {
     ) -> Result<State, ActorProcessingErr> {
         let c = &self.config;
         // The beacon must exist before the listener so it is in every peer's initial sync.
-        let (mesh, mesh_rx) = watch::channel(Arc::new(Mesh::new(
-            self.advertised()
-                .map(|addr| MeshPeer {
-                    name: c.node.name.clone(),
-                    addr,
-                })
-                .into_iter()
-                .collect(),
-        )));
+        let (mesh, mesh_rx) =
+            watch::channel(Arc::new(Mesh::new(self.own.iter().cloned().collect())));
         let (beacon, _) = Actor::spawn_linked(
             Some(c.node.actor_name(BEACON_SERVICE)),
             Beacon {
@@ -693,26 +702,9 @@ impl ConnectorActor {
         self.sync_dials(state);
     }
 
-    /// Where this node tells others it listens: the IP of its name, else the bind address.
-    fn advertised(&self) -> Option<SocketAddr> {
-        let name: crate::NodeName = self.config.node.name.parse().ok()?;
-        let ip = name
-            .host()
-            .and_then(|h| h.ip())
-            .or_else(|| (!self.config.bind.is_unspecified()).then_some(self.config.bind))?;
-        Some(SocketAddr::new(ip, self.config.port))
-    }
-
     /// Publishes, for the beacon, this node and every connected node whose address is known.
     fn publish_mesh(&self, state: &mut State) {
-        let mut peers: Vec<MeshPeer> = self
-            .advertised()
-            .map(|addr| MeshPeer {
-                name: self.config.node.name.clone(),
-                addr,
-            })
-            .into_iter()
-            .collect();
+        let mut peers: Vec<MeshPeer> = self.own.iter().cloned().collect();
         for (name, entry) in &state.nodes {
             let addr = entry.advertised.or_else(|| {
                 state
@@ -770,7 +762,7 @@ impl ConnectorActor {
     fn sync_dials(&self, state: &mut State) {
         let own = SocketAddr::new(self.config.bind, self.config.port);
         let own_name = &self.config.node.name;
-        let advertised = self.advertised();
+        let advertised = self.own.as_ref().map(|p| p.addr);
         let learned = state
             .nodes
             .iter()
@@ -811,8 +803,9 @@ impl ConnectorActor {
 
     /// True when `dial` needs no dialling: connected already, or cut off by `partition`.
     fn is_connected(state: &State, dial: &Dial, addr: &SocketAddr) -> bool {
-        state.blocked.contains(&dial.peer.name.to_string())
-            || state.nodes.contains_key(&dial.peer.name.to_string())
+        let name = dial.peer.name.to_string();
+        state.blocked.contains(&name)
+            || state.nodes.contains_key(&name)
             || state
                 .addr_owner
                 .get(addr)
