@@ -169,7 +169,8 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
         "too little play to prove anything: {integrity:?}"
     );
     let urls = cluster.urls();
-    for (i, code) in result.codes.iter().enumerate() {
+    for (i, game) in result.games.iter().enumerate() {
+        let code = &game.code;
         let (status, g) = get(
             &cluster,
             &format!("{}/api/games/{code}", urls[i % urls.len()]),
@@ -178,16 +179,17 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
         assert_eq!(status, 200);
         let now = (g["round"].as_u64().unwrap(), g["seq"].as_u64().unwrap());
         assert_eq!(
-            now, result.last_seen[i],
+            now, game.last_seen,
             "game {code} changed behind its players' backs"
         );
         assert_eq!(
-            now.1, result.acked[i],
+            now.1, game.acked,
             "game {code}: seq is not the inputs acknowledged"
         );
     }
     // Play continues after the update: one more input per game applies at once.
-    for (i, code) in result.codes.iter().enumerate().take(50) {
+    for (i, game) in result.games.iter().enumerate().take(50) {
+        let code = &game.code;
         let (status, g) = post(
             &cluster,
             &format!("{}/api/games/{code}/input", urls[i % urls.len()]),
@@ -198,7 +200,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
         // 409 only if ann already ended this round; either way the game answers.
         assert!(status == 200 || status == 409, "{status} {g}");
         if status == 200 {
-            assert_eq!(g["seq"].as_u64().unwrap(), result.acked[i] + 1);
+            assert_eq!(g["seq"].as_u64().unwrap(), game.acked + 1);
         }
     }
 
@@ -442,7 +444,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
         "{members:?}"
     );
     let url = cluster.urls()[0].clone();
-    for code in &result.codes {
+    for code in result.games.iter().map(|g| &g.code) {
         let (_, g) = get(&cluster, &format!("{url}/api/games/{code}")).await;
         assert_eq!(g["schema"], 2, "{code} not on v2 code: {g}");
         assert!(

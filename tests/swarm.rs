@@ -277,7 +277,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     lister.abort();
     prober.abort();
     if integrity.games_lost > 0 {
-        for (i, code) in result.codes.iter().enumerate() {
+        for (i, code) in result.games.iter().map(|g| &g.code).enumerate() {
             let url = format!("{}/api/games/{code}", urls[i % urls.len()]);
             if let Ok(r) = http.get(&url).send().await
                 && !r.status().is_success()
@@ -296,14 +296,12 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     let started = log.values().filter(|(a, _)| *a > update_started).count();
     let stopped = log.values().filter(|(_, g)| g.is_some()).count();
 
-    let mut pauses = result.pauses_ms.clone();
-    pauses.sort_by(f64::total_cmp);
-    let p99 = pauses[((pauses.len() as f64 - 1.0) * 0.99).round() as usize];
+    let pauses = result.pauses();
     let report = serde_json::json!({
         "games": integrity.games, "games_lost": integrity.games_lost, "inputs_acked": integrity.inputs_acked,
         "inputs_lost": integrity.inputs_lost, "inputs_duplicated": integrity.inputs_duplicated,
         "inputs_unanswered": integrity.inputs_unanswered, "client_retries": result.failed_attempts,
-        "pause_p99_ms": p99, "pause_max_ms": pauses.last().copied().unwrap_or(0.0),
+        "pause_p99_ms": pauses.p99_ms, "pause_max_ms": pauses.max_ms,
         "update_total_ms": update_took.as_secs_f64() * 1000.0, "client_path": client_path, "tasks_started": started, "tasks_stopped": stopped,
     });
     println!("SWARM REPORT {report}");
@@ -321,7 +319,8 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     assert_eq!((started, stopped), (3, 3), "three tasks replaced: {report}");
 
     // Every game on v2 code, with its v1-born state; only the new version is a member.
-    for (i, code) in result.codes.iter().enumerate() {
+    for (i, played) in result.games.iter().enumerate() {
+        let code = &played.code;
         let mut game = None;
         for attempt in 0..10 {
             let url = format!("{}/api/games/{code}", urls[(i + attempt) % urls.len()]);
@@ -334,7 +333,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         }
         let g = game.unwrap_or_else(|| panic!("{code} unreachable through {urls:?}"));
         assert_eq!(g["schema"], 2, "{code}: {g}");
-        assert_eq!(g["seq"].as_u64().unwrap(), result.acked[i], "{code}: {g}");
+        assert_eq!(g["seq"].as_u64().unwrap(), played.acked, "{code}: {g}");
     }
     let any = tasks(&service).into_keys().next().unwrap();
     let members: Value = serde_json::from_str(&docker(&[

@@ -617,12 +617,17 @@ impl Load {
             games.push(g.lock().await.clone());
         }
         LoadResult {
-            codes: games.iter().map(|g| g.code.clone()).collect(),
-            acked: games.iter().map(|g| g.acked).collect(),
-            unknown: games.iter().map(|g| g.unknown).collect(),
-            pauses_ms: games.iter().map(|g| g.pause_ms).collect(),
-            last_seen: games.iter().map(|g| g.last).collect(),
             regressions: games.iter().map(|g| g.regressions).sum(),
+            games: games
+                .into_iter()
+                .map(|g| GameResult {
+                    code: g.code,
+                    acked: g.acked,
+                    unknown: g.unknown,
+                    pause_ms: g.pause_ms,
+                    last_seen: g.last,
+                })
+                .collect(),
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
         }
     }
@@ -631,20 +636,51 @@ impl Load {
 /// What the players saw.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
-    /// Game codes.
-    pub codes: Vec<String>,
-    /// Inputs acknowledged per game (same order).
-    pub acked: Vec<u64>,
-    /// Inputs given up on per game (may or may not have been applied).
-    pub unknown: Vec<u64>,
-    /// Longest input per game while measuring.
-    pub pauses_ms: Vec<f64>,
-    /// The newest `(round, seq)` each game's players saw.
-    pub last_seen: Vec<(u64, u64)>,
+    /// Per game, in the order they were created.
+    pub games: Vec<GameResult>,
     /// States that went back in time (must be 0).
     pub regressions: u64,
     /// Requests that failed and were retried.
     pub failed_attempts: u64,
+}
+
+/// What the players of one game saw.
+#[derive(Debug, Clone)]
+pub struct GameResult {
+    /// Its join code.
+    pub code: String,
+    /// Inputs acknowledged.
+    pub acked: u64,
+    /// Inputs given up on (may or may not have been applied).
+    pub unknown: u64,
+    /// Longest input while measuring.
+    pub pause_ms: f64,
+    /// The newest `(round, seq)` its players saw.
+    pub last_seen: (u64, u64),
+}
+
+/// Per-game pauses summarised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pauses {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Longest.
+    pub max_ms: f64,
+}
+
+impl LoadResult {
+    /// The per-game pauses: median, 99th percentile, longest (0 without games).
+    pub fn pauses(&self) -> Pauses {
+        let mut pauses: Vec<f64> = self.games.iter().map(|g| g.pause_ms).collect();
+        pauses.sort_by(f64::total_cmp);
+        Pauses {
+            p50_ms: percentile(&pauses, 0.5),
+            p99_ms: percentile(&pauses, 0.99),
+            max_ms: pauses.last().copied().unwrap_or(0.0),
+        }
+    }
 }
 
 /// The integrity check after a run.
@@ -664,55 +700,58 @@ pub struct Integrity {
     pub inputs_unanswered: u64,
 }
 
+impl Integrity {
+    /// No game lost, no acknowledged input lost, none applied twice.
+    pub fn nothing_lost(&self) -> bool {
+        self.games_lost == 0 && self.inputs_lost == 0 && self.inputs_duplicated == 0
+    }
+}
+
 /// Checks every game, through the nodes at `urls`, against what its players were told.
 pub async fn verify(http: &reqwest::Client, urls: &[String], load: &LoadResult) -> Integrity {
     use futures::StreamExt;
     let http = http.clone();
-    let results: Vec<(u64, u64, Option<u64>)> = futures::stream::iter(
-        load.codes
-            .iter()
-            .cloned()
-            .zip(load.acked.iter().copied().zip(load.unknown.iter().copied()))
-            .enumerate(),
-    )
-    .map(|(i, (code, (acked, unknown)))| {
-        let http = http.clone();
-        let urls: Vec<String> = urls
-            .iter()
-            .map(|u| format!("{u}/api/games/{code}"))
-            .collect();
-        async move {
-            // Each attempt on the next node: one node's hiccup is not a lost game; a 404 from
-            // a node that knows the cluster is.
-            for attempt in 0..20 {
-                let url = &urls[(i + attempt) % urls.len()];
-                let failure = match http.get(url).timeout(ATTEMPT_TIMEOUT).send().await {
-                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
-                        let body = r.text().await.unwrap_or_default();
-                        trace(&format!("verify: {url}: 404 {body}"));
-                        return (acked, unknown, None);
+    let results: Vec<(u64, u64, Option<u64>)> =
+        futures::stream::iter(load.games.iter().enumerate())
+            .map(|(i, g)| {
+                let (code, acked, unknown) = (&g.code, g.acked, g.unknown);
+                let http = http.clone();
+                let urls: Vec<String> = urls
+                    .iter()
+                    .map(|u| format!("{u}/api/games/{code}"))
+                    .collect();
+                async move {
+                    // Each attempt on the next node: one node's hiccup is not a lost game; a 404 from
+                    // a node that knows the cluster is.
+                    for attempt in 0..20 {
+                        let url = &urls[(i + attempt) % urls.len()];
+                        let failure = match http.get(url).timeout(ATTEMPT_TIMEOUT).send().await {
+                            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => {
+                                let body = r.text().await.unwrap_or_default();
+                                trace(&format!("verify: {url}: 404 {body}"));
+                                return (acked, unknown, None);
+                            }
+                            Ok(r) => {
+                                let status = r.status();
+                                match r.json::<Value>().await {
+                                    Ok(v) => match v["seq"].as_u64() {
+                                        Some(seq) => return (acked, unknown, Some(seq)),
+                                        None => format!("{status} {v}"),
+                                    },
+                                    Err(e) => format!("{status} {e}"),
+                                }
+                            }
+                            Err(e) => e.to_string(),
+                        };
+                        trace(&format!("verify: {url}: {failure}"));
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    Ok(r) => {
-                        let status = r.status();
-                        match r.json::<Value>().await {
-                            Ok(v) => match v["seq"].as_u64() {
-                                Some(seq) => return (acked, unknown, Some(seq)),
-                                None => format!("{status} {v}"),
-                            },
-                            Err(e) => format!("{status} {e}"),
-                        }
-                    }
-                    Err(e) => e.to_string(),
-                };
-                trace(&format!("verify: {url}: {failure}"));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (acked, unknown, None)
-        }
-    })
-    .buffer_unordered(64)
-    .collect()
-    .await;
+                    (acked, unknown, None)
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
     let mut out = Integrity {
         games: results.len(),
         ..Default::default()
@@ -741,14 +780,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 /// The demo's report (`--json` prints it).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// Games played.
-    pub games: usize,
-    /// Games lost.
-    pub games_lost: usize,
-    /// Acknowledged inputs lost.
-    pub inputs_lost: u64,
-    /// Inputs applied twice.
-    pub inputs_duplicated: u64,
+    /// Games played, lost; inputs acknowledged, lost, applied twice, unanswered.
+    #[serde(flatten)]
+    pub integrity: Integrity,
     /// Per-game pause, median.
     pub pause_p50_ms: f64,
     /// Per-game pause, 99th percentile.
@@ -759,10 +793,6 @@ pub struct Report {
     pub node_replace_ms: f64,
     /// Each replacement.
     pub node_replace_each_ms: Vec<f64>,
-    /// Inputs acknowledged.
-    pub inputs_acked: u64,
-    /// Inputs that never got an answer.
-    pub inputs_unanswered: u64,
     /// Requests that failed and were retried by clients.
     pub client_retries: u64,
     /// States seen going back in time.
@@ -867,20 +897,14 @@ pub async fn run(opts: DemoOptions) -> Result<Report, DemoError> {
     load.measure(false);
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
-    let mut pauses = result.pauses_ms.clone();
-    pauses.sort_by(f64::total_cmp);
+    let pauses = result.pauses();
     let report = Report {
-        games: integrity.games,
-        games_lost: integrity.games_lost,
-        inputs_lost: integrity.inputs_lost,
-        inputs_duplicated: integrity.inputs_duplicated,
-        pause_p50_ms: percentile(&pauses, 0.5),
-        pause_p99_ms: percentile(&pauses, 0.99),
-        pause_max_ms: pauses.last().copied().unwrap_or(0.0),
+        integrity,
+        pause_p50_ms: pauses.p50_ms,
+        pause_p99_ms: pauses.p99_ms,
+        pause_max_ms: pauses.max_ms,
         node_replace_ms: each.iter().sum::<f64>() / each.len().max(1) as f64,
         node_replace_each_ms: each,
-        inputs_acked: integrity.inputs_acked,
-        inputs_unanswered: integrity.inputs_unanswered,
         client_retries: result.failed_attempts,
         state_regressions: result.regressions,
         exit_codes: codes,
@@ -894,12 +918,18 @@ pub async fn run(opts: DemoOptions) -> Result<Report, DemoError> {
 /// The final table.
 pub fn table(r: &Report) -> String {
     let rows: Vec<(&str, String)> = vec![
-        ("games", r.games.to_string()),
-        ("games lost", r.games_lost.to_string()),
-        ("inputs acknowledged", r.inputs_acked.to_string()),
-        ("inputs unanswered", r.inputs_unanswered.to_string()),
-        ("inputs lost", r.inputs_lost.to_string()),
-        ("inputs applied twice", r.inputs_duplicated.to_string()),
+        ("games", r.integrity.games.to_string()),
+        ("games lost", r.integrity.games_lost.to_string()),
+        ("inputs acknowledged", r.integrity.inputs_acked.to_string()),
+        (
+            "inputs unanswered",
+            r.integrity.inputs_unanswered.to_string(),
+        ),
+        ("inputs lost", r.integrity.inputs_lost.to_string()),
+        (
+            "inputs applied twice",
+            r.integrity.inputs_duplicated.to_string(),
+        ),
         ("pause per game p50", format!("{:.1} ms", r.pause_p50_ms)),
         ("pause per game p99", format!("{:.1} ms", r.pause_p99_ms)),
         ("pause per game max", format!("{:.1} ms", r.pause_max_ms)),

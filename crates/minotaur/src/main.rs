@@ -139,9 +139,7 @@ async fn run_demo(nodes: usize, games: usize, json: bool) -> ExitCode {
                 println!("{}", minotaur::demo::table(&report));
                 println!("node logs: {}", log_dir.display());
             }
-            let clean =
-                report.games_lost == 0 && report.inputs_lost == 0 && report.inputs_duplicated == 0;
-            if clean {
+            if report.integrity.nothing_lost() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
