@@ -120,13 +120,7 @@ async fn deep_link_opens_the_game_and_joins() {
 
     // One node, HTTP on a known port of its own loopback address.
     let ip = loopbacks(27, 1)[0];
-    let cluster_port = free_port(&[ip]);
-    let http_port = loop {
-        let p = free_port(&[ip]);
-        if p != cluster_port {
-            break p;
-        }
-    };
+    let (cluster_port, http_port) = minotaur::demo::free_ports(&[ip]).expect("free ports");
     let logs = log_dir("page");
     let mut env = node_env(ip, cluster_port, "page-cookie");
     env.insert("PORT".into(), http_port.to_string());

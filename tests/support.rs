@@ -55,21 +55,7 @@ pub fn loopbacks(net: u8, count: u8) -> Vec<IpAddr> {
 
 /// A TCP port free on every address given.
 pub fn free_port(ips: &[IpAddr]) -> u16 {
-    loop {
-        let Ok(probe) = std::net::TcpListener::bind((ips[0], 0)) else {
-            continue;
-        };
-        let Ok(addr) = probe.local_addr() else {
-            continue;
-        };
-        let port = addr.port();
-        if ips[1..]
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
+    minotaur::demo::free_port(ips).expect("a free port")
 }
 
 /// A real DNS server (hickory-server) on 127.0.0.1 whose records the test sets.
@@ -153,19 +139,7 @@ impl NodeProc {
 
     /// Waits for the process to exit and returns its status code.
     pub async fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
-        let end = Instant::now() + scaled(deadline);
-        loop {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() > end {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        minotaur::demo::wait_child(&mut self.child, scaled(deadline)).await
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -180,13 +154,9 @@ impl NodeProc {
 
     /// Resident memory in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        self.child
+            .as_ref()
+            .map_or(0, |c| minotaur::demo::rss_bytes(c.id()) / 1024)
     }
 
     /// `minotaur rpc --node <this node> ARGS` with this node's environment.

@@ -81,14 +81,7 @@ impl NodeProcess {
 
     /// Resident memory in bytes.
     pub fn rss(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .unwrap_or(0)
+        self.pid().map_or(0, rss_bytes)
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -99,19 +92,36 @@ impl NodeProcess {
 
     /// Waits for the process to exit; its exit code.
     async fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let end = Instant::now() + timeout;
-        loop {
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                self.child = None;
-                return status.code();
-            }
-            if Instant::now() > end {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        wait_child(&mut self.child, timeout).await
+    }
+}
+
+/// Resident memory of process `pid` in bytes (0 when it cannot be read).
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Waits up to `timeout` for `child` to exit and reaps it (`child` becomes `None`); its exit
+/// code, or `None` on timeout, without a process, or when a signal ended it.
+pub async fn wait_child(child: &mut Option<Child>, timeout: Duration) -> Option<i32> {
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            *child = None;
+            return status.code();
         }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -141,25 +151,28 @@ pub struct Cluster {
     targets: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
-fn free_ports(ips: &[IpAddr]) -> Result<(u16, u16), DemoError> {
-    let pick = || -> Result<u16, DemoError> {
-        for _ in 0..200 {
-            let probe = std::net::TcpListener::bind((ips[0], 0)).map_err(setup)?;
-            let port = probe.local_addr().map_err(setup)?.port();
-            if ips[1..]
-                .iter()
-                .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-            {
-                return Ok(port);
-            }
+/// A TCP port free on every address of `ips` (at least one).
+pub fn free_port(ips: &[IpAddr]) -> Result<u16, DemoError> {
+    for _ in 0..200 {
+        let probe = std::net::TcpListener::bind((ips[0], 0)).map_err(setup)?;
+        let port = probe.local_addr().map_err(setup)?.port();
+        if ips[1..]
+            .iter()
+            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
+        {
+            return Ok(port);
         }
-        Err(DemoError::Setup(
-            "no free port on the loopback addresses".into(),
-        ))
-    };
-    let a = pick()?;
+    }
+    Err(DemoError::Setup(
+        "no free port on the loopback addresses".into(),
+    ))
+}
+
+/// Two different TCP ports, each free on every address of `ips`.
+pub fn free_ports(ips: &[IpAddr]) -> Result<(u16, u16), DemoError> {
+    let a = free_port(ips)?;
     loop {
-        let b = pick()?;
+        let b = free_port(ips)?;
         if b != a {
             return Ok((a, b));
         }
