@@ -24,7 +24,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 tag=minotaur:offline
 features=
 app_version=
-app_version_set=
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 triple=x86_64-unknown-linux-gnu
 
@@ -43,8 +42,10 @@ while [ $# -gt 0 ]; do
         --tag=*) tag=${1#*=}; shift ;;
         --features) [ $# -ge 2 ] || die "--features needs a value"; features=$2; shift 2 ;;
         --features=*) features=${1#*=}; shift ;;
-        --app-version) [ $# -ge 2 ] || die "--app-version needs a value"; app_version=$2; app_version_set=1; shift 2 ;;
-        --app-version=*) app_version=${1#*=}; app_version_set=1; shift ;;
+        --app-version) [ $# -ge 2 ] || die "--app-version needs a value"; app_version=$2; shift 2
+            [ -n "$app_version" ] || die "--app-version: expected a version, e.g. 2.0.0" ;;
+        --app-version=*) app_version=${1#*=}; shift
+            [ -n "$app_version" ] || die "--app-version: expected a version, e.g. 2.0.0" ;;
         --target-dir) [ $# -ge 2 ] || die "--target-dir needs a value"; target_dir=$2; shift 2 ;;
         --target-dir=*) target_dir=${1#*=}; shift ;;
         -h | --help) usage 0 ;;
@@ -53,7 +54,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -n "$tag" ] || die "--tag: expected an image tag, e.g. minotaur:v2"
-[ -z "$app_version_set" ] || [ -n "$app_version" ] || die "--app-version: expected a version, e.g. 2.0.0"
 
 for tool in cargo docker file ldd; do
     command -v "$tool" >/dev/null 2>&1 || die "\`$tool\` not found"
@@ -87,7 +87,7 @@ fi
 [ -n "$spec_shipped" ] || die "cannot read the runtime settings of docker/Dockerfile"
 
 # --- 1. The static binary. ---------------------------------------------------------------------
-if [ -n "$app_version_set" ]; then
+if [ -n "$app_version" ]; then
     MINOTAUR_APP_VERSION=$app_version
     export MINOTAUR_APP_VERSION
 fi
@@ -95,15 +95,13 @@ fi
 # static binary, and fall back to /dev/urandom.
 RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 export RUSTFLAGS
-echo "build-offline: cargo build --release -p minotaur --target $triple --target-dir $target_dir${features:+ --features $features}${app_version_set:+ (MINOTAUR_APP_VERSION=$app_version)}" >&2
+echo "build-offline: cargo build --release -p minotaur --target $triple --target-dir $target_dir${features:+ --features $features}${app_version:+ (MINOTAUR_APP_VERSION=$app_version)}" >&2
 start=$(date +%s)
 (
     cd "$repo"
-    if [ -n "$features" ]; then
-        cargo build --release --locked -p minotaur --target "$triple" --target-dir "$target_dir" --features "$features" "$@"
-    else
-        cargo build --release --locked -p minotaur --target "$triple" --target-dir "$target_dir" "$@"
-    fi
+    # shellcheck disable=SC2086 # the two words of --features, the value quoted
+    cargo build --release --locked -p minotaur --target "$triple" --target-dir "$target_dir" \
+        ${features:+--features "$features"} "$@"
 ) >&2
 echo "build-offline: cargo took $(($(date +%s) - start)) s" >&2
 

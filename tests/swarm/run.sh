@@ -46,9 +46,20 @@ t0=$SECONDS
 log() { printf '[swarm %4ss] %s\n' "$((SECONDS - t0))" "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
 
+# Removes the stack and waits until its containers and networks are gone.
+remove_stack() {
+    docker stack rm "$stack" >/dev/null
+    for _ in $(seq 1 60); do
+        [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ] &&
+            [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && return
+        sleep 1
+    done
+}
+
 cleanup() {
     local rc=$?
-    set +e
+    # Best effort from here on (and no nounset: an empty array is "unbound" on older bash).
+    set +eu
     if [ "$rc" != 0 ] || [ -n "${MINOTAUR_SWARM_LOGS:-}" ]; then
         logs=${MINOTAUR_SWARM_LOGS:-/tmp/minotaur-swarm-logs}
         mkdir -p "$logs"
@@ -61,12 +72,7 @@ cleanup() {
     fi
     log "cleaning up"
     if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
-        docker stack rm "$stack" >/dev/null
-        for _ in $(seq 1 60); do
-            [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$stack")" ] &&
-                [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
-            sleep 1
-        done
+        remove_stack
     fi
     for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1; done
     for n in "${networks[@]}"; do docker network rm "$n" >/dev/null 2>&1; done
@@ -90,11 +96,7 @@ docker rm -f minotaur-e2e-two >/dev/null 2>&1 || true
 docker network rm minotaur-e2e-a minotaur-e2e-b >/dev/null 2>&1 || true
 if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx "$stack"; then
     log "removing the stack an earlier run left"
-    docker stack rm "$stack" >/dev/null
-    for _ in $(seq 1 60); do
-        [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$stack")" ] && break
-        sleep 1
-    done
+    remove_stack
 fi
 
 # --- 1. images, nothing pulled ------------------------------------------------------------
@@ -102,8 +104,9 @@ target=${MINOTAUR_STATIC_TARGET:-$repo/target/static}
 log "building the v1 image (static binary, FROM scratch)"
 v1=$(docker/build-offline.sh --tag minotaur-e2e:v1 --target-dir "$target")
 images+=(minotaur-e2e:v1)
-log "building the v2 image (app version 0.2.0, --features schema-v2)"
-v2=$(docker/build-offline.sh --tag minotaur-e2e:v2 --features schema-v2 --app-version 0.2.0 --target-dir "$target")
+v2_version=0.2.0
+log "building the v2 image (app version $v2_version, --features schema-v2)"
+v2=$(docker/build-offline.sh --tag minotaur-e2e:v2 --features schema-v2 --app-version "$v2_version" --target-dir "$target")
 images+=(minotaur-e2e:v2)
 [ "$v1" != "$v2" ] || fail "the two builds gave the same image"
 log "v1 $v1, v2 $v2"
@@ -177,7 +180,7 @@ done
 
 # --- 4. play through a rolling update to the new build -------------------------------------------
 log "playing games while 'docker service update --image v2' rolls out the new build"
-MINOTAUR_SWARM_SERVICE=$service MINOTAUR_SWARM_HTTP_PORT=$http_port MINOTAUR_SWARM_V2_IMAGE=$v2 MINOTAUR_SWARM_V2_VERSION=0.2.0 \
+MINOTAUR_SWARM_SERVICE=$service MINOTAUR_SWARM_HTTP_PORT=$http_port MINOTAUR_SWARM_V2_IMAGE=$v2 MINOTAUR_SWARM_V2_VERSION=$v2_version \
     cargo test -q -p minotaur --test swarm -- --ignored --nocapture --test-threads=1 2>&1 |
     tee "$work/client.log" >&2 || true
 grep -q 'test result: ok. 1 passed' "$work/client.log" || fail "the rolling update scenario failed"
