@@ -131,7 +131,7 @@ chmod 0700 "$root/root"
 
 cp "$busybox" "$root/bin/busybox"
 chmod 0755 "$root/bin/busybox"
-# The applets env.sh and the scripts use, and a few for looking around (`docker exec C sh`).
+# The applets the scripts use (sh, id), and a few for looking around (`docker exec C sh`).
 for applet in sh ash cat tr timeout ip nslookup hostname id env sleep kill ps ls grep sed awk \
     head tail cut wc sort uniq printf echo test [ mkdir rm cp mv ln chmod touch date uname \
     netstat nc wget ping less vi dirname basename readlink true false; do

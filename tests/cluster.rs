@@ -319,3 +319,55 @@ async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() 
         node.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_sh_exports_the_name_the_binary_works_out_and_records_it_for_consoles() {
+    let root = log_dir("env_sh");
+    std::fs::create_dir_all(root.join("bin")).expect("bin dir");
+    let bin = root.join("bin/minotaur.bin");
+    let _ = std::fs::remove_file(&bin);
+    std::os::unix::fs::symlink(MINOTAUR, &bin).expect("link the binary");
+    let env_sh = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rel/env.sh");
+    let source = |command: &str, extra: &[(&str, &str)]| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                ". '{}' && printf '%s' \"${{RELEASE_NODE:-}}\"",
+                env_sh.display()
+            ))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RELEASE_ROOT", &root)
+            .env("RELEASE_TMP", &root)
+            .env("RELEASE_COMMAND", command)
+            .env("RELEASE_COOKIE", "c")
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run sh");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let expected = std::process::Command::new(MINOTAUR)
+        .arg("node-name")
+        .env_clear()
+        .env("RELEASE_COOKIE", "c")
+        .output()
+        .expect("run node-name");
+    assert!(expected.status.success(), "{expected:?}");
+    let expected = String::from_utf8_lossy(&expected.stdout).trim().to_string();
+    assert!(expected.starts_with("minotaur@"), "{expected}");
+
+    let _ = std::fs::remove_file(root.join("minotaur.node"));
+    assert_eq!(source("start", &[]), expected);
+    assert_eq!(
+        std::fs::read_to_string(root.join("minotaur.node")).expect("the record"),
+        format!("{expected}\n")
+    );
+    // A console reuses the record, whatever it would work out now.
+    std::fs::write(root.join("minotaur.node"), "minotaur@10.9.8.7\n").expect("write record");
+    assert_eq!(source("remote", &[]), "minotaur@10.9.8.7");
+    // A name the operator gave is never changed; a bad one is left for the binary to refuse.
+    assert_eq!(source("start", &[("RELEASE_NODE", "minotaur")]), "minotaur");
+    // No name can be worked out with a bad variable: RELEASE_NODE stays unset.
+    assert_eq!(source("start", &[("CLUSTER_PORT", "nine")]), "");
+}

@@ -59,6 +59,9 @@ enum Command {
     /// Exit 0 when this host's node is ready (its /healthz answers 200): the container
     /// HEALTHCHECK.
     Health,
+    /// Print the name `start` would run under with this environment (what rel/env.sh
+    /// exports as RELEASE_NODE); exit 2 when there is none.
+    NodeName,
 }
 
 fn main() -> ExitCode {
@@ -104,6 +107,16 @@ fn main() -> ExitCode {
                 Some(config),
             ) => console::client::rpc(&config, node.as_deref(), json, command).await,
             (Command::Health, Some(config)) => node::health(&config).await,
+            (Command::NodeName, Some(config)) => match node::resolve_node_name(&config).await {
+                Ok(name) => {
+                    println!("{name}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            },
         }
     })
 }
