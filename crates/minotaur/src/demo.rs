@@ -520,7 +520,7 @@ impl Load {
                 pause_ms: 0.0,
             }));
         }
-        let load = Load {
+        let mut load = Load {
             games: Arc::new(games),
             stop: Arc::new(AtomicBool::new(false)),
             measuring: Arc::new(AtomicBool::new(false)),
@@ -546,7 +546,6 @@ impl Load {
             .buffer_unordered(64)
             .collect::<Vec<()>>();
         joins.await;
-        let mut load = load;
         let per = load.games.len().div_ceil(clients.max(1));
         for w in 0..clients.max(1) {
             let range = (w * per)..((w + 1) * per).min(load.games.len());
@@ -578,7 +577,7 @@ impl Load {
                         n += 1;
                         let body = json!({ "player": PLAYERS[p], "input_id": format!("{}-{w}-{n}", t.code), "action": { "type": "end_turn" } });
                         let began = Instant::now();
-                        let answer = send_input(&http, &urls, &t.code.clone(), &body, g + n as usize, &failed).await;
+                        let answer = send_input(&http, &urls, &t.code, &body, g + n as usize, &failed).await;
                         let took = began.elapsed().as_secs_f64() * 1000.0;
                         if measuring.load(Ordering::Relaxed) && took > t.pause_ms {
                             t.pause_ms = took;

@@ -92,18 +92,15 @@ pub async fn page() -> Html<&'static str> {
 
 /// `GET /healthz`: 200 when joined and synced, 503 while starting or draining.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.ready() {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "node": state.connector.node().name })),
-        )
-            .into_response(),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": why, "node": state.connector.node().name })),
-        )
-            .into_response(),
-    }
+    let (code, status) = match state.ready() {
+        Ok(()) => (StatusCode::OK, "ok"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    };
+    (
+        code,
+        Json(json!({ "status": status, "node": state.connector.node().name })),
+    )
+        .into_response()
 }
 
 /// `GET /api/cluster`.
