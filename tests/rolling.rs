@@ -67,29 +67,21 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
         .unwrap()
         .to_string();
     // A game of its own (not driven by the load), hosted on a node that will be replaced.
-    let (status, created) = post(
-        &cluster,
-        &format!("{}/api/games", cluster.nodes[0].url),
-        "{}",
-        "application/json",
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
-    let mut watched = created["code"].as_str().unwrap().to_string();
-    let mut host = created["node"].as_str().unwrap().to_string();
-    for _ in 0..50 {
-        if host != staying_name {
-            break;
-        }
-        let (_, g) = post(
+    let (mut watched, mut host) = (String::new(), staying_name.clone());
+    for _ in 0..51 {
+        let (status, created) = post(
             &cluster,
             &format!("{}/api/games", cluster.nodes[0].url),
             "{}",
             "application/json",
         )
         .await;
-        watched = g["code"].as_str().unwrap().to_string();
-        host = g["node"].as_str().unwrap().to_string();
+        assert_eq!(status, 201, "{created}");
+        watched = created["code"].as_str().unwrap().to_string();
+        host = created["node"].as_str().unwrap().to_string();
+        if host != staying_name {
+            break;
+        }
     }
     assert_ne!(host, staying_name);
     let ws_url = format!(
