@@ -697,6 +697,16 @@ async fn ping(
 }
 
 impl ConnectorActor {
+    /// The jittered wait before redial number `attempt` (0 = the first after a success).
+    fn backoff(&self, attempt: u32) -> Duration {
+        backoff::delay(
+            attempt,
+            self.config.backoff_min,
+            self.config.backoff_max,
+            rand::random::<f64>(),
+        )
+    }
+
     fn on_peers(&self, state: &mut State, set: PeerSet) {
         state.discovered = set;
         self.sync_dials(state);
@@ -834,13 +844,7 @@ impl ConnectorActor {
             };
             dial.in_flight = true;
             // Whatever comes of it, the next attempt waits; a success resets the count.
-            dial.next_at = now
-                + backoff::delay(
-                    dial.attempts,
-                    self.config.backoff_min,
-                    self.config.backoff_max,
-                    rand::random::<f64>(),
-                );
+            dial.next_at = now + self.backoff(dial.attempts);
             dial.attempts = dial.attempts.saturating_add(1);
             let server = state.node_server.clone();
             let me = myself.clone();
@@ -1201,12 +1205,7 @@ impl ConnectorActor {
             {
                 dial.attempts = 0;
                 dial.next_at =
-                    now + backoff::delay(
-                        0,
-                        self.config.backoff_min,
-                        self.config.backoff_max,
-                        rand::random::<f64>(),
-                    ) + Self::yield_delay(&self.config.node.name, name);
+                    now + self.backoff(0) + Self::yield_delay(&self.config.node.name, name);
             }
         }
     }
