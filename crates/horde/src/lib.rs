@@ -1,6 +1,6 @@
 //! horde: cluster membership, a replicated registry and a distributed supervisor that hands
-//! live actors between nodes, Horde-like, on ractor_cluster. Generic: it knows nothing of
-//! games.
+//! live actors between nodes, Horde-like, on ractor_cluster. Generic: it knows nothing of the
+//! application it hosts.
 //!
 //! An application implements [`Child`] and [`Handoff`] for its actor type and starts a
 //! [`Horde`] on a running [`discovery::Connector`]. Then, from any node, `start_child` places
@@ -9,50 +9,51 @@
 //! moves every child off the node with its state and its pending messages. Children of a node
 //! that dies restart elsewhere, from their last replicated snapshot when they opt in.
 //!
-//! ```text
-//! Horde handle ──reads──► View (registry replica, local children, members)
-//!      │ messages                     ▲ writes
-//!      ▼                              │
-//! Member actor (remotable, control) ◄──Cast/Call(Envelope)──► other members
-//! Router actor (remotable, data)    ◄──routed messages, events──► other routers
-//!      └── Hosted actor per child (local-typed) ── runs the application's Child
-//! ```
-//! Supervision: the member and the hosted actors are independent ractor actors; the member
-//! restarts children of dead nodes (cross-node links do not exist in ractor_cluster).
+//! Every decision is made by pure cores ([`core`]: one per member, one per hosted child) that
+//! take the time and an input and return effects; the actors only run those effects, and a
+//! deterministic simulator runs the same cores under virtual time and injected faults.
 //!
-//! # Layout
-//! - [`child`]: the `Child` and `Handoff` traits and the callback context.
-//! - [`registry`]: the registry replica and its merge (pure).
-//! - [`placement`]: where children go (pure, pluggable).
-//! - [`membership`]: member states and versions (pure).
-//! - [`handoff`]: drain and rebalance in waves.
-//! - `hosted`: the actor that hosts one child and carries out its part of a move.
-//! - `member`: the per-node member actor (control plane): membership, registry sync,
-//!   receiving moves, failover.
-//! - `router`: the per-node router actor (data plane): routed messages and events.
-//! - [`wire`]: the protocol between members.
-//! - [`supervisor`]: the `Horde` handle.
-//! - [`stats`]: counters and events.
-//! - `view`: the read side shared by the handle and the actors.
+//! ```text
+//! Horde handle ──loads──► Published read side (view): registry, members, children, peers
+//!      │ requests                     ▲ stores (single writer)
+//!      ▼                              │
+//! Member actor (remotable, control) ── runs core::Core ◄──Cast(Envelope)──► other members
+//! Router actor (remotable, data)    ◄──routed messages, events──► other routers
+//!      └── Hosted actor per child (local-typed) ── runs core::child::ChildCore
+//! ```
+//! Supervision: hosted actors are linked to the member, which restarts children that panic
+//! and children of dead nodes (cross-node links do not exist in ractor_cluster).
+//!
+//! # Layout (each layer imports only the ones above it)
+//! - [`protocol`]: messages between members, codecs, typed requests, refusals (the bottom).
+//! - [`registry`], [`membership`], [`placement`], [`child`], [`stats`]: pure data, the
+//!   application's contract, counters.
+//! - [`core`]: the member's core (sync, moves, failover) and [`core::child`], a child's core.
+//! - `mailbox`: the actors' local message types and reply tokens.
+//! - `view`: the published read side.
+//! - `hosted`, `router`, `member`: the actors (shells).
+//! - [`supervisor`]: the [`Horde`] handle; [`errors`]: what it returns.
 
 pub mod child;
-pub mod handoff;
+pub mod core;
+pub mod errors;
 mod hosted;
+mod mailbox;
 mod member;
 pub mod membership;
 pub mod placement;
+pub mod protocol;
 pub mod registry;
 mod router;
 pub mod stats;
 pub mod supervisor;
 mod view;
-pub mod wire;
 
 pub use child::{Child, Ctx, Handoff, HandoffError, RestartPolicy, SnapshotPolicy};
-pub use handoff::{DrainReport, MoveConfig};
-pub use hosted::CallError;
+pub use core::{ConflictReport, DrainReport, MoveConfig, RebalanceConfig};
+pub use errors::{CallError, HordeError, StartError};
 pub use membership::{MemberInfo, MemberStatus, Version};
 pub use placement::{Candidate, Placement, Rendezvous};
 pub use stats::{HordeEvent, Stats};
-pub use supervisor::{Horde, HordeConfig, HordeError, RebalanceConfig, StartError, Subscription};
-pub use view::{ConflictHook, ConflictReport};
+pub use supervisor::{Horde, HordeConfig, Subscription};
+pub use view::ConflictHook;

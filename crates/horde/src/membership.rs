@@ -12,29 +12,7 @@ use std::fmt;
 use discovery::NodeId;
 use serde::{Deserialize, Serialize};
 
-/// A member's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum MemberStatus {
-    /// Connected, registry not yet synced: gets no children.
-    Joining,
-    /// Takes children.
-    Alive,
-    /// Handing its children off: gets no new ones.
-    Draining,
-    /// Gone.
-    Dead,
-}
-
-impl fmt::Display for MemberStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MemberStatus::Joining => "joining",
-            MemberStatus::Alive => "alive",
-            MemberStatus::Draining => "draining",
-            MemberStatus::Dead => "dead",
-        })
-    }
-}
+pub use crate::protocol::MemberStatus;
 
 /// An app version, compared by its dotted numeric parts (`1.10.0` > `1.9.3`); anything after
 /// the numbers (`-rc1`) only breaks ties, as text.

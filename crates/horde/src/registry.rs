@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use discovery::NodeId;
 
+use crate::protocol::WireEntry;
+
 /// One name's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -50,10 +52,11 @@ pub enum Merged {
     Kept,
 }
 
-/// A full replica.
+/// A full replica. A persistent map: a clone is O(1) and shares structure, so the single
+/// writer can publish an immutable copy after every change for readers on other tasks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    entries: HashMap<Arc<str>, Entry>,
+    entries: imbl::HashMap<Arc<str>, Entry>,
 }
 
 impl Registry {
@@ -112,6 +115,52 @@ impl Registry {
     pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Entry)> {
         self.entries.iter()
     }
+}
+
+/// Converts registry entries to their wire form with a node table.
+pub fn to_wire<'a>(
+    entries: impl Iterator<Item = (&'a Arc<str>, &'a Entry)>,
+) -> (Vec<NodeId>, Vec<WireEntry>) {
+    let mut nodes: Vec<NodeId> = Vec::new();
+    let mut index: HashMap<NodeId, u32> = HashMap::new();
+    let mut out = Vec::new();
+    for (name, e) in entries {
+        let owner = *index.entry((*e.owner).clone()).or_insert_with(|| {
+            nodes.push((*e.owner).clone());
+            (nodes.len() - 1) as u32
+        });
+        out.push(WireEntry {
+            name: name.to_string(),
+            owner,
+            epoch: e.epoch,
+            spec: e.spec.to_vec(),
+            removed: e.removed,
+        });
+    }
+    (nodes, out)
+}
+
+/// Converts wire entries back; entries whose owner index is out of the table are returned
+/// apart (a malformed message), by name.
+pub fn from_wire(nodes: &[NodeId], entries: Vec<WireEntry>) -> (Vec<(String, Entry)>, Vec<String>) {
+    let owners: Vec<Arc<NodeId>> = nodes.iter().cloned().map(Arc::new).collect();
+    let mut good = Vec::with_capacity(entries.len());
+    let mut bad = Vec::new();
+    for e in entries {
+        match owners.get(e.owner as usize) {
+            Some(owner) => good.push((
+                e.name,
+                Entry {
+                    owner: owner.clone(),
+                    epoch: e.epoch,
+                    spec: Arc::from(e.spec),
+                    removed: e.removed,
+                },
+            )),
+            None => bad.push(e.name),
+        }
+    }
+    (good, bad)
 }
 
 #[cfg(test)]

@@ -4,24 +4,24 @@
 //!
 //! It is separate from the member actor so that control messages (moves, registry changes,
 //! membership) never queue behind application traffic: under load a drain still advances at
-//! full speed. It owns nothing: it reads the shared view only.
+//! full speed. It owns nothing and decides nothing of its own: it reads the published view and
+//! asks [`CoreView::forward_to`] where a message goes.
 
 use std::sync::Arc;
 
-use discovery::{Envelope, NodeId};
+use discovery::Envelope;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
-use crate::child::Child;
-use crate::hosted::{HostedMsg, reply_remote};
-use crate::member::MAX_HOPS;
+use crate::child::Handoff;
+use crate::core::CoreView;
+use crate::core::child::{Body, ChildInput, Envelope as ChildMsg};
+use crate::mailbox::{HostedMsg, ReplyTo};
+use crate::protocol::{
+    MemberMsg, Route, RouteBody, RouteReply, Subscriber, Unavailable, Wire, reply_to,
+};
 use crate::stats::Counters;
-use crate::view::View;
-use crate::wire::{MemberMsg, RouteBody, RouteReply, Subscriber, Wire};
-
-/// Reference to a router (local, or a proxy). A peer whose router is not visible is reached
-/// through its member actor, which speaks the same wire variants.
-pub(crate) type RouterRef = ActorRef<MemberMsg<()>>;
+use crate::view::{RouterRef, Shared};
 
 /// The router's service name for a horde scope.
 pub(crate) fn service(scope: &str) -> String {
@@ -29,11 +29,11 @@ pub(crate) fn service(scope: &str) -> String {
 }
 
 /// The router actor.
-pub(crate) struct Router<C: Child> {
-    pub view: Arc<View<C>>,
+pub(crate) struct Router<C: Handoff> {
+    pub shared: Arc<Shared<C>>,
 }
 
-impl<C: Child> Actor for Router<C> {
+impl<C: Handoff> Actor for Router<C> {
     type Msg = MemberMsg<()>;
     type State = ();
     type Arguments = ();
@@ -54,11 +54,14 @@ impl<C: Child> Actor for Router<C> {
             MemberMsg::Local(()) => return Ok(()),
         };
         match env.decode::<Wire>() {
-            Ok(wire) => dispatch(&self.view, wire, port),
+            Ok(wire) => dispatch(&self.shared, wire, port),
             Err(error) => {
                 warn!(%error, "undecodable routed message dropped");
                 if let Some(p) = port {
-                    reply_remote(p, RouteReply::Unavailable(error.to_string()));
+                    reply_to(
+                        p,
+                        &RouteReply::Unavailable(Unavailable::Malformed(error.to_string())),
+                    );
                 }
             }
         }
@@ -67,9 +70,13 @@ impl<C: Child> Actor for Router<C> {
 }
 
 /// Handles a data-plane message (also used by the member for messages sent to it directly).
-pub(crate) fn dispatch<C: Child>(view: &View<C>, wire: Wire, port: Option<RpcReplyPort<Vec<u8>>>) {
+pub(crate) fn dispatch<C: Handoff>(
+    shared: &Shared<C>,
+    wire: Wire,
+    port: Option<RpcReplyPort<Vec<u8>>>,
+) {
     match wire {
-        Wire::Route { name, hops, body } => route(view, name, hops, body, port),
+        Wire::Route(Route { name, hops, body }) => route(shared, name, hops, body, port),
         Wire::Event {
             sink,
             name,
@@ -77,12 +84,7 @@ pub(crate) fn dispatch<C: Child>(view: &View<C>, wire: Wire, port: Option<RpcRep
             event,
         } => {
             let delivered = match postcard::from_bytes::<C::Event>(&event) {
-                Ok(ev) => view
-                    .sinks
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.get(&sink).map(|tx| tx.send((seq, ev)).is_ok()))
-                    .unwrap_or(false),
+                Ok(ev) => shared.sinks.send(sink, seq, ev),
                 Err(e) => {
                     warn!(child = %name, error = %e, "undecodable event dropped");
                     true
@@ -91,16 +93,19 @@ pub(crate) fn dispatch<C: Child>(view: &View<C>, wire: Wire, port: Option<RpcRep
             if !delivered {
                 // The subscriber is gone: tell the child.
                 let sub = Subscriber {
-                    node: view.me.clone(),
+                    node: shared.me.clone(),
                     sink,
                 };
-                route(view, name, 0, RouteBody::Unsubscribe(sub), None);
+                route(shared, name, 0, RouteBody::Unsubscribe(sub), None);
             }
         }
         other => {
-            debug!(message = ?std::mem::discriminant(&other), "control message sent to a router dropped");
+            debug!(
+                message = other.kind(),
+                "control message sent to a router dropped"
+            );
             if let Some(p) = port {
-                reply_remote(p, RouteReply::Unavailable("not a routed message".into()));
+                reply_to(p, &RouteReply::Unavailable(Unavailable::NotRouted));
             }
         }
     }
@@ -108,72 +113,68 @@ pub(crate) fn dispatch<C: Child>(view: &View<C>, wire: Wire, port: Option<RpcRep
 
 /// Delivers a routed message to a child hosted here (or arriving here), or forwards it to its
 /// owner as the registry knows it.
-pub(crate) fn route<C: Child>(
-    view: &View<C>,
+pub(crate) fn route<C: Handoff>(
+    shared: &Shared<C>,
     name: String,
     hops: u8,
     body: RouteBody,
     port: Option<RpcReplyPort<Vec<u8>>>,
 ) {
-    let target = view.local(&name).or_else(|| view.pending(&name));
-    if let Some(actor) = target {
-        match actor.cast(HostedMsg::Routed {
-            body,
+    let published = shared.load();
+    if let Some(h) = published.children.get(name.as_str()) {
+        let msg = HostedMsg::<C>(ChildInput::Message(ChildMsg {
+            body: Body::Routed(body),
             hops,
-            reply: port,
-        }) {
+            reply: port.map(ReplyTo::Remote),
+        }));
+        match h.actor.cast(msg) {
             Ok(()) => return,
             // Stopped meanwhile (it moved away): recover the message and ask the registry.
-            Err(ractor::MessagingErr::SendErr(HostedMsg::Routed { body, reply, .. })) => {
-                return forward_by_registry(view, name, hops, body, reply);
+            Err(ractor::MessagingErr::SendErr(HostedMsg(ChildInput::Message(m)))) => {
+                let port = match m.reply {
+                    Some(ReplyTo::Remote(p)) => Some(p),
+                    _ => None,
+                };
+                let body = match m.body {
+                    Body::Routed(b) => b,
+                    Body::Typed(_) => return,
+                };
+                return forward_by_registry(shared, &published.core, name, hops, body, port);
             }
             Err(_) => return,
         }
     }
-    forward_by_registry(view, name, hops, body, port);
+    forward_by_registry(shared, &published.core, name, hops, body, port);
 }
 
-fn forward_by_registry<C: Child>(
-    view: &View<C>,
+fn forward_by_registry<C: Handoff>(
+    shared: &Shared<C>,
+    view: &CoreView,
     name: String,
     hops: u8,
     body: RouteBody,
     port: Option<RpcReplyPort<Vec<u8>>>,
 ) {
-    let answer = |port: Option<RpcReplyPort<Vec<u8>>>, reply: RouteReply| {
-        if let Some(p) = port {
-            reply_remote(p, reply);
+    let owner = match view.forward_to(&name, hops) {
+        Ok(owner) => owner,
+        Err(reply) => {
+            if let Some(p) = port {
+                reply_to(p, &reply);
+            }
+            return;
         }
     };
-    let entry = view.entry(&name);
-    let Some(entry) = entry else {
-        return answer(port, RouteReply::NotFound);
+    let Some(router) = shared.load().peer_of(&owner).map(|p| p.router.clone()) else {
+        if let Some(p) = port {
+            reply_to(
+                p,
+                &RouteReply::Unavailable(Unavailable::OwnerUnreachable { owner: owner.name }),
+            );
+        }
+        return;
     };
-    if *entry.owner == view.me {
-        return answer(
-            port,
-            RouteReply::Unavailable("restarting here; retry".into()),
-        );
-    }
-    if hops >= MAX_HOPS {
-        return answer(
-            port,
-            RouteReply::Unavailable("too many forwarding hops".into()),
-        );
-    }
-    let Some(router) = router_of(view, &entry.owner) else {
-        return answer(
-            port,
-            RouteReply::Unavailable(format!("owner {} is not reachable", entry.owner.name)),
-        );
-    };
-    Counters::add(&view.counters.forwarded, 1);
+    Counters::add(&shared.counters.forwarded, 1);
     send_route(&router, name, hops + 1, body, port);
-}
-
-/// The router of `node` (that incarnation), if it is a live member.
-pub(crate) fn router_of<C: Child>(view: &View<C>, node: &NodeId) -> Option<RouterRef> {
-    view.peer_of(node).map(|p| p.router)
 }
 
 /// Sends a routed message; `port` makes it a call.
@@ -184,7 +185,7 @@ pub(crate) fn send_route(
     body: RouteBody,
     port: Option<RpcReplyPort<Vec<u8>>>,
 ) -> bool {
-    let Ok(env) = Envelope::encode(&Wire::Route { name, hops, body }) else {
+    let Ok(env) = Envelope::encode(&Wire::Route(Route { name, hops, body })) else {
         return false;
     };
     match port {

@@ -2,8 +2,8 @@
 //! placement says, routes calls and casts to wherever a child lives (local fast path, no
 //! encoding), subscribes to a child's events, drains, reports.
 //!
-//! Owns no state of its own beyond configuration: reads go to the shared [`View`], changes go
-//! to the member actor as messages.
+//! Owns no state of its own beyond configuration: reads go to the published read side
+//! ([`crate::view`]), changes go to the member actor as requests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,56 +13,31 @@ use discovery::{Connector, Envelope, NodeId};
 use ractor::{Actor, RpcReplyPort};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::child::{Child, Handoff};
-use crate::handoff::{self, DrainReport, MoveConfig};
-use crate::hosted::{CallError, HostedMsg, Reply, decode_reply};
-use crate::member::{LocalMsg, Member, service};
-use crate::membership::{MemberInfo, MemberStatus, Members, Version};
+use crate::core::child::{Body, ChildInput, Envelope as ChildMsg};
+use crate::core::{CoreConfig, DrainReport, MoveConfig, RebalanceConfig, Reply, Request};
+use crate::errors::{CallError, HordeError, StartError};
+use crate::hosted::decode_route_reply;
+use crate::mailbox::{HostedMsg, LocalMsg, ReplyTo, Token};
+use crate::member::{Member, empty_published, service};
+use crate::membership::{MemberInfo, MemberStatus};
 use crate::placement::{Placement, Rendezvous};
+use crate::protocol::{
+    self, MemberMsg, Route, RouteBody, RouteReply, StartChild, Subscriber, Wire,
+};
 use crate::registry::Registry;
-use crate::router::{self, Router, RouterRef};
+use crate::router::{self, Router};
 use crate::stats::{Counters, HordeEvent, Stats};
-use crate::view::{ConflictHook, MemberRef, View};
-use crate::wire::{MemberMsg, RouteBody, Subscriber, Wire, call_member};
+use crate::view::{ConflictHook, MemberRef, RouterRef, Shared, Sinks};
 
 /// Default wait for readiness when no peer shows up.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// A child whose owner is down is waited for this often during a call.
 const OWNER_RETRY: Duration = Duration::from_millis(10);
-
-/// How a member's refusal of an existing name reads on the wire (`Wire::Started` carries
-/// errors as text): `already_started` writes it, `start_child` reads the owner back.
-const ALREADY_STARTED_ON: &str = " is already started on ";
-
-/// The refusal `Wire::Started` carries for a name that already runs on `owner`.
-pub(crate) fn already_started(name: &str, owner: &str) -> String {
-    format!("`{name}`{ALREADY_STARTED_ON}{owner}")
-}
-
-/// The error for a member's refusal to start `name`.
-fn start_refused(name: &str, reason: String) -> StartError {
-    match reason.split_once(ALREADY_STARTED_ON) {
-        Some((_, owner)) => StartError::AlreadyStarted {
-            name: name.into(),
-            owner: owner.into(),
-        },
-        None => StartError::Failed {
-            name: name.into(),
-            reason,
-        },
-    }
-}
 /// An event missing from a subscription's sequence is waited for this long before skipping it.
 const EVENT_GAP_WAIT: Duration = Duration::from_millis(200);
-
-/// Rebalancing on join (Horde's `process_redistribution: :active`).
-#[derive(Debug, Clone, Copy)]
-pub struct RebalanceConfig {
-    /// Most children moved per second.
-    pub rate_per_sec: usize,
-}
 
 /// How a horde runs.
 #[derive(Clone)]
@@ -118,44 +93,25 @@ impl HordeConfig {
             restart_window: Duration::from_secs(5),
         }
     }
-}
 
-/// Why a horde could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum HordeError {
-    /// The member actor did not start.
-    #[error("cannot start the horde member: {0}")]
-    Start(String),
-}
-
-/// Why a child could not be started.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StartError {
-    /// The name runs already.
-    #[error("`{name}` is already started on {owner}")]
-    AlreadyStarted {
-        /// The name.
-        name: String,
-        /// Where it runs.
-        owner: String,
-    },
-    /// No member can take children (all joining or draining).
-    #[error("no member can take children now (the cluster is starting or draining); retry")]
-    NoMember,
-    /// The chosen member refused or failed.
-    #[error("starting `{name}` failed: {reason}")]
-    Failed {
-        /// The name.
-        name: String,
-        /// Why.
-        reason: String,
-    },
+    /// The core's part of this configuration, for child type `C`.
+    pub fn core<C: Child>(&self) -> CoreConfig {
+        CoreConfig {
+            join_timeout: self.join_timeout,
+            max_restarts: self.max_restarts,
+            restart_window: self.restart_window,
+            restart_policy: C::restart_policy(),
+            moves: self.moves,
+            rebalance: self.rebalance,
+            placement: self.placement.clone(),
+        }
+    }
 }
 
 /// Handle of a running horde; cheap to clone.
 pub struct Horde<C: Child> {
-    view: Arc<View<C>>,
-    member: MemberRef<C>,
+    shared: Arc<Shared<C>>,
+    member: MemberRef,
     router: RouterRef,
     config: Arc<HordeConfig>,
 }
@@ -163,7 +119,7 @@ pub struct Horde<C: Child> {
 impl<C: Child> Clone for Horde<C> {
     fn clone(&self) -> Self {
         Self {
-            view: self.view.clone(),
+            shared: self.shared.clone(),
             member: self.member.clone(),
             router: self.router.clone(),
             config: self.config.clone(),
@@ -175,19 +131,8 @@ impl<C: Child> std::fmt::Debug for Horde<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Horde")
             .field("scope", &self.config.scope)
-            .field("node", &self.view.me)
+            .field("node", &self.shared.me)
             .finish_non_exhaustive()
-    }
-}
-
-impl<C: Child> Horde<C> {
-    /// The router that reaches `owner`'s children: this node's own, or that incarnation's.
-    fn router_for(&self, owner: &NodeId) -> Option<RouterRef> {
-        if *owner == self.view.me {
-            Some(self.router.clone())
-        } else {
-            router::router_of(&self.view, owner)
-        }
     }
 }
 
@@ -196,67 +141,79 @@ impl<C: Handoff> Horde<C> {
     pub async fn start(config: HordeConfig, connector: &Connector) -> Result<Self, HordeError> {
         let me = connector.node().clone();
         let (events, _) = broadcast::channel(4096);
-        let view = Arc::new(View {
+        let counters = Arc::new(Counters::default());
+        let clock = tokio::time::Instant::now().into_std();
+        let initial = crate::core::Core::<()>::new(
+            me.clone(),
+            &config.version,
+            config.core::<C>(),
+            counters.clone(),
+            clock,
+        )
+        .view();
+        let shared = Arc::new(Shared {
             node_name: Arc::from(me.name.as_str()),
             me: me.clone(),
-            version: Version::parse(&config.version),
-            status: std::sync::RwLock::new(MemberStatus::Joining),
-            registry: std::sync::RwLock::new(Registry::new()),
-            local: std::sync::RwLock::new(Default::default()),
-            members: std::sync::RwLock::new(Members::new()),
-            peers: std::sync::RwLock::new(Default::default()),
-            sinks: std::sync::Mutex::new(Default::default()),
-            pending: std::sync::RwLock::new(Default::default()),
-            counters: Counters::default(),
+            published: empty_published(initial),
+            sinks: Sinks::new(),
+            counters,
             events,
             placement: config.placement.clone(),
-            clock: Instant::now(),
+            clock,
             on_conflict: config.on_conflict.clone(),
         });
-        let member = Member {
-            view: view.clone(),
-            hello_seq: std::sync::atomic::AtomicU64::new(0),
-            connector: connector.clone(),
-            scope: config.scope.clone(),
-            join_timeout: config.join_timeout,
-            max_restarts: config.max_restarts,
-            restart_window: config.restart_window,
-        };
         // The router first: it must be in the initial sync of every link the member sees.
         let (router, _) = Actor::spawn(
             Some(me.actor_name(&router::service(&config.scope))),
-            Router { view: view.clone() },
+            Router {
+                shared: shared.clone(),
+            },
             (),
         )
         .await
         .map_err(|e| HordeError::Start(e.to_string()))?;
+        let member = Member {
+            shared: shared.clone(),
+            connector: connector.clone(),
+            scope: config.scope.clone(),
+            version: config.version.clone(),
+            config: config.core::<C>(),
+            need_peers: config.need_peers.clone(),
+        };
         let (member, _) = Actor::spawn(Some(me.actor_name(&service(&config.scope))), member, ())
             .await
             .map_err(|e| HordeError::Start(e.to_string()))?;
-        let horde = Horde {
-            view,
+        Ok(Horde {
+            shared,
             member,
             router,
             config: Arc::new(config),
-        };
-        if let Some(rb) = horde.config.rebalance {
-            let h = horde.clone();
-            tokio::spawn(async move { h.rebalance_loop(rb).await });
-        }
-        Ok(horde)
+        })
+    }
+
+    fn request(&self, request: Request<Token>) {
+        let _ = self
+            .member
+            .cast(MemberMsg::Local(LocalMsg::Request(request)));
+    }
+
+    /// Asks the member and waits for its answer.
+    async fn ask(&self, make: impl FnOnce(Token) -> Request<Token>) -> Option<Reply> {
+        let (tx, rx) = oneshot::channel();
+        self.request(make(Token::Local(tx)));
+        rx.await.ok()
     }
 
     /// Discovery found no peers: do not wait for any before becoming alive.
     pub fn no_peers_expected(&self) {
-        let _ = self
-            .member
-            .cast(MemberMsg::Local(LocalMsg::NoPeersExpected));
+        self.request(Request::NoPeersExpected);
     }
 
     /// Starts `name` from `spec` on the member placement chooses. Returns once every member
     /// knows the name (so a next request may go to any node).
     pub async fn start_child(&self, name: &str, spec: &C::Spec) -> Result<NodeId, StartError> {
-        if let Some(e) = self.view.entry(name) {
+        let published = self.shared.load();
+        if let Some(e) = published.core.entry(name) {
             return Err(StartError::AlreadyStarted {
                 name: name.into(),
                 owner: e.owner.name.clone(),
@@ -266,42 +223,53 @@ impl<C: Handoff> Horde<C> {
             name: name.into(),
             reason: format!("cannot encode spec: {e}"),
         })?;
-        let target = self.view.place(name).ok_or(StartError::NoMember)?;
-        let result = if target == self.view.me {
-            let (tx, rx) = oneshot::channel();
-            let _ = self.member.cast(MemberMsg::Local(LocalMsg::Start {
-                name: name.into(),
-                spec,
-                reply: tx,
-            }));
-            rx.await.unwrap_or_else(|_| Err("member stopped".into()))
+        let candidates = published
+            .core
+            .candidates(self.shared.placement.wants_load());
+        let target = self
+            .shared
+            .placement
+            .place(name, &candidates)
+            .ok_or(StartError::NoMember)?;
+        let result = if target == self.shared.me {
+            let name = name.to_string();
+            match self.ask(|reply| Request::Start { name, spec, reply }).await {
+                Some(Reply::Started(r)) => r,
+                _ => {
+                    return Err(StartError::Failed {
+                        name: self.shared.me.name.clone(),
+                        reason: "member stopped".into(),
+                    });
+                }
+            }
         } else {
-            let Some(member) = self.view.peer(&target.name).map(|p| p.member) else {
+            let Some(member) = published.peer_of(&target).map(|p| p.member.clone()) else {
                 return Err(StartError::NoMember);
             };
-            let wire = Wire::StartChild {
+            let q = StartChild {
                 name: name.into(),
                 spec,
             };
-            match call_member(&member, &wire, Duration::from_secs(10))
-                .await
-                .map(|e| e.decode::<Wire>())
-            {
-                Some(Ok(Wire::Started { result })) => result,
-                _ => Err(format!("{} did not answer", target.name)),
+            match protocol::call(&member, q, Duration::from_secs(10)).await {
+                Ok(started) => started.result,
+                Err(e) => {
+                    return Err(StartError::Failed {
+                        name: name.into(),
+                        reason: format!("{} did not answer: {e}", target.name),
+                    });
+                }
             }
         };
-        result.map_err(|reason| start_refused(name, reason))
+        result.map_err(|refusal| StartError::refused(name, refusal))
     }
 
     /// Stops `name` if it runs on this node and removes it from the registry.
     pub async fn stop_child(&self, name: &str) -> bool {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.member.cast(MemberMsg::Local(LocalMsg::StopChild {
-            name: name.into(),
-            reply: tx,
-        }));
-        rx.await.unwrap_or(false)
+        let name = name.to_string();
+        matches!(
+            self.ask(|reply| Request::Stop { name, reply }).await,
+            Some(Reply::Stopped(true))
+        )
     }
 
     /// Sends `msg` to `name` and waits for its reply, wherever it lives, also while it moves.
@@ -316,52 +284,60 @@ impl<C: Handoff> Horde<C> {
         let deadline = Instant::now() + timeout;
         let mut msg = msg;
         loop {
-            let entry = self.view.entry(name);
-            let Some(entry) = entry else {
+            let published = self.shared.load();
+            let Some(entry) = published.core.entry(name) else {
                 return Err(CallError::NotFound(name.into()));
             };
-            if *entry.owner == self.view.me {
-                if let Some(actor) = self.view.local(name) {
+            if *entry.owner == self.shared.me {
+                if let Some(actor) = published.local(name) {
                     let (tx, rx) = oneshot::channel();
-                    match actor.cast(HostedMsg::Local {
-                        msg,
-                        reply: Reply::Local(tx),
-                    }) {
+                    let m = HostedMsg::<C>(ChildInput::Message(ChildMsg {
+                        body: Body::Typed(msg),
+                        hops: 0,
+                        reply: Some(ReplyTo::Local(tx)),
+                    }));
+                    match actor.cast(m) {
                         Ok(()) => {
                             return match tokio::time::timeout_at(deadline, rx).await {
                                 Ok(Ok(r)) => r,
-                                Ok(Err(_)) => Err(CallError::Unavailable {
-                                    name: name.into(),
-                                    reason: "the child stopped".into(),
-                                }),
+                                Ok(Err(_)) => {
+                                    Err(CallError::unavailable(name, "the child stopped"))
+                                }
                                 Err(_) => Err(CallError::Timeout(name.into())),
                             };
                         }
-                        Err(ractor::MessagingErr::SendErr(HostedMsg::Local { msg: m, .. })) => {
+                        Err(ractor::MessagingErr::SendErr(HostedMsg(ChildInput::Message(
+                            ChildMsg {
+                                body: Body::Typed(m),
+                                ..
+                            },
+                        )))) => {
                             // Stopped (moved away) between the lookup and the send: look again.
                             msg = m;
                         }
                         Err(_) => return Err(CallError::NotFound(name.into())),
                     }
                 } else {
-                    // Arriving or restarting here: the member knows.
+                    // Arriving or restarting here: the router knows.
                     return self.route_call(&self.router, name, msg, deadline).await;
                 }
-            } else if let Some(router) = router::router_of(&self.view, &entry.owner) {
-                Counters::add(&self.view.counters.routed, 1);
+            } else if let Some(router) = published.peer_of(&entry.owner).map(|p| p.router.clone()) {
+                Counters::add(&self.shared.counters.routed, 1);
                 return self.route_call(&router, name, msg, deadline).await;
+            } else {
+                // The owner is down and the failover target has not registered the restart yet.
+                if Instant::now() + OWNER_RETRY >= deadline {
+                    return Err(CallError::unavailable(
+                        name,
+                        format!(
+                            "its node {} is down and it has not restarted yet",
+                            entry.owner.name
+                        ),
+                    ));
+                }
+                drop(published);
+                tokio::time::sleep(OWNER_RETRY).await;
             }
-            // The owner is down and the failover target has not registered the restart yet.
-            if Instant::now() + OWNER_RETRY >= deadline {
-                return Err(CallError::Unavailable {
-                    name: name.into(),
-                    reason: format!(
-                        "its node {} is down and it has not restarted yet",
-                        entry.owner.name
-                    ),
-                });
-            }
-            tokio::time::sleep(OWNER_RETRY).await;
         }
     }
 
@@ -372,93 +348,70 @@ impl<C: Handoff> Horde<C> {
         msg: C::Msg,
         deadline: Instant,
     ) -> Result<C::Reply, CallError> {
-        let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::Unavailable {
-            name: name.into(),
-            reason: format!("cannot encode message: {e}"),
-        })?;
-        let wire = Wire::Route {
+        let bytes = postcard::to_stdvec(&msg)
+            .map_err(|e| CallError::unavailable(name, format!("cannot encode message: {e}")))?;
+        let wire = Wire::Route(Route {
             name: name.into(),
             hops: 0,
             body: RouteBody::User(bytes),
-        };
-        let env = Envelope::encode(&wire).map_err(|e| CallError::Unavailable {
-            name: name.into(),
-            reason: e.to_string(),
-        })?;
+        });
+        let env = Envelope::encode(&wire).map_err(|e| CallError::unavailable(name, e))?;
         let (tx, rx) = oneshot::channel();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
         if router.cast(MemberMsg::Call(env, port)).is_err() {
-            return Err(CallError::Unavailable {
-                name: name.into(),
-                reason: "owner unreachable".into(),
-            });
+            return Err(CallError::unavailable(name, "owner unreachable"));
         }
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(bytes)) => decode_reply::<C>(name, &bytes),
-            Ok(Err(_)) => Err(CallError::Unavailable {
-                name: name.into(),
-                reason: "the link to its node closed".into(),
-            }),
+            Ok(Ok(bytes)) => decode_route_reply::<C>(name, bytes),
+            Ok(Err(_)) => Err(CallError::unavailable(name, "the link to its node closed")),
             Err(_) => Err(CallError::Timeout(name.into())),
         }
     }
 
     /// Sends `msg` to `name` without waiting.
     pub fn cast(&self, name: &str, msg: C::Msg) -> Result<(), CallError> {
-        let entry = self
-            .view
+        let published = self.shared.load();
+        let entry = published
+            .core
             .entry(name)
             .ok_or_else(|| CallError::NotFound(name.into()))?;
         let mut msg = msg;
-        if *entry.owner == self.view.me
-            && let Some(actor) = self.view.local(name)
+        if *entry.owner == self.shared.me
+            && let Some(actor) = published.local(name)
         {
-            match actor.cast(HostedMsg::Local {
-                msg,
-                reply: Reply::None,
-            }) {
+            let m = HostedMsg::<C>(ChildInput::Message(ChildMsg {
+                body: Body::Typed(msg),
+                hops: 0,
+                reply: None,
+            }));
+            match actor.cast(m) {
                 Ok(()) => return Ok(()),
-                Err(ractor::MessagingErr::SendErr(HostedMsg::Local { msg: m, .. })) => msg = m,
+                Err(ractor::MessagingErr::SendErr(HostedMsg(ChildInput::Message(ChildMsg {
+                    body: Body::Typed(m),
+                    ..
+                })))) => msg = m,
                 Err(_) => return Err(CallError::NotFound(name.into())),
             }
         }
-        let member = self
+        let router = self
             .router_for(&entry.owner)
-            .ok_or_else(|| CallError::Unavailable {
-                name: name.into(),
-                reason: "its node is down".into(),
-            })?;
-        let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::Unavailable {
-            name: name.into(),
-            reason: e.to_string(),
-        })?;
-        let env = Envelope::encode(&Wire::Route {
-            name: name.into(),
-            hops: 0,
-            body: RouteBody::User(bytes),
-        })
-        .map_err(|e| CallError::Unavailable {
-            name: name.into(),
-            reason: e.to_string(),
-        })?;
-        member
-            .cast(MemberMsg::Cast(env))
-            .map_err(|_| CallError::Unavailable {
-                name: name.into(),
-                reason: "owner unreachable".into(),
-            })
+            .ok_or_else(|| CallError::unavailable(name, "its node is down"))?;
+        let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::unavailable(name, e))?;
+        if router::send_route(&router, name.into(), 0, RouteBody::User(bytes), None) {
+            Ok(())
+        } else {
+            Err(CallError::unavailable(name, "owner unreachable"))
+        }
     }
 
     /// Subscribes to the events `name` emits, in order, across its moves.
     pub async fn subscribe(&self, name: &str) -> Result<Subscription<C>, CallError> {
         let sink = rand::random::<u64>();
         let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut s) = self.view.sinks.lock() {
-            s.insert(sink, tx);
-        }
+        self.shared.sinks.insert(sink, tx);
         let sub = Subscriber {
-            node: self.view.me.clone(),
+            node: self.shared.me.clone(),
             sink,
         };
         let subscription = Subscription {
@@ -483,38 +436,27 @@ impl<C: Handoff> Horde<C> {
     ) -> Result<(), CallError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let entry = self
-                .view
-                .entry(name)
-                .ok_or_else(|| CallError::NotFound(name.into()))?;
-            if let Some(member) = self.router_for(&entry.owner) {
-                let wire = Wire::Route {
+            let owner = {
+                let published = self.shared.load();
+                let entry = published
+                    .core
+                    .entry(name)
+                    .ok_or_else(|| CallError::NotFound(name.into()))?;
+                (*entry.owner).clone()
+            };
+            if let Some(router) = self.router_for(&owner) {
+                let q = Route {
                     name: name.into(),
                     hops: 0,
                     body,
                 };
-                let answer = call_member(
-                    &member,
-                    &wire,
-                    deadline.saturating_duration_since(Instant::now()),
-                )
-                .await;
-                return match answer.map(|e| e.decode::<crate::wire::RouteReply>()) {
-                    Some(Ok(crate::wire::RouteReply::Ok(_))) => Ok(()),
-                    Some(Ok(crate::wire::RouteReply::NotFound)) => {
-                        Err(CallError::NotFound(name.into()))
-                    }
-                    Some(Ok(crate::wire::RouteReply::Unavailable(reason))) => {
-                        Err(CallError::Unavailable {
-                            name: name.into(),
-                            reason,
-                        })
-                    }
-                    Some(Err(e)) => Err(CallError::Unavailable {
-                        name: name.into(),
-                        reason: e.to_string(),
-                    }),
-                    None => Err(CallError::Timeout(name.into())),
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                return match protocol::call(&router, q, timeout).await {
+                    Ok(RouteReply::Ok(_)) => Ok(()),
+                    Ok(RouteReply::NotFound) => Err(CallError::NotFound(name.into())),
+                    Ok(RouteReply::Unavailable(why)) => Err(CallError::from_unavailable(name, why)),
+                    Err(protocol::CallFailed::Timeout(_)) => Err(CallError::Timeout(name.into())),
+                    Err(e) => Err(CallError::unavailable(name, e)),
                 };
             }
             if Instant::now() >= deadline {
@@ -524,91 +466,90 @@ impl<C: Handoff> Horde<C> {
         }
     }
 
+    /// Moves every child off this node (no new ones arrive); after `deadline`, what is left
+    /// falls back to restart-from-snapshot elsewhere. This is what SIGTERM does.
+    pub async fn drain(&self, deadline: Duration) -> DrainReport {
+        match self.ask(|reply| Request::Drain { deadline, reply }).await {
+            Some(Reply::Drained(report)) => report,
+            _ => DrainReport::default(),
+        }
+    }
+}
+
+impl<C: Child> Horde<C> {
+    /// The router that reaches `owner`'s children: this node's own, or that incarnation's.
+    fn router_for(&self, owner: &NodeId) -> Option<RouterRef> {
+        if *owner == self.shared.me {
+            Some(self.router.clone())
+        } else {
+            self.shared.load().peer_of(owner).map(|p| p.router.clone())
+        }
+    }
+
     /// The node hosting `name` now.
     pub fn whereis(&self, name: &str) -> Option<NodeId> {
-        self.view
-            .registry
-            .read()
-            .ok()?
-            .get(name)
+        self.shared
+            .load()
+            .core
+            .entry(name)
             .map(|e| (*e.owner).clone())
     }
 
     /// Every live name and its node.
     pub fn names(&self) -> Vec<(String, NodeId)> {
-        self.view
+        self.shared
+            .load()
+            .core
             .registry
-            .read()
-            .map(|r| {
-                r.iter()
-                    .filter(|(_, e)| !e.removed)
-                    .map(|(n, e)| (n.to_string(), (*e.owner).clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .iter()
+            .filter(|(_, e)| !e.removed)
+            .map(|(n, e)| (n.to_string(), (*e.owner).clone()))
+            .collect()
     }
 
     /// Names hosted (and serving) on this node.
     pub fn local_names(&self) -> Vec<String> {
-        self.view.local_names()
+        self.shared.load().local_names()
     }
 
     /// Live names in the registry.
     pub fn registry_len(&self) -> usize {
-        self.view.registry.read().map(|r| r.live()).unwrap_or(0)
+        self.shared.load().core.registry.live()
     }
 
     /// A copy of the registry replica (for comparing replicas in tests and tools).
     pub fn registry_snapshot(&self) -> Registry {
-        self.view
-            .registry
-            .read()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.shared.load().core.registry.clone()
     }
 
     /// Members, this node first.
     pub fn members(&self) -> Vec<MemberInfo> {
-        self.view.member_list()
+        self.shared.load().core.member_list()
     }
 
     /// This member's status.
     pub fn status(&self) -> MemberStatus {
-        self.view.my_status()
+        self.shared.load().core.status
     }
 
     /// Joined and synced (or alone): may take children, counts as ready.
     pub fn is_ready(&self) -> bool {
-        self.view.my_status() == MemberStatus::Alive
+        self.status() == MemberStatus::Alive
     }
 
     /// This node.
     pub fn node(&self) -> &NodeId {
-        &self.view.me
+        &self.shared.me
     }
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.view.counters.snapshot()
+        self.shared.counters.snapshot()
     }
 
     /// The event stream.
     pub fn events(&self) -> broadcast::Receiver<HordeEvent> {
-        self.view.events.subscribe()
-    }
-
-    /// Moves every child off this node (no new ones arrive); after `deadline`, what is left
-    /// falls back to restart-from-snapshot elsewhere. This is what SIGTERM does.
-    pub async fn drain(&self, deadline: Duration) -> DrainReport {
-        let need = self.config.need_peers.clone();
-        handoff::drain(
-            &self.view,
-            &self.member,
-            deadline,
-            self.config.moves,
-            need.as_deref(),
-        )
-        .await
+        self.shared.events.subscribe()
     }
 
     /// Stops the member actor (children stop with the process).
@@ -617,54 +558,6 @@ impl<C: Handoff> Horde<C> {
             .member
             .stop_and_wait(None, Some(Duration::from_secs(2)))
             .await;
-    }
-
-    async fn rebalance_loop(self, rb: RebalanceConfig) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if self.member.get_status() != ractor::ActorStatus::Running {
-                return;
-            }
-            if self.view.my_status() != MemberStatus::Alive {
-                continue;
-            }
-            // Versions differ when any live member runs another version than this node (two
-            // members that differ from each other cannot both match it).
-            let (versions_differ, settling) = self
-                .view
-                .members
-                .read()
-                .map(|m| {
-                    (
-                        m.live().any(|i| i.version != self.view.version),
-                        m.live().any(|i| i.status != MemberStatus::Alive),
-                    )
-                })
-                .unwrap_or((true, true));
-            if versions_differ || settling {
-                continue;
-            }
-            let candidates = self.view.candidates();
-            let moves: Vec<(String, NodeId)> = self
-                .local_names()
-                .into_iter()
-                .filter_map(|n| {
-                    let target = self.view.placement.place(&n, &candidates)?;
-                    (target != self.view.me).then_some((n, target))
-                })
-                .take(rb.rate_per_sec.max(1))
-                .collect();
-            if moves.is_empty() {
-                continue;
-            }
-            info!(children = moves.len(), "rebalancing");
-            let (moved, failed) =
-                handoff::move_children(&self.view, &self.member, moves, self.config.moves).await;
-            if failed > 0 {
-                warn!(moved, failed, "rebalance moves failed");
-            }
-        }
     }
 }
 
@@ -738,14 +631,12 @@ impl<C: Handoff> Subscription<C> {
 
 impl<C: Child> Drop for Subscription<C> {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.horde.view.sinks.lock() {
-            s.remove(&self.sub.sink);
-        }
+        self.horde.shared.sinks.remove(self.sub.sink);
         // Best effort: the child also drops subscribers whose sink is gone on its next event.
-        let Some(entry) = self.horde.view.entry(&self.name) else {
+        let Some(owner) = self.horde.whereis(&self.name) else {
             return;
         };
-        if let Some(router) = self.horde.router_for(&entry.owner) {
+        if let Some(router) = self.horde.router_for(&owner) {
             router::send_route(
                 &router,
                 self.name.clone(),
@@ -754,25 +645,5 @@ impl<C: Child> Drop for Subscription<C> {
                 None,
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_remote_refusal_names_the_owner_once() {
-        let err = start_refused("g", already_started("g", "a@10.0.0.1"));
-        assert!(
-            matches!(&err, StartError::AlreadyStarted { name, owner } if name == "g" && owner == "a@10.0.0.1"),
-            "{err:?}"
-        );
-        assert_eq!(err.to_string(), "`g` is already started on a@10.0.0.1");
-        let err = start_refused("g", "this node is draining; try again".into());
-        assert!(
-            matches!(&err, StartError::Failed { reason, .. } if reason == "this node is draining; try again"),
-            "{err:?}"
-        );
     }
 }

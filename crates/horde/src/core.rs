@@ -1,0 +1,943 @@
+//! The pure core of a horde member: every decision a node makes (membership, registry sync
+//! and repair, placement of new children, moves in and out, drains, failover of a dead node's
+//! children, conflicts after a partition) as a state machine with no I/O, no tasks, no locks
+//! and no clock of its own.
+//!
+//! [`Core::on`] takes the time now and one [`Input`] (a peer's message, a node event, a local
+//! request, a report from a hosted child, a tick) and returns the [`Effect`]s to carry out
+//! (messages to send, children to spawn, commands to children, replies, events). The member
+//! actor is a shell that runs effects; the deterministic simulator runs the same core with
+//! virtual time and a simulated network. Children have a core of their own, [`child`], run by
+//! the hosted actor (or the simulator) and talking to this one through [`ChildCmd`] and
+//! [`ChildReport`].
+//!
+//! # Layout
+//! - this file: inputs, effects, the state and the dispatch.
+//! - `sync`: hellos, membership, registry sync, deltas and their acknowledgements, readiness.
+//! - `moves`: waves of moves out (drain, rebalance) and offers in.
+//! - `failover`: snapshots held for others, restarts of a dead node's children, crashes,
+//!   conflicts.
+//! - [`child`]: one hosted child's core (live, frozen, forwarding).
+//!
+//! `T` is the reply token of a request: a oneshot or a ractor reply port in production, a
+//! client id in the simulator. The core never looks inside it.
+
+pub mod child;
+mod failover;
+mod moves;
+mod sync;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use discovery::{DownReason, NodeId};
+use tracing::info;
+
+use crate::child::RestartPolicy;
+use crate::membership::{MemberInfo, MemberStatus, Members, Version};
+use crate::placement::{Candidate, Placement};
+use crate::protocol::{MAX_HOPS, RouteReply, StartRefusal, Subscriber, Unavailable, Wire};
+use crate::registry::{Entry, Registry};
+use crate::stats::{Counters, HordeEvent};
+
+pub use self::moves::{DrainReport, MoveConfig, RebalanceConfig, plan_waves};
+
+/// How often the shell should feed [`Input::Tick`].
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// What a core is configured with (never changes).
+#[derive(Clone)]
+pub struct CoreConfig {
+    /// Become alive after this long even if no peer said hello.
+    pub join_timeout: Duration,
+    /// A child crashing more than this often within `restart_window` is removed.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub restart_window: Duration,
+    /// What a crash of the child type does.
+    pub restart_policy: RestartPolicy,
+    /// Move waves.
+    pub moves: MoveConfig,
+    /// Rebalance when a member joins (off when `None`).
+    pub rebalance: Option<RebalanceConfig>,
+    /// Where children go.
+    pub placement: Arc<dyn Placement>,
+}
+
+impl std::fmt::Debug for CoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreConfig")
+            .field("join_timeout", &self.join_timeout)
+            .field("moves", &self.moves)
+            .field("rebalance", &self.rebalance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a child begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// From its spec (postcard of `C::Spec`).
+    Fresh {
+        /// Spec bytes.
+        spec: Arc<[u8]>,
+    },
+    /// From moved or snapshotted state.
+    Restore {
+        /// Schema of `state`.
+        schema: u16,
+        /// The state.
+        state: Vec<u8>,
+        /// Who gets its events.
+        subscribers: Vec<Subscriber>,
+        /// Sequence number of its last event.
+        event_seq: u64,
+    },
+}
+
+/// What a frozen child hands over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frozen {
+    /// Schema of `state`.
+    pub schema: u16,
+    /// The state.
+    pub state: Vec<u8>,
+    /// Its subscribers.
+    pub subscribers: Vec<Subscriber>,
+    /// Sequence number of its last event.
+    pub event_seq: u64,
+}
+
+/// A command from the core to one of its hosted children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildCmd {
+    /// Start a move: capture the state (behind every message already queued), buffer what
+    /// follows; answer [`ChildReport::Frozen`] with the same ticket.
+    Freeze {
+        /// Matches the answer to the request.
+        ticket: u64,
+    },
+    /// The move succeeded: forward the buffer to `to`, then forward everything.
+    Release {
+        /// The new owner.
+        to: NodeId,
+    },
+    /// The move failed: apply the buffer here and carry on.
+    Thaw,
+    /// Stop now; with `report`, answer [`ChildReport::Stopped`] with the last state first.
+    Stop {
+        /// Report the last state.
+        report: bool,
+    },
+}
+
+/// What a hosted child tells the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildReport {
+    /// The answer to [`ChildCmd::Freeze`]; `None` when the child was not live.
+    Frozen {
+        /// The request's ticket.
+        ticket: u64,
+        /// What it hands over.
+        frozen: Option<Frozen>,
+    },
+    /// A snapshot for its backup.
+    Snapshot(crate::protocol::SnapshotItem),
+    /// The child asked to stop (its name is removed).
+    StopRequested,
+    /// A callback panicked; the child is gone.
+    Crashed {
+        /// The panic.
+        error: String,
+    },
+    /// The answer to `Stop { report: true }`.
+    Stopped {
+        /// Its last schema and state.
+        state: Option<(u16, Vec<u8>)>,
+    },
+}
+
+/// What a conflict callback receives: the losing copy's state before it stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConflictReport {
+    /// The name.
+    pub name: String,
+    /// The surviving owner.
+    pub winner: NodeId,
+    /// The loser's schema and state, when the child could be dehydrated.
+    pub loser_state: Option<(u16, Vec<u8>)>,
+}
+
+/// Why a child could not be spawned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpawnError {
+    /// Its spec does not decode.
+    #[error("malformed spec: {0}")]
+    MalformedSpec(String),
+    /// Its state could not be restored.
+    #[error("{0}")]
+    Rehydrate(String),
+    /// The actor did not start.
+    #[error("{0}")]
+    Actor(String),
+}
+
+/// A request from this node's handle (or a remote handle's call).
+#[derive(Debug)]
+pub enum Request<T> {
+    /// Start a child here (placement chose this node); answered with [`Reply::Started`] once
+    /// every member acknowledged the name.
+    Start {
+        /// The name.
+        name: String,
+        /// Spec bytes.
+        spec: Vec<u8>,
+        /// Where the answer goes.
+        reply: T,
+    },
+    /// Stop a child hosted here and remove its name; answered with [`Reply::Stopped`].
+    Stop {
+        /// The name.
+        name: String,
+        /// Where the answer goes.
+        reply: T,
+    },
+    /// Hand every child to other members within `deadline`; answered with [`Reply::Drained`].
+    Drain {
+        /// How long the drain may take.
+        deadline: Duration,
+        /// Where the answer goes.
+        reply: T,
+    },
+    /// Discovery found no peers: become alive without waiting for any.
+    NoPeersExpected,
+}
+
+/// An answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The outcome of `Start`.
+    Started(Result<NodeId, StartRefusal>),
+    /// The outcome of `Stop`: whether the child was here.
+    Stopped(bool),
+    /// The outcome of `Drain`.
+    Drained(DrainReport),
+}
+
+/// One input of the core.
+#[derive(Debug)]
+pub enum Input<T> {
+    /// The connector reports a node up (a new link; its actors are not reachable yet).
+    NodeUp(NodeId),
+    /// The shell found the node's member actor: messages to it can be sent.
+    PeerReady(NodeId),
+    /// The shell gave up looking for the node's member actor (it runs no horde).
+    PeerUnreachable(NodeId),
+    /// The connector reports a node down.
+    NodeDown {
+        /// Which run.
+        id: NodeId,
+        /// Why.
+        reason: DownReason,
+    },
+    /// A decoded message from another member.
+    Peer(Wire),
+    /// A local request.
+    Request(Request<T>),
+    /// The outcome of an [`Effect::Spawn`].
+    Spawned {
+        /// The child.
+        name: Arc<str>,
+        /// Started, or why not.
+        result: Result<(), SpawnError>,
+    },
+    /// A hosted child's report.
+    Child {
+        /// The child.
+        name: Arc<str>,
+        /// What it says.
+        report: ChildReport,
+    },
+    /// Periodic work (every [`TICK`]).
+    Tick,
+}
+
+/// One thing for the shell to do, in order.
+#[derive(Debug)]
+pub enum Effect<T> {
+    /// Send a message to one member (dropped if its link is gone).
+    Send {
+        /// The member.
+        to: NodeId,
+        /// The message.
+        wire: Wire,
+    },
+    /// Send the same message to several members.
+    Broadcast {
+        /// The members.
+        to: Vec<NodeId>,
+        /// The message.
+        wire: Wire,
+    },
+    /// Start hosting a child; answer with [`Input::Spawned`].
+    Spawn {
+        /// The name.
+        name: Arc<str>,
+        /// How it begins.
+        init: Init,
+        /// Its registry epoch.
+        epoch: u64,
+        /// Arriving in a move: only its previous owner's forwards reach it until it serves.
+        pending: bool,
+    },
+    /// A pending child now serves (its move committed).
+    Serve {
+        /// The child.
+        name: Arc<str>,
+    },
+    /// The child no longer runs here (moved, stopped, lost a conflict): stop routing to it.
+    Forget {
+        /// The child.
+        name: Arc<str>,
+    },
+    /// A command to a hosted child.
+    ToChild {
+        /// The child.
+        name: Arc<str>,
+        /// The command.
+        cmd: ChildCmd,
+    },
+    /// Answer a request.
+    Reply {
+        /// Where.
+        to: T,
+        /// What.
+        reply: Reply,
+    },
+    /// This node's copy of a name lost a conflict; its last state is attached.
+    Conflict(ConflictReport),
+    /// Something happened (for event subscribers).
+    Event(HordeEvent),
+    /// A drain has nobody to move to: look for peers again now.
+    NeedPeers,
+}
+
+/// What the read side sees of the core (published by the shell after every change).
+#[derive(Debug, Clone)]
+pub struct CoreView {
+    /// This node.
+    pub me: NodeId,
+    /// This node's app version.
+    pub version: Version,
+    /// This member's own status.
+    pub status: MemberStatus,
+    /// The registry replica.
+    pub registry: Registry,
+    /// Other members (dead ones until forgotten).
+    pub members: Members,
+    /// Members that said hello, by node name: the ones messages may be routed to.
+    pub peers: HashMap<String, NodeId>,
+}
+
+impl CoreView {
+    /// The live registry entry of `name`.
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.registry.get(name)
+    }
+
+    /// The member list with this node first.
+    pub fn member_list(&self) -> Vec<MemberInfo> {
+        let mut out = vec![MemberInfo {
+            node: self.me.clone(),
+            status: self.status,
+            version: self.version.clone(),
+        }];
+        out.extend(self.members.iter().cloned());
+        out
+    }
+
+    /// Every member including this node, as placement sees them.
+    pub fn candidates(&self, wants_load: bool) -> Vec<Candidate> {
+        candidates(
+            &self.me,
+            &self.version,
+            self.status,
+            &self.members,
+            &self.registry,
+            wants_load,
+        )
+    }
+
+    /// True when `node` (that incarnation) is a member that said hello and is not dead.
+    pub fn is_peer(&self, node: &NodeId) -> bool {
+        self.peers.get(&node.name) == Some(node)
+    }
+
+    /// Where a routed message for `name` that is not hosted here goes next: the owner the
+    /// registry names, or the answer to give instead.
+    pub fn forward_to(&self, name: &str, hops: u8) -> Result<NodeId, RouteReply> {
+        let Some(entry) = self.registry.get(name) else {
+            return Err(RouteReply::NotFound);
+        };
+        if *entry.owner == self.me {
+            return Err(RouteReply::Unavailable(Unavailable::Restarting));
+        }
+        if hops >= MAX_HOPS {
+            return Err(RouteReply::Unavailable(Unavailable::TooManyHops));
+        }
+        if !self.is_peer(&entry.owner) {
+            return Err(RouteReply::Unavailable(Unavailable::OwnerUnreachable {
+                owner: entry.owner.name.clone(),
+            }));
+        }
+        Ok((*entry.owner).clone())
+    }
+}
+
+/// Every member including this node, as placement sees them.
+fn candidates(
+    me: &NodeId,
+    version: &Version,
+    status: MemberStatus,
+    members: &Members,
+    registry: &Registry,
+    wants_load: bool,
+) -> Vec<Candidate> {
+    let mut loads: HashMap<&str, usize> = HashMap::new();
+    if wants_load {
+        for (_, e) in registry.iter().filter(|(_, e)| !e.removed) {
+            *loads.entry(e.owner.name.as_str()).or_insert(0) += 1;
+        }
+    }
+    let load = |n: &NodeId| loads.get(n.name.as_str()).copied().unwrap_or(0);
+    let mut out = vec![Candidate {
+        node: me.clone(),
+        version: version.clone(),
+        status,
+        load: load(me),
+    }];
+    for m in members.iter() {
+        out.push(Candidate {
+            node: m.node.clone(),
+            version: m.version.clone(),
+            status: m.status,
+            load: load(&m.node),
+        });
+    }
+    out
+}
+
+/// A connected peer as the core sees it.
+#[derive(Debug)]
+struct Link {
+    id: NodeId,
+    /// Its member actor was found: messages can be sent.
+    ready: bool,
+    /// The shell gave up finding its member actor.
+    unreachable: bool,
+    hello_sent: bool,
+    sync_sent: bool,
+}
+
+/// A child hosted here and serving.
+#[derive(Debug, Clone)]
+struct Local {
+    /// The registry epoch it serves at.
+    epoch: u64,
+}
+
+/// Why a spawn was asked for; decides what its outcome does.
+#[derive(Debug)]
+enum SpawnFor<T> {
+    /// A new child placed here.
+    Start {
+        reply: T,
+        spec: Arc<[u8]>,
+        epoch: u64,
+    },
+    /// A child arriving in a move.
+    Offer {
+        incoming: u64,
+        epoch: u64,
+        from: NodeId,
+        spec: Arc<[u8]>,
+    },
+    /// A dead node's child restarting here.
+    Restart { entry: Entry, from_snapshot: bool },
+    /// A crashed child restarting in place.
+    CrashRestart { entry: Entry },
+}
+
+/// Registry changes sent in one batch and who has not acknowledged them yet.
+#[derive(Debug)]
+struct AckWait<T> {
+    pending: HashSet<String>,
+    waiters: Vec<T>,
+    deadline: Instant,
+}
+
+/// The core of one horde member; see the module docs.
+pub struct Core<T> {
+    config: CoreConfig,
+    me: NodeId,
+    version: Version,
+    status: MemberStatus,
+    started: Instant,
+    counters: Arc<Counters>,
+    /// The registry replica.
+    registry: Registry,
+    /// Other members.
+    members: Members,
+    /// Connected peers by node name.
+    links: HashMap<String, Link>,
+    /// Members that said hello (routing goes only to them), by node name.
+    peers: HashMap<String, NodeId>,
+    /// Hellos received before their link was ready (the two race).
+    early_hellos: HashMap<String, crate::protocol::Hello>,
+    /// Newest hello number seen per member run.
+    hello_seen: HashMap<NodeId, u64>,
+    /// Numbers this node's hellos.
+    hello_seq: u64,
+    /// Peers whose full registry this node has received (readiness).
+    synced: HashSet<String>,
+    /// Discovery found nobody to wait for.
+    alone: bool,
+    /// Children hosted and serving here.
+    local: HashMap<Arc<str>, Local>,
+    /// Spawns asked for and not answered yet.
+    spawning: HashMap<Arc<str>, SpawnFor<T>>,
+    /// Registry changes to broadcast at the end of this input.
+    outbox: Vec<(Arc<str>, Entry)>,
+    /// Starts waiting for the next flush's acknowledgements.
+    next_flush_waiters: Vec<T>,
+    /// Last delta batch number.
+    batch: u64,
+    /// Batches waiting for acknowledgements.
+    ack_waits: HashMap<u64, AckWait<T>>,
+    /// Recent crashes per child (restart limit).
+    crashes: HashMap<Arc<str>, VecDeque<Instant>>,
+    /// Losers of a conflict whose last state is on the way (for the conflict callback).
+    conflict_waits: HashMap<Arc<str>, NodeId>,
+    /// Failover: snapshots, fetches, restarts.
+    failover: failover::Failover,
+    /// Moves in and out.
+    moves: moves::Moves<T>,
+    /// Correlation ids of requests to other members (offers, snapshot fetches) and tickets.
+    next_id: u64,
+    last_sweep: Instant,
+    /// Something the read side sees changed since the last [`Core::take_view`].
+    dirty: bool,
+}
+
+impl<T> std::fmt::Debug for Core<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("me", &self.me)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Periodic sweeps (orphans nobody restarted, dead members nobody references) run this often.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl<T> Core<T> {
+    /// A joining member.
+    pub fn new(
+        me: NodeId,
+        version: &str,
+        config: CoreConfig,
+        counters: Arc<Counters>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            config,
+            me,
+            version: Version::parse(version),
+            status: MemberStatus::Joining,
+            started: now,
+            counters,
+            registry: Registry::new(),
+            members: Members::new(),
+            links: HashMap::new(),
+            peers: HashMap::new(),
+            early_hellos: HashMap::new(),
+            hello_seen: HashMap::new(),
+            hello_seq: 0,
+            synced: HashSet::new(),
+            alone: false,
+            local: HashMap::new(),
+            spawning: HashMap::new(),
+            outbox: Vec::new(),
+            next_flush_waiters: Vec::new(),
+            batch: 0,
+            ack_waits: HashMap::new(),
+            crashes: HashMap::new(),
+            conflict_waits: HashMap::new(),
+            failover: failover::Failover::default(),
+            moves: moves::Moves::default(),
+            next_id: 0,
+            last_sweep: now,
+            dirty: true,
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// This member's status.
+    pub fn status(&self) -> MemberStatus {
+        self.status
+    }
+
+    /// The registry replica.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Names of the children serving here.
+    pub fn local_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.local.keys()
+    }
+
+    /// The epoch a child serving here serves at.
+    pub fn local_epoch(&self, name: &str) -> Option<u64> {
+        self.local.get(name).map(|l| l.epoch)
+    }
+
+    /// A copy of what readers see, when it changed since the last call.
+    pub fn take_view(&mut self) -> Option<CoreView> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
+        Some(self.view())
+    }
+
+    /// A copy of what readers see.
+    pub fn view(&self) -> CoreView {
+        CoreView {
+            me: self.me.clone(),
+            version: self.version.clone(),
+            status: self.status,
+            registry: self.registry.clone(),
+            members: self.members.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+
+    /// Handles one input; returns what to do, in order.
+    pub fn on(&mut self, now: Instant, input: Input<T>) -> Vec<Effect<T>> {
+        let mut out = Vec::new();
+        match input {
+            Input::NodeUp(id) => self.on_up(id),
+            Input::PeerReady(id) => self.on_peer_ready(now, &mut out, id),
+            Input::PeerUnreachable(id) => {
+                if let Some(l) = self.links.get_mut(&id.name).filter(|l| l.id == id) {
+                    l.unreachable = true;
+                }
+                self.check_ready(now, &mut out);
+            }
+            Input::NodeDown { id, reason } => {
+                tracing::debug!(node = %id, ?reason, "member node down");
+                self.on_down(now, &mut out, &id);
+            }
+            Input::Peer(wire) => self.on_wire(now, &mut out, wire),
+            Input::Request(request) => self.on_request(now, &mut out, request),
+            Input::Spawned { name, result } => self.on_spawned(now, &mut out, name, result),
+            Input::Child { name, report } => self.on_child(now, &mut out, name, report),
+            Input::Tick => self.on_tick(now, &mut out),
+        }
+        if !self.outbox.is_empty() || !self.next_flush_waiters.is_empty() {
+            self.flush(now, &mut out);
+        }
+        out
+    }
+
+    fn on_request(&mut self, now: Instant, out: &mut Vec<Effect<T>>, request: Request<T>) {
+        match request {
+            Request::Start { name, spec, reply } => self.start_here(out, name, spec, reply),
+            Request::Stop { name, reply } => {
+                let found = self.local.contains_key(name.as_str());
+                if found {
+                    let key: Arc<str> = Arc::from(name.as_str());
+                    out.push(Effect::ToChild {
+                        name: key,
+                        cmd: ChildCmd::Stop { report: false },
+                    });
+                    self.remove_name(out, &name);
+                }
+                out.push(Effect::Reply {
+                    to: reply,
+                    reply: Reply::Stopped(found),
+                });
+            }
+            Request::Drain { deadline, reply } => self.start_drain(now, out, deadline, reply),
+            Request::NoPeersExpected => {
+                self.alone = true;
+                self.check_ready(now, out);
+            }
+        }
+    }
+
+    fn on_wire(&mut self, now: Instant, out: &mut Vec<Effect<T>>, wire: Wire) {
+        match wire {
+            Wire::Hello(hello) => self.on_hello(now, out, hello),
+            Wire::Sync {
+                from,
+                nodes,
+                entries,
+                done,
+            } => {
+                self.merge_entries(out, &nodes, entries);
+                if done {
+                    self.synced.insert(from.name);
+                    self.check_ready(now, out);
+                }
+            }
+            Wire::Deltas {
+                from,
+                batch,
+                nodes,
+                entries,
+            } => {
+                self.merge_entries(out, &nodes, entries);
+                out.push(Effect::Send {
+                    to: from,
+                    wire: Wire::DeltaAck {
+                        node: self.me.clone(),
+                        batch,
+                    },
+                });
+            }
+            Wire::DeltaAck { node, batch } => self.on_ack(out, &node.name, batch),
+            Wire::Offer { from, id, items } => self.on_offer(out, from, id, items),
+            Wire::OfferReply {
+                from,
+                id,
+                accepted,
+                refused,
+            } => self.on_offer_reply(now, out, from, id, accepted, refused),
+            Wire::Abort { names } => self.on_abort(out, names),
+            Wire::Snapshots { items } => self.failover.hold(items),
+            Wire::FetchSnapshots { from, id, names } => {
+                let items = self.failover.held(&names);
+                out.push(Effect::Send {
+                    to: from,
+                    wire: Wire::SnapshotsFound {
+                        from: self.me.clone(),
+                        id,
+                        items,
+                    },
+                });
+            }
+            Wire::SnapshotsFound { from, id, items } => {
+                self.on_snapshots_found(now, out, from, id, items)
+            }
+            Wire::StartChild(_) | Wire::Route(_) | Wire::Event { .. } => {
+                // Calls and data-plane messages are the shell's (it turns a StartChild call into
+                // a request with a reply token); nothing to decide here.
+                tracing::debug!(
+                    message = "misrouted",
+                    "a call or routed message reached the core"
+                );
+            }
+        }
+    }
+
+    fn on_spawned(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        name: Arc<str>,
+        result: Result<(), SpawnError>,
+    ) {
+        let Some(purpose) = self.spawning.remove(&name) else {
+            return;
+        };
+        match purpose {
+            SpawnFor::Start { reply, spec, epoch } => match result {
+                Ok(()) => {
+                    self.local.insert(name.clone(), Local { epoch });
+                    let entry = Entry {
+                        owner: Arc::new(self.me.clone()),
+                        epoch,
+                        spec,
+                        removed: false,
+                    };
+                    self.publish(name, entry);
+                    self.next_flush_waiters.push(reply);
+                }
+                Err(e) => {
+                    let refusal = match e {
+                        SpawnError::MalformedSpec(e) => StartRefusal::MalformedSpec(e),
+                        other => StartRefusal::Failed(other.to_string()),
+                    };
+                    out.push(Effect::Reply {
+                        to: reply,
+                        reply: Reply::Started(Err(refusal)),
+                    });
+                }
+            },
+            SpawnFor::Offer {
+                incoming,
+                epoch,
+                from,
+                spec,
+            } => self.offer_spawned(now, out, incoming, name, epoch, from, spec, result),
+            SpawnFor::Restart {
+                entry,
+                from_snapshot,
+            } => self.restart_spawned(out, name, entry, from_snapshot, result),
+            SpawnFor::CrashRestart { entry } => {
+                self.crash_restart_spawned(out, name, entry, result)
+            }
+        }
+    }
+
+    fn on_child(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        name: Arc<str>,
+        report: ChildReport,
+    ) {
+        match report {
+            ChildReport::Frozen { ticket, frozen } => {
+                self.on_frozen(now, out, ticket, name, frozen)
+            }
+            ChildReport::Snapshot(item) => {
+                if let Some(backup) = self.place_elsewhere(&item.name) {
+                    self.failover.queue_out(backup.name, item);
+                }
+            }
+            ChildReport::StopRequested => {
+                out.push(Effect::Forget { name: name.clone() });
+                self.remove_name(out, &name);
+            }
+            ChildReport::Crashed { error } => self.on_child_crash(now, out, name, error),
+            ChildReport::Stopped { state } => {
+                if let Some(winner) = self.conflict_waits.remove(&name) {
+                    out.push(Effect::Conflict(ConflictReport {
+                        name: name.to_string(),
+                        winner,
+                        loser_state: state,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        // Snapshots to their backups.
+        for (node, items) in self.failover.take_out() {
+            if let Some(to) = self.peers.get(&node) {
+                out.push(Effect::Send {
+                    to: to.clone(),
+                    wire: Wire::Snapshots { items },
+                });
+            }
+        }
+        self.expire_acks(now, out);
+        self.moves_tick(now, out);
+        self.fetches_tick(now, out);
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            self.failover(now, out);
+            self.forget_gone_members();
+        }
+        self.check_ready(now, out);
+    }
+
+    // === shared helpers ===
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Records a registry change made here and queues it for the flush at the end of this
+    /// input.
+    fn publish(&mut self, name: Arc<str>, entry: Entry) {
+        self.registry.merge(&name, entry.clone());
+        self.outbox.push((name, entry));
+        self.dirty = true;
+    }
+
+    fn set_status(&mut self, out: &mut Vec<Effect<T>>, status: MemberStatus) {
+        self.status = status;
+        self.dirty = true;
+        info!(node = %self.me, %status, "member status");
+        self.announce(out);
+    }
+
+    /// True when `node` (that incarnation) is known to be gone: marked dead, or replaced by a
+    /// newer incarnation. An owner this node has not heard of yet (a member that just joined)
+    /// is not dead: its children are not orphans.
+    fn is_dead(&self, node: &NodeId) -> bool {
+        if *node == self.me {
+            return false;
+        }
+        if node.name == self.me.name {
+            return node.incarnation < self.me.incarnation;
+        }
+        self.members.get(&node.name).is_some_and(|m| {
+            m.node.incarnation > node.incarnation
+                || (m.node == *node && m.status == MemberStatus::Dead)
+        })
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        candidates(
+            &self.me,
+            &self.version,
+            self.status,
+            &self.members,
+            &self.registry,
+            self.config.placement.wants_load(),
+        )
+    }
+
+    /// Every member but this node, as placement sees them.
+    fn others(&self) -> Vec<Candidate> {
+        let mut c = self.candidates();
+        c.retain(|c| c.node != self.me);
+        c
+    }
+
+    /// Where `name` should live if this node were not a candidate (its drain target, its
+    /// backup for snapshots).
+    fn place_elsewhere(&self, name: &str) -> Option<NodeId> {
+        self.config.placement.place(name, &self.others())
+    }
+
+    /// Removes `name` (a tombstone at the next epoch) when this node owns it.
+    fn remove_name(&mut self, out: &mut Vec<Effect<T>>, name: &str) {
+        let Some(e) = self.registry.get(name).cloned() else {
+            return;
+        };
+        if *e.owner != self.me {
+            return;
+        }
+        if self.local.remove(name).is_some() {
+            out.push(Effect::Forget {
+                name: Arc::from(name),
+            });
+        }
+        self.publish(
+            Arc::from(name),
+            Entry {
+                owner: e.owner.clone(),
+                epoch: e.epoch + 1,
+                spec: e.spec.clone(),
+                removed: true,
+            },
+        );
+    }
+
+    fn emit(&self, out: &mut Vec<Effect<T>>, event: HordeEvent) {
+        out.push(Effect::Event(event));
+    }
+}

@@ -1,0 +1,467 @@
+//! Membership and registry sync: hellos, full syncs on first contact, deltas with
+//! acknowledgements, readiness, node events, starting children placed here.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use discovery::NodeId;
+use tracing::{debug, info, warn};
+
+use super::{AckWait, Core, Effect, Link, Reply, SpawnFor};
+use crate::membership::{MemberInfo, MemberStatus, Version};
+use crate::protocol::{Hello, MIN_PROTOCOL, PROTOCOL, StartRefusal, Wire, WireEntry};
+use crate::registry::{self, Entry, Merged};
+use crate::stats::{Counters, HordeEvent};
+
+/// A start waits at most this long for every member to acknowledge the new name.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Registry entries per sync message.
+const SYNC_CHUNK: usize = 20_000;
+
+impl<T> Core<T> {
+    pub(super) fn hello(&mut self) -> Wire {
+        self.hello_seq += 1;
+        Wire::Hello(Hello {
+            node: self.me.clone(),
+            protocol: PROTOCOL,
+            version: self.version.0.clone(),
+            status: self.status,
+            seq: self.hello_seq,
+        })
+    }
+
+    /// Tells every ready link this member's current status. Hellos are numbered, so a stale one
+    /// arriving late is ignored.
+    pub(super) fn announce(&mut self, out: &mut Vec<Effect<T>>) {
+        let hello = self.hello();
+        let to: Vec<NodeId> = self
+            .links
+            .values_mut()
+            .filter(|l| l.ready)
+            .map(|l| {
+                l.hello_sent = true;
+                l.id.clone()
+            })
+            .collect();
+        if !to.is_empty() {
+            out.push(Effect::Broadcast { to, wire: hello });
+        }
+    }
+
+    pub(super) fn on_up(&mut self, id: NodeId) {
+        let fresh = self.links.get(&id.name).is_none_or(|l| l.id != id);
+        let link = self.links.entry(id.name.clone()).or_insert_with(|| Link {
+            id: id.clone(),
+            ready: false,
+            unreachable: false,
+            hello_sent: false,
+            sync_sent: false,
+        });
+        if fresh {
+            link.hello_sent = false;
+            link.sync_sent = false;
+        }
+        // A new link (or a replaced one): its proxies are new; the shell looks the member
+        // actor up again and says `PeerReady`.
+        link.id = id;
+        link.ready = false;
+        link.unreachable = false;
+    }
+
+    pub(super) fn on_peer_ready(&mut self, now: Instant, out: &mut Vec<Effect<T>>, id: NodeId) {
+        let hello = self.hello();
+        let Some(link) = self.links.get_mut(&id.name).filter(|l| l.id == id) else {
+            return;
+        };
+        link.ready = true;
+        if !link.hello_sent {
+            link.hello_sent = true;
+            out.push(Effect::Send {
+                to: id.clone(),
+                wire: hello,
+            });
+        }
+        if let Some(h) = self.early_hellos.remove(&id.name) {
+            self.on_hello(now, out, h);
+        }
+        self.check_ready(now, out);
+    }
+
+    pub(super) fn on_hello(&mut self, now: Instant, out: &mut Vec<Effect<T>>, hello: Hello) {
+        let Hello {
+            node,
+            protocol,
+            version,
+            status,
+            seq,
+        } = hello;
+        if !(MIN_PROTOCOL..=PROTOCOL).contains(&protocol) {
+            warn!(member = %node, protocol, supported = ?(MIN_PROTOCOL..=PROTOCOL), "refusing member: incompatible horde protocol (upgrade the older node)");
+            return;
+        }
+        let ready = self
+            .links
+            .get(&node.name)
+            .is_some_and(|l| l.id == node && l.ready);
+        if !ready {
+            // Its Up event, or its member actor, has not arrived yet: keep the newest hello
+            // until `on_peer_ready` can answer it.
+            let newer = self
+                .early_hellos
+                .get(&node.name)
+                .is_none_or(|h| (h.node.incarnation, h.seq) < (node.incarnation, seq));
+            if newer {
+                self.early_hellos.insert(
+                    node.name.clone(),
+                    Hello {
+                        node,
+                        protocol,
+                        version,
+                        status,
+                        seq,
+                    },
+                );
+            }
+            return;
+        }
+        let hello_sent = self.links.get(&node.name).is_some_and(|l| l.hello_sent);
+        if !hello_sent {
+            let ours = self.hello();
+            out.push(Effect::Send {
+                to: node.clone(),
+                wire: ours,
+            });
+        }
+        let Some(link) = self.links.get_mut(&node.name) else {
+            return;
+        };
+        link.hello_sent = true;
+        let send_sync = !link.sync_sent;
+        link.sync_sent = true;
+        let info = MemberInfo {
+            node: node.clone(),
+            status,
+            version: Version::parse(&version),
+        };
+        let fresh_info = self.hello_seen.get(&node).is_none_or(|last| seq > *last);
+        let changed = fresh_info && self.members.upsert(info.clone()).is_some();
+        if fresh_info {
+            self.hello_seen
+                .retain(|n, _| n.name != node.name || n.incarnation >= node.incarnation);
+            self.hello_seen.insert(node.clone(), seq);
+        }
+        if self.peers.get(&node.name) != Some(&node) {
+            self.peers.insert(node.name.clone(), node.clone());
+            self.dirty = true;
+        }
+        if changed {
+            self.dirty = true;
+            info!(member = %node, %status, version = %version, "member");
+            self.emit(out, HordeEvent::Member(info));
+        }
+        if send_sync {
+            self.send_sync(out, &node);
+        }
+        if changed && status == MemberStatus::Alive {
+            // It may be the failover target some orphans wait for.
+            self.failover(now, out);
+        }
+        let _ = now;
+    }
+
+    fn send_sync(&self, out: &mut Vec<Effect<T>>, to: &NodeId) {
+        let entries: Vec<(&Arc<str>, &Entry)> = self.registry.iter().collect();
+        let chunks: Vec<&[(&Arc<str>, &Entry)]> = if entries.is_empty() {
+            vec![&[]]
+        } else {
+            entries.chunks(SYNC_CHUNK).collect()
+        };
+        let last = chunks.len() - 1;
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let (nodes, wire) = registry::to_wire(chunk.iter().map(|(n, e)| (*n, *e)));
+            out.push(Effect::Send {
+                to: to.clone(),
+                wire: Wire::Sync {
+                    from: self.me.clone(),
+                    nodes,
+                    entries: wire,
+                    done: i == last,
+                },
+            });
+        }
+    }
+
+    /// Merges entries from another member; settles conflicts and commits incoming moves.
+    pub(super) fn merge_entries(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        nodes: &[NodeId],
+        entries: Vec<WireEntry>,
+    ) {
+        let (entries, bad) = registry::from_wire(nodes, entries);
+        for name in bad {
+            warn!(child = %name, "registry entry with a bad owner index dropped");
+        }
+        let mut losers: Vec<(String, NodeId)> = Vec::new();
+        let mut commits: Vec<Arc<str>> = Vec::new();
+        for (name, entry) in entries {
+            let mine = *entry.owner == self.me;
+            let epoch = entry.epoch;
+            match self.registry.merge(&name, entry) {
+                Merged::Kept => continue,
+                Merged::Replaced(old) if *old.owner == self.me && !mine => {
+                    if let Some(new) = self.registry.get_any(&name) {
+                        losers.push((name.clone(), (*new.owner).clone()));
+                    }
+                }
+                Merged::Inserted | Merged::Replaced(_)
+                    if mine && self.moves.pending_epoch(&name) == Some(epoch) =>
+                {
+                    commits.push(Arc::from(name.as_str()));
+                }
+                _ => {}
+            }
+            self.dirty = true;
+        }
+        for name in commits {
+            if let Some(p) = self.moves.take_pending(&name) {
+                self.commit_pending(out, name, p, false);
+            }
+        }
+        for (name, winner) in losers {
+            let key: Arc<str> = Arc::from(name.as_str());
+            if self.local.remove(&key).is_none() {
+                continue;
+            }
+            Counters::add(&self.counters.conflicts, 1);
+            warn!(child = %name, %winner, "name conflict after a partition: this copy lost and stops");
+            self.emit(
+                out,
+                HordeEvent::Conflict {
+                    name: name.clone(),
+                    winner: winner.clone(),
+                },
+            );
+            out.push(Effect::ToChild {
+                name: key.clone(),
+                cmd: super::ChildCmd::Stop { report: true },
+            });
+            out.push(Effect::Forget { name: key.clone() });
+            self.conflict_waits.insert(key, winner);
+        }
+    }
+
+    pub(super) fn on_down(&mut self, now: Instant, out: &mut Vec<Effect<T>>, id: &NodeId) {
+        if self.links.get(&id.name).is_some_and(|l| l.id == *id) {
+            self.links.remove(&id.name);
+        }
+        if self.peers.get(&id.name) == Some(id) {
+            self.peers.remove(&id.name);
+            self.dirty = true;
+        }
+        self.synced.remove(&id.name);
+        if self.members.mark_dead(id) {
+            self.dirty = true;
+            info!(member = %id, "member dead");
+            let version = self
+                .members
+                .get(&id.name)
+                .map(|i| i.version.clone())
+                .unwrap_or_else(|| Version::parse(""));
+            self.emit(
+                out,
+                HordeEvent::Member(MemberInfo {
+                    node: id.clone(),
+                    status: MemberStatus::Dead,
+                    version,
+                }),
+            );
+        }
+        // Nobody waits for its acknowledgements any more.
+        let batches: Vec<u64> = self.ack_waits.keys().copied().collect();
+        for b in batches {
+            self.on_ack(out, &id.name, b);
+        }
+        // Offers to it and snapshot fetches from it will not be answered.
+        self.moves_peer_down(now, out, id);
+        self.fetches_peer_down(out, id);
+        // Children it was moving here: this node holds the newest state; take them.
+        for name in self.moves.pending_from(id) {
+            if let Some(p) = self.moves.take_pending(&name) {
+                info!(child = %name, from = %id, "previous owner died mid-move; taking the child over");
+                self.commit_pending(out, name, p, true);
+            }
+        }
+        self.failover(now, out);
+        self.check_ready(now, out);
+    }
+
+    pub(super) fn flush(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let waiters = std::mem::take(&mut self.next_flush_waiters);
+        if self.outbox.is_empty() {
+            self.started(out, waiters);
+            return;
+        }
+        let entries = std::mem::take(&mut self.outbox);
+        self.batch += 1;
+        let batch = self.batch;
+        let (nodes, wire_entries) = registry::to_wire(entries.iter().map(|(n, e)| (n, e)));
+        let to: Vec<NodeId> = self.peers.values().cloned().collect();
+        if to.is_empty() {
+            self.started(out, waiters);
+            return;
+        }
+        out.push(Effect::Broadcast {
+            to: to.clone(),
+            wire: Wire::Deltas {
+                from: self.me.clone(),
+                batch,
+                nodes,
+                entries: wire_entries,
+            },
+        });
+        self.ack_waits.insert(
+            batch,
+            AckWait {
+                pending: to.into_iter().map(|n| n.name).collect::<HashSet<_>>(),
+                waiters,
+                deadline: now + ACK_TIMEOUT,
+            },
+        );
+    }
+
+    /// Answers starts whose registry change every member acknowledged (or that timed out):
+    /// the child runs here.
+    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<T>) {
+        for w in waiters {
+            out.push(Effect::Reply {
+                to: w,
+                reply: Reply::Started(Ok(self.me.clone())),
+            });
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, out: &mut Vec<Effect<T>>, node: &str, batch: u64) {
+        let done = match self.ack_waits.get_mut(&batch) {
+            Some(w) => {
+                w.pending.remove(node);
+                w.pending.is_empty()
+            }
+            None => false,
+        };
+        if done && let Some(w) = self.ack_waits.remove(&batch) {
+            self.started(out, w.waiters);
+        }
+    }
+
+    /// True when every registry change sent so far is acknowledged (or timed out).
+    pub(super) fn all_acked(&self) -> bool {
+        self.ack_waits.is_empty() && self.outbox.is_empty()
+    }
+
+    pub(super) fn expire_acks(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let expired: Vec<u64> = self
+            .ack_waits
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(b, _)| *b)
+            .collect();
+        for b in expired {
+            if let Some(w) = self.ack_waits.remove(&b) {
+                warn!(batch = b, missing = ?w.pending, "registry change not acknowledged in time");
+                self.started(out, w.waiters);
+            }
+        }
+    }
+
+    pub(super) fn check_ready(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        if self.status != MemberStatus::Joining {
+            return;
+        }
+        let synced_all = self.peers.keys().all(|n| self.synced.contains(n));
+        let waiting_for_link = self.links.values().any(|l| !l.ready && !l.unreachable);
+        let someone = !self.peers.is_empty();
+        let timed_out = now.duration_since(self.started) >= self.config.join_timeout;
+        if synced_all && !waiting_for_link && (someone || self.alone || timed_out) {
+            self.status = MemberStatus::Alive;
+            self.dirty = true;
+            info!(node = %self.me, peers = self.peers.len(), registry = self.registry.live(), "member alive (registry synced)");
+            self.announce(out);
+        }
+    }
+
+    /// Drops dead members that no longer own any name (their children moved or restarted),
+    /// so a long series of rolling updates does not accumulate them.
+    pub(super) fn forget_gone_members(&mut self) {
+        if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
+            return;
+        }
+        let owners: HashSet<&NodeId> = self
+            .registry
+            .iter()
+            .filter(|(_, e)| !e.removed)
+            .map(|(_, e)| &*e.owner)
+            .collect();
+        let gone: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|i| i.status == MemberStatus::Dead && !owners.contains(&i.node))
+            .map(|i| i.node.clone())
+            .collect();
+        for node in gone {
+            self.members.forget(&node);
+            self.hello_seen.remove(&node);
+            self.dirty = true;
+        }
+    }
+
+    /// Starts `name` here at the next epoch, unless it already runs somewhere.
+    pub(super) fn start_here(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        name: String,
+        spec: Vec<u8>,
+        reply: T,
+    ) {
+        let refuse = |out: &mut Vec<Effect<T>>, reply: T, why: StartRefusal| {
+            out.push(Effect::Reply {
+                to: reply,
+                reply: Reply::Started(Err(why)),
+            })
+        };
+        let prev_epoch = match self.registry.get_any(&name) {
+            Some(e) if !e.removed => {
+                let owner = e.owner.name.clone();
+                return refuse(out, reply, StartRefusal::AlreadyStarted { owner });
+            }
+            Some(e) => e.epoch,
+            None => 0,
+        };
+        if matches!(self.status, MemberStatus::Draining | MemberStatus::Dead) {
+            return refuse(out, reply, StartRefusal::Draining);
+        }
+        let key: Arc<str> = Arc::from(name.as_str());
+        if self.spawning.contains_key(&key) || self.local.contains_key(&key) {
+            let owner = self.me.name.clone();
+            return refuse(out, reply, StartRefusal::AlreadyStarted { owner });
+        }
+        let epoch = prev_epoch + 1;
+        let spec: Arc<[u8]> = Arc::from(spec);
+        self.spawning.insert(
+            key.clone(),
+            SpawnFor::Start {
+                reply,
+                spec: spec.clone(),
+                epoch,
+            },
+        );
+        out.push(Effect::Spawn {
+            name: key,
+            init: super::Init::Fresh { spec },
+            epoch,
+            pending: false,
+        });
+        debug!(child = %name, epoch, "starting child here");
+    }
+}

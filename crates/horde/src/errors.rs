@@ -1,0 +1,104 @@
+//! The errors a [`crate::Horde`] handle returns. Each says what happened and what to do.
+
+use crate::protocol::{StartRefusal, Unavailable};
+
+/// Why a horde could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HordeError {
+    /// The member actor did not start.
+    #[error("cannot start the horde member: {0}")]
+    Start(String),
+}
+
+/// Why a child could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StartError {
+    /// The name runs already.
+    #[error("`{name}` is already started on {owner}")]
+    AlreadyStarted {
+        /// The name.
+        name: String,
+        /// Where it runs.
+        owner: String,
+    },
+    /// No member can take children (all joining or draining).
+    #[error("no member can take children now (the cluster is starting or draining); retry")]
+    NoMember,
+    /// The chosen member refused or failed.
+    #[error("starting `{name}` failed: {reason}")]
+    Failed {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl StartError {
+    /// The error for a member's refusal to start `name`.
+    pub(crate) fn refused(name: &str, refusal: StartRefusal) -> Self {
+        match refusal {
+            StartRefusal::AlreadyStarted { owner } => StartError::AlreadyStarted {
+                name: name.into(),
+                owner,
+            },
+            other => StartError::Failed {
+                name: name.into(),
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Why a call did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// No child of that name in the cluster.
+    #[error("no child named `{0}`")]
+    NotFound(String),
+    /// The child exists but could not be reached; the message may or may not have been applied.
+    #[error("child `{name}` is unavailable: {reason}")]
+    Unavailable {
+        /// The child.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// No answer in time; the message may or may not have been applied.
+    #[error("child `{0}` did not answer in time")]
+    Timeout(String),
+}
+
+impl CallError {
+    pub(crate) fn unavailable(name: &str, why: impl std::fmt::Display) -> Self {
+        CallError::Unavailable {
+            name: name.into(),
+            reason: why.to_string(),
+        }
+    }
+
+    pub(crate) fn from_unavailable(name: &str, why: Unavailable) -> Self {
+        Self::unavailable(name, why)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remote_refusal_names_the_owner_once() {
+        let err = StartError::refused(
+            "g",
+            StartRefusal::AlreadyStarted {
+                owner: "a@10.0.0.1".into(),
+            },
+        );
+        assert_eq!(err.to_string(), "`g` is already started on a@10.0.0.1");
+        let err = StartError::refused("g", StartRefusal::Draining);
+        assert_eq!(
+            err.to_string(),
+            "starting `g` failed: this node is draining; try again"
+        );
+    }
+}

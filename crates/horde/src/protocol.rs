@@ -1,0 +1,563 @@
+//! The horde protocol: every message that crosses the cluster between horde members, their
+//! codecs, and the typed requests with the reply each names. The bottom layer: this module
+//! imports nothing else of the crate, so the pure core, the read side and the actors all build
+//! on it without cycles.
+//!
+//! Every member exposes two remotable actors (a member for control, a router for data) whose
+//! message type has exactly two wire variants, `Cast` and `Call`, carrying a
+//! [`discovery::Envelope`]; they never change, so nodes of two releases always reach each
+//! other's decoder. Inside, [`Wire`] is versioned by [`PROTOCOL`]: a peer outside
+//! [`MIN_PROTOCOL`]..=[`PROTOCOL`] is refused with a log line at `Hello`. New variants go at
+//! the end (postcard numbers them); a node that cannot decode one logs and drops it.
+//!
+//! Requests between members are casts carrying a correlation id and answered by a cast
+//! (`Offer` → `OfferReply`, `FetchSnapshots` → `SnapshotsFound`), so the pure core needs no
+//! reply channels. Requests from an application's handle to a member or router are ractor
+//! calls: their payload types implement [`Request`], which names the reply type, and refusals
+//! travel as enums ([`StartRefusal`], [`OfferRefusal`], [`Unavailable`]), never as text to
+//! parse back.
+
+use std::fmt;
+use std::time::Duration;
+
+use discovery::{Envelope, NodeId, WireError};
+use ractor::RpcReplyPort;
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+/// This build's protocol version (2: requests between members carry correlation ids and
+/// refusals are enums).
+pub const PROTOCOL: u16 = 2;
+/// The oldest protocol version this build talks to.
+pub const MIN_PROTOCOL: u16 = 2;
+/// Routed messages are forwarded at most this many times (stale registries during churn).
+pub const MAX_HOPS: u8 = 4;
+
+/// A member's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberStatus {
+    /// Connected, registry not yet synced: gets no children.
+    Joining,
+    /// Takes children.
+    Alive,
+    /// Handing its children off: gets no new ones.
+    Draining,
+    /// Gone.
+    Dead,
+}
+
+impl fmt::Display for MemberStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberStatus::Joining => "joining",
+            MemberStatus::Alive => "alive",
+            MemberStatus::Draining => "draining",
+            MemberStatus::Dead => "dead",
+        })
+    }
+}
+
+/// A subscriber of a child's events: a sink on some node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Subscriber {
+    /// The node holding the sink.
+    pub node: NodeId,
+    /// The sink's id on that node.
+    pub sink: u64,
+}
+
+/// What a routed message asks of a child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteBody {
+    /// An application message (postcard of `C::Msg`).
+    User(Vec<u8>),
+    /// Add a subscriber.
+    Subscribe(Subscriber),
+    /// Remove a subscriber.
+    Unsubscribe(Subscriber),
+}
+
+/// Why a routed message got no answer from its child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unavailable {
+    /// The child is restarting or arriving on the node that answered; retry.
+    Restarting,
+    /// The message was forwarded [`MAX_HOPS`] times without reaching the child.
+    TooManyHops,
+    /// The owner the registry names is not reachable from the node that answered.
+    OwnerUnreachable {
+        /// The owner's node name.
+        owner: String,
+    },
+    /// The message or its answer does not decode.
+    Malformed(String),
+    /// The child stopped while the message waited for it.
+    Stopped,
+    /// A control message reached a router.
+    NotRouted,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Restarting => f.write_str("restarting here; retry"),
+            Unavailable::TooManyHops => f.write_str("too many forwarding hops"),
+            Unavailable::OwnerUnreachable { owner } => write!(f, "owner {owner} is not reachable"),
+            Unavailable::Malformed(e) => write!(f, "malformed message: {e}"),
+            Unavailable::Stopped => f.write_str("the child stopped"),
+            Unavailable::NotRouted => f.write_str("not a routed message"),
+        }
+    }
+}
+
+/// The answer to a routed call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteReply {
+    /// The child's reply (postcard of `C::Reply`).
+    Ok(Vec<u8>),
+    /// No child of that name in the cluster.
+    NotFound,
+    /// The name exists but could not be reached.
+    Unavailable(Unavailable),
+}
+
+/// A registry entry on the wire; `owner` indexes the message's node table (node ids repeat a
+/// lot: a sync of 100,000 names would otherwise carry 100,000 copies of three names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// The name.
+    pub name: String,
+    /// Index into the node table.
+    pub owner: u32,
+    /// Epoch.
+    pub epoch: u64,
+    /// Spec bytes.
+    pub spec: Vec<u8>,
+    /// Tombstone.
+    pub removed: bool,
+}
+
+/// One child moving to the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferItem {
+    /// The name.
+    pub name: String,
+    /// The epoch it will have at the receiver (the sender's plus one).
+    pub epoch: u64,
+    /// Spec bytes (for the registry).
+    pub spec: Vec<u8>,
+    /// Schema of `state`.
+    pub schema: u16,
+    /// The dehydrated state.
+    pub state: Vec<u8>,
+    /// Subscribers, who keep getting events after the move.
+    pub subscribers: Vec<Subscriber>,
+    /// Sequence number of the last event emitted, so events stay numbered without a gap.
+    pub event_seq: u64,
+}
+
+/// A snapshot kept by a backup node for a crash restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotItem {
+    /// The name.
+    pub name: String,
+    /// The owner's epoch when it was taken.
+    pub epoch: u64,
+    /// Messages handled by the owner when it was taken (orders snapshots of one epoch).
+    pub handled: u64,
+    /// Schema of `state`.
+    pub schema: u16,
+    /// The state.
+    pub state: Vec<u8>,
+}
+
+/// Why a member refused to start a child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartRefusal {
+    /// The name runs already, on `owner`.
+    AlreadyStarted {
+        /// Its node's name.
+        owner: String,
+    },
+    /// The member is draining (or gone) and takes no new children.
+    Draining,
+    /// The spec does not decode.
+    MalformedSpec(String),
+    /// The child's start failed.
+    Failed(String),
+}
+
+impl fmt::Display for StartRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartRefusal::AlreadyStarted { owner } => write!(f, "already started on {owner}"),
+            StartRefusal::Draining => f.write_str("this node is draining; try again"),
+            StartRefusal::MalformedSpec(e) => write!(f, "malformed spec: {e}"),
+            StartRefusal::Failed(e) => write!(f, "child failed to start: {e}"),
+        }
+    }
+}
+
+/// Why a move target refused a child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OfferRefusal {
+    /// The target is not alive (joining, draining).
+    NotAlive(MemberStatus),
+    /// The child already runs or is arriving there.
+    AlreadyHere,
+    /// The target knows a newer epoch of the name.
+    Stale,
+    /// The state could not be rehydrated (e.g. a schema the target does not read).
+    Rehydrate(String),
+}
+
+impl fmt::Display for OfferRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OfferRefusal::NotAlive(s) => write!(f, "this node is {s}"),
+            OfferRefusal::AlreadyHere => f.write_str("already here"),
+            OfferRefusal::Stale => f.write_str("stale offer"),
+            OfferRefusal::Rehydrate(e) => f.write_str(e),
+        }
+    }
+}
+
+/// A member's hello: who it is, what it speaks, its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender.
+    pub node: NodeId,
+    /// Its protocol version.
+    pub protocol: u16,
+    /// Its app version.
+    pub version: String,
+    /// Its status.
+    pub status: MemberStatus,
+    /// Grows with every hello the sender sends: hellos travel on whichever link is up, so an
+    /// older one may arrive after a newer one and must not undo it.
+    pub seq: u64,
+}
+
+/// Start a child on the receiving member (a call from a handle; answered with [`Started`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartChild {
+    /// The name.
+    pub name: String,
+    /// Spec bytes.
+    pub spec: Vec<u8>,
+}
+
+/// The answer to [`StartChild`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    /// The node running the child, or why not.
+    pub result: Result<NodeId, StartRefusal>,
+}
+
+/// A message for a child (a call from a handle or a forwarder expects a [`RouteReply`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// The child.
+    pub name: String,
+    /// Forwarding hops so far.
+    pub hops: u8,
+    /// What to do.
+    pub body: RouteBody,
+}
+
+/// A request sent as a ractor call: names its reply type, so a call is checked by the compiler.
+pub trait Request: Serialize {
+    /// What the receiver answers.
+    type Reply: Serialize + DeserializeOwned;
+    /// The message that carries the request.
+    fn into_wire(self) -> Wire;
+}
+
+impl Request for StartChild {
+    type Reply = Started;
+    fn into_wire(self) -> Wire {
+        Wire::StartChild(self)
+    }
+}
+
+impl Request for Route {
+    type Reply = RouteReply;
+    fn into_wire(self) -> Wire {
+        Wire::Route(self)
+    }
+}
+
+/// Messages between members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Wire {
+    /// First message to a newly connected member, and the answer to one; sent again when the
+    /// sender's status changes.
+    Hello(Hello),
+    /// Part of the sender's full registry (sent after `Hello`); `done` on the last part.
+    Sync {
+        /// The sender.
+        from: NodeId,
+        /// Node table.
+        nodes: Vec<NodeId>,
+        /// Entries.
+        entries: Vec<WireEntry>,
+        /// Last part.
+        done: bool,
+    },
+    /// Registry changes made by the sender; acknowledged with `DeltaAck`.
+    Deltas {
+        /// The sender (acknowledgements go to it).
+        from: NodeId,
+        /// Sender's batch number.
+        batch: u64,
+        /// Node table.
+        nodes: Vec<NodeId>,
+        /// Entries.
+        entries: Vec<WireEntry>,
+    },
+    /// The receiver applied a `Deltas` batch.
+    DeltaAck {
+        /// Who applied it.
+        node: NodeId,
+        /// The batch.
+        batch: u64,
+    },
+    /// A message for a child.
+    Route(Route),
+    /// An event for a subscriber's sink on the receiver.
+    Event {
+        /// The sink.
+        sink: u64,
+        /// The child that emitted it.
+        name: String,
+        /// Its sequence number.
+        seq: u64,
+        /// Postcard of `C::Event`.
+        event: Vec<u8>,
+    },
+    /// Children moving to the receiver, answered with `OfferReply` carrying the same `id`.
+    Offer {
+        /// The sender.
+        from: NodeId,
+        /// Correlation id, unique per sender run.
+        id: u64,
+        /// The children.
+        items: Vec<OfferItem>,
+    },
+    /// The answer to an `Offer`.
+    OfferReply {
+        /// The answering member.
+        from: NodeId,
+        /// The offer's id.
+        id: u64,
+        /// Names taken over (pending until the sender's registry change arrives).
+        accepted: Vec<String>,
+        /// Names refused, with the reason.
+        refused: Vec<(String, OfferRefusal)>,
+    },
+    /// The sender gave up on these offers (name, offered epoch): drop the pending copies.
+    Abort {
+        /// The names and epochs.
+        names: Vec<(String, u64)>,
+    },
+    /// Start a child here (a call from a handle).
+    StartChild(StartChild),
+    /// Snapshots to keep for crash restarts.
+    Snapshots {
+        /// The snapshots.
+        items: Vec<SnapshotItem>,
+    },
+    /// Ask for snapshots; answered with `SnapshotsFound` carrying the same `id`.
+    FetchSnapshots {
+        /// The asking member.
+        from: NodeId,
+        /// Correlation id.
+        id: u64,
+        /// The names.
+        names: Vec<String>,
+    },
+    /// The snapshots the receiver of `FetchSnapshots` holds.
+    SnapshotsFound {
+        /// The answering member.
+        from: NodeId,
+        /// The request's id.
+        id: u64,
+        /// The snapshots.
+        items: Vec<SnapshotItem>,
+    },
+}
+
+impl Wire {
+    /// A short name for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Wire::Hello(_) => "Hello",
+            Wire::Sync { .. } => "Sync",
+            Wire::Deltas { .. } => "Deltas",
+            Wire::DeltaAck { .. } => "DeltaAck",
+            Wire::Route(_) => "Route",
+            Wire::Event { .. } => "Event",
+            Wire::Offer { .. } => "Offer",
+            Wire::OfferReply { .. } => "OfferReply",
+            Wire::Abort { .. } => "Abort",
+            Wire::StartChild(_) => "StartChild",
+            Wire::Snapshots { .. } => "Snapshots",
+            Wire::FetchSnapshots { .. } => "FetchSnapshots",
+            Wire::SnapshotsFound { .. } => "SnapshotsFound",
+        }
+    }
+}
+
+/// The remotable actors' messages: two wire variants, plus local ones that never leave the
+/// node.
+pub enum MemberMsg<L: Send + 'static> {
+    /// A one-way [`Wire`] message.
+    Cast(Envelope),
+    /// A [`Wire`] request; the answer is the envelope of the request's reply type.
+    Call(Envelope, RpcReplyPort<Vec<u8>>),
+    /// From this node only.
+    Local(L),
+}
+
+impl<L: Send + 'static> fmt::Debug for MemberMsg<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MemberMsg::Cast(e) => write!(f, "Cast({} bytes)", e.len()),
+            MemberMsg::Call(e, _) => write!(f, "Call({} bytes)", e.len()),
+            MemberMsg::Local(_) => write!(f, "Local"),
+        }
+    }
+}
+
+const CAST: &str = "Cast";
+const CALL: &str = "Call";
+
+impl<L: Send + 'static> ractor::Message for MemberMsg<L> {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        use ractor::BytesConvertable;
+        match self {
+            MemberMsg::Cast(env) => Ok(SerializedMessage::Cast {
+                variant: CAST.into(),
+                args: env.into_bytes(),
+                metadata: None,
+            }),
+            MemberMsg::Call(env, reply) => Ok(SerializedMessage::Call {
+                variant: CALL.into(),
+                args: env.into_bytes(),
+                reply,
+                metadata: None,
+            }),
+            // Local messages are only ever sent to the local actor.
+            MemberMsg::Local(_) => Err(BoxedDowncastErr),
+        }
+    }
+
+    fn deserialize(msg: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        use ractor::BytesConvertable;
+        match msg {
+            SerializedMessage::Cast { variant, args, .. } if variant == CAST => {
+                Ok(MemberMsg::Cast(Envelope::from_bytes(args)))
+            }
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } if variant == CALL => Ok(MemberMsg::Call(Envelope::from_bytes(args), reply)),
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+/// Why a call to a remote actor got no typed answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallFailed {
+    /// The request could not be encoded.
+    #[error("cannot encode the request: {0}")]
+    Encode(WireError),
+    /// The actor is gone (its node's link closed).
+    #[error("the receiving actor is gone")]
+    Gone,
+    /// No answer before the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The answer does not decode as the request's reply type.
+    #[error("malformed answer: {0}")]
+    Malformed(WireError),
+}
+
+/// Sends `request` to a member or router and decodes its typed answer.
+pub async fn call<L: Send + 'static, Q: Request>(
+    actor: &ractor::ActorRef<MemberMsg<L>>,
+    request: Q,
+    timeout: Duration,
+) -> Result<Q::Reply, CallFailed> {
+    let env = Envelope::encode(&request.into_wire()).map_err(CallFailed::Encode)?;
+    let (tx, rx) = oneshot::channel();
+    let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
+    actor
+        .cast(MemberMsg::Call(env, port))
+        .map_err(|_| CallFailed::Gone)?;
+    let bytes = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return Err(CallFailed::Gone),
+        Err(_) => return Err(CallFailed::Timeout(timeout)),
+    };
+    decode_reply::<Q::Reply>(bytes).map_err(CallFailed::Malformed)
+}
+
+/// Encodes an answer for a ractor reply port.
+pub fn encode_reply<R: Serialize>(reply: &R) -> Option<Vec<u8>> {
+    Envelope::encode(reply)
+        .ok()
+        .map(ractor::BytesConvertable::into_bytes)
+}
+
+/// Decodes the bytes of an answer.
+pub fn decode_reply<R: DeserializeOwned>(bytes: Vec<u8>) -> Result<R, WireError> {
+    <Envelope as ractor::BytesConvertable>::from_bytes(bytes).decode()
+}
+
+/// Answers a ractor call with `reply` (dropped silently if the caller is gone).
+pub fn reply_to<R: Serialize>(port: RpcReplyPort<Vec<u8>>, reply: &R) {
+    if let Some(bytes) = encode_reply(reply) {
+        let _ = port.send(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_request_round_trips_through_its_wire_variant() {
+        let q = StartChild {
+            name: "g".into(),
+            spec: vec![1, 2],
+        };
+        let env = Envelope::encode(&q.clone().into_wire()).unwrap();
+        assert_eq!(env.decode::<Wire>().unwrap(), Wire::StartChild(q));
+        let a = Started {
+            result: Err(StartRefusal::AlreadyStarted {
+                owner: "n@10.0.0.1".into(),
+            }),
+        };
+        let back: Started = decode_reply(encode_reply(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_decodes_into_a_panic(bytes: Vec<u8>) {
+            let _ = <Envelope as ractor::BytesConvertable>::from_bytes(bytes).decode::<Wire>();
+        }
+    }
+}
