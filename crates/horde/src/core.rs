@@ -27,7 +27,7 @@ mod failover;
 mod moves;
 mod sync;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -337,7 +337,7 @@ pub struct CoreView {
     /// Other members (dead ones until forgotten).
     pub members: Members,
     /// Members that said hello, by node name: the ones messages may be routed to.
-    pub peers: HashMap<String, NodeId>,
+    pub peers: BTreeMap<String, NodeId>,
 }
 
 impl CoreView {
@@ -404,7 +404,7 @@ fn candidates(
     registry: &Registry,
     wants_load: bool,
 ) -> Vec<Candidate> {
-    let mut loads: HashMap<&str, usize> = HashMap::new();
+    let mut loads: BTreeMap<&str, usize> = BTreeMap::new();
     if wants_load {
         for (_, e) in registry.iter().filter(|(_, e)| !e.removed) {
             *loads.entry(e.owner.name.as_str()).or_insert(0) += 1;
@@ -472,7 +472,7 @@ enum SpawnFor<T> {
 /// Registry changes sent in one batch and who has not acknowledged them yet.
 #[derive(Debug)]
 struct AckWait<T> {
-    pending: HashSet<String>,
+    pending: BTreeSet<String>,
     waiters: Vec<T>,
     deadline: Instant,
 }
@@ -490,23 +490,23 @@ pub struct Core<T> {
     /// Other members.
     members: Members,
     /// Connected peers by node name.
-    links: HashMap<String, Link>,
+    links: BTreeMap<String, Link>,
     /// Members that said hello (routing goes only to them), by node name.
-    peers: HashMap<String, NodeId>,
+    peers: BTreeMap<String, NodeId>,
     /// Hellos received before their link was ready (the two race).
-    early_hellos: HashMap<String, crate::protocol::Hello>,
+    early_hellos: BTreeMap<String, crate::protocol::Hello>,
     /// Newest hello number seen per member run.
-    hello_seen: HashMap<NodeId, u64>,
+    hello_seen: BTreeMap<NodeId, u64>,
     /// Numbers this node's hellos.
     hello_seq: u64,
     /// Peers whose full registry this node has received (readiness).
-    synced: HashSet<String>,
+    synced: BTreeSet<String>,
     /// Discovery found nobody to wait for.
     alone: bool,
     /// Children hosted and serving here.
-    local: HashMap<Arc<str>, Local>,
+    local: BTreeMap<Arc<str>, Local>,
     /// Spawns asked for and not answered yet.
-    spawning: HashMap<Arc<str>, SpawnFor<T>>,
+    spawning: BTreeMap<Arc<str>, SpawnFor<T>>,
     /// Registry changes to broadcast at the end of this input.
     outbox: Vec<(Arc<str>, Entry)>,
     /// Starts waiting for the next flush's acknowledgements.
@@ -514,11 +514,11 @@ pub struct Core<T> {
     /// Last delta batch number.
     batch: u64,
     /// Batches waiting for acknowledgements.
-    ack_waits: HashMap<u64, AckWait<T>>,
+    ack_waits: BTreeMap<u64, AckWait<T>>,
     /// Recent crashes per child (restart limit).
-    crashes: HashMap<Arc<str>, VecDeque<Instant>>,
+    crashes: BTreeMap<Arc<str>, VecDeque<Instant>>,
     /// Losers of a conflict whose last state is on the way (for the conflict callback).
-    conflict_waits: HashMap<Arc<str>, NodeId>,
+    conflict_waits: BTreeMap<Arc<str>, NodeId>,
     /// Failover: snapshots, fetches, restarts.
     failover: failover::Failover,
     /// Moves in and out.
@@ -560,21 +560,21 @@ impl<T> Core<T> {
             counters,
             registry: Registry::new(),
             members: Members::new(),
-            links: HashMap::new(),
-            peers: HashMap::new(),
-            early_hellos: HashMap::new(),
-            hello_seen: HashMap::new(),
+            links: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            early_hellos: BTreeMap::new(),
+            hello_seen: BTreeMap::new(),
             hello_seq: 0,
-            synced: HashSet::new(),
+            synced: BTreeSet::new(),
             alone: false,
-            local: HashMap::new(),
-            spawning: HashMap::new(),
+            local: BTreeMap::new(),
+            spawning: BTreeMap::new(),
             outbox: Vec::new(),
             next_flush_waiters: Vec::new(),
             batch: 0,
-            ack_waits: HashMap::new(),
-            crashes: HashMap::new(),
-            conflict_waits: HashMap::new(),
+            ack_waits: BTreeMap::new(),
+            crashes: BTreeMap::new(),
+            conflict_waits: BTreeMap::new(),
             failover: failover::Failover::default(),
             moves: moves::Moves::default(),
             next_id: 0,

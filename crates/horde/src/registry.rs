@@ -52,11 +52,12 @@ pub enum Merged {
     Kept,
 }
 
-/// A full replica. A persistent map: a clone is O(1) and shares structure, so the single
-/// writer can publish an immutable copy after every change for readers on other tasks.
+/// A full replica. A persistent ordered map: a clone is O(1) and shares structure, so the
+/// single writer can publish an immutable copy after every change for readers on other tasks;
+/// iteration is in name order, the same on every node and in every run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
-    entries: imbl::HashMap<Arc<str>, Entry>,
+    entries: imbl::OrdMap<Arc<str>, Entry>,
 }
 
 impl Registry {

@@ -2,7 +2,7 @@
 //! the member placement picks (from the newest snapshot found, else from the spec), and
 //! restarts of crashed children in place.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_millis(500);
 struct Fetch {
     name: String,
     entry: Entry,
-    waiting: HashSet<String>,
+    waiting: BTreeSet<String>,
     best: Option<SnapshotItem>,
     deadline: Instant,
 }
@@ -33,13 +33,13 @@ struct Fetch {
 #[derive(Debug, Default)]
 pub(super) struct Failover {
     /// Snapshots held for other nodes' children.
-    snapshots: HashMap<String, SnapshotItem>,
+    snapshots: BTreeMap<String, SnapshotItem>,
     /// Snapshots of local children waiting to go to their backups, by backup node name.
-    out: HashMap<String, HashMap<String, SnapshotItem>>,
+    out: BTreeMap<String, BTreeMap<String, SnapshotItem>>,
     /// Names being restarted here (a snapshot fetch is in flight).
-    restarting: HashSet<String>,
+    restarting: BTreeSet<String>,
     /// Snapshot fetches in flight, by correlation id.
-    fetches: HashMap<u64, Fetch>,
+    fetches: BTreeMap<u64, Fetch>,
 }
 
 impl Failover {

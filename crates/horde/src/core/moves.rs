@@ -11,7 +11,7 @@
 //! deadline, what could not move live pushes a final snapshot to its failover target (it
 //! restarts from it when this node is gone) and is counted.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,7 +121,7 @@ pub(super) struct PendingIn {
 struct Incoming {
     from: NodeId,
     offer: u64,
-    waiting: HashSet<Arc<str>>,
+    waiting: BTreeSet<Arc<str>>,
     accepted: Vec<String>,
     refused: Vec<(String, OfferRefusal)>,
 }
@@ -146,7 +146,7 @@ struct FrozenChild {
 enum WavePhase {
     /// Freezes sent; answers arriving.
     Freezing {
-        waiting: HashSet<Arc<str>>,
+        waiting: BTreeSet<Arc<str>>,
         frozen: Vec<FrozenChild>,
         deadline: Instant,
     },
@@ -170,7 +170,7 @@ struct Wave {
 #[derive(Debug)]
 struct Run {
     queue: VecDeque<(NodeId, Vec<String>)>,
-    in_flight: HashSet<u64>,
+    in_flight: BTreeSet<u64>,
     moved: usize,
     failed: usize,
 }
@@ -191,7 +191,7 @@ enum DrainPhase {
     },
     /// Final snapshots of what is left: freezes out, by ticket.
     Fallback {
-        waiting: HashMap<u64, (Arc<str>, NodeId)>,
+        waiting: BTreeMap<u64, (Arc<str>, NodeId)>,
         deadline: Instant,
     },
     /// Waiting for every member to acknowledge the registry changes.
@@ -224,13 +224,13 @@ struct Drain<T> {
 /// Moves state of a member.
 #[derive(Debug)]
 pub(super) struct Moves<T> {
-    pending_in: HashMap<Arc<str>, PendingIn>,
-    incoming: HashMap<u64, Incoming>,
-    waves: HashMap<u64, Wave>,
+    pending_in: BTreeMap<Arc<str>, PendingIn>,
+    incoming: BTreeMap<u64, Incoming>,
+    waves: BTreeMap<u64, Wave>,
     /// Freeze tickets of waves: ticket → (wave, child).
-    tickets: HashMap<u64, (u64, Arc<str>)>,
+    tickets: BTreeMap<u64, (u64, Arc<str>)>,
     /// Offers out: offer id → wave.
-    offers: HashMap<u64, u64>,
+    offers: BTreeMap<u64, u64>,
     drain: Option<Drain<T>>,
     rebalance: Option<Run>,
     last_rebalance: Option<Instant>,
@@ -239,11 +239,11 @@ pub(super) struct Moves<T> {
 impl<T> Default for Moves<T> {
     fn default() -> Self {
         Self {
-            pending_in: HashMap::new(),
-            incoming: HashMap::new(),
-            waves: HashMap::new(),
-            tickets: HashMap::new(),
-            offers: HashMap::new(),
+            pending_in: BTreeMap::new(),
+            incoming: BTreeMap::new(),
+            waves: BTreeMap::new(),
+            tickets: BTreeMap::new(),
+            offers: BTreeMap::new(),
             drain: None,
             rebalance: None,
             last_rebalance: None,
@@ -300,7 +300,7 @@ impl<T> Core<T> {
         let mut incoming = Incoming {
             from: from.clone(),
             offer,
-            waiting: HashSet::new(),
+            waiting: BTreeSet::new(),
             accepted: Vec::new(),
             refused: Vec::new(),
         };
@@ -494,7 +494,7 @@ impl<T> Core<T> {
             return;
         }
         let wave_id = self.next_id();
-        let mut waiting = HashSet::new();
+        let mut waiting = BTreeSet::new();
         for name in names {
             let key: Arc<str> = Arc::from(name.as_str());
             if !self.local.contains_key(&key) {
@@ -643,7 +643,7 @@ impl<T> Core<T> {
         if wave.target != from {
             warn!(target = %wave.target, answered = %from, "offer answered by another node; ignored");
         }
-        let accepted: HashSet<String> = accepted.into_iter().collect();
+        let accepted: BTreeSet<String> = accepted.into_iter().collect();
         let owner = Arc::new(wave.target.clone());
         for (name, epoch) in children.iter().filter(|(n, _)| accepted.contains(&**n)) {
             let spec = self
@@ -882,7 +882,7 @@ impl<T> Core<T> {
                     {
                         *run = Some(Run {
                             queue: plan_waves(moves, self.config.moves.wave_size).into(),
-                            in_flight: HashSet::new(),
+                            in_flight: BTreeSet::new(),
                             moved: 0,
                             failed: 0,
                         });
@@ -1004,7 +1004,7 @@ impl<T> Core<T> {
     /// What is left after the moves: push a final snapshot to its failover target.
     fn start_fallback(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         let left: Vec<Arc<str>> = self.local.keys().cloned().collect();
-        let mut waiting = HashMap::new();
+        let mut waiting = BTreeMap::new();
         let mut stranded = 0;
         for name in left {
             let Some(target) = self.place_elsewhere(&name) else {
@@ -1145,7 +1145,7 @@ impl<T> Core<T> {
         info!(children = moves.len(), "rebalancing");
         self.moves.rebalance = Some(Run {
             queue: plan_waves(moves, self.config.moves.wave_size).into(),
-            in_flight: HashSet::new(),
+            in_flight: BTreeSet::new(),
             moved: 0,
             failed: 0,
         });

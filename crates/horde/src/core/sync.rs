@@ -1,7 +1,7 @@
 //! Membership and registry sync: hellos, full syncs on first contact, deltas with
 //! acknowledgements, readiness, node events, starting children placed here.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -324,7 +324,7 @@ impl<T> Core<T> {
         self.ack_waits.insert(
             batch,
             AckWait {
-                pending: to.into_iter().map(|n| n.name).collect::<HashSet<_>>(),
+                pending: to.into_iter().map(|n| n.name).collect::<BTreeSet<_>>(),
                 waiters,
                 deadline: now + ACK_TIMEOUT,
             },
@@ -397,7 +397,7 @@ impl<T> Core<T> {
         if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
             return;
         }
-        let owners: HashSet<&NodeId> = self
+        let owners: BTreeSet<&NodeId> = self
             .registry
             .iter()
             .filter(|(_, e)| !e.removed)

@@ -1,0 +1,93 @@
+//! The invariants, checked after every step and at the end of a run (DESIGN.md, "Second
+//! round"):
+//! - **S1 one acking owner**: once a copy of a name has answered an input, no older copy of
+//!   that name answers again.
+//! - **S2 durable ack**: a copy that answers holds every input of its name answered before,
+//!   by any copy; at the end the log of each name holds every acknowledged input once.
+//! - **S3 monotone epochs**: no node's registry replica sees a name's epoch go back.
+//! - **S4 convergence**: after the faults stop, every replica equals every other and every
+//!   name is served by exactly one copy, at the owner the registry names; every input in
+//!   flight is answered.
+//! - **S5 bounded**: drains end by their deadline; nothing stays frozen.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::world::Time;
+
+/// Who answers for one name, and what was answered.
+#[derive(Debug, Default)]
+struct NameAcks {
+    /// The copy that answered last: instance, node, epoch.
+    current: Option<(u64, String, u64)>,
+    /// Copies that answered before another took over.
+    retired: BTreeSet<u64>,
+    /// Ids answered so far.
+    acked: BTreeSet<u64>,
+}
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Checker {
+    names: BTreeMap<Arc<str>, NameAcks>,
+    /// Inputs whose answer reached the client, by name.
+    pub(crate) client_acked: BTreeMap<String, BTreeSet<u64>>,
+    /// Violations found, first one first.
+    pub violations: Vec<String>,
+    /// Answers emitted by children.
+    pub acks: u64,
+}
+
+impl Checker {
+    /// Records a violation.
+    pub fn violate(&mut self, v: String) {
+        if self.violations.len() < 50 {
+            self.violations.push(v);
+        }
+    }
+
+    /// A child copy answered input `id` (S1, S2).
+    #[allow(clippy::too_many_arguments)]
+    pub fn ack(
+        &mut self,
+        _now: Time,
+        name: &Arc<str>,
+        instance: u64,
+        node: &str,
+        epoch: u64,
+        id: u64,
+        has: &dyn Fn(u64) -> bool,
+    ) -> Result<(), String> {
+        self.acks += 1;
+        let a = self.names.entry(name.clone()).or_default();
+        if a.retired.contains(&instance) {
+            let (cur, cur_node, cur_epoch) = a.current.clone().unwrap_or_default();
+            return Err(format!(
+                "S1: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {id} after copy #{cur} on {cur_node} (epoch {cur_epoch}) had answered"
+            ));
+        }
+        if let Some((cur, ..)) = &a.current
+            && *cur != instance
+        {
+            a.retired.insert(*cur);
+        }
+        a.current = Some((instance, node.to_string(), epoch));
+        if let Some(missing) = a.acked.iter().find(|x| !has(**x)) {
+            let missing = *missing;
+            a.acked.insert(id);
+            return Err(format!(
+                "S2: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {id} but lacks input {missing}, answered before"
+            ));
+        }
+        a.acked.insert(id);
+        Ok(())
+    }
+
+    /// A client received the answer to input `id`.
+    pub fn client_acked(&mut self, name: &str, id: u64) {
+        self.client_acked
+            .entry(name.to_string())
+            .or_default()
+            .insert(id);
+    }
+}

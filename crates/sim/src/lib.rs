@@ -1,0 +1,275 @@
+//! sim: a deterministic simulator for horde. It runs the member cores and child cores of 3 to
+//! 7 nodes in one thread under virtual time, over a simulated network, with clients that
+//! write inputs with ids to any node and retry, and injects faults: crashes (volatile state
+//! lost) and restarts as a new incarnation (some with the wall clock behind), pauses,
+//! symmetric and one-way partitions, session flaps that lose messages, joins, drains (SIGTERM
+//! and the console's), and version mixes (state schema v1 and v2). It checks the invariants
+//! S1-S5 of DESIGN.md after every step and at the end ([`check`]).
+//!
+//! One seed is one schedule, replayed exactly: `HORDE_SIM_SEED=<seed>` runs it again with a
+//! readable trace. `cargo run -p sim --release -- --seeds N` runs many and reports schedules
+//! per second; `cargo test -p sim` runs a fixed set.
+//!
+//! # Layout
+//! - [`rng`]: the seeded generator, the only randomness.
+//! - [`log`]: the child hosted in the simulation (a log of input ids, schemas v1 and v2).
+//! - [`world`]: nodes, sessions, clients, the event queue.
+//! - [`schedule`]: random schedules and the named regression scenarios.
+//! - [`check`]: the invariants.
+//!
+//! What it does not simulate: ractor_cluster's own link layer (turmoil and madsim cannot run
+//! it deterministically, see `shared/research/durability.md`); the connector is modelled by
+//! the world (dials with backoff, heartbeats, failure timeout, stale incarnations refused).
+
+pub mod check;
+pub mod log;
+pub mod rng;
+pub mod schedule;
+pub mod world;
+
+use std::collections::BTreeMap;
+
+use schedule::Schedule;
+use world::{Life, SEC, Time, World};
+
+/// What one run found.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The schedule's name.
+    pub schedule: String,
+    /// Invariant violations, first one first (empty: the run passed).
+    pub violations: Vec<String>,
+    /// Inputs answered to clients.
+    pub acked: u64,
+    /// Children restarted from their spec (state lost).
+    pub restarts_from_spec: u64,
+    /// The trace, when asked for.
+    pub trace: Option<Vec<String>>,
+}
+
+impl Outcome {
+    /// True when every invariant held.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs `schedule` with `seed`'s timings; with `trace`, keeps a readable trace.
+pub fn run(seed: u64, schedule: &Schedule, trace: bool) -> Outcome {
+    let mut w = World::new(seed, world::Config::default(), trace);
+    w.steps = schedule.steps.iter().map(|(_, s)| s.clone()).collect();
+    let plan: Vec<(Time, usize)> = schedule
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| (*t, i))
+        .collect();
+    w.plan(&plan);
+    w.run_until(schedule.end);
+    // Faults stop: partitions heal, clients finish what they started.
+    w.heal();
+    w.stop_clients();
+    w.run_until(schedule.end + schedule.quiet);
+    final_checks(&mut w);
+    Outcome {
+        seed,
+        schedule: schedule.name.clone(),
+        violations: std::mem::take(&mut w.check.violations),
+        acked: w.acked_count(),
+        restarts_from_spec: w.restarts_from_spec,
+        trace: w.trace_lines().map(|t| t.to_vec()),
+    }
+}
+
+/// A replica's live entries: name → (owner, epoch).
+type Live = BTreeMap<String, (String, u64)>;
+
+/// S2 (final), S4 and S5 after the quiet period.
+fn final_checks(w: &mut World) {
+    let mut violations = Vec::new();
+    // S4: every replica agrees.
+    let mut replicas: Vec<(String, Live)> = Vec::new();
+    for n in w.nodes.iter().flatten() {
+        if n.life != Life::Running {
+            continue;
+        }
+        let live: Live = n
+            .core
+            .registry()
+            .iter()
+            .filter(|(_, e)| !e.removed)
+            .map(|(k, e)| (k.to_string(), (e.owner.to_string(), e.epoch)))
+            .collect();
+        replicas.push((n.id.to_string(), live));
+    }
+    if let Some((first, reference)) = replicas.first() {
+        for (node, r) in &replicas[1..] {
+            if r != reference {
+                let diff: Vec<String> = reference
+                    .iter()
+                    .filter(|(k, v)| r.get(*k) != Some(v))
+                    .map(|(k, v)| format!("{k}: {v:?} vs {:?}", r.get(k)))
+                    .chain(
+                        r.keys()
+                            .filter(|k| !reference.contains_key(*k))
+                            .map(|k| format!("{k}: only on {node}")),
+                    )
+                    .take(5)
+                    .collect();
+                violations.push(format!(
+                    "S4: the registries of {first} and {node} differ after the quiet period: {}",
+                    diff.join("; ")
+                ));
+            }
+        }
+    }
+    // S4: every live name served by exactly one copy, at its owner.
+    let reference = replicas.first().map(|(_, r)| r.clone()).unwrap_or_default();
+    let mut servers: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    for n in w.nodes.iter().flatten() {
+        for (name, (instance, pending)) in &n.routes {
+            let live = w
+                .instances
+                .get(instance)
+                .is_some_and(|i| i.alive && !i.core.is_forwarding());
+            if !pending && live {
+                servers
+                    .entry(name.to_string())
+                    .or_default()
+                    .push((n.id.to_string(), *instance));
+            }
+        }
+    }
+    for (name, (owner, _)) in &reference {
+        match servers.get(name).map(Vec::as_slice) {
+            Some([(node, _)]) if node == owner => {}
+            other => violations.push(format!(
+                "S4: `{name}` (owner {owner}) is served by {other:?} after the quiet period"
+            )),
+        }
+    }
+    for (name, copies) in &servers {
+        if !reference.contains_key(name) {
+            violations.push(format!(
+                "S4: `{name}` runs on {copies:?} but no registry has it"
+            ));
+        }
+    }
+    // Liveness: every input in flight was answered.
+    for (name, id) in w.inflight() {
+        violations.push(format!(
+            "S4: input {id} to `{name}` still unanswered after the quiet period"
+        ));
+    }
+    // S2: every answered input is in its log, once.
+    for (name, ids) in &w.check.client_acked {
+        let Some((owner, _)) = reference.get(name) else {
+            violations.push(format!(
+                "S2: `{name}` is gone but {} of its inputs were answered",
+                ids.len()
+            ));
+            continue;
+        };
+        let Some(instance) = servers
+            .get(name)
+            .and_then(|s| s.iter().find(|(n, _)| n == owner))
+            .map(|(_, i)| *i)
+        else {
+            continue;
+        };
+        let applied = w.instances[&instance].core.applied();
+        let missing: Vec<&u64> = ids.iter().filter(|id| !applied.contains(id)).collect();
+        if !missing.is_empty() {
+            violations.push(format!(
+                "S2: `{name}` lacks {} answered inputs (e.g. {:?})",
+                missing.len(),
+                missing.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = applied.iter().find(|id| !seen.insert(**id)) {
+            violations.push(format!("S2: `{name}` applied input {twice} twice"));
+        }
+    }
+    // S5: drains end by their deadline (plus the registry barrier's 500 ms), nothing frozen.
+    for (slot, took) in &w.drains {
+        if *took > w.config.drain_deadline + SEC {
+            violations.push(format!(
+                "S5: the drain of {} took {} ms (deadline {} ms)",
+                w.names[*slot],
+                took / 1000,
+                w.config.drain_deadline / 1000
+            ));
+        }
+    }
+    for i in w.instances.values() {
+        let running = w.nodes[i.slot]
+            .as_ref()
+            .is_some_and(|n| n.id.incarnation == i.inc);
+        if i.alive && running && i.core.is_frozen() {
+            violations.push(format!(
+                "S5: `{}` is still frozen on {} after the quiet period",
+                i.name, w.names[i.slot]
+            ));
+        }
+    }
+    for v in violations {
+        w.check.violate(v);
+    }
+}
+
+/// The seed to replay, from `HORDE_SIM_SEED`.
+pub fn seed_from_env() -> Option<u64> {
+    std::env::var("HORDE_SIM_SEED").ok()?.parse().ok()
+}
+
+/// Formats a failing outcome: the violations, how to replay, the trace's tail.
+pub fn report(o: &Outcome) -> String {
+    let mut s = format!(
+        "schedule {} with seed {} broke an invariant:\n",
+        o.schedule, o.seed
+    );
+    for v in &o.violations {
+        s.push_str(&format!("  {v}\n"));
+    }
+    s.push_str(&format!(
+        "replay: HORDE_SIM_SEED={} cargo run -p sim --release -- --schedule {} --trace\n",
+        o.seed, o.schedule
+    ));
+    if let Some(t) = &o.trace {
+        let from = t
+            .len()
+            .saturating_sub(if std::env::var("HORDE_SIM_FULL").is_ok() {
+                usize::MAX
+            } else {
+                200
+            });
+        s.push_str(&format!(
+            "trace (last {} of {} lines):\n",
+            t.len() - from,
+            t.len()
+        ));
+        for line in &t[from..] {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// A schedule by name: a scenario, or `random-planned` / `random-faults` (drawn from `seed`).
+pub fn schedule_named(name: &str, seed: u64) -> Option<Schedule> {
+    match name {
+        "random-planned" => Some(schedule::random(seed, schedule::Profile::Planned)),
+        "random-faults" => Some(schedule::random(seed, schedule::Profile::Faults)),
+        n if n.starts_with("random-planned-") => {
+            Some(schedule::random(seed, schedule::Profile::Planned))
+        }
+        n if n.starts_with("random-faults-") => {
+            Some(schedule::random(seed, schedule::Profile::Faults))
+        }
+        n => schedule::scenario(n, seed),
+    }
+}

@@ -1,0 +1,248 @@
+//! The child the simulator hosts: a log of applied input ids, in order, with duplicates
+//! refused (what a game does with `input_id`). Its state is everything the checker needs: an
+//! acknowledged id must be in the final log exactly once.
+//!
+//! Two schema versions, as a rolling update meets them: v1 writes and reads v1; v2 writes v2
+//! (v1 plus a move count) and reads both.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use discovery::NodeId;
+use horde::core::child::{ChildCore, ChildEffect, ChildInput};
+use horde::core::{Init, SpawnError};
+use horde::{Child, Ctx, Handoff, HandoffError, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::world::Token;
+
+/// A message to a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogMsg {
+    /// Apply input `id` (once).
+    Input {
+        /// The input's id.
+        id: u64,
+    },
+}
+
+/// The answer to an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogReply {
+    /// The input's id.
+    pub id: u64,
+    /// Inputs applied so far.
+    pub len: u64,
+    /// The id had been applied before (a retry).
+    pub dup: bool,
+}
+
+/// Schema v1 of the state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StateV1 {
+    applied: Vec<u64>,
+}
+
+/// Schema v2: v1 plus how many times it moved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct StateV2 {
+    applied: Vec<u64>,
+    moves: u64,
+}
+
+/// A log of schema `V` (1 or 2).
+#[derive(Debug, Clone, Default)]
+pub struct Log<const V: u16> {
+    applied: Vec<u64>,
+    seen: BTreeSet<u64>,
+    moves: u64,
+}
+
+impl<const V: u16> Log<V> {
+    fn from_applied(applied: Vec<u64>, moves: u64) -> Self {
+        let seen = applied.iter().copied().collect();
+        Self {
+            applied,
+            seen,
+            moves,
+        }
+    }
+}
+
+impl<const V: u16> Child for Log<V> {
+    type Spec = ();
+    type Msg = LogMsg;
+    type Reply = LogReply;
+    type Event = u64;
+
+    fn start(_name: &str, _spec: (), _ctx: &mut Ctx<Self>) -> Self {
+        Self::default()
+    }
+
+    fn handle(&mut self, msg: LogMsg, _ctx: &mut Ctx<Self>) -> LogReply {
+        let LogMsg::Input { id } = msg;
+        let dup = !self.seen.insert(id);
+        if !dup {
+            self.applied.push(id);
+        }
+        LogReply {
+            id,
+            len: self.applied.len() as u64,
+            dup,
+        }
+    }
+
+    fn snapshot_policy() -> SnapshotPolicy {
+        SnapshotPolicy::Every(1)
+    }
+}
+
+impl<const V: u16> Handoff for Log<V> {
+    const SCHEMA: u16 = V;
+
+    fn dehydrate(&self, _ctx: &Ctx<Self>) -> Vec<u8> {
+        let bytes = if V == 1 {
+            postcard::to_stdvec(&StateV1 {
+                applied: self.applied.clone(),
+            })
+        } else {
+            postcard::to_stdvec(&StateV2 {
+                applied: self.applied.clone(),
+                moves: self.moves,
+            })
+        };
+        bytes.unwrap_or_default()
+    }
+
+    fn rehydrate(
+        _name: &str,
+        schema: u16,
+        state: &[u8],
+        _ctx: &mut Ctx<Self>,
+    ) -> Result<Self, HandoffError> {
+        let corrupt = |e: postcard::Error| HandoffError::Corrupt(e.to_string());
+        match (V, schema) {
+            (_, 1) => {
+                let s: StateV1 = postcard::from_bytes(state).map_err(corrupt)?;
+                Ok(Self::from_applied(s.applied, 0))
+            }
+            (2, 2) => {
+                let s: StateV2 = postcard::from_bytes(state).map_err(corrupt)?;
+                Ok(Self::from_applied(s.applied, s.moves + 1))
+            }
+            (_, got) => Err(HandoffError::UnknownSchema {
+                got,
+                supported: if V == 1 { "v1".into() } else { "v1, v2".into() },
+            }),
+        }
+    }
+}
+
+/// What the world needs of a hosted log, whatever its schema.
+pub trait Hosted {
+    /// Runs one input through the child's core.
+    fn on(
+        &mut self,
+        now: Instant,
+        input: ChildInput<LogMsg, Token>,
+        is_live: &dyn Fn(&NodeId) -> bool,
+    ) -> Vec<ChildEffect<Log<1>, Token>>;
+    /// The ids applied, in order.
+    fn applied(&self) -> &[u64];
+    /// True when `id` was applied.
+    fn has(&self, id: u64) -> bool;
+    /// Frozen for a move.
+    fn is_frozen(&self) -> bool;
+    /// Moved away.
+    fn is_forwarding(&self) -> bool;
+}
+
+/// Effects of a v2 child in the v1 child's type (the types they carry are the same).
+fn convert(e: ChildEffect<Log<2>, Token>) -> ChildEffect<Log<1>, Token> {
+    match e {
+        ChildEffect::Reply { to, answer } => ChildEffect::Reply { to, answer },
+        ChildEffect::Forward { to, msg } => ChildEffect::Forward { to, msg },
+        ChildEffect::SetTimer { after, generation } => ChildEffect::SetTimer { after, generation },
+        ChildEffect::Deliver { seq, event, to } => ChildEffect::Deliver { seq, event, to },
+        ChildEffect::Report(r) => ChildEffect::Report(r),
+        ChildEffect::Paused(d) => ChildEffect::Paused(d),
+        ChildEffect::Forwarded(n) => ChildEffect::Forwarded(n),
+        ChildEffect::HandedOff { to, pause } => ChildEffect::HandedOff { to, pause },
+        ChildEffect::Stop => ChildEffect::Stop,
+        ChildEffect::StopAfter(d) => ChildEffect::StopAfter(d),
+    }
+}
+
+impl Hosted for ChildCore<Log<1>, Token> {
+    fn on(
+        &mut self,
+        now: Instant,
+        input: ChildInput<LogMsg, Token>,
+        is_live: &dyn Fn(&NodeId) -> bool,
+    ) -> Vec<ChildEffect<Log<1>, Token>> {
+        ChildCore::on(self, now, input, is_live)
+    }
+    fn applied(&self) -> &[u64] {
+        &self.child().applied
+    }
+    fn has(&self, id: u64) -> bool {
+        self.child().seen.contains(&id)
+    }
+    fn is_frozen(&self) -> bool {
+        ChildCore::is_frozen(self)
+    }
+    fn is_forwarding(&self) -> bool {
+        ChildCore::is_forwarding(self)
+    }
+}
+
+impl Hosted for ChildCore<Log<2>, Token> {
+    fn on(
+        &mut self,
+        now: Instant,
+        input: ChildInput<LogMsg, Token>,
+        is_live: &dyn Fn(&NodeId) -> bool,
+    ) -> Vec<ChildEffect<Log<1>, Token>> {
+        ChildCore::on(self, now, input, is_live)
+            .into_iter()
+            .map(convert)
+            .collect()
+    }
+    fn applied(&self) -> &[u64] {
+        &self.child().applied
+    }
+    fn has(&self, id: u64) -> bool {
+        self.child().seen.contains(&id)
+    }
+    fn is_frozen(&self) -> bool {
+        ChildCore::is_frozen(self)
+    }
+    fn is_forwarding(&self) -> bool {
+        ChildCore::is_forwarding(self)
+    }
+}
+
+/// A started child and its first effects.
+pub type Started = (Box<dyn Hosted>, Vec<ChildEffect<Log<1>, Token>>);
+
+/// Starts a child of schema `schema` (1 or 2).
+pub fn start(
+    schema: u16,
+    name: Arc<str>,
+    node: Arc<str>,
+    origin: Instant,
+    now: Instant,
+    init: Init,
+    epoch: u64,
+) -> Result<Started, SpawnError> {
+    if schema == 1 {
+        let (core, first) =
+            ChildCore::<Log<1>, Token>::start(name, node, origin, now, init, epoch)?;
+        Ok((Box::new(core), first))
+    } else {
+        let (core, first) =
+            ChildCore::<Log<2>, Token>::start(name, node, origin, now, init, epoch)?;
+        Ok((Box::new(core), first.into_iter().map(convert).collect()))
+    }
+}

@@ -1,0 +1,534 @@
+//! Schedules: what happens to the simulated cluster and when. Random schedules drawn from a
+//! seed (the planned path only, or every kind of fault, one at a time), and the named
+//! regression scenarios, whose shape is fixed and whose timings come from the seed.
+
+use crate::rng::Rng;
+use crate::world::{MS, SEC, Time, World};
+
+/// One step of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A node starts (a join, or a restart of a name that ran before, as a new incarnation).
+    Start {
+        /// Its name.
+        node: String,
+        /// The state schema its build writes.
+        schema: u16,
+    },
+    /// A restart whose wall clock is behind the previous run's (its incarnation is older).
+    RestartBehind {
+        /// Its name.
+        node: String,
+        /// The state schema its build writes.
+        schema: u16,
+    },
+    /// Start `count` new children, each through a random running node.
+    Create {
+        /// How many.
+        count: usize,
+    },
+    /// Start children through one node.
+    CreateAt {
+        /// The node asked.
+        node: String,
+        /// How many.
+        count: usize,
+    },
+    /// Add clients writing to the children.
+    Clients(usize),
+    /// Clients start no new inputs.
+    StopClients,
+    /// SIGKILL.
+    Crash(String),
+    /// SIGSTOP for a while, then SIGCONT.
+    Pause {
+        /// The node.
+        node: String,
+        /// How long.
+        dur: Time,
+    },
+    /// Cut the node off from every other (its clients still reach it).
+    Partition {
+        /// The node.
+        node: String,
+        /// Only its outgoing direction.
+        one_way: bool,
+    },
+    /// End partitions.
+    Heal,
+    /// A drain: SIGTERM (`exit`) or the console's `drain`.
+    Drain {
+        /// The node.
+        node: String,
+        /// The node exits when done.
+        exit: bool,
+    },
+    /// Replace the session between two nodes (messages on it are lost).
+    Flap {
+        /// One end.
+        a: String,
+        /// The other.
+        b: String,
+    },
+    /// Drains from now on get this deadline.
+    DrainDeadline(Time),
+}
+
+/// A schedule: steps at times, then a quiet period in which faults stop (partitions heal,
+/// clients finish what they started) before the final checks.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// What it is (for reports).
+    pub name: String,
+    /// The steps, by time.
+    pub steps: Vec<(Time, Step)>,
+    /// When faults stop.
+    pub end: Time,
+    /// How long the cluster then has to settle.
+    pub quiet: Time,
+}
+
+/// What random schedules may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Joins, rolling updates (v1 → v2), drains: the planned path.
+    Planned,
+    /// The planned path plus crashes, restarts (some with the clock behind), pauses,
+    /// partitions (symmetric and one-way), session flaps and rollbacks, one fault at a time.
+    Faults,
+}
+
+struct Gen {
+    r: Rng,
+    steps: Vec<(Time, Step)>,
+    up: Vec<(String, u16)>,
+    next_node: usize,
+    t: Time,
+}
+
+impl Gen {
+    fn push(&mut self, at: Time, step: Step) {
+        self.steps.push((at, step));
+    }
+
+    fn new_name(&mut self) -> String {
+        self.next_node += 1;
+        format!("n{}", self.next_node)
+    }
+
+    fn pick_up(&mut self) -> Option<(String, u16)> {
+        let i = self.r.range(0, self.up.len() as u64) as usize;
+        self.up.get(i).cloned()
+    }
+}
+
+/// A random schedule of 3 to 7 nodes.
+pub fn random(seed: u64, profile: Profile) -> Schedule {
+    let mut g = Gen {
+        r: Rng::new(seed ^ 0x5eed_5eed_5eed_5eed),
+        steps: Vec::new(),
+        up: Vec::new(),
+        next_node: 0,
+        t: 0,
+    };
+    let nodes = g.r.range(3, 8) as usize;
+    for _ in 0..nodes {
+        let name = g.new_name();
+        let at = g.r.range(0, 300 * MS);
+        g.push(
+            at,
+            Step::Start {
+                node: name.clone(),
+                schema: 1,
+            },
+        );
+        g.up.push((name, 1));
+    }
+    let names = g.r.range(5, 25) as usize;
+    g.push(3500 * MS, Step::Create { count: names });
+    let clients = g.r.range(2, 5) as usize;
+    g.push(4500 * MS, Step::Clients(clients));
+    g.t = 6 * SEC;
+    let end = g.t + g.r.range(20, 40) * SEC;
+    let ft = 2 * SEC;
+    while g.t < end {
+        let roll = g.r.range(0, 100);
+        let t = g.t;
+        let gap = match (profile, roll) {
+            // A rolling update step, start-first: the new node joins, then the old one drains.
+            (_, 0..=24) if g.up.len() >= 2 => {
+                let Some((old, schema)) = g.pick_up() else {
+                    break;
+                };
+                let newest = g.up.iter().map(|(_, s)| *s).max().unwrap_or(1);
+                let oldest = g.up.iter().map(|(_, s)| *s).min().unwrap_or(1);
+                if profile == Profile::Planned && schema > oldest {
+                    // The planned path only rolls forward: a v2 node leaves while v1 nodes
+                    // remain only in a rollback (a fault schedule).
+                    g.t += SEC;
+                    continue;
+                }
+                let new_schema = if profile == Profile::Planned {
+                    if g.r.chance(0.5) { 2 } else { newest }
+                } else if g.r.chance(0.5) {
+                    3 - schema
+                } else {
+                    schema
+                };
+                let new = if g.r.chance(0.5) {
+                    old.clone()
+                } else {
+                    g.new_name()
+                };
+                if new == old {
+                    // The same name can only come back after the old run exited.
+                    g.push(
+                        t,
+                        Step::Drain {
+                            node: old.clone(),
+                            exit: true,
+                        },
+                    );
+                    g.push(
+                        t + 9 * SEC,
+                        Step::Start {
+                            node: new.clone(),
+                            schema: new_schema,
+                        },
+                    );
+                } else {
+                    g.push(
+                        t,
+                        Step::Start {
+                            node: new.clone(),
+                            schema: new_schema,
+                        },
+                    );
+                    g.push(
+                        t + 4 * SEC,
+                        Step::Drain {
+                            node: old.clone(),
+                            exit: true,
+                        },
+                    );
+                }
+                g.up.retain(|(n, _)| *n != old);
+                g.up.push((new, new_schema));
+                13 * SEC
+            }
+            // A join.
+            (_, 25..=34) if g.up.len() < 7 => {
+                let new = g.new_name();
+                let schema = g.up.iter().map(|(_, s)| *s).max().unwrap_or(1);
+                g.push(
+                    t,
+                    Step::Start {
+                        node: new.clone(),
+                        schema,
+                    },
+                );
+                g.up.push((new, schema));
+                4 * SEC
+            }
+            // More children.
+            (_, 35..=39) => {
+                let n = g.r.range(1, 6) as usize;
+                g.push(t, Step::Create { count: n });
+                SEC
+            }
+            (Profile::Faults, 40..=54) if g.up.len() >= 3 => {
+                let Some((victim, schema)) = g.pick_up() else {
+                    break;
+                };
+                g.push(t, Step::Crash(victim.clone()));
+                g.up.retain(|(n, _)| *n != victim);
+                if g.r.chance(0.7) {
+                    let back = g.r.range(500 * MS, 5 * SEC);
+                    let step = if g.r.chance(0.15) {
+                        Step::RestartBehind {
+                            node: victim.clone(),
+                            schema,
+                        }
+                    } else {
+                        Step::Start {
+                            node: victim.clone(),
+                            schema,
+                        }
+                    };
+                    g.push(t + back, step);
+                    g.up.push((victim, schema));
+                    back + ft + 3 * SEC
+                } else {
+                    ft + 3 * SEC
+                }
+            }
+            (Profile::Faults, 55..=69) => {
+                let Some((node, _)) = g.pick_up() else { break };
+                let dur = g.r.range(200 * MS, 6 * SEC);
+                g.push(t, Step::Pause { node, dur });
+                dur + ft + 2 * SEC
+            }
+            (Profile::Faults, 70..=84) if g.up.len() >= 3 => {
+                let Some((node, _)) = g.pick_up() else { break };
+                let dur = g.r.range(500 * MS, 10 * SEC);
+                let one_way = g.r.chance(0.3);
+                g.push(t, Step::Partition { node, one_way });
+                g.push(t + dur, Step::Heal);
+                dur + ft + 3 * SEC
+            }
+            (Profile::Faults, 85..=94) if g.up.len() >= 2 => {
+                let Some((a, _)) = g.pick_up() else { break };
+                let Some((b, _)) = g.pick_up() else { break };
+                if a != b {
+                    g.push(t, Step::Flap { a, b });
+                }
+                SEC
+            }
+            _ => g.r.range(500 * MS, 3 * SEC),
+        };
+        g.t += gap;
+    }
+    let end = g.t.max(end);
+    g.steps.sort_by_key(|(t, _)| *t);
+    Schedule {
+        name: format!("random-{profile:?}-{seed}").to_lowercase(),
+        steps: g.steps,
+        end,
+        quiet: 25 * SEC,
+    }
+}
+
+/// The named regression scenarios: the faults the first build showed (ISSUE 9, (a)-(f)).
+pub const SCENARIOS: &[&str] = &[
+    "drain-then-crash",
+    "ack-then-crash",
+    "paused-target",
+    "lost-delta",
+    "drain-deadline",
+    "clock-behind",
+];
+
+fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
+    let mut steps = Vec::new();
+    for i in 1..=nodes {
+        steps.push((
+            r.range(0, 300 * MS),
+            Step::Start {
+                node: format!("n{i}"),
+                schema: 1,
+            },
+        ));
+    }
+    steps.push((3500 * MS, Step::Create { count: names }));
+    steps.push((4500 * MS, Step::Clients(3)));
+    steps
+}
+
+/// A named scenario with timings from `seed`; `None` for an unknown name.
+pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
+    let mut r = Rng::new(seed ^ 0xfa17_fa17);
+    let mut steps;
+    let end;
+    match name {
+        // (a) a drain moves games to n2, then n2 crashes before any of them gets an input.
+        "drain-then-crash" => {
+            steps = base(&mut r, 3, 30);
+            let t = 7 * SEC + r.range(0, 2 * SEC);
+            steps.push((t, Step::StopClients));
+            steps.push((
+                t + 200 * MS,
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: true,
+                },
+            ));
+            steps.push((t + r.range(2, 5) * SEC, Step::Crash("n2".into())));
+            end = t + 10 * SEC;
+        }
+        // (b) an owner crashes right after answering.
+        "ack-then-crash" => {
+            steps = base(&mut r, 3, 20);
+            let t = 6 * SEC + r.range(0, 3 * SEC);
+            let victim = format!("n{}", r.range(1, 4));
+            steps.push((t, Step::Crash(victim)));
+            end = t + 8 * SEC;
+        }
+        // (c) the drain's target is paused past the offer timeout, then wakes.
+        "paused-target" => {
+            steps = base(&mut r, 3, 30);
+            let t = 6 * SEC + r.range(0, SEC);
+            let dur = r.range(3 * SEC, 5 * SEC);
+            steps.push((
+                t,
+                Step::Pause {
+                    node: "n2".into(),
+                    dur,
+                },
+            ));
+            steps.push((
+                t + r.range(0, 300 * MS),
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: r.chance(0.5),
+                },
+            ));
+            end = t + dur + 6 * SEC;
+        }
+        // (d) a registry delta between two members is lost: their session is replaced (a
+        // relink, no Down) while n1 publishes new names.
+        "lost-delta" => {
+            steps = base(&mut r, 3, 10);
+            let t = 6 * SEC + r.range(0, SEC);
+            steps.push((
+                t,
+                Step::CreateAt {
+                    node: "n1".into(),
+                    count: 20,
+                },
+            ));
+            let mut at = t;
+            for _ in 0..10 {
+                steps.push((
+                    at,
+                    Step::Flap {
+                        a: "n1".into(),
+                        b: "n2".into(),
+                    },
+                ));
+                at += r.range(100, 3 * MS);
+            }
+            end = t + 10 * SEC;
+        }
+        // (e) a console drain's deadline passes mid-wave (its target is slow to answer); the
+        // node keeps running.
+        "drain-deadline" => {
+            steps = base(&mut r, 3, 30);
+            let t = 6 * SEC + r.range(0, SEC);
+            steps.push((t, Step::DrainDeadline(r.range(20 * MS, 200 * MS))));
+            steps.push((
+                t,
+                Step::Pause {
+                    node: "n2".into(),
+                    dur: r.range(500 * MS, 1500 * MS),
+                },
+            ));
+            steps.push((
+                t + r.range(0, 5 * MS),
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: false,
+                },
+            ));
+            end = t + 8 * SEC;
+        }
+        // (f) a node restarts with its wall clock behind its previous run (its incarnation is
+        // older), takes new children, then crashes again. Clients pause around each crash, so
+        // no answered input is at stake there: what breaks is this fault's.
+        "clock-behind" => {
+            steps = base(&mut r, 3, 10);
+            let t = 6 * SEC + r.range(0, SEC);
+            steps.push((t - 500 * MS, Step::StopClients));
+            steps.push((t, Step::Crash("n2".into())));
+            let back = t + r.range(50 * MS, 1500 * MS);
+            steps.push((
+                back,
+                Step::RestartBehind {
+                    node: "n2".into(),
+                    schema: 1,
+                },
+            ));
+            steps.push((
+                back + 2 * SEC,
+                Step::CreateAt {
+                    node: "n2".into(),
+                    count: 10,
+                },
+            ));
+            steps.push((back + 3 * SEC, Step::Clients(3)));
+            steps.push((back + 6 * SEC, Step::StopClients));
+            steps.push((back + 7 * SEC, Step::Crash("n2".into())));
+            end = back + 12 * SEC;
+        }
+        _ => return None,
+    }
+    steps.sort_by_key(|(t, _)| *t);
+    Some(Schedule {
+        name: name.into(),
+        steps,
+        end,
+        quiet: 25 * SEC,
+    })
+}
+
+/// Carries out step `i` of the world's schedule.
+pub(crate) fn run_step(w: &mut World, i: usize) {
+    let Some(step) = w.steps.get(i).cloned() else {
+        return;
+    };
+    let running = |w: &World, name: &str| -> Option<usize> {
+        let slot = w.names.iter().position(|n| n == name)?;
+        w.nodes[slot].as_ref().map(|_| slot)
+    };
+    match step {
+        Step::Start { node, schema } => {
+            if running(w, &node).is_none() {
+                w.start_node(&node, schema);
+            }
+        }
+        Step::RestartBehind { node, schema } => {
+            if running(w, &node).is_none() {
+                let slot = w.slot_of(&node);
+                let behind = w.rng.range(MS, 10 * SEC) as i64;
+                let wall_now = (1_800_000_000_000_000u64 + w.now) as i64;
+                w.wall_skew[slot] = w.last_inc[slot] as i64 - wall_now - behind;
+                w.start_node(&node, schema);
+            }
+        }
+        Step::Create { count } => {
+            for _ in 0..count {
+                let slots = w.up_slots();
+                if let Some(slot) = w.rng.pick(&slots).copied() {
+                    let name = w.new_child_name();
+                    w.op_start(slot, &name);
+                }
+            }
+        }
+        Step::CreateAt { node, count } => {
+            if let Some(slot) = running(w, &node) {
+                for _ in 0..count {
+                    let name = w.new_child_name();
+                    w.op_start(slot, &name);
+                }
+            }
+        }
+        Step::Clients(n) => w.add_clients(n),
+        Step::StopClients => w.stop_clients(),
+        Step::Crash(node) => {
+            if let Some(slot) = running(w, &node) {
+                w.crash(slot);
+            }
+        }
+        Step::Pause { node, dur } => {
+            if let Some(slot) = running(w, &node) {
+                w.pause(slot, dur);
+            }
+        }
+        Step::Partition { node, one_way } => {
+            if let Some(slot) = running(w, &node) {
+                w.partition(slot, one_way);
+            }
+        }
+        Step::Heal => w.heal(),
+        Step::Drain { node, exit } => {
+            if let Some(slot) = running(w, &node) {
+                w.op_drain(slot, exit);
+            }
+        }
+        Step::Flap { a, b } => {
+            if let (Some(a), Some(b)) = (running(w, &a), running(w, &b)) {
+                w.flap(a, b);
+            }
+        }
+        Step::DrainDeadline(t) => w.config.drain_deadline = t,
+    }
+}

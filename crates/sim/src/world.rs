@@ -1,0 +1,1766 @@
+//! The simulated world: nodes running horde's member core and their children's cores, a
+//! network of sessions between them, clients, and one event queue in virtual time.
+//!
+//! Everything happens as an event at a virtual time (microseconds), taken from a priority
+//! queue in (time, sequence) order, so a seed replays exactly. Nodes talk over sessions (a
+//! TCP link plus its ractor_cluster session): FIFO per direction with random delay, bound to
+//! the session (messages of a closed or replaced session are dropped), held while a partition
+//! blocks their direction and delivered in order after it heals. A node's connector model
+//! dials its peers with backoff, heartbeats them, declares a silent one down and closes the
+//! session, and refuses an older incarnation, as the real connector does. Inside a node, the
+//! member core, the router and every child have their own mailboxes (FIFO per sender, small
+//! random delays), so the races between actors are simulated too. A paused node keeps its
+//! mailboxes and its clock runs; it processes nothing until it resumes.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use discovery::{DownReason, NodeId};
+use horde::core::child::{Answer, Body, ChildEffect, ChildInput, Envelope};
+use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
+use horde::protocol::{Route, RouteBody, RouteReply, Wire};
+use horde::stats::{Counters, HordeEvent};
+use horde::{MoveConfig, Rendezvous, RestartPolicy};
+
+use crate::check::Checker;
+use crate::log::{self, Hosted, Log, LogMsg, LogReply};
+use crate::rng::Rng;
+
+/// Virtual time in microseconds since the start of the run.
+pub type Time = u64;
+
+/// Microseconds in a millisecond.
+pub const MS: Time = 1_000;
+/// Microseconds in a second.
+pub const SEC: Time = 1_000_000;
+
+/// Where an answer goes: a client's call, or an operation of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Token {
+    /// A client's call.
+    Call {
+        /// The client.
+        client: usize,
+        /// Its call number.
+        call: u64,
+    },
+    /// An operation (a start, a drain).
+    Op(u64),
+}
+
+/// Timing and sizing of the simulated cluster.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Heartbeat interval of the connector.
+    pub heartbeat: Time,
+    /// A peer silent this long is declared down.
+    pub failure_timeout: Time,
+    /// How long a client waits for an answer before retrying.
+    pub client_timeout: Time,
+    /// The drain deadline (`SHUTDOWN_TIMEOUT_MS`).
+    pub drain_deadline: Time,
+    /// Horde's join timeout.
+    pub join_timeout: Time,
+    /// Moves.
+    pub moves: MoveConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            heartbeat: 500 * MS,
+            failure_timeout: 2 * SEC,
+            client_timeout: 2 * SEC,
+            drain_deadline: 8 * SEC,
+            join_timeout: 3 * SEC,
+            moves: MoveConfig::default(),
+        }
+    }
+}
+
+/// A message between two nodes on a session.
+#[derive(Debug, Clone)]
+pub enum NetMsg {
+    /// To the member core.
+    Member(Wire),
+    /// To the router (a call when `reply` is set).
+    Route {
+        /// The routed message.
+        route: Route,
+        /// Where the answer goes.
+        reply: Option<Token>,
+    },
+    /// A handle's start request to the member placement chose.
+    StartChild {
+        /// The name.
+        name: String,
+        /// The operation waiting for the answer.
+        op: u64,
+    },
+    /// A heartbeat.
+    Ping,
+    /// Its answer.
+    Pong,
+    /// The session was closed by the sender's end.
+    Fin,
+}
+
+/// One event.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// A node's periodic work.
+    Tick { slot: usize, inc: u64 },
+    /// A message arrives on a session.
+    Net {
+        slot: usize,
+        inc: u64,
+        from: usize,
+        session: u64,
+        msg: NetMsg,
+    },
+    /// A session's handshake completes.
+    Establish {
+        a: usize,
+        a_inc: u64,
+        b: usize,
+        b_inc: u64,
+        session: u64,
+        /// A relink: replaces a session that is up.
+        replace: bool,
+    },
+    /// An input for a node's member core (from its own children or its shell).
+    Member {
+        slot: usize,
+        inc: u64,
+        input: Input<Token>,
+    },
+    /// An input for a child.
+    Child {
+        slot: usize,
+        inc: u64,
+        instance: u64,
+        input: ChildInput<LogMsg, Token>,
+    },
+    /// A client's call reaches a node's handle (or its retry while the owner is down).
+    Call {
+        slot: usize,
+        inc: u64,
+        client: usize,
+        call: u64,
+        name: String,
+        id: u64,
+        deadline: Time,
+    },
+    /// A client's next step.
+    ClientNext { client: usize },
+    /// A client's call timed out.
+    ClientTimeout { client: usize, call: u64 },
+    /// An answer reaches a client.
+    ClientReply {
+        client: usize,
+        call: u64,
+        result: Result<LogReply, String>,
+    },
+    /// A step of the schedule.
+    Step(usize),
+    /// A paused node resumes.
+    Resume { slot: usize, inc: u64 },
+}
+
+/// A live node's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    /// Processing.
+    Running,
+    /// Frozen (SIGSTOP); its clock runs.
+    Paused,
+}
+
+/// One end of a session.
+#[derive(Debug, Clone)]
+struct Conn {
+    remote: NodeId,
+    session: u64,
+    last_heard: Time,
+    next_ping: Time,
+}
+
+/// A running (or paused) node.
+pub(crate) struct Node {
+    pub slot: usize,
+    pub id: NodeId,
+    pub schema: u16,
+    pub life: Life,
+    pub core: Core<Token>,
+    /// What the router sees: name → (instance, pending).
+    pub routes: BTreeMap<Arc<str>, (u64, bool)>,
+    /// The latest running instance of each name (for commands).
+    pub actors: BTreeMap<Arc<str>, u64>,
+    conns: BTreeMap<usize, Conn>,
+    dial: BTreeMap<usize, (Time, u32)>,
+    backlog: Vec<Ev>,
+    /// Virtual time of this boot.
+    pub boot: Time,
+    /// Clock rate error (parts per million).
+    drift_ppm: i64,
+    /// Origin of this boot's monotonic clock.
+    origin: Instant,
+    /// Registry epochs seen in this run (monotone epochs, S3).
+    pub epochs: BTreeMap<Arc<str>, u64>,
+}
+
+impl Node {
+    fn local(&self, now: Time) -> Instant {
+        let elapsed = now.saturating_sub(self.boot) as i128;
+        let scaled = elapsed + elapsed * self.drift_ppm as i128 / 1_000_000;
+        self.origin + Duration::from_micros(scaled.max(0) as u64)
+    }
+}
+
+/// A hosted child instance.
+pub(crate) struct Instance {
+    pub slot: usize,
+    pub inc: u64,
+    pub name: Arc<str>,
+    pub epoch: u64,
+    pub core: Box<dyn Hosted>,
+    pub alive: bool,
+}
+
+/// A client's call in flight.
+#[derive(Debug, Clone)]
+struct Inflight {
+    call: u64,
+    name: String,
+    id: u64,
+}
+
+#[derive(Debug, Default)]
+struct Client {
+    inflight: Option<Inflight>,
+    next_id: u64,
+    acked: u64,
+    stopped: bool,
+}
+
+/// An operation of the schedule waiting for its answer.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Start {
+        name: String,
+    },
+    Drain {
+        slot: usize,
+        inc: u64,
+        started: Time,
+        exit: bool,
+    },
+}
+
+struct Queued {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The wall clock of the simulated machines at the start (µs since the Unix epoch).
+const WALL0: u64 = 1_800_000_000_000_000;
+
+/// The world.
+pub struct World {
+    pub(crate) config: Config,
+    pub(crate) rng: Rng,
+    pub(crate) now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Queued>>,
+    /// Node slots: a slot is one node name; `None` while not running.
+    pub(crate) nodes: Vec<Option<Node>>,
+    /// Names of the slots.
+    pub(crate) names: Vec<String>,
+    /// Last incarnation used per slot.
+    pub(crate) last_inc: Vec<u64>,
+    /// Wall-clock offset per slot (a restart with the clock behind).
+    pub(crate) wall_skew: Vec<i64>,
+    pub(crate) instances: BTreeMap<u64, Instance>,
+    next_instance: u64,
+    next_session: u64,
+    next_op: u64,
+    pub(crate) ops: BTreeMap<u64, Op>,
+    /// Blocked directions (from, to).
+    blocked: BTreeSet<(usize, usize)>,
+    /// Messages held by a partition, per direction.
+    held: BTreeMap<(usize, usize), VecDeque<(u64, NetMsg)>>,
+    /// Last delivery time per FIFO channel.
+    fifo: BTreeMap<(u64, u64), Time>,
+    clients: Vec<Client>,
+    /// Names started successfully (clients write to them).
+    pub(crate) live_names: Vec<String>,
+    pub(crate) check: Checker,
+    trace: Option<Vec<String>>,
+    base: Instant,
+    /// Drains answered: (slot, duration, deadline).
+    pub(crate) drains: Vec<(usize, Time)>,
+    /// Horde events seen (restarts from spec count as state lost).
+    pub(crate) restarts_from_spec: u64,
+    /// The schedule's steps (events name them by index).
+    pub(crate) steps: Vec<crate::schedule::Step>,
+    next_child: u64,
+}
+
+fn chan(a: u64, b: u64) -> (u64, u64) {
+    (a, b)
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("now", &self.now)
+            .field("nodes", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl World {
+    /// An empty world.
+    pub fn new(seed: u64, config: Config, trace: bool) -> Self {
+        Self {
+            config,
+            rng: Rng::new(seed),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes: Vec::new(),
+            names: Vec::new(),
+            last_inc: Vec::new(),
+            wall_skew: Vec::new(),
+            instances: BTreeMap::new(),
+            next_instance: 0,
+            next_session: 0,
+            next_op: 0,
+            ops: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            held: BTreeMap::new(),
+            fifo: BTreeMap::new(),
+            clients: Vec::new(),
+            live_names: Vec::new(),
+            check: Checker::default(),
+            trace: trace.then(Vec::new),
+            base: Instant::now(),
+            drains: Vec::new(),
+            restarts_from_spec: 0,
+            steps: Vec::new(),
+            next_child: 0,
+        }
+    }
+
+    /// A fresh child name.
+    pub(crate) fn new_child_name(&mut self) -> String {
+        self.next_child += 1;
+        format!("g{}", self.next_child)
+    }
+
+    /// The trace, when tracing.
+    pub fn trace_lines(&self) -> Option<&[String]> {
+        self.trace.as_deref()
+    }
+
+    pub(crate) fn log(&mut self, line: impl FnOnce() -> String) {
+        let now = self.now;
+        if let Some(t) = &mut self.trace {
+            t.push(format!("[{:>4}.{:06}] {}", now / SEC, now % SEC, line()));
+        }
+    }
+
+    pub(crate) fn at(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued {
+            at: at.max(self.now),
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    /// Schedules `ev` after `delay`, in FIFO order on `channel`.
+    fn fifo_at(&mut self, channel: (u64, u64), delay: Time, ev: Ev) {
+        let t = (self.now + delay).max(self.fifo.get(&channel).copied().unwrap_or(0));
+        self.fifo.insert(channel, t);
+        self.at(t, ev);
+    }
+
+    /// Runs events until `until` (or the queue empties).
+    pub fn run_until(&mut self, until: Time) {
+        while let Some(Reverse(q)) = self.queue.peek() {
+            if q.at > until {
+                break;
+            }
+            let Some(Reverse(q)) = self.queue.pop() else {
+                break;
+            };
+            self.now = q.at;
+            self.dispatch(q.ev);
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn node(&self, slot: usize, inc: u64) -> Option<&Node> {
+        self.nodes
+            .get(slot)?
+            .as_ref()
+            .filter(|n| n.id.incarnation == inc)
+    }
+
+    fn node_mut(&mut self, slot: usize, inc: u64) -> Option<&mut Node> {
+        self.nodes
+            .get_mut(slot)?
+            .as_mut()
+            .filter(|n| n.id.incarnation == inc)
+    }
+
+    /// A slot for node `name` (existing or new).
+    pub(crate) fn slot_of(&mut self, name: &str) -> usize {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return i;
+        }
+        self.names.push(name.into());
+        self.nodes.push(None);
+        self.last_inc.push(0);
+        self.wall_skew.push(0);
+        self.names.len() - 1
+    }
+
+    /// Running (or paused) slots.
+    pub(crate) fn up_slots(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|s| self.nodes[*s].is_some())
+            .collect()
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        // A paused node keeps what arrives for it.
+        let target = match &ev {
+            Ev::Net { slot, inc, .. }
+            | Ev::Member { slot, inc, .. }
+            | Ev::Child { slot, inc, .. }
+            | Ev::Call { slot, inc, .. } => Some((*slot, *inc)),
+            _ => None,
+        };
+        if let Some((slot, inc)) = target {
+            match self.node_mut(slot, inc) {
+                None => {
+                    if let Ev::Call { client, call, .. } = ev {
+                        self.reply_client(client, call, Err("connection refused".into()));
+                    }
+                    return;
+                }
+                Some(n) if n.life == Life::Paused => {
+                    n.backlog.push(ev);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        match ev {
+            Ev::Tick { slot, inc } => self.on_tick(slot, inc),
+            Ev::Net {
+                slot,
+                inc,
+                from,
+                session,
+                msg,
+            } => self.on_net(slot, inc, from, session, msg),
+            Ev::Establish {
+                a,
+                a_inc,
+                b,
+                b_inc,
+                session,
+                replace,
+            } => self.on_establish(a, a_inc, b, b_inc, session, replace),
+            Ev::Member { slot, inc, input } => self.run_member(slot, inc, input),
+            Ev::Child {
+                slot,
+                inc,
+                instance,
+                input,
+            } => self.run_child(slot, inc, instance, input),
+            Ev::Call {
+                slot,
+                inc,
+                client,
+                call,
+                name,
+                id,
+                deadline,
+            } => self.handle_call(slot, inc, client, call, name, id, deadline),
+            Ev::ClientNext { client } => self.client_next(client),
+            Ev::ClientTimeout { client, call } => {
+                self.client_result(client, call, Err("timeout".into()))
+            }
+            Ev::ClientReply {
+                client,
+                call,
+                result,
+            } => self.client_result(client, call, result),
+            Ev::Step(i) => self.step(i),
+            Ev::Resume { slot, inc } => self.resume(slot, inc),
+        }
+    }
+
+    // === nodes ===
+
+    /// Starts node `name` (a new incarnation if it ran before) running schema `schema`.
+    pub(crate) fn start_node(&mut self, name: &str, schema: u16) -> usize {
+        let slot = self.slot_of(name);
+        let wall = (WALL0 + self.now) as i64 + self.wall_skew[slot];
+        let inc = wall.max(1) as u64;
+        self.last_inc[slot] = inc;
+        let id = NodeId {
+            name: name.into(),
+            incarnation: inc,
+        };
+        let version = if schema == 1 { "1.0.0" } else { "2.0.0" };
+        let config = CoreConfig {
+            join_timeout: Duration::from_micros(self.config.join_timeout),
+            max_restarts: 3,
+            restart_window: Duration::from_secs(5),
+            restart_policy: RestartPolicy::Permanent,
+            moves: self.config.moves,
+            rebalance: None,
+            placement: Arc::new(Rendezvous),
+        };
+        let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
+        let drift_ppm = self.rng.range(0, 200) as i64 - 100;
+        let mut node = Node {
+            slot,
+            id: id.clone(),
+            schema,
+            life: Life::Running,
+            core: Core::new(
+                id.clone(),
+                version,
+                config,
+                Arc::new(Counters::default()),
+                origin,
+            ),
+            routes: BTreeMap::new(),
+            actors: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            dial: BTreeMap::new(),
+            backlog: Vec::new(),
+            boot: self.now,
+            drift_ppm,
+            origin,
+            epochs: BTreeMap::new(),
+        };
+        for other in 0..self.names.len() {
+            if other != slot {
+                node.dial.insert(other, (self.now, 0));
+            }
+        }
+        self.nodes[slot] = Some(node);
+        // Every other node learns of this name (static discovery) and dials it soon.
+        let now = self.now;
+        for n in self.nodes.iter_mut().flatten() {
+            if n.slot != slot {
+                n.dial.entry(slot).or_insert((now, 0));
+            }
+        }
+        self.log(|| format!("{id} starts (schema v{schema})"));
+        let first = self.rng.range(0, 50 * MS);
+        self.at(self.now + first, Ev::Tick { slot, inc });
+        slot
+    }
+
+    /// SIGKILL: the process is gone; the OS closes its sockets.
+    pub(crate) fn crash(&mut self, slot: usize) {
+        let Some(node) = self.nodes[slot].take() else {
+            return;
+        };
+        self.log(|| format!("{} crashes", node.id));
+        for inst in self.instances.values_mut() {
+            if inst.slot == slot && inst.inc == node.id.incarnation {
+                inst.alive = false;
+            }
+        }
+        for (peer, conn) in &node.conns {
+            self.send_on(
+                slot,
+                *peer,
+                conn.session,
+                conn.remote.incarnation,
+                NetMsg::Fin,
+            );
+        }
+    }
+
+    /// SIGSTOP for `duration`.
+    pub(crate) fn pause(&mut self, slot: usize, duration: Time) {
+        let now = self.now;
+        let Some(node) = self.nodes[slot].as_mut() else {
+            return;
+        };
+        if node.life == Life::Paused {
+            return;
+        }
+        node.life = Life::Paused;
+        let (id, inc) = (node.id.clone(), node.id.incarnation);
+        self.log(|| format!("{id} paused for {} ms", duration / MS));
+        self.at(now + duration, Ev::Resume { slot, inc });
+    }
+
+    fn resume(&mut self, slot: usize, inc: u64) {
+        let Some(node) = self.node_mut(slot, inc) else {
+            return;
+        };
+        node.life = Life::Running;
+        let backlog = std::mem::take(&mut node.backlog);
+        let id = node.id.clone();
+        self.log(|| format!("{id} resumes ({} queued)", backlog.len()));
+        // On waking, the timers may fire before what arrived is read, or after.
+        if self.rng.chance(0.5) {
+            self.on_tick_connector(slot, inc);
+        }
+        for ev in backlog {
+            self.dispatch(ev);
+        }
+    }
+
+    /// Cuts `slot` off from every other node (both ways, or only its outgoing side).
+    pub(crate) fn partition(&mut self, slot: usize, one_way: bool) {
+        self.log(|| format!("partition of slot {slot} (one way: {one_way})"));
+        for other in 0..self.names.len() {
+            if other != slot {
+                self.blocked.insert((slot, other));
+                if !one_way {
+                    self.blocked.insert((other, slot));
+                }
+            }
+        }
+    }
+
+    /// Ends every partition; held messages go out in order.
+    pub(crate) fn heal(&mut self) {
+        self.log(|| "partitions heal".into());
+        self.blocked.clear();
+        let held = std::mem::take(&mut self.held);
+        for ((from, to), msgs) in held {
+            for (session, msg) in msgs {
+                let inc = self.nodes[to]
+                    .as_ref()
+                    .map(|n| n.id.incarnation)
+                    .unwrap_or(0);
+                self.send_on(from, to, session, inc, msg);
+            }
+        }
+    }
+
+    /// Replaces the session between two connected nodes (a relink: no Down, messages on the
+    /// old session are lost).
+    pub(crate) fn flap(&mut self, a: usize, b: usize) {
+        let (Some(na), Some(nb)) = (self.nodes[a].as_ref(), self.nodes[b].as_ref()) else {
+            return;
+        };
+        if !na.conns.contains_key(&b) || !nb.conns.contains_key(&a) {
+            return;
+        }
+        let (a_inc, b_inc) = (na.id.incarnation, nb.id.incarnation);
+        self.next_session += 1;
+        let session = self.next_session;
+        self.log(|| format!("session {a}-{b} replaced by {session}"));
+        self.at(
+            self.now + 100,
+            Ev::Establish {
+                a,
+                a_inc,
+                b,
+                b_inc,
+                session,
+                replace: true,
+            },
+        );
+    }
+
+    // === operations ===
+
+    /// Asks `slot` to start `name` (the handle's placement decides where).
+    pub(crate) fn op_start(&mut self, slot: usize, name: &str) {
+        self.next_op += 1;
+        let op = self.next_op;
+        self.ops.insert(op, Op::Start { name: name.into() });
+        let Some(node) = self.nodes[slot].as_ref() else {
+            return;
+        };
+        let view = node.core.view();
+        let target = horde::Placement::place(&Rendezvous, name, &view.candidates(false));
+        let inc = node.id.incarnation;
+        match target {
+            Some(t) if t == node.id => self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Start {
+                    name: name.into(),
+                    spec: postcard::to_stdvec(&()).unwrap_or_default(),
+                    reply: Token::Op(op),
+                }),
+            ),
+            Some(t) => {
+                self.send_net(
+                    slot,
+                    &t,
+                    NetMsg::StartChild {
+                        name: name.into(),
+                        op,
+                    },
+                );
+            }
+            None => {
+                self.log(|| format!("start of {name} at slot {slot}: no member"));
+            }
+        }
+    }
+
+    /// Drains `slot` (SIGTERM when `exit`, the console's `drain` otherwise).
+    pub(crate) fn op_drain(&mut self, slot: usize, exit: bool) {
+        let Some(node) = self.nodes[slot].as_ref() else {
+            return;
+        };
+        let inc = node.id.incarnation;
+        self.next_op += 1;
+        let op = self.next_op;
+        self.ops.insert(
+            op,
+            Op::Drain {
+                slot,
+                inc,
+                started: self.now,
+                exit,
+            },
+        );
+        let deadline = Duration::from_micros(self.config.drain_deadline);
+        self.log(|| format!("slot {slot} drains (exit: {exit})"));
+        self.run_member(
+            slot,
+            inc,
+            Input::Request(Request::Drain {
+                deadline,
+                reply: Token::Op(op),
+            }),
+        );
+    }
+
+    fn op_reply(&mut self, op: u64, reply: Reply) {
+        let Some(o) = self.ops.remove(&op) else {
+            return;
+        };
+        match (o, reply) {
+            (Op::Start { name }, Reply::Started(r)) => {
+                self.log(|| format!("start of {name}: {r:?}"));
+                if r.is_ok() && !self.live_names.contains(&name) {
+                    self.live_names.push(name);
+                }
+            }
+            (
+                Op::Drain {
+                    slot,
+                    inc,
+                    started,
+                    exit,
+                },
+                Reply::Drained(report),
+            ) => {
+                let took = self.now - started;
+                self.log(|| format!("slot {slot} drained in {} ms: {report:?}", took / MS));
+                self.drains.push((slot, took));
+                if exit && self.node(slot, inc).is_some() {
+                    // The process exits: its sockets close.
+                    self.crash(slot);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // === the connector model ===
+
+    fn on_tick(&mut self, slot: usize, inc: u64) {
+        let Some(node) = self.node(slot, inc) else {
+            return;
+        };
+        if node.life == Life::Paused {
+            // No ticks while paused: the next one after it resumes.
+            self.at(self.now + TICK.as_micros() as Time, Ev::Tick { slot, inc });
+            return;
+        }
+        self.on_tick_connector(slot, inc);
+        self.run_member(slot, inc, Input::Tick);
+        self.check_epochs(slot, inc);
+        let jitter = self.rng.range(0, 2 * MS);
+        self.at(
+            self.now + TICK.as_micros() as Time + jitter,
+            Ev::Tick { slot, inc },
+        );
+    }
+
+    fn on_tick_connector(&mut self, slot: usize, inc: u64) {
+        let now = self.now;
+        let (hb, ft) = (self.config.heartbeat, self.config.failure_timeout);
+        let Some(node) = self.node_mut(slot, inc) else {
+            return;
+        };
+        let mut silent = Vec::new();
+        let mut pings = Vec::new();
+        for (peer, c) in node.conns.iter_mut() {
+            if now.saturating_sub(c.last_heard) > ft {
+                silent.push(*peer);
+            } else if now >= c.next_ping {
+                c.next_ping = now + hb;
+                pings.push((*peer, c.session, c.remote.incarnation));
+            }
+        }
+        let dials: Vec<usize> = node
+            .dial
+            .iter()
+            .filter(|(p, (at, _))| !node.conns.contains_key(p) && *at <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for (peer, session, pinc) in pings {
+            self.send_on(slot, peer, session, pinc, NetMsg::Ping);
+        }
+        for peer in silent {
+            self.close(slot, inc, peer, DownReason::Unresponsive);
+        }
+        for peer in dials {
+            self.dial(slot, inc, peer);
+        }
+    }
+
+    fn dial(&mut self, a: usize, a_inc: u64, b: usize) {
+        let reachable = !self.blocked.contains(&(a, b)) && !self.blocked.contains(&(b, a));
+        let target = self.nodes[b]
+            .as_ref()
+            .filter(|n| n.life == Life::Running)
+            .map(|n| n.id.incarnation);
+        let now = self.now;
+        match (reachable, target) {
+            (true, Some(b_inc)) => {
+                self.next_session += 1;
+                let session = self.next_session;
+                let rtt = self.rng.range(300, 3 * MS);
+                if let Some(n) = self.node_mut(a, a_inc) {
+                    // Not again while this handshake runs.
+                    n.dial.insert(b, (now + SEC, 0));
+                }
+                self.at(
+                    now + rtt,
+                    Ev::Establish {
+                        a,
+                        a_inc,
+                        b,
+                        b_inc,
+                        session,
+                        replace: false,
+                    },
+                );
+            }
+            _ => {
+                let jitter = self.rng.range(0, 1000);
+                if let Some(n) = self.node_mut(a, a_inc) {
+                    let e = n.dial.entry(b).or_insert((now, 0));
+                    let backoff = (100 * MS).saturating_mul(1 << e.1.min(6)).min(5 * SEC);
+                    e.0 = now + backoff / 2 + backoff * jitter / 2000;
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+
+    fn on_establish(
+        &mut self,
+        a: usize,
+        a_inc: u64,
+        b: usize,
+        b_inc: u64,
+        session: u64,
+        replace: bool,
+    ) {
+        let ok = |n: Option<&Node>| n.is_some_and(|n| n.life == Life::Running);
+        if !ok(self.node(a, a_inc)) || !ok(self.node(b, b_inc)) {
+            return;
+        }
+        let linked = |w: &World, x: usize, x_inc: u64, y: usize, y_inc: u64| {
+            w.node(x, x_inc)
+                .and_then(|n| n.conns.get(&y))
+                .is_some_and(|c| c.remote.incarnation == y_inc)
+        };
+        if !replace && linked(self, a, a_inc, b, b_inc) && linked(self, b, b_inc, a, a_inc) {
+            // Both sides dialled at once: ractor_cluster's election closes this link before
+            // it is ready, so nothing is ever sent on it.
+            return;
+        }
+        if self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)) {
+            return;
+        }
+        let (Some(ida), Some(idb)) = (
+            self.node(a, a_inc).map(|n| n.id.clone()),
+            self.node(b, b_inc).map(|n| n.id.clone()),
+        ) else {
+            return;
+        };
+        self.attach(a, a_inc, b, idb, session);
+        self.attach(b, b_inc, a, ida, session);
+    }
+
+    /// One end of a new session: replaces an older run's session, refuses an older run.
+    fn attach(&mut self, x: usize, x_inc: u64, peer: usize, remote: NodeId, session: u64) {
+        let now = self.now;
+        let hb = self.config.heartbeat;
+        let Some(node) = self.node_mut(x, x_inc) else {
+            return;
+        };
+        node.dial.insert(peer, (now + SEC, 0));
+        let current = node.conns.get(&peer).cloned();
+        match current {
+            Some(c) if c.remote.incarnation > remote.incarnation => {
+                // An older run connected while the newer one is up: refused.
+                let rinc = remote.incarnation;
+                self.log(|| format!("slot {x} refuses stale {remote}"));
+                self.send_on(x, peer, session, rinc, NetMsg::Fin);
+                return;
+            }
+            Some(c) if c.remote.incarnation < remote.incarnation => {
+                node.conns.remove(&peer);
+                let old = c.remote.clone();
+                self.run_member(
+                    x,
+                    x_inc,
+                    Input::NodeDown {
+                        id: old,
+                        reason: DownReason::Replaced,
+                    },
+                );
+            }
+            _ => {}
+        }
+        let Some(node) = self.node_mut(x, x_inc) else {
+            return;
+        };
+        node.conns.insert(
+            peer,
+            Conn {
+                remote: remote.clone(),
+                session,
+                last_heard: now,
+                next_ping: now + hb,
+            },
+        );
+        let me = node.id.clone();
+        self.log(|| format!("{me} up with {remote} (session {session})"));
+        self.run_member(x, x_inc, Input::NodeUp(remote.clone()));
+        self.run_member(x, x_inc, Input::PeerReady(remote));
+    }
+
+    /// This end closes its session to `peer` and reports the peer down.
+    fn close(&mut self, x: usize, x_inc: u64, peer: usize, reason: DownReason) {
+        let now = self.now;
+        let Some(node) = self.node_mut(x, x_inc) else {
+            return;
+        };
+        let Some(c) = node.conns.remove(&peer) else {
+            return;
+        };
+        node.dial.insert(peer, (now + 100 * MS, 0));
+        let me = node.id.clone();
+        self.log(|| {
+            format!(
+                "{me} closes session {} to {} ({reason:?})",
+                c.session, c.remote
+            )
+        });
+        self.send_on(x, peer, c.session, c.remote.incarnation, NetMsg::Fin);
+        self.run_member(
+            x,
+            x_inc,
+            Input::NodeDown {
+                id: c.remote,
+                reason,
+            },
+        );
+    }
+
+    /// Sends on a given session, held while a partition blocks the direction.
+    fn send_on(&mut self, from: usize, to: usize, session: u64, to_inc: u64, msg: NetMsg) {
+        if self.blocked.contains(&(from, to)) {
+            self.held
+                .entry((from, to))
+                .or_default()
+                .push_back((session, msg));
+            return;
+        }
+        let delay = if self.rng.chance(0.05) {
+            self.rng.range(MS, 20 * MS)
+        } else {
+            self.rng.range(100, 800)
+        };
+        self.fifo_at(
+            chan(from as u64, (1 << 32) | to as u64),
+            delay,
+            Ev::Net {
+                slot: to,
+                inc: to_inc,
+                from,
+                session,
+                msg,
+            },
+        );
+    }
+
+    /// Sends to a node (that incarnation) over the current session, if there is one.
+    fn send_net(&mut self, from: usize, to: &NodeId, msg: NetMsg) -> bool {
+        let Some(node) = self.nodes[from].as_ref() else {
+            return false;
+        };
+        let Some((peer, c)) = node.conns.iter().find(|(_, c)| c.remote == *to) else {
+            return false;
+        };
+        let (peer, session) = (*peer, c.session);
+        self.send_on(from, peer, session, to.incarnation, msg);
+        true
+    }
+
+    fn on_net(&mut self, slot: usize, inc: u64, from: usize, session: u64, msg: NetMsg) {
+        let now = self.now;
+        let Some(node) = self.node_mut(slot, inc) else {
+            return;
+        };
+        let current = node.conns.get(&from).map(|c| c.session);
+        if current != Some(session) {
+            // A closed or replaced session: its bytes go nowhere.
+            return;
+        }
+        match msg {
+            NetMsg::Ping => {
+                let rinc = node
+                    .conns
+                    .get(&from)
+                    .map(|c| c.remote.incarnation)
+                    .unwrap_or(0);
+                self.send_on(slot, from, session, rinc, NetMsg::Pong);
+            }
+            NetMsg::Pong => {
+                if let Some(c) = node.conns.get_mut(&from) {
+                    c.last_heard = now;
+                }
+            }
+            NetMsg::Fin => {
+                if let Some(c) = node.conns.remove(&from) {
+                    node.dial.insert(from, (now + 100 * MS, 0));
+                    self.run_member(
+                        slot,
+                        inc,
+                        Input::NodeDown {
+                            id: c.remote,
+                            reason: DownReason::Disconnected,
+                        },
+                    );
+                }
+            }
+            NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
+            NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
+            NetMsg::StartChild { name, op } => self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Start {
+                    name,
+                    spec: postcard::to_stdvec(&()).unwrap_or_default(),
+                    reply: Token::Op(op),
+                }),
+            ),
+        }
+    }
+
+    // === the member shell ===
+
+    pub(crate) fn run_member(&mut self, slot: usize, inc: u64, input: Input<Token>) {
+        let mut queue = VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            let now = self.now;
+            let Some(node) = self.node_mut(slot, inc) else {
+                return;
+            };
+            let t = node.local(now);
+            let effects = node.core.on(t, input);
+            for e in effects {
+                self.member_effect(slot, inc, e, &mut queue);
+            }
+        }
+    }
+
+    fn member_effect(
+        &mut self,
+        slot: usize,
+        inc: u64,
+        effect: Effect<Token>,
+        queue: &mut VecDeque<Input<Token>>,
+    ) {
+        match effect {
+            Effect::Send { to, wire } => {
+                let me = slot;
+                self.log(|| format!("s{me} → {} {}", to.name, describe(&wire)));
+                self.send_net(slot, &to, NetMsg::Member(wire));
+            }
+            Effect::Broadcast { to, wire } => {
+                let me = slot;
+                self.log(|| format!("s{me} → {} nodes {}", to.len(), describe(&wire)));
+                for n in to {
+                    self.send_net(slot, &n, NetMsg::Member(wire.clone()));
+                }
+            }
+            Effect::Spawn {
+                name,
+                init,
+                epoch,
+                pending,
+            } => {
+                let Some(node) = self.node(slot, inc) else {
+                    return;
+                };
+                let (schema, node_name, origin) =
+                    (node.schema, Arc::from(node.id.name.as_str()), node.origin);
+                let t = node.local(self.now);
+                match log::start(schema, name.clone(), node_name, origin, t, init, epoch) {
+                    Ok((core, first)) => {
+                        self.next_instance += 1;
+                        let instance = self.next_instance;
+                        self.instances.insert(
+                            instance,
+                            Instance {
+                                slot,
+                                inc,
+                                name: name.clone(),
+                                epoch,
+                                core,
+                                alive: true,
+                            },
+                        );
+                        if let Some(node) = self.node_mut(slot, inc) {
+                            node.routes.insert(name.clone(), (instance, pending));
+                            node.actors.insert(name.clone(), instance);
+                        }
+                        self.log(|| {
+                            format!("s{slot} spawns {name}#{instance} at epoch {epoch} (pending: {pending})")
+                        });
+                        for e in first {
+                            self.child_effect(slot, inc, instance, e);
+                        }
+                        queue.push_back(Input::Spawned {
+                            name,
+                            result: Ok(()),
+                        });
+                    }
+                    Err(e) => {
+                        self.log(|| format!("s{slot} cannot spawn {name}: {e}"));
+                        queue.push_back(Input::Spawned {
+                            name,
+                            result: Err(e),
+                        });
+                    }
+                }
+            }
+            Effect::Serve { name } => {
+                if let Some(node) = self.node_mut(slot, inc)
+                    && let Some(r) = node.routes.get_mut(&name)
+                {
+                    r.1 = false;
+                }
+            }
+            Effect::Forget { name } => {
+                if let Some(node) = self.node_mut(slot, inc) {
+                    node.routes.remove(&name);
+                }
+            }
+            Effect::ToChild { name, cmd } => {
+                let instance = self
+                    .node(slot, inc)
+                    .and_then(|n| n.actors.get(&name).copied());
+                if let Some(instance) = instance {
+                    let d = self.rng.range(1, 60);
+                    self.fifo_at(
+                        chan(slot as u64, (2 << 32) | instance),
+                        d,
+                        Ev::Child {
+                            slot,
+                            inc,
+                            instance,
+                            input: ChildInput::Cmd(cmd),
+                        },
+                    );
+                }
+            }
+            Effect::Reply { to, reply } => match to {
+                Token::Op(op) => self.op_reply(op, reply),
+                Token::Call { .. } => {}
+            },
+            Effect::Conflict(report) => {
+                self.log(|| {
+                    format!(
+                        "s{slot} conflict: {} lost to {}",
+                        report.name, report.winner
+                    )
+                });
+            }
+            Effect::Event(e) => {
+                if let HordeEvent::Restarted {
+                    from_snapshot: false,
+                    ref name,
+                    ..
+                } = e
+                {
+                    self.restarts_from_spec += 1;
+                    let name = name.clone();
+                    self.log(|| format!("s{slot} restarts {name} from its spec"));
+                }
+            }
+            Effect::NeedPeers => {}
+        }
+    }
+
+    // === children ===
+
+    fn run_child(
+        &mut self,
+        slot: usize,
+        inc: u64,
+        instance: u64,
+        input: ChildInput<LogMsg, Token>,
+    ) {
+        let t = match self.node(slot, inc) {
+            Some(n) => n.local(self.now),
+            None => return,
+        };
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        if !inst.alive {
+            return;
+        }
+        let effects = inst.core.on(t, input, &|_| true);
+        for e in effects {
+            self.child_effect(slot, inc, instance, e);
+        }
+    }
+
+    fn child_effect(
+        &mut self,
+        slot: usize,
+        inc: u64,
+        instance: u64,
+        effect: ChildEffect<Log<1>, Token>,
+    ) {
+        match effect {
+            ChildEffect::Reply { to, answer } => {
+                let Token::Call { client, call } = to else {
+                    return;
+                };
+                let result = match answer {
+                    Answer::Reply(r) => {
+                        self.on_ack(slot, instance, r);
+                        Ok(r)
+                    }
+                    Answer::Done => Err("no reply".into()),
+                    Answer::Failed(why) => Err(why.to_string()),
+                };
+                self.reply_client(client, call, result);
+            }
+            ChildEffect::Forward { to, msg } => {
+                let Some(name) = self.instances.get(&instance).map(|i| i.name.to_string()) else {
+                    return;
+                };
+                let body = match msg.body {
+                    Body::Typed(m) => RouteBody::User(postcard::to_stdvec(&m).unwrap_or_default()),
+                    Body::Routed(b) => b,
+                };
+                let route = Route {
+                    name,
+                    hops: msg.hops,
+                    body,
+                };
+                if !self.send_net(
+                    slot,
+                    &to,
+                    NetMsg::Route {
+                        route,
+                        reply: msg.reply.clone(),
+                    },
+                ) && let Some(Token::Call { client, call }) = msg.reply
+                {
+                    self.reply_client(client, call, Err("new owner unreachable".into()));
+                }
+            }
+            ChildEffect::SetTimer { after, generation } => {
+                self.at(
+                    self.now + after.as_micros() as Time,
+                    Ev::Child {
+                        slot,
+                        inc,
+                        instance,
+                        input: ChildInput::Timer { generation },
+                    },
+                );
+            }
+            ChildEffect::Deliver { .. } => {}
+            ChildEffect::Report(report) => {
+                let Some(name) = self.instances.get(&instance).map(|i| i.name.clone()) else {
+                    return;
+                };
+                let d = self.rng.range(1, 60);
+                self.fifo_at(
+                    chan((3 << 32) | instance, slot as u64),
+                    d,
+                    Ev::Member {
+                        slot,
+                        inc,
+                        input: Input::Child { name, report },
+                    },
+                );
+            }
+            ChildEffect::Paused(_) | ChildEffect::Forwarded(_) | ChildEffect::HandedOff { .. } => {}
+            ChildEffect::Stop => {
+                if let Some(inst) = self.instances.get_mut(&instance) {
+                    inst.alive = false;
+                    let name = inst.name.clone();
+                    if let Some(node) = self.node_mut(slot, inc)
+                        && node.actors.get(&name) == Some(&instance)
+                    {
+                        node.actors.remove(&name);
+                    }
+                }
+            }
+            ChildEffect::StopAfter(d) => {
+                self.at(
+                    self.now + d.as_micros() as Time,
+                    Ev::Child {
+                        slot,
+                        inc,
+                        instance,
+                        input: ChildInput::Cmd(ChildCmd::Stop { report: false }),
+                    },
+                );
+            }
+        }
+    }
+
+    // === the router and the handle ===
+
+    fn route(&mut self, slot: usize, inc: u64, route: Route, reply: Option<Token>) {
+        let Some(node) = self.node(slot, inc) else {
+            return;
+        };
+        let target = node.routes.get(route.name.as_str()).map(|(i, _)| *i);
+        if let Some(instance) = target
+            && self.instances.get(&instance).is_some_and(|i| i.alive)
+        {
+            let d = self.rng.range(1, 60);
+            self.fifo_at(
+                chan((4 << 32) | slot as u64, instance),
+                d,
+                Ev::Child {
+                    slot,
+                    inc,
+                    instance,
+                    input: ChildInput::Message(Envelope {
+                        body: Body::Routed(route.body),
+                        hops: route.hops,
+                        reply,
+                    }),
+                },
+            );
+            return;
+        }
+        let decision = node.core.view().forward_to(&route.name, route.hops);
+        match decision {
+            Ok(owner) => {
+                let fwd = Route {
+                    name: route.name,
+                    hops: route.hops + 1,
+                    body: route.body,
+                };
+                if !self.send_net(
+                    slot,
+                    &owner,
+                    NetMsg::Route {
+                        route: fwd,
+                        reply: reply.clone(),
+                    },
+                ) && let Some(Token::Call { client, call }) = reply
+                {
+                    self.reply_client(client, call, Err("owner unreachable".into()));
+                }
+            }
+            Err(answer) => {
+                if let Some(Token::Call { client, call }) = reply {
+                    let why = match answer {
+                        RouteReply::NotFound => "not found".to_string(),
+                        RouteReply::Unavailable(u) => u.to_string(),
+                        RouteReply::Ok(_) => "ok".into(),
+                    };
+                    self.reply_client(client, call, Err(why));
+                }
+            }
+        }
+    }
+
+    /// What `Horde::call` does on node `slot`.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_call(
+        &mut self,
+        slot: usize,
+        inc: u64,
+        client: usize,
+        call: u64,
+        name: String,
+        id: u64,
+        deadline: Time,
+    ) {
+        let Some(node) = self.node(slot, inc) else {
+            return;
+        };
+        let msg = LogMsg::Input { id };
+        let token = Token::Call { client, call };
+        let Some(entry) = node.core.registry().get(&name).cloned() else {
+            return self.reply_client(client, call, Err("not found".into()));
+        };
+        if *entry.owner == node.id {
+            let local = node
+                .routes
+                .get(name.as_str())
+                .filter(|(_, pending)| !pending)
+                .map(|(i, _)| *i)
+                .filter(|i| self.instances.get(i).is_some_and(|x| x.alive));
+            match local {
+                Some(instance) => {
+                    let d = self.rng.range(1, 60);
+                    self.fifo_at(
+                        chan((5 << 32) | slot as u64, instance),
+                        d,
+                        Ev::Child {
+                            slot,
+                            inc,
+                            instance,
+                            input: ChildInput::Message(Envelope {
+                                body: Body::Typed(msg),
+                                hops: 0,
+                                reply: Some(token),
+                            }),
+                        },
+                    );
+                }
+                None => {
+                    let route = Route {
+                        name,
+                        hops: 0,
+                        body: RouteBody::User(postcard::to_stdvec(&msg).unwrap_or_default()),
+                    };
+                    self.route(slot, inc, route, Some(token));
+                }
+            }
+            return;
+        }
+        if node.core.view().is_peer(&entry.owner) {
+            let route = Route {
+                name,
+                hops: 0,
+                body: RouteBody::User(postcard::to_stdvec(&msg).unwrap_or_default()),
+            };
+            self.send_net(
+                slot,
+                &entry.owner,
+                NetMsg::Route {
+                    route,
+                    reply: Some(token),
+                },
+            );
+            return;
+        }
+        // The owner is down and nobody restarted it yet: look again shortly.
+        if self.now + 10 * MS >= deadline {
+            return self.reply_client(client, call, Err("owner down, not restarted".into()));
+        }
+        self.at(
+            self.now + 10 * MS,
+            Ev::Call {
+                slot,
+                inc,
+                client,
+                call,
+                name,
+                id,
+                deadline,
+            },
+        );
+    }
+
+    // === clients ===
+
+    /// Adds `count` clients that write to the started names until [`World::stop_clients`].
+    pub(crate) fn add_clients(&mut self, count: usize) {
+        for _ in 0..count {
+            let c = self.clients.len();
+            self.clients.push(Client {
+                next_id: (c as u64 + 1) << 32,
+                ..Client::default()
+            });
+            let d = self.rng.range(0, 100 * MS);
+            self.at(self.now + d, Ev::ClientNext { client: c });
+        }
+    }
+
+    /// Clients stop starting new inputs (those in flight are retried until answered).
+    pub(crate) fn stop_clients(&mut self) {
+        for c in &mut self.clients {
+            c.stopped = true;
+        }
+    }
+
+    /// Inputs still unanswered.
+    pub(crate) fn inflight(&self) -> Vec<(String, u64)> {
+        self.clients
+            .iter()
+            .filter_map(|c| c.inflight.as_ref().map(|i| (i.name.clone(), i.id)))
+            .collect()
+    }
+
+    /// Inputs answered.
+    pub(crate) fn acked_count(&self) -> u64 {
+        self.clients.iter().map(|c| c.acked).sum()
+    }
+
+    fn client_next(&mut self, client: usize) {
+        if client >= self.clients.len() || self.client_resend_if_due(client) {
+            return;
+        }
+        let c = &self.clients[client];
+        if c.inflight.is_some() {
+            return;
+        }
+        if c.stopped || self.live_names.is_empty() {
+            if !c.stopped {
+                self.at(self.now + 100 * MS, Ev::ClientNext { client });
+            }
+            return;
+        }
+        let name = match self.rng.pick(&self.live_names) {
+            Some(n) => n.clone(),
+            None => return,
+        };
+        let c = &mut self.clients[client];
+        c.next_id += 1;
+        let id = c.next_id;
+        c.inflight = Some(Inflight { call: 0, name, id });
+        self.client_send(client);
+    }
+
+    fn client_send(&mut self, client: usize) {
+        let slots = self.up_slots();
+        let slot = self.rng.pick(&slots).copied();
+        let call = self.rng.next_u64();
+        let Some(inf) = self.clients[client].inflight.as_mut() else {
+            return;
+        };
+        inf.call = call;
+        let (name, id) = (inf.name.clone(), inf.id);
+        let timeout = self.config.client_timeout;
+        self.at(self.now + timeout, Ev::ClientTimeout { client, call });
+        let Some(slot) = slot else {
+            return;
+        };
+        let inc = self.nodes[slot]
+            .as_ref()
+            .map(|n| n.id.incarnation)
+            .unwrap_or(0);
+        let d = self.rng.range(100, 400);
+        let deadline = self.now + timeout;
+        self.at(
+            self.now + d,
+            Ev::Call {
+                slot,
+                inc,
+                client,
+                call,
+                name,
+                id,
+                deadline,
+            },
+        );
+    }
+
+    fn reply_client(&mut self, client: usize, call: u64, result: Result<LogReply, String>) {
+        let d = self.rng.range(100, 400);
+        self.at(
+            self.now + d,
+            Ev::ClientReply {
+                client,
+                call,
+                result,
+            },
+        );
+    }
+
+    fn client_result(&mut self, client: usize, call: u64, result: Result<LogReply, String>) {
+        let Some(c) = self.clients.get_mut(client) else {
+            return;
+        };
+        let Some(inf) = c.inflight.as_ref().filter(|i| i.call == call) else {
+            return;
+        };
+        match result {
+            Ok(r) => {
+                let (name, id) = (inf.name.clone(), inf.id);
+                c.inflight = None;
+                c.acked += 1;
+                debug_assert_eq!(r.id, id);
+                self.check.client_acked(&name, id);
+                let think = self.rng.range(5 * MS, 150 * MS);
+                self.at(self.now + think, Ev::ClientNext { client });
+            }
+            Err(_) => {
+                // Same id, to a node picked again, after a pause: `ClientNext` resends an
+                // input whose call number was cleared.
+                if let Some(inf) = c.inflight.as_mut() {
+                    inf.call = 0;
+                }
+                let pause = self.rng.range(20 * MS, 80 * MS);
+                self.at(self.now + pause, Ev::ClientNext { client });
+            }
+        }
+    }
+
+    // === checks ===
+
+    fn on_ack(&mut self, slot: usize, instance: u64, r: LogReply) {
+        let Some(inst) = self.instances.get(&instance) else {
+            return;
+        };
+        let (name, epoch) = (inst.name.clone(), inst.epoch);
+        let node = self.names.get(slot).cloned().unwrap_or_default();
+        let now = self.now;
+        let inst_ref = &self.instances[&instance];
+        if let Err(v) = self
+            .check
+            .ack(now, &name, instance, &node, epoch, r.id, &|id| {
+                inst_ref.core.has(id)
+            })
+        {
+            self.check.violate(v);
+        }
+    }
+
+    fn check_epochs(&mut self, slot: usize, inc: u64) {
+        let Some(node) = self.nodes[slot]
+            .as_mut()
+            .filter(|n| n.id.incarnation == inc)
+        else {
+            return;
+        };
+        let mut bad = Vec::new();
+        for (name, e) in node.core.registry().iter() {
+            let seen = node.epochs.entry(name.clone()).or_insert(0);
+            if e.epoch < *seen {
+                bad.push(format!(
+                    "S3: {} saw the epoch of `{name}` go back from {} to {}",
+                    node.id, *seen, e.epoch
+                ));
+            }
+            *seen = (*seen).max(e.epoch);
+        }
+        for v in bad {
+            self.check.violate(v);
+        }
+    }
+
+    /// Schedules the steps of a schedule at their times.
+    pub(crate) fn plan(&mut self, steps: &[(Time, usize)]) {
+        for (t, i) in steps {
+            self.at(*t, Ev::Step(*i));
+        }
+    }
+
+    fn step(&mut self, i: usize) {
+        crate::schedule::run_step(self, i);
+    }
+}
+
+impl World {
+    /// Resends an input whose last attempt failed (its call number was cleared).
+    pub(crate) fn client_resend_if_due(&mut self, client: usize) -> bool {
+        let due = self.clients[client]
+            .inflight
+            .as_ref()
+            .is_some_and(|i| i.call == 0);
+        if due {
+            self.client_send(client);
+        }
+        due
+    }
+}
+
+/// A short description of a member message for the trace.
+fn describe(w: &Wire) -> String {
+    match w {
+        Wire::Hello(h) => format!("Hello({}, {})", h.status, h.seq),
+        Wire::Sync { entries, done, .. } => {
+            format!("Sync({} entries, done: {done})", entries.len())
+        }
+        Wire::Deltas { batch, entries, .. } => format!(
+            "Deltas#{batch}({})",
+            entries
+                .iter()
+                .map(|e| format!("{}@{}{}", e.name, e.epoch, if e.removed { "†" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Wire::DeltaAck { batch, .. } => format!("DeltaAck#{batch}"),
+        Wire::Offer { id, items, .. } => format!(
+            "Offer#{id}({})",
+            items
+                .iter()
+                .map(|i| format!("{}@{}", i.name, i.epoch))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Wire::OfferReply {
+            id,
+            accepted,
+            refused,
+            ..
+        } => format!("OfferReply#{id}(+{} -{})", accepted.len(), refused.len()),
+        Wire::Abort { names } => format!("Abort({})", names.len()),
+        Wire::Snapshots { items } => format!(
+            "Snapshots({})",
+            items
+                .iter()
+                .map(|i| format!("{}@{}/{}", i.name, i.epoch, i.handled))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => other.kind().to_string(),
+    }
+}
