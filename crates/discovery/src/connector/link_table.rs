@@ -33,6 +33,8 @@ mod dials;
 mod heartbeats;
 mod rng;
 mod sessions;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
