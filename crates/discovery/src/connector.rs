@@ -19,7 +19,7 @@
 //! - node events (up/down with incarnation) for the horde layer.
 //!
 //! ```text
-//! Connector (this actor)
+//! Connector (actor: the shell around a LinkTable, which decides)
 //!  ├─ NodeServer (ractor_cluster)
 //!  │   ├─ Listener
 //!  │   └─ NodeSession per link ─ Session, RemoteActor proxies
@@ -36,11 +36,14 @@
 //! - [`backoff`]: redial delays.
 //! - [`beacon`]: the remotable actor that answers heartbeats, and its wire types.
 //! - `actor`: the connector actor, the shell around the table.
+//! - `endpoint`: the ractor_cluster side: session actors as links, the NodeServer and its
+//!   session callbacks as table inputs, a peer's beacon among a link's proxies.
 //! - this module: the handle ([`Connector`]) and the events it publishes.
 
 mod actor;
 pub mod backoff;
 pub mod beacon;
+mod endpoint;
 pub mod link_table;
 
 use std::net::SocketAddr;

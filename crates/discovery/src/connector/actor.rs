@@ -9,37 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
+use ractor_cluster::NodeServerMessage;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::beacon::{BEACON_SERVICE, Beacon, BeaconMsg, Mesh, PingReply, PingRequest};
-use super::link_table::{
-    LinkConfig, LinkEffect, LinkHandle, LinkInput, LinkTable, SessionInfo, SessionStep,
-};
+use super::beacon::{BEACON_SERVICE, Beacon, BeaconMsg, Mesh, PingRequest, ping};
+use super::endpoint::{self, Session, beacon_of};
+use super::link_table::{LinkConfig, LinkEffect, LinkInput, LinkTable};
 use super::{NodeEvent, NodeEvents, NodeInfo, PeerNode, PingError};
 use crate::PeerSet;
 use crate::config::ConnectorConfig;
-use crate::wire::Envelope;
 
 /// How often the table checks dials, handshakes and heartbeats.
 const TICK: Duration = Duration::from_millis(50);
 /// Timeout of a `ping` asked from the console.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A link in production: the ractor_cluster session actor of one TCP connection.
-type Session = ActorRef<NodeSessionMessage>;
-
-impl LinkHandle for Session {
-    type Id = ActorId;
-    fn link_id(&self) -> ActorId {
-        self.get_id()
-    }
-}
-
 /// Messages of the connector actor (local only).
+#[derive(Debug)]
 pub(super) enum ConnectorMsg {
     /// Something for the table: a peer set, a tick, a session step, a dial or heartbeat result.
     Input(LinkInput<Session>),
@@ -65,54 +53,7 @@ pub(super) enum ConnectorMsg {
     },
 }
 
-impl std::fmt::Debug for ConnectorMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Names only: a peer set or a reply port says nothing useful in a log.
-        f.write_str(match self {
-            ConnectorMsg::Input(_) => "Input",
-            ConnectorMsg::Nodes(_) => "Nodes",
-            ConnectorMsg::Subscribe(_) => "Subscribe",
-            ConnectorMsg::Partition { .. } => "Partition",
-            ConnectorMsg::Heal(_) => "Heal",
-            ConnectorMsg::Ping { .. } => "Ping",
-        })
-    }
-}
-
 impl ractor::Message for ConnectorMsg {}
-
-/// Forwards NodeServer callbacks (which run on the NodeServer's task and must not block) to the
-/// connector's mailbox.
-struct Subscription(ActorRef<ConnectorMsg>);
-
-impl Subscription {
-    fn forward(&self, step: SessionStep, ses: NodeServerSessionInformation) {
-        let info = SessionInfo {
-            peer_name: ses.peer_name.map(|n| n.name),
-            is_server: ses.is_server,
-            peer_addr: ses.peer_addr,
-        };
-        let link = ses.actor;
-        let _ = self
-            .0
-            .cast(ConnectorMsg::Input(LinkInput::Session { step, link, info }));
-    }
-}
-
-impl NodeEventSubscription for Subscription {
-    fn node_session_opened(&self, ses: NodeServerSessionInformation) {
-        self.forward(SessionStep::Opened, ses);
-    }
-    fn node_session_authenticated(&self, ses: NodeServerSessionInformation) {
-        self.forward(SessionStep::Authenticated, ses);
-    }
-    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
-        self.forward(SessionStep::Ready, ses);
-    }
-    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
-        self.forward(SessionStep::Closed, ses);
-    }
-}
 
 /// The connector actor: `self` is its configuration.
 pub(super) struct ConnectorActor {
@@ -152,21 +93,7 @@ impl Actor for ConnectorActor {
         };
         let name = Some(c.node.actor_name(BEACON_SERVICE));
         let (beacon, _) = Actor::spawn_linked(name, beacon, (), myself.get_cell()).await?;
-        let server = NodeServer::new(
-            c.port,
-            c.cookie.clone(),
-            c.node.ractor_basename().to_string(),
-            c.node.ractor_hostname(),
-            None,
-            Some(NodeConnectionMode::Isolated),
-        )
-        .with_listen_addr(c.bind)
-        .with_max_inbound_frame_size(c.max_frame_size);
-        let (node_server, _) = Actor::spawn_linked(None, server, (), myself.get_cell()).await?;
-        node_server.cast(NodeServerMessage::SubscribeToEvents {
-            id: "minotaur-connector".into(),
-            subscription: Box::new(Subscription(myself.clone())),
-        })?;
+        let node_server = endpoint::start(c, &myself).await?;
 
         // Forward peer sets; the task ends with the watch or with this actor.
         let me = myself.clone();
@@ -290,24 +217,7 @@ impl ConnectorActor {
                     mesh_known,
                     timeout,
                 } => match beacon_of(node.clone(), link) {
-                    Some(beacon) => {
-                        let request = PingRequest {
-                            from: self.config.node.clone(),
-                            mesh_known: Some(mesh_known),
-                        };
-                        let (me, name) = (myself.clone(), node.name);
-                        tokio::spawn(async move {
-                            let input = match ping(&beacon, &request, timeout).await {
-                                Some((reply, rtt)) => LinkInput::Pong {
-                                    node: reply.node,
-                                    rtt,
-                                    mesh: reply.mesh,
-                                },
-                                None => LinkInput::PingFailed { name },
-                            };
-                            let _ = me.cast(ConnectorMsg::Input(input));
-                        });
-                    }
+                    Some(beacon) => self.heartbeat(myself, beacon, node.name, mesh_known, timeout),
                     None => effects.extend(state.table.on(now, LinkInput::BeaconMissing { node })),
                 },
                 LinkEffect::Up { id, link } => {
@@ -319,6 +229,33 @@ impl ConnectorActor {
                 }
             }
         }
+    }
+
+    /// Sends one heartbeat and reports its answer or failure.
+    fn heartbeat(
+        &self,
+        myself: &ActorRef<ConnectorMsg>,
+        beacon: ActorRef<BeaconMsg>,
+        name: String,
+        mesh_known: u64,
+        timeout: Duration,
+    ) {
+        let request = PingRequest {
+            from: self.config.node.clone(),
+            mesh_known: Some(mesh_known),
+        };
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let input = match ping(&beacon, &request, timeout).await {
+                Some((reply, rtt)) => LinkInput::Pong {
+                    node: reply.node,
+                    rtt,
+                    mesh: reply.mesh,
+                },
+                None => LinkInput::PingFailed { name },
+            };
+            let _ = me.cast(ConnectorMsg::Input(input));
+        });
     }
 
     /// Connects to `addr` under the dial timeout and reports how it went.
@@ -339,33 +276,8 @@ impl ConnectorActor {
     }
 }
 
-/// The beacon of `id` among the proxies of `link`, once ractor_cluster has synced it.
-fn beacon_of(id: crate::NodeId, link: Session) -> Option<ActorRef<BeaconMsg>> {
-    PeerNode::new(id, link).remote_actor(BEACON_SERVICE)
-}
-
 fn publish(state: &mut State, event: NodeEvent) {
     state
         .subscribers
         .retain(|tx| tx.send(event.clone()).is_ok());
-}
-
-/// One heartbeat or ping: `Some((the answer, round trip))`, `None` on timeout or error.
-async fn ping(
-    beacon: &ActorRef<BeaconMsg>,
-    request: &PingRequest,
-    timeout: Duration,
-) -> Option<(PingReply, Duration)> {
-    let request = Envelope::encode(request).ok()?;
-    let started = Instant::now();
-    match beacon
-        .call(|r| BeaconMsg::Ping(request, r), Some(timeout))
-        .await
-    {
-        Ok(ractor::rpc::CallResult::Success(reply)) => {
-            let reply = PingReply::decode(&reply).ok()?;
-            Some((reply, started.elapsed()))
-        }
-        _ => None,
-    }
 }
