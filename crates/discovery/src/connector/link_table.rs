@@ -28,6 +28,44 @@
 //!   the table asks again on the next tick.
 //! - [`LinkEffect::Up`], [`LinkEffect::Down`]: tell subscribers, in order.
 //! - [`LinkEffect::PublishMesh`]: make the mesh what this node's beacon answers.
+//!
+//! # Example
+//! A simulator's view of one peer dialling in, then falling silent:
+//! ```
+//! use std::net::IpAddr;
+//! use std::time::{Duration, Instant};
+//!
+//! use discovery::connector::link_table::*;
+//! use discovery::{ConnectorConfig, NodeId};
+//!
+//! let me = NodeId { name: "minotaur@10.0.0.1".into(), incarnation: 1 };
+//! let ip = IpAddr::from([10, 0, 0, 1]);
+//! let config = LinkConfig::new(&ConnectorConfig::new(me, "cookie".into(), ip, 9000));
+//! let mut table: LinkTable<u64> = LinkTable::new(config, 42); // links are plain integers
+//! let t0 = Instant::now(); // the simulator's epoch; only differences matter
+//!
+//! let peer = NodeId { name: "minotaur@10.0.0.2".into(), incarnation: 7 };
+//! let mut info = SessionInfo {
+//!     peer_name: None,
+//!     is_server: true, // it dialled us
+//!     peer_addr: "10.0.0.2:40001".into(),
+//! };
+//! let session = |step, info: &SessionInfo| LinkInput::Session { step, link: 1, info: info.clone() };
+//! table.on(t0, session(SessionStep::Opened, &info));
+//! info.peer_name = Some(peer.ractor_name()); // `minotaur@10.0.0.2#7`
+//! table.on(t0, session(SessionStep::Authenticated, &info));
+//! let effects = table.on(t0, session(SessionStep::Ready, &info));
+//! assert!(effects.contains(&LinkEffect::Up { id: peer.clone(), link: 1 }));
+//!
+//! // The next tick sends a heartbeat through link 1; the driver would answer `Pong`.
+//! let effects = table.on(t0 + Duration::from_millis(50), LinkInput::Tick);
+//! assert!(matches!(&effects[..], [LinkEffect::Heartbeat { link: 1, .. }]));
+//!
+//! // No answer: past the failure timeout (2 s by default) the link is closed and the node down.
+//! let effects = table.on(t0 + Duration::from_millis(2050), LinkInput::Tick);
+//! assert!(effects.contains(&LinkEffect::Down { id: peer, reason: DownReason::Unresponsive }));
+//! assert!(effects.iter().any(|e| matches!(e, LinkEffect::Close { link: 1, .. })));
+//! ```
 
 mod dials;
 mod heartbeats;
