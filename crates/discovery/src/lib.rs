@@ -20,8 +20,9 @@
 //! - [`dns`]: the cache-less hickory resolver and A/AAAA/SRV lookups.
 //! - [`poller`]: the discovery loop.
 //! - [`own_address`]: which local address peers reach this host on.
-//! - [`connector`]: links, reconnects, heartbeats, node events; [`connector::beacon`] answers
-//!   heartbeats.
+//! - [`connector`]: links, reconnects, heartbeats, node events; [`connector::link_table`] makes
+//!   every decision about them without IO (for unit tests and simulators);
+//!   [`connector::beacon`] answers heartbeats.
 //! - [`console_link`]: attaching to a node as a console.
 //! - [`wire`]: the versioned envelope of every Minotaur cluster message.
 //! - `dns_server` (feature `dns-server`): an embedded DNS server for tests and the demo.

@@ -10,11 +10,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::NodeId;
@@ -109,6 +111,26 @@ impl PingReply {
     pub fn decode(env: &Envelope) -> Result<Self, WireError> {
         let (node, mesh) = env.decode_extended()?;
         Ok(Self { node, mesh })
+    }
+}
+
+/// One heartbeat or ping: `Some((the answer, round trip))`, `None` on timeout or error.
+pub(crate) async fn ping(
+    beacon: &ActorRef<BeaconMsg>,
+    request: &PingRequest,
+    timeout: Duration,
+) -> Option<(PingReply, Duration)> {
+    let request = Envelope::encode(request).ok()?;
+    let started = Instant::now();
+    match beacon
+        .call(|r| BeaconMsg::Ping(request, r), Some(timeout))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(reply)) => {
+            let reply = PingReply::decode(&reply).ok()?;
+            Some((reply, started.elapsed()))
+        }
+        _ => None,
     }
 }
 
