@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use minotaur::demo::{Load, verify};
+use harness::load::{Load, verify};
 use serde_json::Value;
 use tokio::time::Instant;
 
