@@ -25,6 +25,7 @@ use harness::mesh::{connector_config, node_name, peer, start_connector, wait_dow
 use harness::node;
 use harness::ports::free_port;
 use harness::process::ChildProcess;
+use harness::wait::eventually;
 use nix::sys::signal::Signal;
 use ractor::ActorRef;
 use tokio::sync::watch;
@@ -175,12 +176,11 @@ async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
         Ok(Some(NodeEvent::Up(p))) => p,
         other => panic!("peer never came up: {other:?}"),
     };
-    let echo: ActorRef<EchoMsg> = loop {
-        if let Some(e) = peer.remote_actor(echo::SERVICE) {
-            break e;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let echo: ActorRef<EchoMsg> =
+        eventually("the peer's echo actor", Duration::from_secs(30), || async {
+            peer.remote_actor(echo::SERVICE)
+        })
+        .await;
     let who = peer.id.name.clone();
     // Warm up both paths, then interleave them so both see the same machine state.
     for i in 0..500 {
