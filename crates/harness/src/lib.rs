@@ -12,8 +12,8 @@
 //!
 //! ```text
 //! wait, ports, process, logs, dns, latency, echo      (each stands alone)
-//!   └─► node (process, wait) ─► cluster (node, dns, ports, wait) ─► load (players, checks)
-//!   └─► mesh (in-process connectors and horde members; wait)
+//!   └─► node (process, wait) ─► cluster (node, dns, ports, wait) ─► load (its targets)
+//!         └─► mesh (node names, wait): in-process connectors and horde members
 //! ```
 //!
 //! # Layout
