@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - this file: [`Load`], the players, and what they saw ([`LoadResult`]).
-//! - [`integrity`]: [`verify`] and its [`Integrity`] report.
+//! - `integrity`: [`verify`] and its [`Integrity`] report.
 
 mod integrity;
 
