@@ -7,18 +7,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use harness::node::{NodeProcess, names, node_env, rpc};
+use harness::ports::{free_port, loopbacks};
+use harness::wait::{eventually, scaled};
+use harness::{dns, logs};
 use nix::sys::signal::Signal;
-use support::*;
+use support::MINOTAUR;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SERVICE: &str = "tasks.minotaur-test_minotaur";
 
-fn dns_env(
-    ip: IpAddr,
-    port: u16,
-    dns: &discovery::dns_server::DnsServer,
-) -> HashMap<String, String> {
+fn dns_env(ip: IpAddr, port: u16, dns: &dns::DnsServer) -> HashMap<String, String> {
     let mut env = node_env(ip, port, "e2e-cookie");
     env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
     env.insert("DNS_CLUSTER_RESOLVER".into(), dns.addr().to_string());
@@ -26,7 +26,7 @@ fn dns_env(
     env
 }
 
-async fn wait_for_mesh(nodes: &[&NodeProc]) {
+async fn wait_for_mesh(nodes: &[&NodeProcess]) {
     let all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
     for n in nodes {
         let want: Vec<String> = names(&all).into_iter().filter(|x| *x != n.name).collect();
@@ -42,20 +42,24 @@ async fn wait_for_mesh(nodes: &[&NodeProc]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_find_each_other_through_dns_and_a_new_name_joins() {
     let ips = loopbacks(21, 4);
-    let port = free_port(&ips);
-    let dns = dns().await;
-    let logs = log_dir("dns_mesh");
+    let port = free_port(&ips).expect("a free port");
+    let dns = dns::start().await.expect("start the DNS server");
+    let logs = logs::test_dir("dns_mesh");
     dns.set_addresses(SERVICE, &ips[..3]);
-    let nodes: Vec<NodeProc> = ips[..3]
+    let nodes: Vec<NodeProcess> = ips[..3]
         .iter()
-        .map(|ip| NodeProc::start(*ip, dns_env(*ip, port, &dns), &logs))
+        .map(|ip| {
+            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
+                .expect("start a node")
+        })
         .collect();
     wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
 
     // A fourth task appears in DNS: everyone connects to it, it connects to everyone.
-    let fourth = NodeProc::start(ips[3], dns_env(ips[3], port, &dns), &logs);
+    let fourth = NodeProcess::start(MINOTAUR, ips[3], dns_env(ips[3], port, &dns), &logs)
+        .expect("start a node");
     dns.set_addresses(SERVICE, &ips);
-    let mut all: Vec<&NodeProc> = nodes.iter().collect();
+    let mut all: Vec<&NodeProcess> = nodes.iter().collect();
     all.push(&fourth);
     wait_for_mesh(&all).await;
 
@@ -81,13 +85,16 @@ async fn nodes_find_each_other_through_dns_and_a_new_name_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_is_reported_down_and_a_frozen_one_too_until_it_thaws() {
     let ips = loopbacks(22, 3);
-    let port = free_port(&ips);
-    let dns = dns().await;
-    let logs = log_dir("failures");
+    let port = free_port(&ips).expect("a free port");
+    let dns = dns::start().await.expect("start the DNS server");
+    let logs = logs::test_dir("failures");
     dns.set_addresses(SERVICE, &ips);
-    let mut nodes: Vec<NodeProc> = ips
+    let mut nodes: Vec<NodeProcess> = ips
         .iter()
-        .map(|ip| NodeProc::start(*ip, dns_env(*ip, port, &dns), &logs))
+        .map(|ip| {
+            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
+                .expect("start a node")
+        })
         .collect();
     wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
 
@@ -124,8 +131,9 @@ async fn a_killed_node_is_reported_down_and_a_frozen_one_too_until_it_thaws() {
         .await;
     }
     // It is still in DNS, so the survivors keep trying; a restart (new incarnation) rejoins.
-    let restarted = NodeProc::start(ips[2], dns_env(ips[2], port, &dns), &logs);
-    let all: Vec<&NodeProc> = vec![&nodes[0], &nodes[1], &restarted];
+    let restarted = NodeProcess::start(MINOTAUR, ips[2], dns_env(ips[2], port, &dns), &logs)
+        .expect("start a node");
+    let all: Vec<&NodeProcess> = vec![&nodes[0], &nodes[1], &restarted];
     wait_for_mesh(&all).await;
     assert!(nodes[0].log().contains("node up"), "{}", nodes[0].log());
 }
@@ -133,14 +141,15 @@ async fn a_killed_node_is_reported_down_and_a_frozen_one_too_until_it_thaws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
     let ips = loopbacks(23, 2);
-    let port = free_port(&ips);
-    let dns = dns().await;
-    let logs = log_dir("cookie");
+    let port = free_port(&ips).expect("a free port");
+    let dns = dns::start().await.expect("start the DNS server");
+    let logs = logs::test_dir("cookie");
     dns.set_addresses(SERVICE, &ips);
-    let good = NodeProc::start(ips[0], dns_env(ips[0], port, &dns), &logs);
+    let good = NodeProcess::start(MINOTAUR, ips[0], dns_env(ips[0], port, &dns), &logs)
+        .expect("start a node");
     let mut bad_env = dns_env(ips[1], port, &dns);
     bad_env.insert("RELEASE_COOKIE".into(), "not-the-cookie".into());
-    let bad = NodeProc::start(ips[1], bad_env, &logs);
+    let bad = NodeProcess::start(MINOTAUR, ips[1], bad_env, &logs).expect("start a node");
 
     eventually("refusal logged", Duration::from_secs(10), || async {
         good.log().contains("failed to authenticate").then_some(())
@@ -157,7 +166,7 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
     // A console with the wrong cookie gets a one-line reason and a non-zero exit.
     let mut env = good.env.clone();
     env.insert("RELEASE_COOKIE".into(), "guess".into());
-    let out = rpc(&env, Some(&good.name), &["nodes"]).await;
+    let out = rpc(MINOTAUR, &env, Some(&good.name), &["nodes"]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("wrong cookie"), "{err}");
@@ -169,17 +178,17 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_node() {
     let ips = loopbacks(24, 2);
-    let port = free_port(&ips);
-    let logs = log_dir("hostile");
+    let port = free_port(&ips).expect("a free port");
+    let logs = logs::test_dir("hostile");
     let mut env = node_env(ips[0], port, "e2e-cookie");
     env.insert("CLUSTER_HOSTS".into(), format!("minotaur@{}", ips[1]));
-    let mut node = NodeProc::start(ips[0], env, &logs);
+    let mut node = NodeProcess::start(MINOTAUR, ips[0], env, &logs).expect("start a node");
     eventually("node answers", Duration::from_secs(10), || async {
         node.rpc(&["node"]).await.status.success().then_some(())
     })
     .await;
     let addr = node.cluster_addr();
-    let rss_before = node.rss_kib();
+    let rss_before = node.rss_bytes() / 1024;
 
     for round in 0..3 {
         // Garbage, an HTTP request, a huge length prefix, a truncated frame.
@@ -217,7 +226,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     assert!(node.is_running(), "node died");
     let out = node.rpc(&["node"]).await;
     assert!(out.status.success(), "{out:?}");
-    let rss_after = node.rss_kib();
+    let rss_after = node.rss_bytes() / 1024;
     assert!(
         rss_after < rss_before + 32 * 1024,
         "memory grew from {rss_before} KiB to {rss_after} KiB"
@@ -228,7 +237,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
         e.insert("CLUSTER_HOSTS".into(), node.name.clone());
         e
     };
-    let peer = NodeProc::start(ips[1], peer_env, &logs);
+    let peer = NodeProcess::start(MINOTAUR, ips[1], peer_env, &logs).expect("start a node");
     eventually("peer joins", Duration::from_secs(10), || async {
         (node.try_nodes().await? == vec![peer.name.clone()]).then_some(())
     })
@@ -237,13 +246,14 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_without_a_long_name_exits_2_naming_release_node() {
-    let logs = log_dir("short_name");
+    let logs = logs::test_dir("short_name");
     for node in ["minotaur", "minotaur@myhost"] {
         let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, "c");
         env.insert("RELEASE_NODE".into(), node.into());
         env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
-        let mut p = NodeProc::start("127.0.25.2".parse().expect("ip"), env, &logs);
-        let code = p.wait_exit(Duration::from_secs(10)).await;
+        let mut p = NodeProcess::start(MINOTAUR, "127.0.25.2".parse().expect("ip"), env, &logs)
+            .expect("start a node");
+        let code = p.wait(scaled(Duration::from_secs(10))).await;
         assert_eq!(code, Some(2));
     }
     let out = std::process::Command::new(MINOTAUR)
@@ -270,9 +280,10 @@ async fn discovery_without_a_long_name_exits_2_naming_release_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_errors_are_one_line_and_non_zero() {
     let ips = loopbacks(26, 1);
-    let port = free_port(&ips);
-    let logs = log_dir("rpc_errors");
-    let node = NodeProc::start(ips[0], node_env(ips[0], port, "c"), &logs);
+    let port = free_port(&ips).expect("a free port");
+    let logs = logs::test_dir("rpc_errors");
+    let node = NodeProcess::start(MINOTAUR, ips[0], node_env(ips[0], port, "c"), &logs)
+        .expect("start a node");
     eventually("node answers", Duration::from_secs(10), || async {
         node.rpc(&["node"]).await.status.success().then_some(())
     })
@@ -281,7 +292,7 @@ async fn rpc_errors_are_one_line_and_non_zero() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command `frobnicate`"));
 
-    let out = rpc(&node.env, Some("minotaur@127.0.26.9"), &["nodes"]).await;
+    let out = rpc(MINOTAUR, &node.env, Some("minotaur@127.0.26.9"), &["nodes"]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach"), "{err}");
@@ -292,16 +303,16 @@ async fn rpc_errors_are_one_line_and_non_zero() {
 async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() {
     let ip = loopbacks(28, 1)[0];
     let lo: IpAddr = "127.0.0.1".parse().expect("ip");
-    let logs = log_dir("single");
-    let mut env = node_env(ip, free_port(&[lo]), "c");
-    let http_port = free_port(&[ip]);
+    let logs = logs::test_dir("single");
+    let mut env = node_env(ip, free_port(&[lo]).expect("a free port"), "c");
+    let http_port = free_port(&[ip]).expect("a free port");
     env.insert("RELEASE_DISTRIBUTION".into(), "none".into());
     env.insert("HTTP_BIND".into(), ip.to_string());
     env.insert("PORT".into(), http_port.to_string());
     // Far beyond the wait below (20 s, scaled by MINOTAUR_TEST_TIME_SCALE up to 60 s in CI): a
     // node that waited for a peer would miss it.
     env.insert("SHUTDOWN_TIMEOUT_MS".into(), "120000".into());
-    let mut node = NodeProc::start(ip, env, &logs);
+    let mut node = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start a node");
     let url = format!("http://{ip}:{http_port}");
     let http = reqwest::Client::new();
     eventually("a game is created", Duration::from_secs(10), || async {
@@ -310,7 +321,7 @@ async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() 
     })
     .await;
     node.signal(Signal::SIGTERM);
-    let code = node.wait_exit(Duration::from_secs(20)).await;
+    let code = node.wait(scaled(Duration::from_secs(20))).await;
     assert_eq!(code, Some(0), "{}", node.log());
     assert!(
         node.log()
@@ -322,7 +333,7 @@ async fn a_single_node_exits_at_once_on_sigterm_as_no_node_can_take_its_games() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_sh_exports_the_name_the_binary_works_out_and_records_it_for_consoles() {
-    let root = log_dir("env_sh");
+    let root = logs::test_dir("env_sh");
     std::fs::create_dir_all(root.join("bin")).expect("bin dir");
     let bin = root.join("bin/minotaur.bin");
     let _ = std::fs::remove_file(&bin);

@@ -22,10 +22,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use harness::logs;
+use harness::node::{NodeProcess, node_env};
+use harness::ports::{free_ports, loopbacks};
+use harness::wait::{eventually, scaled};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::Value;
-use support::*;
+use support::MINOTAUR;
 
 /// The first of `chromium`, `chromium-browser`, `google-chrome` found executable on `PATH`.
 fn find_chromium() -> Option<PathBuf> {
@@ -120,13 +124,13 @@ async fn deep_link_opens_the_game_and_joins() {
 
     // One node, HTTP on a known port of its own loopback address.
     let ip = loopbacks(27, 1)[0];
-    let (cluster_port, http_port) = minotaur::demo::free_ports(&[ip]).expect("free ports");
-    let logs = log_dir("page");
+    let (cluster_port, http_port) = free_ports(&[ip]).expect("free ports");
+    let logs = logs::test_dir("page");
     let mut env = node_env(ip, cluster_port, "page-cookie");
     env.insert("PORT".into(), http_port.to_string());
     env.insert("HTTP_BIND".into(), ip.to_string());
-    let node = NodeProc::start(ip, env, &logs);
-    let base = format!("http://{ip}:{http_port}");
+    let node = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start the node");
+    let base = node.url();
 
     let health = format!("{base}/healthz");
     let health = health.as_str();

@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use minotaur::demo::{Cluster, ClusterOptions, Load, verify};
+use harness::cluster::{Cluster, ClusterOptions};
+use harness::load::{Load, verify};
+use harness::logs;
 use serde_json::{Value, json};
-use support::*;
+use support::MINOTAUR;
 use tokio_tungstenite::tungstenite::Message;
 
 fn options(net: u8, name: &str, binary: PathBuf) -> ClusterOptions {
@@ -21,7 +23,7 @@ fn options(net: u8, name: &str, binary: PathBuf) -> ClusterOptions {
         nodes: 3,
         binary,
         net,
-        log_dir: log_dir(name),
+        log_dir: logs::test_dir(name),
         dns_grace: Duration::from_millis(300),
         env: Vec::new(),
     }
@@ -61,7 +63,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
     let (took, code) = cluster.replace(0, &PathBuf::from(MINOTAUR)).await.unwrap();
     assert_eq!(code, Some(0), "the drained node exits 0");
     eprintln!("first node replaced in {took:?}");
-    let staying = cluster.nodes.last().unwrap().url.clone();
+    let staying = cluster.nodes.last().unwrap().url();
     let staying_name = get(&cluster, &format!("{staying}/api/cluster")).await.1["node"]
         .as_str()
         .unwrap()
@@ -71,7 +73,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
     for _ in 0..51 {
         let (status, created) = post(
             &cluster,
-            &format!("{}/api/games", cluster.nodes[0].url),
+            &format!("{}/api/games", cluster.nodes[0].url()),
             "{}",
             "application/json",
         )
@@ -427,7 +429,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
         "{integrity:?}"
     );
     // Only the new version is left, and every game runs v2 code on v1-born state.
-    let members = minotaur::demo::members(&cluster).await;
+    let members = cluster.members().await;
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(
         members

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use minotaur::demo::{Load, verify};
+use harness::load::{Load, verify};
+use harness::wait::eventually;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -187,14 +188,12 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
             }
         })
     };
-    let end = Instant::now() + Duration::from_secs(60);
-    while targets.read().unwrap().len() < 3 {
-        assert!(
-            Instant::now() < end,
-            "the 3 tasks never became reachable and healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the 3 tasks reachable and healthy",
+        Duration::from_secs(60),
+        || async { (targets.read().unwrap().len() >= 3).then_some(()) },
+    )
+    .await;
     // Through the published port (the routing mesh) when this engine has one.
     let published = format!("http://127.0.0.1:{}", env("MINOTAUR_SWARM_HTTP_PORT"));
     let mut mesh_error = String::new();

@@ -3,119 +3,49 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
+use discovery::NodeEvent;
 use discovery::connector::DownReason;
-use discovery::{Connector, ConnectorConfig, NodeEvent, NodeId, NodeName, Peer, PeerSet};
+use harness::mesh::{Node, connector_config};
+use harness::node;
+use harness::ports::{free_port, loopbacks};
+use harness::wait::eventually;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::time::Instant;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Polls `check` until it returns `Some` or the deadline passes.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A port free on every given address.
-fn free_port(ips: &[IpAddr]) -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        let all_free = ips[1..]
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok());
-        if all_free {
-            return port;
-        }
-    }
-}
-
-struct TestNode {
-    connector: Connector,
-    peers: watch::Sender<PeerSet>,
-    addr: SocketAddr,
-}
-
-fn name_of(ip: IpAddr) -> String {
-    format!("minotaur@{ip}")
-}
-
-async fn start_node(ip: IpAddr, port: u16, cookie: &str) -> TestNode {
-    let name = NodeName::parse(&name_of(ip)).unwrap();
-    let mut config = ConnectorConfig::new(NodeId::new_incarnation(&name), cookie.into(), ip, port);
+/// A node on `ip` with `cookie`, closing connections that have not authenticated after 1 s.
+async fn start(ip: IpAddr, port: u16, cookie: &str) -> Node {
+    let mut config = connector_config(ip, port, cookie);
     config.handshake_timeout = Duration::from_secs(1);
-    let (tx, rx) = watch::channel(PeerSet::new());
-    // A node stopped a moment ago may still hold the port while its listener winds down.
-    let connector = eventually("the port is free", || {
-        let (config, rx) = (config.clone(), rx.clone());
-        async move { Connector::start(config, rx).await.ok().map(|(c, _)| c) }
-    })
-    .await;
-    TestNode {
-        connector,
-        peers: tx,
-        addr: SocketAddr::new(ip, port),
-    }
-}
-
-fn peer(addr: SocketAddr) -> Peer {
-    Peer {
-        name: NodeName::parse(&name_of(addr.ip())).unwrap(),
-        addr,
-    }
-}
-
-async fn names(c: &Connector) -> Vec<String> {
-    c.nodes()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|n| n.id.name)
-        .collect()
-}
-
-fn ips(net: u8, n: u8) -> Vec<IpAddr> {
-    (2..2 + n).map(|i| IpAddr::from([127, 0, net, i])).collect()
+    Node::start(config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_mesh_and_report_events() {
-    let ips = ips(11, 3);
-    let port = free_port(&ips);
+    let ips = loopbacks(11, 3);
+    let port = free_port(&ips).unwrap();
     let mut nodes = Vec::new();
     for ip in &ips {
-        nodes.push(start_node(*ip, port, "secret").await);
+        nodes.push(start(*ip, port, "secret").await);
     }
     let mut events = nodes[0].connector.subscribe().await.unwrap();
     assert!(events.current.is_empty());
-    let all: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
     for n in &nodes {
-        n.peers.send(all.clone()).unwrap();
+        n.discover(nodes.iter().map(Node::peer));
     }
     for n in &nodes {
         let mut expected: Vec<String> = ips
             .iter()
-            .map(|ip| name_of(*ip))
+            .map(|ip| node::name(*ip))
             .filter(|s| *s != n.connector.node().name)
             .collect();
         expected.sort();
-        eventually("full mesh", || async {
-            (names(&n.connector).await == expected).then_some(())
+        eventually("full mesh", DEADLINE, || async {
+            (n.connected().await == expected).then_some(())
         })
         .await;
     }
@@ -160,45 +90,45 @@ async fn three_nodes_form_a_mesh_and_report_events() {
     };
     assert_eq!(down, (gone, DownReason::Disconnected));
     assert_eq!(
-        names(&nodes[0].connector).await,
+        nodes[0].connected().await,
         vec![nodes[1].connector.node().name.clone()]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_one_node_discovers_joins_the_whole_mesh_and_a_vanished_one_stays_connected() {
-    let ips = ips(12, 3);
-    let port = free_port(&ips);
-    let a = start_node(ips[0], port, "secret").await;
-    let b = start_node(ips[1], port, "secret").await;
-    a.peers.send([peer(b.addr)].into()).unwrap();
-    eventually("a sees b", || async {
-        (names(&a.connector).await.len() == 1).then_some(())
+    let ips = loopbacks(12, 3);
+    let port = free_port(&ips).unwrap();
+    let a = start(ips[0], port, "secret").await;
+    let b = start(ips[1], port, "secret").await;
+    a.discover([b.peer()]);
+    eventually("a sees b", DEADLINE, || async {
+        (a.connected().await.len() == 1).then_some(())
     })
     .await;
     // c appears in "DNS" for a only: a dials it, and b and c, which discover nothing, learn
     // of each other from a and connect (as a node that started after another left DNS must
     // still reach it while it drains).
-    let c = start_node(ips[2], port, "secret").await;
-    a.peers.send([peer(b.addr), peer(c.addr)].into()).unwrap();
+    let c = start(ips[2], port, "secret").await;
+    a.discover([b.peer(), c.peer()]);
     for (n, others) in [(&a, [1, 2]), (&b, [0, 2]), (&c, [0, 1])] {
-        let expected: Vec<String> = others.iter().map(|i| name_of(ips[*i])).collect();
-        eventually("a full mesh through a", || async {
-            (names(&n.connector).await == expected).then_some(())
+        let expected: Vec<String> = others.iter().map(|i| node::name(ips[*i])).collect();
+        eventually("a full mesh through a", DEADLINE, || async {
+            (n.connected().await == expected).then_some(())
         })
         .await;
     }
     // b leaves DNS (as a Swarm task does before SIGTERM): the links stay.
-    a.peers.send([peer(c.addr)].into()).unwrap();
+    a.discover([c.peer()]);
     tokio::time::sleep(Duration::from_millis(300)).await; // several ticks, to prove nothing happens
-    assert_eq!(names(&a.connector).await.len(), 2);
-    assert_eq!(names(&c.connector).await.len(), 2);
+    assert_eq!(a.connected().await.len(), 2);
+    assert_eq!(c.connected().await.len(), 2);
     // b stops: everyone reports it down, and nobody lists it any more, so nobody keeps
     // redialling it (a restarted b would be found again through DNS or a peer).
     b.connector.stop().await;
     for n in [&a, &c] {
-        eventually("b gone", || async {
-            (names(&n.connector).await.len() == 1).then_some(())
+        eventually("b gone", DEADLINE, || async {
+            (n.connected().await.len() == 1).then_some(())
         })
         .await;
     }
@@ -206,23 +136,23 @@ async fn a_peer_one_node_discovers_joins_the_whole_mesh_and_a_vanished_one_stays
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_the_wrong_cookie_is_refused_and_never_listed() {
-    let ips = ips(13, 2);
-    let port = free_port(&ips);
-    let a = start_node(ips[0], port, "secret").await;
-    let intruder = start_node(ips[1], port, "not-the-secret").await;
-    intruder.peers.send([peer(a.addr)].into()).unwrap();
-    a.peers.send([peer(intruder.addr)].into()).unwrap();
+    let ips = loopbacks(13, 2);
+    let port = free_port(&ips).unwrap();
+    let a = start(ips[0], port, "secret").await;
+    let intruder = start(ips[1], port, "not-the-secret").await;
+    intruder.discover([a.peer()]);
+    a.discover([intruder.peer()]);
     // Both keep dialling with backoff; give them many attempts.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(names(&a.connector).await.is_empty());
-    assert!(names(&intruder.connector).await.is_empty());
+    assert!(a.connected().await.is_empty());
+    assert!(intruder.connected().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_idle_connections_do_not_hurt_the_node() {
-    let ips = ips(14, 2);
-    let port = free_port(&ips);
-    let a = start_node(ips[0], port, "secret").await;
+    let ips = loopbacks(14, 2);
+    let port = free_port(&ips).unwrap();
+    let a = start(ips[0], port, "secret").await;
 
     // Garbage bytes and a huge length prefix: the node closes those connections.
     for payload in [
@@ -252,10 +182,10 @@ async fn garbage_and_idle_connections_do_not_hurt_the_node() {
         idle.push(TcpStream::connect(a.addr).await.unwrap());
     }
     // Meanwhile a real peer still joins at once.
-    let b = start_node(ips[1], port, "secret").await;
-    b.peers.send([peer(a.addr)].into()).unwrap();
-    eventually("b joins despite idle connections", || async {
-        (names(&a.connector).await == vec![name_of(ips[1])]).then_some(())
+    let b = start(ips[1], port, "secret").await;
+    b.discover([a.peer()]);
+    eventually("b joins despite idle connections", DEADLINE, || async {
+        (a.connected().await == vec![node::name(ips[1])]).then_some(())
     })
     .await;
     for mut s in idle {
@@ -266,24 +196,24 @@ async fn garbage_and_idle_connections_do_not_hurt_the_node() {
             "idle connection was not closed"
         );
     }
-    assert_eq!(names(&a.connector).await, vec![name_of(ips[1])]);
+    assert_eq!(a.connected().await, vec![node::name(ips[1])]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_replaces_its_previous_incarnation() {
-    let ips = ips(15, 2);
-    let port = free_port(&ips);
-    let a = start_node(ips[0], port, "secret").await;
+    let ips = loopbacks(15, 2);
+    let port = free_port(&ips).unwrap();
+    let a = start(ips[0], port, "secret").await;
     let mut events = a.connector.subscribe().await.unwrap();
-    let b1 = start_node(ips[1], port, "secret").await;
-    b1.peers.send([peer(a.addr)].into()).unwrap();
+    let b1 = start(ips[1], port, "secret").await;
+    b1.discover([a.peer()]);
     let first = match tokio::time::timeout(DEADLINE, events.events.recv()).await {
         Ok(Some(NodeEvent::Up(p))) => p.id,
         other => panic!("expected Up, got {other:?}"),
     };
     b1.connector.stop().await;
-    let b2 = start_node(ips[1], port, "secret").await;
-    b2.peers.send([peer(a.addr)].into()).unwrap();
+    let b2 = start(ips[1], port, "secret").await;
+    b2.discover([a.peer()]);
     let mut seen = Vec::new();
     while !matches!(seen.last(), Some(NodeEvent::Up(p)) if p.id == *b2.connector.node()) {
         match tokio::time::timeout(DEADLINE, events.events.recv()).await {

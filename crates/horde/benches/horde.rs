@@ -12,17 +12,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failing loudly is the point
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use discovery::{Connector, ConnectorConfig, NodeId, NodeName, Peer, PeerSet};
-use horde::{Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorClusterMessage;
+use harness::echo::{self, EchoMsg};
+use harness::latency::percentile;
+use harness::mesh::{HordeNode, connector_config, mesh};
+use harness::ports::free_port;
+use harness::{process, wait};
+use horde::{Child, Ctx, Handoff, HandoffError, Horde, HordeConfig};
+use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 #[derive(Serialize, Deserialize)]
@@ -66,118 +68,42 @@ impl Handoff for Blob {
     }
 }
 
-/// Raw ractor_cluster baseline.
-#[derive(Debug, RactorClusterMessage)]
-enum EchoMsg {
-    #[rpc]
-    Echo(u64, RpcReplyPort<u64>),
-}
-struct Echo;
-impl Actor for Echo {
-    type Msg = EchoMsg;
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-    async fn handle(
-        &self,
-        _: ActorRef<EchoMsg>,
-        msg: EchoMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let EchoMsg::Echo(v, r) = msg;
-        let _ = r.send(v);
-        Ok(())
-    }
-}
-
-struct Node {
-    connector: Connector,
-    horde: Horde<Blob>,
-    peers: watch::Sender<PeerSet>,
-    addr: SocketAddr,
-}
-
-fn free_port(ips: &[IpAddr]) -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if ips[1..]
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-}
-
-async fn start_node(ip: IpAddr, port: u16) -> Node {
-    let name = NodeName::parse(&format!("minotaur@{ip}")).unwrap();
-    let id = NodeId::new_incarnation(&name);
-    Actor::spawn(Some(id.actor_name("echo")), Echo, ())
-        .await
-        .unwrap();
-    let mut cfg = ConnectorConfig::new(id, "bench".into(), ip, port);
+/// A benchmark node: the echo baseline, a connector and a horde member of `Blob`s.
+async fn start_node(ip: IpAddr, port: u16) -> HordeNode<Blob> {
+    let mut cfg = connector_config(ip, port, "bench");
+    echo::spawn(&cfg.node).await;
     // 2 cores shared by every node and client of the benchmark: do not mistake a busy
     // machine for a dead peer.
     cfg.failure_timeout = Duration::from_secs(10);
-    let (tx, rx) = watch::channel(PeerSet::new());
-    let (connector, _) = Connector::start(cfg, rx).await.unwrap();
     let mut hc = HordeConfig::new("bench", "1.0.0");
     hc.join_timeout = Duration::from_millis(200);
     hc.moves.wave_size = env_usize("HORDE_BENCH_WAVE", hc.moves.wave_size);
     hc.moves.parallel_waves = env_usize("HORDE_BENCH_PARALLEL", hc.moves.parallel_waves);
-    let horde = Horde::start(hc, &connector).await.unwrap();
-    Node {
-        connector,
-        horde,
-        peers: tx,
-        addr: SocketAddr::new(ip, port),
-    }
+    HordeNode::start(cfg, hc).await
 }
 
-fn peer(addr: SocketAddr) -> Peer {
-    Peer {
-        name: NodeName::parse(&format!("minotaur@{}", addr.ip())).unwrap(),
-        addr,
-    }
-}
-
-async fn mesh(nodes: &[&Node]) {
-    let set: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
-    for n in nodes {
-        n.peers.send(set.clone()).unwrap();
-    }
-    for n in nodes {
-        while n
-            .horde
-            .members()
-            .iter()
-            .filter(|m| m.status == MemberStatus::Alive)
-            .count()
-            < nodes.len()
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
+/// This process's resident memory in KiB.
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    process::rss_bytes(std::process::id()) / 1024
 }
 
+/// The `q` quantile of `sorted`, NaN when empty (the JSON shows `null`).
 fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
+    percentile(sorted, q).unwrap_or(f64::NAN)
 }
+
+/// Waits, checking every millisecond (these waits are measured), until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    wait::poll(MEASURED_WAIT, Duration::from_millis(1), || {
+        let ok = done();
+        async move { ok.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|| panic!("{what} not within {MEASURED_WAIT:?}"));
+}
+
+/// Longest measured wait before the benchmark gives up.
+const MEASURED_WAIT: Duration = Duration::from_secs(300);
 
 fn env_usize(k: &str, default: usize) -> usize {
     std::env::var(k)
@@ -202,7 +128,7 @@ async fn start_many(horde: &Horde<Blob>, prefix: &str, count: usize, size: u32) 
 
 async fn drain_under_load(actors: usize) -> serde_json::Value {
     let ips: Vec<IpAddr> = (2..5).map(|i| IpAddr::from([127, 0, 71, i])).collect();
-    let port = free_port(&ips);
+    let port = free_port(&ips).unwrap();
     let mut nodes = Vec::new();
     for ip in &ips {
         nodes.push(start_node(*ip, port).await);
@@ -324,13 +250,11 @@ async fn drain_under_load(actors: usize) -> serde_json::Value {
 
 async fn registry_convergence(names: usize) -> serde_json::Value {
     let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 72, i])).collect();
-    let port = free_port(&ips);
+    let port = free_port(&ips).unwrap();
     let rss0 = rss_kib();
     let a = start_node(ips[0], port).await;
     a.horde.no_peers_expected();
-    while !a.horde.is_ready() {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until("a lone node ready", || a.horde.is_ready()).await;
     let rss1 = rss_kib();
     let t = Instant::now();
     start_many(&a.horde, "n", names, 16).await;
@@ -340,13 +264,12 @@ async fn registry_convergence(names: usize) -> serde_json::Value {
     let rss3 = rss_kib();
     let t0 = Instant::now();
     mesh(&[&a, &b]).await;
-    while b.horde.registry_len() < names {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("the registry complete on the new node", || {
+        b.horde.registry_len() >= names
+    })
+    .await;
     let converged = t0.elapsed();
-    while !b.horde.is_ready() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("the new node ready", || b.horde.is_ready()).await;
     let ready = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss4 = rss_kib();
@@ -370,7 +293,7 @@ async fn registry_convergence(names: usize) -> serde_json::Value {
 
 async fn routed_vs_raw(calls: usize) -> serde_json::Value {
     let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 73, i])).collect();
-    let port = free_port(&ips);
+    let port = free_port(&ips).unwrap();
     let a = start_node(ips[0], port).await;
     let b = start_node(ips[1], port).await;
     mesh(&[&a, &b]).await;
@@ -389,7 +312,7 @@ async fn routed_vs_raw(calls: usize) -> serde_json::Value {
         let mut ev = b.connector.subscribe().await.unwrap();
         ev.current.pop().unwrap_or_else(|| panic!("b sees no peer"))
     };
-    let echo: ActorRef<EchoMsg> = peer.remote_actor("echo").unwrap();
+    let echo: ActorRef<EchoMsg> = peer.remote_actor(echo::SERVICE).unwrap();
     for i in 0..1000 {
         b.horde
             .call(&name, BlobMsg::Get, Duration::from_secs(5))

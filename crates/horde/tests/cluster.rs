@@ -5,19 +5,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use discovery::{Connector, ConnectorConfig, NodeId, NodeName, Peer, PeerSet};
+use harness::logs;
+use harness::mesh::{HordeNode, connector_config, mesh};
+use harness::ports::{free_port, loopbacks};
+use harness::wait::eventually;
 use horde::{
     Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus, RebalanceConfig,
     SnapshotPolicy,
 };
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
-use tokio::time::Instant;
 
 // === the test child: a counter with idempotent increments ===
 
@@ -108,107 +109,22 @@ impl Handoff for Counter {
     }
 }
 
-// === the harness ===
+// === the nodes ===
 
+/// Longest wait of a scenario step (scaled by `MINOTAUR_TEST_TIME_SCALE`).
 const DEADLINE: Duration = Duration::from_secs(20);
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn free_port(ips: &[IpAddr]) -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if ips[1..]
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-}
-
-struct Node<C: Handoff> {
-    connector: Connector,
-    horde: Horde<C>,
-    peers: watch::Sender<PeerSet>,
-    addr: SocketAddr,
-}
-
-fn peer(addr: SocketAddr) -> Peer {
-    Peer {
-        name: NodeName::parse(&format!("minotaur@{}", addr.ip())).unwrap(),
-        addr,
-    }
-}
-
-async fn start_node<C: Handoff>(ip: IpAddr, port: u16, config: HordeConfig) -> Node<C> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let name = NodeName::parse(&format!("minotaur@{ip}")).unwrap();
-    let cfg = ConnectorConfig::new(
-        NodeId::new_incarnation(&name),
-        "horde-test".into(),
-        ip,
-        port,
-    );
-    let (tx, rx) = watch::channel(PeerSet::new());
-    let connector = eventually("port free", || {
-        let (cfg, rx) = (cfg.clone(), rx.clone());
-        async move { Connector::start(cfg, rx).await.ok().map(|(c, _)| c) }
-    })
-    .await;
-    let horde = Horde::<C>::start(config, &connector).await.unwrap();
-    Node {
-        connector,
-        horde,
-        peers: tx,
-        addr: SocketAddr::new(ip, port),
-    }
+/// A node of these tests on `ip`: a connector with the tests' cookie and a horde member of
+/// `C`, its logs in the test output.
+async fn node<C: Handoff>(ip: IpAddr, port: u16, config: HordeConfig) -> HordeNode<C> {
+    logs::capture();
+    HordeNode::start(connector_config(ip, port, "horde-test"), config).await
 }
 
 fn config() -> HordeConfig {
     let mut c = HordeConfig::new("counters", "1.0.0");
     c.join_timeout = Duration::from_millis(300);
     c
-}
-
-/// Points every node at every other and waits until all are alive members of each other.
-async fn mesh<C: Handoff>(nodes: &[&Node<C>]) {
-    let set: PeerSet = nodes.iter().map(|n| peer(n.addr)).collect();
-    for n in nodes {
-        n.peers.send(set.clone()).unwrap();
-    }
-    for n in nodes {
-        eventually("all members alive", || async {
-            let alive = n
-                .horde
-                .members()
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            (alive == nodes.len()).then_some(())
-        })
-        .await;
-    }
-}
-
-fn ips(net: u8, n: u8) -> Vec<IpAddr> {
-    (2..2 + n).map(|i| IpAddr::from([127, 0, net, i])).collect()
 }
 
 fn live_registry<C: Handoff>(h: &Horde<C>) -> BTreeMap<String, (String, u64)> {
@@ -223,11 +139,11 @@ fn live_registry<C: Handoff>(h: &Horde<C>) -> BTreeMap<String, (String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn draining_a_node_under_load_loses_and_doubles_nothing() {
-    let ips = ips(31, 3);
-    let port = free_port(&ips);
+    let ips = loopbacks(31, 3);
+    let port = free_port(&ips).unwrap();
     let mut nodes = Vec::new();
     for ip in &ips {
-        nodes.push(start_node::<Counter>(*ip, port, config()).await);
+        nodes.push(node::<Counter>(*ip, port, config()).await);
     }
     mesh(&nodes.iter().collect::<Vec<_>>()).await;
 
@@ -350,7 +266,7 @@ async fn draining_a_node_under_load_loses_and_doubles_nothing() {
     // The registry is equal on every node.
     let reference = live_registry(&nodes[1].horde);
     for n in &nodes {
-        eventually("registries equal", || async {
+        eventually("registries equal", DEADLINE, || async {
             (live_registry(&n.horde) == reference).then_some(())
         })
         .await;
@@ -363,12 +279,12 @@ async fn draining_a_node_under_load_loses_and_doubles_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_joining_node_takes_its_share_live_when_rebalancing_is_on() {
-    let ips = ips(32, 3);
-    let port = free_port(&ips);
+    let ips = loopbacks(32, 3);
+    let port = free_port(&ips).unwrap();
     let mut cfg = config();
     cfg.rebalance = Some(RebalanceConfig { rate_per_sec: 1000 });
-    let a = start_node::<Counter>(ips[0], port, cfg.clone()).await;
-    let b = start_node::<Counter>(ips[1], port, cfg.clone()).await;
+    let a = node::<Counter>(ips[0], port, cfg.clone()).await;
+    let b = node::<Counter>(ips[1], port, cfg.clone()).await;
     mesh(&[&a, &b]).await;
     for i in 0..300 {
         let name = format!("c{i}");
@@ -378,15 +294,19 @@ async fn a_joining_node_takes_its_share_live_when_rebalancing_is_on() {
             .await
             .unwrap();
     }
-    let c = start_node::<Counter>(ips[2], port, cfg.clone()).await;
+    let c = node::<Counter>(ips[2], port, cfg.clone()).await;
     mesh(&[&a, &b, &c]).await;
-    let moved = eventually("children rebalanced onto the new node", || async {
-        let n = c.horde.local_names().len();
-        (n > 50).then_some(n)
-    })
+    let moved = eventually(
+        "children rebalanced onto the new node",
+        DEADLINE,
+        || async {
+            let n = c.horde.local_names().len();
+            (n > 50).then_some(n)
+        },
+    )
     .await;
     // Each child exactly where placement says, with its state.
-    eventually("rebalance settles", || async {
+    eventually("rebalance settles", DEADLINE, || async {
         let total =
             a.horde.local_names().len() + b.horde.local_names().len() + c.horde.local_names().len();
         (total == 300 && c.horde.local_names().len() == moved.max(c.horde.local_names().len()))
@@ -405,11 +325,11 @@ async fn a_joining_node_takes_its_share_live_when_rebalancing_is_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_children_of_a_node_that_stops_abruptly_restart_elsewhere_from_snapshots() {
-    let ips = ips(33, 3);
-    let port = free_port(&ips);
+    let ips = loopbacks(33, 3);
+    let port = free_port(&ips).unwrap();
     let mut nodes = Vec::new();
     for ip in &ips {
-        nodes.push(start_node::<Counter>(*ip, port, config()).await);
+        nodes.push(node::<Counter>(*ip, port, config()).await);
     }
     mesh(&nodes.iter().collect::<Vec<_>>()).await;
     for i in 0..300 {
@@ -430,7 +350,7 @@ async fn the_children_of_a_node_that_stops_abruptly_restart_elsewhere_from_snaps
     let dead = nodes.pop().unwrap();
     dead.connector.stop().await;
     for name in &victims {
-        let s = eventually("victim restarted", || async {
+        let s = eventually("victim restarted", DEADLINE, || async {
             nodes[0]
                 .horde
                 .call(name, CounterMsg::Get, Duration::from_millis(500))
@@ -455,8 +375,8 @@ async fn the_children_of_a_node_that_stops_abruptly_restart_elsewhere_from_snaps
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
-    let ips = ips(34, 3);
-    let port = free_port(&ips);
+    let ips = loopbacks(34, 3);
+    let port = free_port(&ips).unwrap();
     let conflicts_seen = Arc::new(AtomicU64::new(0));
     let states_reported = Arc::new(AtomicU64::new(0));
     let mut cfg = config();
@@ -469,7 +389,7 @@ async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
     }));
     let mut nodes = Vec::new();
     for ip in &ips {
-        nodes.push(start_node::<Counter>(*ip, port, cfg.clone()).await);
+        nodes.push(node::<Counter>(*ip, port, cfg.clone()).await);
     }
     mesh(&nodes.iter().collect::<Vec<_>>()).await;
     for i in 0..90 {
@@ -501,11 +421,11 @@ async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
         .await
         .unwrap();
     // Each side restarts what it lost: both sides now run every name.
-    eventually("minority side runs everything", || async {
+    eventually("minority side runs everything", DEADLINE, || async {
         (nodes[0].horde.local_names().len() == 90).then_some(())
     })
     .await;
-    eventually("majority side runs everything", || async {
+    eventually("majority side runs everything", DEADLINE, || async {
         (nodes[1].horde.local_names().len() + nodes[2].horde.local_names().len() == 90)
             .then_some(())
     })
@@ -514,7 +434,7 @@ async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
         n.connector.heal().await.unwrap();
     }
     // After the heal: exactly one copy of each name, and every replica agrees.
-    eventually("one copy of each name", || async {
+    eventually("one copy of each name", DEADLINE, || async {
         let total: usize = nodes.iter().map(|n| n.horde.local_names().len()).sum();
         (total == 90).then_some(())
     })
@@ -529,7 +449,7 @@ async fn a_partition_that_heals_leaves_exactly_one_copy_of_each_name() {
     assert!(owners.values().all(|c| *c == 1));
     let reference = live_registry(&nodes[0].horde);
     for n in &nodes {
-        eventually("replicas agree", || async {
+        eventually("replicas agree", DEADLINE, || async {
             (live_registry(&n.horde) == reference).then_some(())
         })
         .await;
@@ -624,11 +544,11 @@ impl Handoff for CounterV2 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_v2_node_takes_over_v1_state_when_the_v1_node_drains() {
-    let ips = ips(35, 2);
-    let port = free_port(&ips);
-    let old = start_node::<Counter>(ips[0], port, config()).await;
+    let ips = loopbacks(35, 2);
+    let port = free_port(&ips).unwrap();
+    let old = node::<Counter>(ips[0], port, config()).await;
     old.horde.no_peers_expected();
-    eventually("old node alive", || async {
+    eventually("old node alive", DEADLINE, || async {
         old.horde.is_ready().then_some(())
     })
     .await;
@@ -646,11 +566,10 @@ async fn a_v2_node_takes_over_v1_state_when_the_v1_node_drains() {
     }
     let mut cfg2 = config();
     cfg2.version = "2.0.0".into();
-    let new = start_node::<CounterV2>(ips[1], port, cfg2).await;
-    let set: PeerSet = [peer(old.addr), peer(new.addr)].into_iter().collect();
-    old.peers.send(set.clone()).unwrap();
-    new.peers.send(set).unwrap();
-    eventually("both alive", || async {
+    let new = node::<CounterV2>(ips[1], port, cfg2).await;
+    old.discover([old.peer(), new.peer()]);
+    new.discover([old.peer(), new.peer()]);
+    eventually("both alive", DEADLINE, || async {
         (old.horde
             .members()
             .iter()
@@ -682,10 +601,10 @@ async fn a_v2_node_takes_over_v1_state_when_the_v1_node_drains() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_child_that_panics_restarts_in_place_until_it_crashes_too_often() {
-    let ips = ips(36, 2);
-    let port = free_port(&ips);
-    let a = start_node::<Counter>(ips[0], port, config()).await;
-    let b = start_node::<Counter>(ips[1], port, config()).await;
+    let ips = loopbacks(36, 2);
+    let port = free_port(&ips).unwrap();
+    let a = node::<Counter>(ips[0], port, config()).await;
+    let b = node::<Counter>(ips[1], port, config()).await;
     mesh(&[&a, &b]).await;
     a.horde.start_child("fragile", &5).await.unwrap();
     b.horde
@@ -702,7 +621,7 @@ async fn a_child_that_panics_restarts_in_place_until_it_crashes_too_often() {
             .is_err()
     );
     // Restarted from its spec (5), on the same node, reachable from anywhere.
-    let s = eventually("restarted", || async {
+    let s = eventually("restarted", DEADLINE, || async {
         b.horde
             .call("fragile", CounterMsg::Get, Duration::from_millis(300))
             .await
@@ -718,7 +637,7 @@ async fn a_child_that_panics_restarts_in_place_until_it_crashes_too_often() {
             .horde
             .call("fragile", CounterMsg::Crash, Duration::from_millis(500))
             .await;
-        eventually("back or gone", || async {
+        eventually("back or gone", DEADLINE, || async {
             match b
                 .horde
                 .call("fragile", CounterMsg::Get, Duration::from_millis(300))
@@ -730,7 +649,7 @@ async fn a_child_that_panics_restarts_in_place_until_it_crashes_too_often() {
         })
         .await;
     }
-    eventually("removed from every registry", || async {
+    eventually("removed from every registry", DEADLINE, || async {
         (a.horde.whereis("fragile").is_none() && b.horde.whereis("fragile").is_none()).then_some(())
     })
     .await;

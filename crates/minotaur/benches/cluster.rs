@@ -13,16 +13,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failing loudly is the point
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use discovery::config::DiscoveryConfig;
-use discovery::dns_server::DnsServer;
-use discovery::{
-    Connector, ConnectorConfig, DnsQuery, NodeEvent, NodeEvents, NodeId, NodeName, Peer, PeerSet,
-};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use ractor_cluster::RactorClusterMessage;
+use discovery::{Connector, DnsQuery, NodeEvent, PeerSet};
+use harness::dns::{self, DnsServer};
+use harness::echo::{self, EchoMsg};
+use harness::latency::{ms, percentile};
+use harness::mesh::{connector_config, node_name, peer, start_connector, wait_down, wait_up};
+use harness::node;
+use harness::ports::free_port;
+use harness::process::ChildProcess;
+use harness::wait::eventually;
+use nix::sys::signal::Signal;
+use ractor::ActorRef;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -30,49 +35,14 @@ const COOKIE: &str = "bench-cookie";
 const SERVICE: &str = "tasks.minotaur-bench_minotaur";
 const POLL: Duration = Duration::from_millis(1000);
 
-/// The raw ractor_cluster baseline: an echo actor with a u64 RPC.
-#[derive(Debug, RactorClusterMessage)]
-enum EchoMsg {
-    #[rpc]
-    Echo(u64, RpcReplyPort<u64>),
-}
-
-struct Echo;
-
-impl Actor for Echo {
-    type Msg = EchoMsg;
-    type State = ();
-    type Arguments = ();
-    async fn pre_start(&self, _: ActorRef<EchoMsg>, _: ()) -> Result<(), ActorProcessingErr> {
-        Ok(())
-    }
-    async fn handle(
-        &self,
-        _: ActorRef<EchoMsg>,
-        msg: EchoMsg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
-        let EchoMsg::Echo(v, reply) = msg;
-        let _ = reply.send(v);
-        Ok(())
-    }
-}
-
-fn name(ip: IpAddr) -> NodeName {
-    NodeName::parse(&format!("minotaur@{ip}")).unwrap()
-}
-
-async fn start_connector(ip: IpAddr, port: u16, peers: watch::Receiver<PeerSet>) -> Connector {
-    let cfg = ConnectorConfig::new(NodeId::new_incarnation(&name(ip)), COOKIE.into(), ip, port);
-    Connector::start(cfg, peers)
-        .await
-        .expect("start connector")
-        .0
+/// A connector on `ip` in this process, dialling what `peers` publishes.
+async fn connector(ip: IpAddr, port: u16, peers: watch::Receiver<PeerSet>) -> Connector {
+    start_connector(connector_config(ip, port, COOKIE), peers).await
 }
 
 fn dns_discovery(ip: IpAddr, port: u16, dns: SocketAddr, query: &str) -> watch::Receiver<PeerSet> {
     let cfg = DiscoveryConfig {
-        self_name: name(ip),
+        self_name: node_name(ip),
         basename: "minotaur".into(),
         cluster_port: port,
         dns_queries: vec![DnsQuery::parse(query)],
@@ -86,51 +56,6 @@ fn dns_discovery(ip: IpAddr, port: u16, dns: SocketAddr, query: &str) -> watch::
     rx
 }
 
-fn free_port(ips: &[IpAddr]) -> u16 {
-    loop {
-        let probe = std::net::TcpListener::bind((ips[0], 0)).unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if ips[1..]
-            .iter()
-            .all(|ip| std::net::TcpListener::bind((*ip, port)).is_ok())
-        {
-            return port;
-        }
-    }
-}
-
-async fn wait_up(events: &mut NodeEvents, who: &str) -> Instant {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.events.recv()).await {
-            Ok(Some(NodeEvent::Up(p))) if p.id.name == who => return Instant::now(),
-            Ok(Some(_)) => continue,
-            other => panic!("no Up for {who}: {other:?}"),
-        }
-    }
-}
-
-async fn wait_down(events: &mut NodeEvents, who: &str) -> Instant {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), events.events.recv()).await {
-            Ok(Some(NodeEvent::Down { id, .. })) if id.name == who => return Instant::now(),
-            Ok(Some(_)) => continue,
-            other => panic!("no Down for {who}: {other:?}"),
-        }
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Part 1: a node's address appears in DNS: time until both existing nodes have it up.
 async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
     let base: Vec<IpAddr> = (2..=3).map(|i| IpAddr::from([127, 0, 61, i])).collect();
@@ -138,15 +63,15 @@ async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
         .map(|i| IpAddr::from([127, 0, 61, i]))
         .collect();
     let all: Vec<IpAddr> = base.iter().chain(newcomers.iter()).copied().collect();
-    let port = free_port(&all);
+    let port = free_port(&all).unwrap();
     dns.set_addresses(SERVICE, &base);
-    let a = start_connector(
+    let a = connector(
         base[0],
         port,
         dns_discovery(base[0], port, dns.addr(), SERVICE),
     )
     .await;
-    let b = start_connector(
+    let b = connector(
         base[1],
         port,
         dns_discovery(base[1], port, dns.addr(), SERVICE),
@@ -157,7 +82,7 @@ async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
     // a and b first find each other.
     let mut ea0 = a.subscribe().await.unwrap();
     if ea0.current.is_empty() {
-        wait_up(&mut ea0, &name(base[1]).to_string()).await;
+        wait_up(&mut ea0, &node::name(base[1])).await;
     }
     let mut out = Vec::new();
     let mut listed = base.clone();
@@ -166,13 +91,13 @@ async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
         // existing nodes' DNS polling can connect it.
         let own = format!("self-{}.minotaur-bench", ip.to_string().replace('.', "-"));
         dns.set_addresses(&own, &[ip]);
-        let c = start_connector(ip, port, dns_discovery(ip, port, dns.addr(), &own)).await;
+        let c = connector(ip, port, dns_discovery(ip, port, dns.addr(), &own)).await;
         // Random phase against the pollers, as in real life.
         tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 1000)).await;
         listed.push(ip);
         let t0 = Instant::now();
         dns.set_addresses(SERVICE, &listed);
-        let who = name(ip).to_string();
+        let who = node::name(ip);
         let (ta, tb) = tokio::join!(wait_up(&mut ea, &who), wait_up(&mut eb, &who));
         out.push(ms(ta.max(tb) - t0));
         // keep c running; it is part of the DNS answer from now on
@@ -181,33 +106,22 @@ async fn dns_to_mesh(dns: &DnsServer, rounds: usize) -> Vec<f64> {
     out
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGCONT,
-        );
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_minotaur(ip: IpAddr, port: u16, observer: IpAddr) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_minotaur"))
-        .arg("start")
-        .env_clear()
-        .env("RELEASE_NODE", format!("minotaur@{ip}"))
-        .env("RELEASE_COOKIE", COOKIE)
-        .env("CLUSTER_PORT", port.to_string())
-        .env("PORT", "0")
-        .env("CLUSTER_HOSTS", format!("minotaur@{observer}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn minotaur");
-    Proc(child)
+/// A real node on `ip` that dials the observer (and whom the observer learns of that way).
+fn spawn_minotaur(ip: IpAddr, port: u16, observer: IpAddr) -> ChildProcess {
+    ChildProcess::spawn(
+        Command::new(env!("CARGO_BIN_EXE_minotaur"))
+            .arg("start")
+            .env_clear()
+            .env("RELEASE_NODE", node::name(ip))
+            .env("RELEASE_COOKIE", COOKIE)
+            .env("CLUSTER_PORT", port.to_string())
+            .env("PORT", "0")
+            .env("CLUSTER_HOSTS", node::name(observer))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("spawn minotaur")
 }
 
 /// Part 2: failure detection against real processes.
@@ -218,28 +132,27 @@ async fn failures(rounds: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         .collect();
     let mut ips = vec![observer_ip];
     ips.extend(&victims);
-    let port = free_port(&ips);
+    let port = free_port(&ips).unwrap();
     let (_tx, rx) = watch::channel(PeerSet::new());
-    let observer = start_connector(observer_ip, port, rx).await;
+    let observer = connector(observer_ip, port, rx).await;
     let mut events = observer.subscribe().await.unwrap();
     let (mut killed, mut frozen, mut thawed) = (Vec::new(), Vec::new(), Vec::new());
     for ip in victims {
-        let who = name(ip).to_string();
-        let p = spawn_minotaur(ip, port, observer_ip);
+        let who = node::name(ip);
+        let mut p = spawn_minotaur(ip, port, observer_ip);
         wait_up(&mut events, &who).await;
         tokio::time::sleep(Duration::from_millis(600)).await; // a few heartbeats in
-        let pid = nix::unistd::Pid::from_raw(p.0.id() as i32);
         let t0 = Instant::now();
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        p.signal(Signal::SIGSTOP);
         frozen.push(ms(wait_down(&mut events, &who).await - t0));
         let t1 = Instant::now();
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+        p.signal(Signal::SIGCONT);
         thawed.push(ms(wait_up(&mut events, &who).await - t1));
         tokio::time::sleep(Duration::from_millis(600)).await;
         let t2 = Instant::now();
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+        p.signal(Signal::SIGKILL);
         killed.push(ms(wait_down(&mut events, &who).await - t2));
-        drop(p);
+        p.kill(); // reap it
     }
     (killed, frozen, thawed)
 }
@@ -249,33 +162,25 @@ async fn failures(rounds: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
 async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
     let me = IpAddr::from([127, 0, 63, 2]);
     let peer_ip = IpAddr::from([127, 0, 63, 3]);
-    let port = free_port(&[me, peer_ip]);
-    let (_tx, rx) = watch::channel(
-        [Peer {
-            name: name(peer_ip),
-            addr: SocketAddr::new(peer_ip, port),
-        }]
-        .into_iter()
-        .collect(),
-    );
-    let observer = start_connector(me, port, rx).await;
+    let port = free_port(&[me, peer_ip]).unwrap();
+    let (_tx, rx) = watch::channel([peer(SocketAddr::new(peer_ip, port))].into());
+    let observer = connector(me, port, rx).await;
     let mut events = observer.subscribe().await.unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["peer", &peer_ip.to_string(), &port.to_string()])
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn peer");
-    let _child = Proc(child);
+    let _child = ChildProcess::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["peer", &peer_ip.to_string(), &port.to_string()])
+            .stdin(Stdio::null()),
+    )
+    .expect("spawn peer");
     let peer = match tokio::time::timeout(Duration::from_secs(30), events.events.recv()).await {
         Ok(Some(NodeEvent::Up(p))) => p,
         other => panic!("peer never came up: {other:?}"),
     };
-    let echo: ActorRef<EchoMsg> = loop {
-        if let Some(e) = peer.remote_actor("echo") {
-            break e;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let echo: ActorRef<EchoMsg> =
+        eventually("the peer's echo actor", Duration::from_secs(30), || async {
+            peer.remote_actor(echo::SERVICE)
+        })
+        .await;
     let who = peer.id.name.clone();
     // Warm up both paths, then interleave them so both see the same machine state.
     for i in 0..500 {
@@ -296,21 +201,18 @@ async fn ping_vs_raw(calls: usize) -> (Vec<f64>, Vec<f64>) {
 
 /// `peer` mode: a connector plus the raw echo actor, until killed.
 async fn run_peer(ip: IpAddr, port: u16) {
-    let node = NodeId::new_incarnation(&name(ip));
-    Actor::spawn(Some(node.actor_name("echo")), Echo, ())
-        .await
-        .unwrap();
+    let config = connector_config(ip, port, COOKIE);
+    echo::spawn(&config.node).await;
     let (_tx, rx) = watch::channel(PeerSet::new());
-    let cfg = ConnectorConfig::new(node, COOKIE.into(), ip, port);
-    let _c = Connector::start(cfg, rx).await.unwrap();
+    let _c = start_connector(config, rx).await;
     std::future::pending::<()>().await;
 }
 
 fn summary(label: &str, mut v: Vec<f64>) -> serde_json::Value {
     v.sort_by(f64::total_cmp);
     let (p50, p99, max) = (
-        percentile(&v, 0.5),
-        percentile(&v, 0.99),
+        percentile(&v, 0.5).unwrap_or(f64::NAN),
+        percentile(&v, 0.99).unwrap_or(f64::NAN),
         v.last().copied().unwrap_or(f64::NAN),
     );
     println!(
@@ -336,7 +238,7 @@ fn main() {
         return; // `cargo bench -- --list` compatibility
     }
     rt.block_on(async {
-        let dns = DnsServer::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let dns = dns::start().await.unwrap();
         println!("cluster formation benchmark (poll interval {} ms)", POLL.as_millis());
         let mesh = dns_to_mesh(&dns, 10).await;
         let (killed, frozen, thawed) = failures(5).await;

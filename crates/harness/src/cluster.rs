@@ -1,0 +1,257 @@
+//! A cluster of real `minotaur start` processes on loopback addresses (127.0.NET.x, one
+//! `CLUSTER_PORT` and one `PORT` for all, as containers) with the embedded DNS server
+//! standing in for Swarm's (`tasks.minotaur-demo_minotaur`).
+//!
+//! [`Cluster::replace`] does what a Swarm `start-first` update does to one task: start the new
+//! one, wait until healthy, put it in DNS, take the old one out, SIGTERM it, wait for it to
+//! exit. The cluster also plays the load balancer in front of the service: [`Cluster::targets`]
+//! lists the nodes clients may use, a node being in it once healthy and out of it when it
+//! leaves DNS, before its SIGTERM.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::dns::{self, DnsServer};
+use crate::node::{self, NodeProcess};
+use crate::ports::{free_ports, loopbacks};
+use crate::{Error, wait};
+
+/// The DNS name the cluster's nodes poll.
+pub const SERVICE: &str = "tasks.minotaur-demo_minotaur";
+
+/// Longest wait for a node to become healthy, and for all to form one cluster.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a drained node to exit after its SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Longest wait for each node to exit at [`Cluster::shutdown`].
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often health and membership are asked while waiting.
+const CHECK_INTERVAL: Duration = Duration::from_millis(20);
+/// `RUST_LOG` of the cluster's nodes (less than a lone test node's: many nodes, long runs).
+const RUST_LOG: &str = "info,ractor=warn,ractor_cluster=error";
+
+/// The nodes clients may use, as base URLs; shared by the cluster (which writes it) and the
+/// players (which read it).
+pub type Targets = Arc<RwLock<Vec<String>>>;
+
+/// How to run a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Nodes at the start.
+    pub nodes: usize,
+    /// The `minotaur` binary.
+    pub binary: PathBuf,
+    /// Third byte of the loopback addresses (127.0.NET.x).
+    pub net: u8,
+    /// Where node logs go.
+    pub log_dir: PathBuf,
+    /// Wait between taking a node out of DNS and SIGTERM (Swarm waits 2 s).
+    pub dns_grace: Duration,
+    /// Extra environment for every node.
+    pub env: Vec<(String, String)>,
+}
+
+/// A cluster of node processes behind an embedded DNS server.
+#[derive(Debug)]
+pub struct Cluster {
+    opts: ClusterOptions,
+    dns: DnsServer,
+    cookie: String,
+    cluster_port: u16,
+    http_port: u16,
+    /// Last byte of the next node's address: replacements get new addresses, as new tasks do.
+    next_host: u8,
+    /// The running nodes (replaced ones are removed).
+    pub nodes: Vec<NodeProcess>,
+    http: reqwest::Client,
+    targets: Targets,
+}
+
+impl Cluster {
+    /// Starts the DNS server and `opts.nodes` nodes, and waits until they form one cluster.
+    pub async fn start(opts: ClusterOptions) -> Result<Cluster, Error> {
+        std::fs::create_dir_all(&opts.log_dir)?;
+        let dns = dns::start().await?;
+        // Room for the first nodes and one replacement each (at most 127.0.NET.254).
+        let count = (opts.nodes * 2 + 2).min(253) as u8;
+        let (cluster_port, http_port) = free_ports(&loopbacks(opts.net, count))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let mut cluster = Cluster {
+            cookie: format!("demo-{:016x}", rand::random::<u64>()),
+            opts,
+            dns,
+            cluster_port,
+            http_port,
+            next_host: 2,
+            nodes: Vec::new(),
+            http,
+            targets: Arc::new(RwLock::new(Vec::new())),
+        };
+        let binary = cluster.opts.binary.clone();
+        for _ in 0..cluster.opts.nodes {
+            let n = cluster.spawn(&binary)?;
+            cluster.nodes.push(n);
+        }
+        let ips: Vec<IpAddr> = cluster.nodes.iter().map(|n| n.ip).collect();
+        cluster.dns.set_addresses(SERVICE, &ips);
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_healthy(i, START_TIMEOUT).await?;
+        }
+        cluster.wait_members(START_TIMEOUT).await?;
+        cluster.set_targets();
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, binary: &Path) -> Result<NodeProcess, Error> {
+        let ip = IpAddr::from([127, 0, self.opts.net, self.next_host]);
+        self.next_host += 1;
+        let mut env: HashMap<String, String> = [
+            ("RELEASE_NODE", node::name(ip)),
+            ("RELEASE_COOKIE", self.cookie.clone()),
+            ("CLUSTER_PORT", self.cluster_port.to_string()),
+            ("PORT", self.http_port.to_string()),
+            ("HTTP_BIND", ip.to_string()),
+            ("DNS_CLUSTER_QUERY", SERVICE.to_string()),
+            ("DNS_CLUSTER_RESOLVER", self.dns.addr().to_string()),
+            ("DNS_CLUSTER_INTERVAL_MS", "500".to_string()),
+            ("RUST_LOG", RUST_LOG.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(self.opts.env.iter().cloned());
+        NodeProcess::start(binary, ip, env, &self.opts.log_dir)
+    }
+
+    /// The HTTP client the cluster uses.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Base URLs of the running nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NodeProcess::url).collect()
+    }
+
+    /// The nodes clients should use now (for [`crate::load::Load`]).
+    pub fn targets(&self) -> Targets {
+        self.targets.clone()
+    }
+
+    fn set_targets(&self) {
+        if let Ok(mut t) = self.targets.write() {
+            *t = self.urls();
+        }
+    }
+
+    async fn wait_healthy(&self, i: usize, timeout: Duration) -> Result<(), Error> {
+        let url = self.nodes[i].url();
+        let healthz = format!("{url}/healthz");
+        wait::poll(timeout, CHECK_INTERVAL, || async {
+            let r = self.http.get(&healthz).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await
+        .ok_or(Error::Unhealthy { url, timeout })
+    }
+
+    /// How many members node `url` lists as alive (0 when it does not answer).
+    async fn alive_members(&self, url: &str) -> usize {
+        let Ok(r) = self.http.get(format!("{url}/api/cluster")).send().await else {
+            return 0;
+        };
+        r.json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| {
+                v["members"]
+                    .as_array()
+                    .map(|m| m.iter().filter(|x| x["status"] == "alive").count())
+            })
+            .unwrap_or(0)
+    }
+
+    async fn wait_members(&self, timeout: Duration) -> Result<(), Error> {
+        let want = self.nodes.len();
+        wait::poll(timeout, CHECK_INTERVAL, || async {
+            for n in &self.nodes {
+                if self.alive_members(&n.url()).await != want {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await
+        .ok_or(Error::NoCluster {
+            nodes: want,
+            timeout,
+        })
+    }
+
+    /// Replaces node `i` by a node running `binary`, as a start-first rolling update does;
+    /// returns how long it took and the old node's exit code.
+    pub async fn replace(
+        &mut self,
+        i: usize,
+        binary: &Path,
+    ) -> Result<(Duration, Option<i32>), Error> {
+        let started = Instant::now();
+        let new = self.spawn(binary)?;
+        self.nodes.push(new);
+        let last = self.nodes.len() - 1;
+        self.wait_healthy(last, START_TIMEOUT).await?;
+        // Healthy: in DNS. The old one leaves DNS, then gets SIGTERM, as Swarm does it.
+        let mut ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        let old_ip = self.nodes[i].ip;
+        ips.retain(|ip| *ip != old_ip);
+        self.dns.set_addresses(SERVICE, &ips);
+        let mut old = self.nodes.remove(i);
+        self.set_targets();
+        tokio::time::sleep(self.opts.dns_grace).await;
+        old.signal(Signal::SIGTERM);
+        let code = old.wait(DRAIN_TIMEOUT).await;
+        Ok((started.elapsed(), code))
+    }
+
+    /// The cluster's members as the first node sees them: node name -> (status, version);
+    /// empty when it does not answer.
+    pub async fn members(&self) -> HashMap<String, (String, String)> {
+        let mut out = HashMap::new();
+        if let Some(url) = self.urls().first()
+            && let Ok(r) = self.http.get(format!("{url}/api/cluster")).send().await
+            && let Ok(v) = r.json::<Value>().await
+            && let Some(ms) = v["members"].as_array()
+        {
+            for m in ms {
+                out.insert(
+                    m["node"].as_str().unwrap_or("").to_string(),
+                    (
+                        m["status"].as_str().unwrap_or("").to_string(),
+                        m["version"].as_str().unwrap_or("").to_string(),
+                    ),
+                );
+            }
+        }
+        out
+    }
+
+    /// Stops every node: SIGTERM to all, then waits for each to exit.
+    pub async fn shutdown(mut self) {
+        for n in &self.nodes {
+            n.signal(Signal::SIGTERM);
+        }
+        for n in &mut self.nodes {
+            let _ = n.wait(SHUTDOWN_TIMEOUT).await;
+        }
+    }
+}

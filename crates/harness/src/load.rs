@@ -1,0 +1,366 @@
+//! Players: clients that play games over HTTP as real ones do. Every input has its own
+//! `input_id`, and a failed request is retried with the same `input_id` on the next node
+//! until it is acknowledged, so an input is never lost nor applied twice by a retry. Then
+//! [`verify`] checks every game against what its players were told.
+//!
+//! A game's pause is the longest any one of its inputs took (retries included) while
+//! measuring; every game moves at least once during a full rolling update.
+//!
+//! # Layout
+//! - this file: [`Load`], the players, and what they saw ([`LoadResult`]).
+//! - `integrity`: [`verify`] and its [`Integrity`] report.
+
+mod integrity;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+pub use integrity::{Integrity, verify};
+
+use crate::Error;
+use crate::cluster::Targets;
+use crate::latency::percentile;
+
+/// One game as a client sees it.
+#[derive(Debug, Clone)]
+struct Tracked {
+    code: String,
+    /// Inputs acknowledged (2xx).
+    acked: u64,
+    /// Inputs given up on without an answer (may or may not be applied).
+    unknown: u64,
+    /// Who has ended the turn in the round the client last saw.
+    ended: [bool; 2],
+    /// Last state seen: `(round, seq)`; never goes back.
+    last: (u64, u64),
+    /// States seen going back (must stay 0).
+    regressions: u64,
+    /// Longest input while the measurement window was open, in ms.
+    pause_ms: f64,
+}
+
+const PLAYERS: [&str; 2] = ["ann", "bob"];
+
+/// Clients playing games.
+#[derive(Debug)]
+pub struct Load {
+    games: Arc<Vec<Mutex<Tracked>>>,
+    stop: Arc<AtomicBool>,
+    measuring: Arc<AtomicBool>,
+    failed_attempts: Arc<AtomicU64>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Prints `line` when `MINOTAUR_DEMO_TRACE` is set (diagnosing a failed run).
+fn trace(line: &str) {
+    if std::env::var_os("MINOTAUR_DEMO_TRACE").is_some() {
+        eprintln!("{line}");
+    }
+}
+
+/// How an input ended.
+enum Sent {
+    /// Acknowledged, with the new state.
+    Acked(Value),
+    /// Refused by the rules (409): not applied.
+    Refused,
+    /// No answer after many attempts: may or may not have been applied.
+    Unknown,
+}
+
+/// Attempts per input before giving up (10 ms apart, plus request time).
+const MAX_ATTEMPTS: usize = 1000;
+/// One attempt waits this long at most: an input normally takes milliseconds, and a node that
+/// vanished without a reset must not hold a client for longer (the retry goes elsewhere).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answers slower than this are traced (with `MINOTAUR_DEMO_TRACE`).
+const SLOW_TRACE: Duration = Duration::from_millis(25);
+
+/// Sends one input until it is acknowledged or refused: the same `input_id` every time, on
+/// the next node after a failure.
+async fn send_input(
+    http: &reqwest::Client,
+    urls: &Targets,
+    code: &str,
+    body: &Value,
+    start: usize,
+    failed: &AtomicU64,
+) -> Sent {
+    for attempt in start..start + MAX_ATTEMPTS {
+        let url = match urls.read() {
+            Ok(urls) if !urls.is_empty() => {
+                format!("{}/api/games/{code}/input", urls[attempt % urls.len()])
+            }
+            _ => return Sent::Unknown,
+        };
+        let began = Instant::now();
+        let outcome = match http
+            .post(&url)
+            .timeout(ATTEMPT_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                Ok(v) => {
+                    if began.elapsed() > SLOW_TRACE {
+                        trace(&format!(
+                            "[{:?}] slow answer after {:?}: {url} (node {})",
+                            std::time::SystemTime::now(),
+                            began.elapsed(),
+                            v["node"].as_str().unwrap_or("?")
+                        ));
+                    }
+                    return Sent::Acked(v);
+                }
+                Err(e) => format!("unreadable answer: {e}"),
+            },
+            Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => return Sent::Refused,
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => format!("{e}"),
+        };
+        failed.fetch_add(1, Ordering::Relaxed);
+        trace(&format!(
+            "[{:?}] retrying after {:?}: {url}: {outcome}",
+            std::time::SystemTime::now(),
+            began.elapsed()
+        ));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Sent::Unknown
+}
+
+impl Load {
+    /// Creates `count` games (two players each) and starts `clients` players on them, sending
+    /// `rate` inputs per second in all (paced, so latencies measure the cluster, not a queue
+    /// the benchmark itself built).
+    pub async fn start(
+        http: &reqwest::Client,
+        count: usize,
+        clients: usize,
+        rate: f64,
+        urls: Targets,
+    ) -> Result<Load, Error> {
+        use futures::StreamExt;
+        let http = http.clone();
+        let nodes: Vec<String> = urls.read().map(|u| u.clone()).unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(Error::NoNodes);
+        }
+        let created: Vec<Result<String, String>> = futures::stream::iter(0..count)
+            .map(|i| {
+                let http = http.clone();
+                let url = format!("{}/api/games", nodes[i % nodes.len()]);
+                async move {
+                    let r = http
+                        .post(&url)
+                        .json(&json!({ "round_ms": 600_000 }))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if r.status() != reqwest::StatusCode::CREATED {
+                        return Err(format!("create answered {}", r.status()));
+                    }
+                    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                    v["code"]
+                        .as_str()
+                        .map(String::from)
+                        .ok_or_else(|| "no code".into())
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        let mut games = Vec::new();
+        for c in created {
+            let code = c.map_err(Error::GameNotCreated)?;
+            games.push(Mutex::new(Tracked {
+                code,
+                acked: 0,
+                unknown: 0,
+                ended: [false; 2],
+                last: (0, 0),
+                regressions: 0,
+                pause_ms: 0.0,
+            }));
+        }
+        let mut load = Load {
+            games: Arc::new(games),
+            stop: Arc::new(AtomicBool::new(false)),
+            measuring: Arc::new(AtomicBool::new(false)),
+            failed_attempts: Arc::new(AtomicU64::new(0)),
+            workers: Vec::new(),
+        };
+        // Everyone joins first.
+        let joins = futures::stream::iter(0..load.games.len())
+            .map(|g| {
+                let (http, urls, games, failed) = (http.clone(), urls.clone(), load.games.clone(), load.failed_attempts.clone());
+                async move {
+                    let code = games[g].lock().await.code.clone();
+                    for (p, player) in PLAYERS.iter().enumerate() {
+                        let body = json!({ "player": player, "input_id": format!("{code}-join-{p}"), "action": { "type": "join" } });
+                        match send_input(&http, &urls, &code, &body, g + p, &failed).await {
+                            Sent::Acked(_) => games[g].lock().await.acked += 1,
+                            Sent::Unknown => games[g].lock().await.unknown += 1,
+                            Sent::Refused => {}
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>();
+        joins.await;
+        let per = load.games.len().div_ceil(clients.max(1));
+        for w in 0..clients.max(1) {
+            let range = (w * per)..((w + 1) * per).min(load.games.len());
+            if range.is_empty() {
+                continue;
+            }
+            let (http, urls, games, stop, measuring, failed) = (
+                http.clone(),
+                urls.clone(),
+                load.games.clone(),
+                load.stop.clone(),
+                load.measuring.clone(),
+                load.failed_attempts.clone(),
+            );
+            let pace = Duration::from_secs_f64(clients.max(1) as f64 / rate.max(1.0));
+            load.workers.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(pace);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut n: u64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for g in range.clone() {
+                        tick.tick().await;
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let mut t = games[g].lock().await;
+                        // Whoever has not ended the turn ends it: always a valid input.
+                        let p = if !t.ended[0] { 0 } else { 1 };
+                        n += 1;
+                        let body = json!({ "player": PLAYERS[p], "input_id": format!("{}-{w}-{n}", t.code), "action": { "type": "end_turn" } });
+                        let began = Instant::now();
+                        let answer = send_input(&http, &urls, &t.code, &body, g + n as usize, &failed).await;
+                        let took = began.elapsed().as_secs_f64() * 1000.0;
+                        if measuring.load(Ordering::Relaxed) && took > t.pause_ms {
+                            t.pause_ms = took;
+                        }
+                        match answer {
+                            Sent::Acked(state) => {
+                                t.acked += 1;
+                                let round = state["round"].as_u64().unwrap_or(0);
+                                let seq = state["seq"].as_u64().unwrap_or(0);
+                                if (round, seq) < t.last {
+                                    t.regressions += 1;
+                                }
+                                t.last = t.last.max((round, seq));
+                                if let Some(players) = state["players"].as_array() {
+                                    for (i, name) in PLAYERS.iter().enumerate() {
+                                        t.ended[i] = players.iter().any(|p| p["name"] == *name && p["ended_turn"] == true);
+                                    }
+                                }
+                            }
+                            Sent::Refused => {
+                                // Our view was stale; the next input asks again.
+                                t.ended = [false; 2];
+                            }
+                            Sent::Unknown => {
+                                t.unknown += 1;
+                                t.ended = [false; 2];
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        Ok(load)
+    }
+
+    /// Starts or stops measuring pauses.
+    pub fn measure(&self, on: bool) {
+        self.measuring.store(on, Ordering::Relaxed);
+    }
+
+    /// Stops the players and returns per-game results.
+    pub async fn stop(self) -> LoadResult {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            let _ = w.await;
+        }
+        let mut games = Vec::new();
+        for g in self.games.iter() {
+            games.push(g.lock().await.clone());
+        }
+        LoadResult {
+            regressions: games.iter().map(|g| g.regressions).sum(),
+            games: games
+                .into_iter()
+                .map(|g| GameResult {
+                    code: g.code,
+                    acked: g.acked,
+                    unknown: g.unknown,
+                    pause_ms: g.pause_ms,
+                    last_seen: g.last,
+                })
+                .collect(),
+            failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the players saw.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    /// Per game, in the order they were created.
+    pub games: Vec<GameResult>,
+    /// States that went back in time (must be 0).
+    pub regressions: u64,
+    /// Requests that failed and were retried.
+    pub failed_attempts: u64,
+}
+
+/// What the players of one game saw.
+#[derive(Debug, Clone)]
+pub struct GameResult {
+    /// Its join code.
+    pub code: String,
+    /// Inputs acknowledged.
+    pub acked: u64,
+    /// Inputs given up on (may or may not have been applied).
+    pub unknown: u64,
+    /// Longest input while measuring.
+    pub pause_ms: f64,
+    /// The newest `(round, seq)` its players saw.
+    pub last_seen: (u64, u64),
+}
+
+/// Per-game pauses summarised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pauses {
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Longest.
+    pub max_ms: f64,
+}
+
+impl LoadResult {
+    /// The per-game pauses: median, 99th percentile, longest (0 without games).
+    pub fn pauses(&self) -> Pauses {
+        let mut pauses: Vec<f64> = self.games.iter().map(|g| g.pause_ms).collect();
+        pauses.sort_by(f64::total_cmp);
+        Pauses {
+            p50_ms: percentile(&pauses, 0.5).unwrap_or(0.0),
+            p99_ms: percentile(&pauses, 0.99).unwrap_or(0.0),
+            max_ms: pauses.last().copied().unwrap_or(0.0),
+        }
+    }
+}

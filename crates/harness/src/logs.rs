@@ -1,0 +1,27 @@
+//! Where tests keep logs, and tracing output for the test runner.
+
+use std::path::PathBuf;
+
+/// A fresh directory for the logs of `test`: `$TMPDIR/minotaur-e2e/<test>`, emptied first so
+/// that what is in it after a run is that run's.
+///
+/// # Panics
+/// When the directory cannot be created.
+pub fn test_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("minotaur-e2e").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create the log directory {}: {e}", dir.display());
+    }
+    dir
+}
+
+/// Sends this process's tracing output, filtered by `RUST_LOG`, to the test runner (shown
+/// for failed tests). For in-process tests only: binaries install their own subscriber. Later
+/// calls do nothing.
+pub fn capture() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
