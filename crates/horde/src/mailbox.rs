@@ -10,7 +10,7 @@ use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 
 use crate::child::Child;
-use crate::core::child::ChildInput;
+use crate::core::child::{ChildEffect, ChildInput};
 use crate::core::{ChildReport, Reply, Request};
 use crate::errors::CallError;
 
@@ -57,6 +57,9 @@ impl<C: Child> std::fmt::Debug for ReplyTo<C> {
         })
     }
 }
+
+/// Effects of a child's first callback, run by its actor when it starts.
+pub(crate) type FirstEffects<C> = Vec<ChildEffect<C, ReplyTo<C>>>;
 
 /// Messages of a hosting actor: its core's inputs.
 pub(crate) struct HostedMsg<C: Child>(pub ChildInput<C::Msg, ReplyTo<C>>);

@@ -10,13 +10,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use discovery::{Connector, Envelope, NodeEvent, PeerNode};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{debug, warn};
 
 use crate::child::Handoff;
-use crate::core::child::{ChildCore, ChildEffect};
+use crate::core::child::ChildCore;
 use crate::core::{
     ChildReport, Core, CoreConfig, CoreView, Effect, Input, Reply, Request, SpawnError, TICK,
 };
@@ -487,18 +486,3 @@ impl<C: Handoff> Member<C> {
         }
     }
 }
-
-/// Effects of a child's first callback, run by its actor when it starts.
-pub(crate) type FirstEffects<C> = Vec<ChildEffect<C, ReplyTo<C>>>;
-
-/// A shared slot for the read side before the member publishes.
-pub(crate) fn empty_published<C: Handoff>(view: CoreView) -> ArcSwap<Published<C>> {
-    ArcSwap::from_pointee(Published {
-        core: view,
-        children: imbl::HashMap::new(),
-        peers: HashMap::new(),
-    })
-}
-
-#[allow(dead_code)]
-fn _assert_port_is_send(_: RpcReplyPort<Vec<u8>>) {}

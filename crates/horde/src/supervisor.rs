@@ -21,7 +21,7 @@ use crate::core::{CoreConfig, DrainReport, MoveConfig, RebalanceConfig, Reply, R
 use crate::errors::{CallError, HordeError, StartError};
 use crate::hosted::decode_route_reply;
 use crate::mailbox::{HostedMsg, LocalMsg, ReplyTo, Token};
-use crate::member::{Member, empty_published, service};
+use crate::member::{Member, service};
 use crate::membership::{MemberInfo, MemberStatus};
 use crate::placement::{Placement, Rendezvous};
 use crate::protocol::{
@@ -30,7 +30,7 @@ use crate::protocol::{
 use crate::registry::Registry;
 use crate::router::{self, Router};
 use crate::stats::{Counters, HordeEvent, Stats};
-use crate::view::{ConflictHook, MemberRef, RouterRef, Shared, Sinks};
+use crate::view::{ConflictHook, MemberRef, Published, RouterRef, Shared, Sinks};
 
 /// Default wait for readiness when no peer shows up.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -154,7 +154,7 @@ impl<C: Handoff> Horde<C> {
         let shared = Arc::new(Shared {
             node_name: Arc::from(me.name.as_str()),
             me: me.clone(),
-            published: empty_published(initial),
+            published: Published::empty(initial),
             sinks: Sinks::new(),
             counters,
             events,

@@ -178,3 +178,14 @@ impl<C: Child> Shared<C> {
         let _ = self.events.send(event);
     }
 }
+
+impl<C: Child> Published<C> {
+    /// What readers see before the member first publishes.
+    pub fn empty(view: CoreView) -> ArcSwap<Published<C>> {
+        ArcSwap::from_pointee(Published {
+            core: view,
+            children: imbl::HashMap::new(),
+            peers: HashMap::new(),
+        })
+    }
+}
