@@ -552,6 +552,17 @@ impl<C: Child> Horde<C> {
         self.shared.events.subscribe()
     }
 
+    /// Stops this node's horde at once, without a drain: its children stop where they are
+    /// and nothing is handed off, as in a crash; the other members restart them from their
+    /// backups once they see this node down. For fencing a misbehaving node, and for tests
+    /// that need a crash inside one process.
+    pub fn abort(&self) {
+        let cell = self.member.get_cell();
+        cell.stop_children(Some("aborted".into()));
+        cell.kill();
+        self.router.get_cell().kill();
+    }
+
     /// Stops the member actor (children stop with the process).
     pub async fn shutdown(&self) {
         let _ = self
