@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use horde::{Child, Ctx, Handoff, HandoffError, SnapshotPolicy};
+use horde::{Child, Ctx, Handoff, HandoffError, Replication};
 use serde::{Deserialize, Serialize};
 
 use crate::{Game, GameView, Input, RuleError};
@@ -128,13 +128,22 @@ impl Child for Session {
 
     fn handle(&mut self, msg: GameMsg, ctx: &mut Ctx<Self>) -> GameReply {
         match msg {
-            GameMsg::Get => Ok(self.snapshot(ctx)),
+            GameMsg::Get => {
+                ctx.unchanged();
+                Ok(self.snapshot(ctx))
+            }
             GameMsg::Input(input) => {
                 let before = (self.game.seq(), self.game.deadline_ms());
-                self.game.apply(ctx.now_ms(), input)?;
+                if let Err(e) = self.game.apply(ctx.now_ms(), input) {
+                    ctx.unchanged();
+                    return Err(e);
+                }
                 let snapshot = self.snapshot(ctx);
                 if self.game.seq() != before.0 {
                     ctx.emit(snapshot.clone());
+                } else {
+                    // A retry of an input already applied: nothing new to replicate.
+                    ctx.unchanged();
                 }
                 if self.game.deadline_ms() != before.1 {
                     self.arm(ctx);
@@ -148,6 +157,8 @@ impl Child for Session {
         if self.game.tick(ctx.now_ms()) {
             let snapshot = self.snapshot(ctx);
             ctx.emit(snapshot);
+        } else {
+            ctx.unchanged();
         }
         self.arm(ctx);
     }
@@ -156,10 +167,10 @@ impl Child for Session {
         Some(self.snapshot(ctx))
     }
 
-    fn snapshot_policy() -> SnapshotPolicy {
-        // Every applied input reaches the backup node: a crashed node loses no acknowledged
-        // input (bar the last few milliseconds before the crash).
-        SnapshotPolicy::Every(1)
+    fn replication() -> Replication {
+        // Every applied input reaches the backup node before its answer leaves: a crash of
+        // any one node loses no acknowledged input.
+        Replication::BeforeReply
     }
 }
 
@@ -181,6 +192,24 @@ impl Handoff for Session {
         };
         // A Game always encodes (plain data); an empty state would be refused by rehydrate.
         bytes.unwrap_or_default()
+    }
+
+    /// A v2 build also writes v1 (without the move count), for a node of the previous version
+    /// during a rollback.
+    fn writes() -> Vec<u16> {
+        if STATE_SCHEMA >= 2 { vec![2, 1] } else { vec![1] }
+    }
+
+    fn dehydrate_as(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {
+        match schema {
+            s if s == STATE_SCHEMA => Some(self.dehydrate(ctx)),
+            1 => postcard::to_stdvec(&StateV1 {
+                game: &self.game,
+                packed_at_ms: ctx.now_ms(),
+            })
+            .ok(),
+            _ => None,
+        }
     }
 
     fn rehydrate(

@@ -12,13 +12,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// When a child sends a copy of its state to its backup node, for restarts after a crash.
+/// Whether a child's state is kept on a second member, for restarts after a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotPolicy {
-    /// Never: after a crash the child restarts from its spec.
-    Never,
-    /// After every `n` handled messages (and after a timer that changed state).
-    Every(u32),
+pub enum Replication {
+    /// No copy: after a crash the child restarts from its spec.
+    None,
+    /// Every change reaches the child's backup member before the answers and events it caused
+    /// leave (group commit: answers are held and released in order as the backup
+    /// acknowledges, the child never blocks). An answer then survives the crash of any one
+    /// member; it costs one round trip to the backup.
+    BeforeReply,
 }
 
 /// What happens when a child's callback panics.
@@ -61,9 +64,9 @@ pub trait Child: Sized + Send + 'static {
         RestartPolicy::Permanent
     }
 
-    /// Snapshot replication for crash restarts (opt-in).
-    fn snapshot_policy() -> SnapshotPolicy {
-        SnapshotPolicy::Never
+    /// Replication for crash restarts (opt-in).
+    fn replication() -> Replication {
+        Replication::None
     }
 }
 
@@ -100,6 +103,27 @@ pub trait Handoff: Child {
         state: &[u8],
         ctx: &mut Ctx<Self>,
     ) -> Result<Self, HandoffError>;
+
+    /// The schemas [`Handoff::rehydrate`] accepts (by default this one and the one before).
+    fn reads() -> Vec<u16> {
+        let mut v = vec![Self::SCHEMA];
+        if Self::SCHEMA > 1 {
+            v.insert(0, Self::SCHEMA - 1);
+        }
+        v
+    }
+
+    /// The state in an older schema, for a member that does not read [`Handoff::SCHEMA`] (a
+    /// rollback to the previous version); `None` when this build cannot write `schema`. By
+    /// default only [`Handoff::SCHEMA`] is written.
+    fn dehydrate_as(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {
+        (schema == Self::SCHEMA).then(|| self.dehydrate(ctx))
+    }
+
+    /// The schemas this build can write (by default only [`Handoff::SCHEMA`]).
+    fn writes() -> Vec<u16> {
+        vec![Self::SCHEMA]
+    }
 }
 
 /// What a callback may ask of the hosting actor.
@@ -111,6 +135,7 @@ pub struct Ctx<C: Child> {
     pub(crate) timer: Option<Duration>,
     pub(crate) events: Vec<C::Event>,
     pub(crate) stop: bool,
+    pub(crate) changed: bool,
 }
 
 impl<C: Child> Ctx<C> {
@@ -122,6 +147,7 @@ impl<C: Child> Ctx<C> {
             timer: None,
             events: Vec::new(),
             stop: false,
+            changed: true,
         }
     }
 
@@ -163,6 +189,17 @@ impl<C: Child> Ctx<C> {
     /// Stops the child and removes its name once this callback returns.
     pub fn stop(&mut self) {
         self.stop = true;
+    }
+
+    /// This callback changed nothing (a read, a refused input): nothing to replicate, and its
+    /// answer waits only for changes made before it.
+    pub fn unchanged(&mut self) {
+        self.changed = false;
+    }
+
+    /// True unless [`Ctx::unchanged`] was called (for tests of a child).
+    pub fn is_changed(&self) -> bool {
+        self.changed
     }
 
     /// Events emitted so far in this callback (for tests of a child).

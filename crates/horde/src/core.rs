@@ -25,6 +25,9 @@
 pub mod child;
 mod failover;
 mod moves;
+mod quorum;
+mod replicas;
+mod repair;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -38,7 +41,7 @@ use crate::child::RestartPolicy;
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Candidate, Placement};
 use crate::protocol::{MAX_HOPS, RouteReply, StartRefusal, Subscriber, Unavailable, Wire};
-use crate::registry::{Entry, Registry};
+use crate::registry::{Entry, Merged, Registry};
 use crate::stats::{Counters, HordeEvent};
 
 pub use self::moves::{DrainReport, MoveConfig, RebalanceConfig, plan_waves};
@@ -63,6 +66,13 @@ pub struct CoreConfig {
     pub rebalance: Option<RebalanceConfig>,
     /// Where children go.
     pub placement: Arc<dyn Placement>,
+    /// How long a quorum lease runs from its request (a dead member's children restart once
+    /// its lease surely ran out: this plus a drift margin after its last grant).
+    pub lease: Duration,
+    /// State schemas this build reads.
+    pub reads: Vec<u16>,
+    /// State schemas this build writes.
+    pub writes: Vec<u16>,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -107,6 +117,8 @@ pub struct Frozen {
     pub subscribers: Vec<Subscriber>,
     /// Sequence number of its last event.
     pub event_seq: u64,
+    /// Changes applied by the frozen copy.
+    pub seq: u64,
 }
 
 /// A command from the core to one of its hosted children.
@@ -117,14 +129,25 @@ pub enum ChildCmd {
     Freeze {
         /// Matches the answer to the request.
         ticket: u64,
+        /// The schema to hand the state over in (one the target reads).
+        schema: u16,
     },
     /// The move succeeded: forward the buffer to `to`, then forward everything.
     Release {
         /// The new owner.
         to: NodeId,
     },
-    /// The move failed: apply the buffer here and carry on.
-    Thaw,
+    /// The move failed: apply the buffer here and carry on, at `epoch` (raised when the
+    /// target may hold a pending copy, so that copy can never be served).
+    Thaw {
+        /// The epoch to serve at.
+        epoch: u64,
+    },
+    /// Replicas go to this member from now on, in this schema (`None`: no other member).
+    Backup {
+        /// The backup and the schema it reads.
+        node: Option<(NodeId, u16)>,
+    },
     /// Stop now; with `report`, answer [`ChildReport::Stopped`] with the last state first.
     Stop {
         /// Report the last state.
@@ -142,8 +165,15 @@ pub enum ChildReport {
         /// What it hands over.
         frozen: Option<Frozen>,
     },
-    /// A snapshot for its backup.
-    Snapshot(crate::protocol::SnapshotItem),
+    /// Its backup holds its first state (a child arriving in a move may now be accepted).
+    Durable,
+    /// A backup refused its replica: a newer copy exists; it answers nothing more.
+    Superseded,
+    /// A backup refused its replica because it suspects this node: another is needed.
+    BackupRefused {
+        /// The backup.
+        backup: NodeId,
+    },
     /// The child asked to stop (its name is removed).
     StopRequested,
     /// A callback panicked; the child is gone.
@@ -207,6 +237,10 @@ pub enum Request<T> {
     Drain {
         /// How long the drain may take.
         deadline: Duration,
+        /// The node exits after it (SIGTERM): once nothing is left here, it leaves the quorum
+        /// set at once, so the others need not wait to see it dead. Otherwise (the console's
+        /// `drain`) it stays a member, with no children.
+        leave: bool,
         /// Where the answer goes.
         reply: T,
     },
@@ -338,9 +372,18 @@ pub struct CoreView {
     pub members: Members,
     /// Members that said hello, by node name: the ones messages may be routed to.
     pub peers: BTreeMap<String, NodeId>,
+    /// This member's quorum lease runs until then (its children answer only before it).
+    pub lease_until: Option<Instant>,
+    /// The state schemas this build reads.
+    pub reads: Vec<u16>,
 }
 
 impl CoreView {
+    /// True while this member holds its quorum lease.
+    pub fn lease_valid(&self, now: Instant) -> bool {
+        self.lease_until.is_some_and(|u| now < u)
+    }
+
     /// The live registry entry of `name`.
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         self.registry.get(name)
@@ -352,6 +395,7 @@ impl CoreView {
             node: self.me.clone(),
             status: self.status,
             version: self.version.clone(),
+            reads: self.reads.clone(),
         }];
         out.extend(self.members.iter().cloned());
         out
@@ -362,6 +406,7 @@ impl CoreView {
         candidates(
             &self.me,
             &self.version,
+            &self.reads,
             self.status,
             &self.members,
             &self.registry,
@@ -399,6 +444,7 @@ impl CoreView {
 fn candidates(
     me: &NodeId,
     version: &Version,
+    reads: &[u16],
     status: MemberStatus,
     members: &Members,
     registry: &Registry,
@@ -416,6 +462,7 @@ fn candidates(
         version: version.clone(),
         status,
         load: load(me),
+        reads: reads.to_vec(),
     }];
     for m in members.iter() {
         out.push(Candidate {
@@ -423,6 +470,7 @@ fn candidates(
             version: m.version.clone(),
             status: m.status,
             load: load(&m.node),
+            reads: m.reads.clone(),
         });
     }
     out
@@ -438,6 +486,8 @@ struct Link {
     unreachable: bool,
     hello_sent: bool,
     sync_sent: bool,
+    /// The link was replaced (same run): messages in flight on the old one were lost.
+    relinked: bool,
 }
 
 /// A child hosted here and serving.
@@ -464,7 +514,11 @@ enum SpawnFor<T> {
         spec: Arc<[u8]>,
     },
     /// A dead node's child restarting here.
-    Restart { entry: Entry, from_snapshot: bool },
+    Restart {
+        entry: Entry,
+        epoch: u64,
+        from_replica: bool,
+    },
     /// A crashed child restarting in place.
     CrashRestart { entry: Entry },
 }
@@ -489,6 +543,9 @@ pub struct Core<T> {
     registry: Registry,
     /// Other members.
     members: Members,
+    /// Earlier runs of a name that a newer run replaced (whatever their incarnation numbers:
+    /// a restarted node's clock may be behind its previous run's).
+    superseded: BTreeSet<NodeId>,
     /// Connected peers by node name.
     links: BTreeMap<String, Link>,
     /// Members that said hello (routing goes only to them), by node name.
@@ -505,6 +562,8 @@ pub struct Core<T> {
     alone: bool,
     /// Children hosted and serving here.
     local: BTreeMap<Arc<str>, Local>,
+    /// The backup each local or arriving child was last told.
+    backups: BTreeMap<Arc<str>, Option<(NodeId, u16)>>,
     /// Spawns asked for and not answered yet.
     spawning: BTreeMap<Arc<str>, SpawnFor<T>>,
     /// Registry changes to broadcast at the end of this input.
@@ -519,13 +578,25 @@ pub struct Core<T> {
     crashes: BTreeMap<Arc<str>, VecDeque<Instant>>,
     /// Losers of a conflict whose last state is on the way (for the conflict callback).
     conflict_waits: BTreeMap<Arc<str>, NodeId>,
-    /// Failover: snapshots, fetches, restarts.
+    /// Leases and votes.
+    quorum: quorum::Quorum,
+    /// Replicas held for other members' children.
+    replicas: replicas::Replicas,
+    /// Failover: replica fetches, restarts.
     failover: failover::Failover,
     /// Moves in and out.
     moves: moves::Moves<T>,
-    /// Correlation ids of requests to other members (offers, snapshot fetches) and tickets.
+    /// Anti-entropy of the registry.
+    repair: repair::Repair,
+    /// Correlation ids of requests to other members (offers, fetches) and tickets.
     next_id: u64,
     last_sweep: Instant,
+    /// Membership changed: recompute the children's backups.
+    backups_stale: bool,
+    /// Tell every child its backup, changed or not (a backup refused replicas).
+    force_backups: bool,
+    /// Backups that refused replicas from this node (they suspect it), and when.
+    refusing: BTreeMap<NodeId, Instant>,
     /// Something the read side sees changed since the last [`Core::take_view`].
     dirty: bool,
 }
@@ -541,6 +612,8 @@ impl<T> std::fmt::Debug for Core<T> {
 
 /// Periodic sweeps (orphans nobody restarted, dead members nobody references) run this often.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A backup that refused this node's replicas is avoided this long.
+const REFUSAL_MEMORY: Duration = Duration::from_millis(500);
 
 impl<T> Core<T> {
     /// A joining member.
@@ -551,6 +624,7 @@ impl<T> Core<T> {
         counters: Arc<Counters>,
         now: Instant,
     ) -> Self {
+        let lease = config.lease;
         Self {
             config,
             me,
@@ -560,6 +634,7 @@ impl<T> Core<T> {
             counters,
             registry: Registry::new(),
             members: Members::new(),
+            superseded: BTreeSet::new(),
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
             early_hellos: BTreeMap::new(),
@@ -568,6 +643,7 @@ impl<T> Core<T> {
             synced: BTreeSet::new(),
             alone: false,
             local: BTreeMap::new(),
+            backups: BTreeMap::new(),
             spawning: BTreeMap::new(),
             outbox: Vec::new(),
             next_flush_waiters: Vec::new(),
@@ -575,10 +651,16 @@ impl<T> Core<T> {
             ack_waits: BTreeMap::new(),
             crashes: BTreeMap::new(),
             conflict_waits: BTreeMap::new(),
+            quorum: quorum::Quorum::new(lease),
+            replicas: replicas::Replicas::default(),
             failover: failover::Failover::default(),
             moves: moves::Moves::default(),
+            repair: repair::Repair::default(),
             next_id: 0,
             last_sweep: now,
+            backups_stale: false,
+            force_backups: false,
+            refusing: BTreeMap::new(),
             dirty: true,
         }
     }
@@ -608,6 +690,11 @@ impl<T> Core<T> {
         self.local.get(name).map(|l| l.epoch)
     }
 
+    /// True while this member holds its quorum lease.
+    pub fn lease_valid(&self, now: Instant) -> bool {
+        self.quorum.valid(now)
+    }
+
     /// A copy of what readers see, when it changed since the last call.
     pub fn take_view(&mut self) -> Option<CoreView> {
         if !std::mem::take(&mut self.dirty) {
@@ -625,6 +712,8 @@ impl<T> Core<T> {
             registry: self.registry.clone(),
             members: self.members.clone(),
             peers: self.peers.clone(),
+            lease_until: self.quorum.until(),
+            reads: self.config.reads.clone(),
         }
     }
 
@@ -632,7 +721,10 @@ impl<T> Core<T> {
     pub fn on(&mut self, now: Instant, input: Input<T>) -> Vec<Effect<T>> {
         let mut out = Vec::new();
         match input {
-            Input::NodeUp(id) => self.on_up(id),
+            Input::NodeUp(id) => {
+                self.on_up(id);
+                self.backups_stale = true;
+            }
             Input::PeerReady(id) => self.on_peer_ready(now, &mut out, id),
             Input::PeerUnreachable(id) => {
                 if let Some(l) = self.links.get_mut(&id.name).filter(|l| l.id == id) {
@@ -649,6 +741,10 @@ impl<T> Core<T> {
             Input::Spawned { name, result } => self.on_spawned(now, &mut out, name, result),
             Input::Child { name, report } => self.on_child(now, &mut out, name, report),
             Input::Tick => self.on_tick(now, &mut out),
+        }
+        if std::mem::take(&mut self.backups_stale) {
+            let force = std::mem::take(&mut self.force_backups);
+            self.assign_backups(&mut out, force);
         }
         if !self.outbox.is_empty() || !self.next_flush_waiters.is_empty() {
             self.flush(now, &mut out);
@@ -674,7 +770,11 @@ impl<T> Core<T> {
                     reply: Reply::Stopped(found),
                 });
             }
-            Request::Drain { deadline, reply } => self.start_drain(now, out, deadline, reply),
+            Request::Drain {
+                deadline,
+                leave,
+                reply,
+            } => self.start_drain(now, out, deadline, leave, reply),
             Request::NoPeersExpected => {
                 self.alone = true;
                 self.check_ready(now, out);
@@ -687,11 +787,13 @@ impl<T> Core<T> {
             Wire::Hello(hello) => self.on_hello(now, out, hello),
             Wire::Sync {
                 from,
+                members,
                 nodes,
                 entries,
                 done,
             } => {
-                self.merge_entries(out, &nodes, entries);
+                self.learn_members(members);
+                self.merge_entries(now, out, &nodes, entries);
                 if done {
                     self.synced.insert(from.name);
                     self.check_ready(now, out);
@@ -703,7 +805,7 @@ impl<T> Core<T> {
                 nodes,
                 entries,
             } => {
-                self.merge_entries(out, &nodes, entries);
+                self.merge_entries(now, out, &nodes, entries);
                 out.push(Effect::Send {
                     to: from,
                     wire: Wire::DeltaAck {
@@ -712,8 +814,9 @@ impl<T> Core<T> {
                     },
                 });
             }
+            Wire::Entries { nodes, entries, .. } => self.merge_entries(now, out, &nodes, entries),
             Wire::DeltaAck { node, batch } => self.on_ack(out, &node.name, batch),
-            Wire::Offer { from, id, items } => self.on_offer(out, from, id, items),
+            Wire::Offer { from, id, items } => self.on_offer(now, out, from, id, items),
             Wire::OfferReply {
                 from,
                 id,
@@ -721,28 +824,35 @@ impl<T> Core<T> {
                 refused,
             } => self.on_offer_reply(now, out, from, id, accepted, refused),
             Wire::Abort { names } => self.on_abort(out, names),
-            Wire::Snapshots { items } => self.failover.hold(items),
-            Wire::FetchSnapshots { from, id, names } => {
-                let items = self.failover.held(&names);
+            Wire::Replicate(replica) => self.on_replicate(now, out, replica),
+            Wire::FetchReplicas { from, id, names } => {
+                let items = self.replicas_of(&names);
                 out.push(Effect::Send {
                     to: from,
-                    wire: Wire::SnapshotsFound {
+                    wire: Wire::ReplicasFound {
                         from: self.me.clone(),
                         id,
                         items,
                     },
                 });
             }
-            Wire::SnapshotsFound { from, id, items } => {
-                self.on_snapshots_found(now, out, from, id, items)
+            Wire::ReplicasFound { from, id, items } => {
+                self.on_replicas_found(now, out, from, id, items)
             }
-            Wire::StartChild(_) | Wire::Route(_) | Wire::Event { .. } => {
-                // Calls and data-plane messages are the shell's (it turns a StartChild call into
-                // a request with a reply token); nothing to decide here.
-                tracing::debug!(
-                    message = "misrouted",
-                    "a call or routed message reached the core"
-                );
+            Wire::Lease { from, round, votes } => self.on_lease(now, out, from, round, votes),
+            Wire::LeaseGrant { from, round } => {
+                self.quorum.grant_received(from, round);
+                self.refresh_lease(now);
+            }
+            Wire::Digest { from, buckets } => self.on_digest(out, from, buckets),
+            Wire::Repair { from, buckets } => self.on_repair(out, from, buckets),
+            Wire::StartChild(_)
+            | Wire::Route(_)
+            | Wire::Event { .. }
+            | Wire::ReplicaAck { .. }
+            | Wire::ReplicaNack { .. } => {
+                // Calls and data-plane messages are the shell's; nothing to decide here.
+                tracing::debug!("a call or routed message reached the core");
             }
         }
     }
@@ -761,6 +871,7 @@ impl<T> Core<T> {
             SpawnFor::Start { reply, spec, epoch } => match result {
                 Ok(()) => {
                     self.local.insert(name.clone(), Local { epoch });
+                    self.tell_backup(out, &name);
                     let entry = Entry {
                         owner: Arc::new(self.me.clone()),
                         epoch,
@@ -789,8 +900,9 @@ impl<T> Core<T> {
             } => self.offer_spawned(now, out, incoming, name, epoch, from, spec, result),
             SpawnFor::Restart {
                 entry,
-                from_snapshot,
-            } => self.restart_spawned(out, name, entry, from_snapshot, result),
+                epoch,
+                from_replica,
+            } => self.restart_spawned(out, name, entry, epoch, from_replica, result),
             SpawnFor::CrashRestart { entry } => {
                 self.crash_restart_spawned(out, name, entry, result)
             }
@@ -808,10 +920,17 @@ impl<T> Core<T> {
             ChildReport::Frozen { ticket, frozen } => {
                 self.on_frozen(now, out, ticket, name, frozen)
             }
-            ChildReport::Snapshot(item) => {
-                if let Some(backup) = self.place_elsewhere(&item.name) {
-                    self.failover.queue_out(backup.name, item);
-                }
+            ChildReport::Durable => self.on_durable(now, out, name),
+            ChildReport::BackupRefused { backup } => {
+                // Avoid it for a while: children move to another backup if there is one; the
+                // others try it again once the while is over (see `on_tick`).
+                self.refusing.entry(backup).or_insert(now);
+                self.backups_stale = true;
+            }
+            ChildReport::Superseded => {
+                // A backup knows a newer copy: the registry will say where; until then this
+                // copy answers nothing.
+                tracing::info!(child = %name, "this copy was superseded");
             }
             ChildReport::StopRequested => {
                 out.push(Effect::Forget { name: name.clone() });
@@ -831,22 +950,24 @@ impl<T> Core<T> {
     }
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
-        // Snapshots to their backups.
-        for (node, items) in self.failover.take_out() {
-            if let Some(to) = self.peers.get(&node) {
-                out.push(Effect::Send {
-                    to: to.clone(),
-                    wire: Wire::Snapshots { items },
-                });
-            }
+        let before = self.refusing.len();
+        self.refusing
+            .retain(|_, at| now.saturating_duration_since(*at) < REFUSAL_MEMORY);
+        if self.refusing.len() != before {
+            // A refusing backup may take replicas again: children whose replicas wait try.
+            self.backups_stale = true;
+            self.force_backups = true;
         }
+        self.lease_tick(now, out);
         self.expire_acks(now, out);
         self.moves_tick(now, out);
         self.fetches_tick(now, out);
+        self.repair_tick(now, out);
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.failover(now, out);
-            self.forget_gone_members();
+            self.forget_gone_members(now);
+            self.replicas_gc(now);
         }
         self.check_ready(now, out);
     }
@@ -861,9 +982,24 @@ impl<T> Core<T> {
     /// Records a registry change made here and queues it for the flush at the end of this
     /// input.
     fn publish(&mut self, name: Arc<str>, entry: Entry) {
-        self.registry.merge(&name, entry.clone());
+        self.merge_one(&name, entry.clone());
         self.outbox.push((name, entry));
         self.dirty = true;
+    }
+
+    /// Merges one entry into the replica, keeping the anti-entropy digests current.
+    fn merge_one(&mut self, name: &str, entry: Entry) -> Merged {
+        let new = repair::entry_hash(name, &entry);
+        let merged = self.registry.merge(name, entry);
+        match &merged {
+            Merged::Inserted => self.repair.changed(name, None, Some(new)),
+            Merged::Replaced(old) => {
+                let old = repair::entry_hash(name, old);
+                self.repair.changed(name, Some(old), Some(new));
+            }
+            Merged::Kept => {}
+        }
+        merged
     }
 
     fn set_status(&mut self, out: &mut Vec<Effect<T>>, status: MemberStatus) {
@@ -873,19 +1009,20 @@ impl<T> Core<T> {
         self.announce(out);
     }
 
-    /// True when `node` (that incarnation) is known to be gone: marked dead, or replaced by a
-    /// newer incarnation. An owner this node has not heard of yet (a member that just joined)
-    /// is not dead: its children are not orphans.
+    /// True when `node` (that run) is known to be gone: marked dead, or replaced by another
+    /// run of the same name. An owner this node has not heard of yet (a member that just
+    /// joined) is not dead: its children are not orphans.
     fn is_dead(&self, node: &NodeId) -> bool {
         if *node == self.me {
             return false;
         }
-        if node.name == self.me.name {
-            return node.incarnation < self.me.incarnation;
+        if node.name == self.me.name || self.superseded.contains(node) {
+            return true;
         }
         self.members.get(&node.name).is_some_and(|m| {
-            m.node.incarnation > node.incarnation
-                || (m.node == *node && m.status == MemberStatus::Dead)
+            m.node == *node
+                && (m.status == MemberStatus::Dead
+                    || (m.status == MemberStatus::Left && !self.peers.contains_key(&node.name)))
         })
     }
 
@@ -893,6 +1030,7 @@ impl<T> Core<T> {
         candidates(
             &self.me,
             &self.version,
+            &self.config.reads,
             self.status,
             &self.members,
             &self.registry,
@@ -907,12 +1045,6 @@ impl<T> Core<T> {
         c
     }
 
-    /// Where `name` should live if this node were not a candidate (its drain target, its
-    /// backup for snapshots).
-    fn place_elsewhere(&self, name: &str) -> Option<NodeId> {
-        self.config.placement.place(name, &self.others())
-    }
-
     /// Removes `name` (a tombstone at the next epoch) when this node owns it.
     fn remove_name(&mut self, out: &mut Vec<Effect<T>>, name: &str) {
         let Some(e) = self.registry.get(name).cloned() else {
@@ -922,6 +1054,7 @@ impl<T> Core<T> {
             return;
         }
         if self.local.remove(name).is_some() {
+            self.backups.remove(name);
             out.push(Effect::Forget {
                 name: Arc::from(name),
             });

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use crate::child::Handoff;
 use crate::core::ChildCmd;
-use crate::core::child::{Answer, Body, ChildCore, ChildEffect, ChildInput};
+use crate::core::child::{Answer, Body, ChildCore, ChildEffect, ChildEnv, ChildInput};
 use crate::errors::CallError;
 use crate::mailbox::{FirstEffects, HostedMsg, LocalMsg, ReplyTo};
 use crate::protocol::{MemberMsg, Route, RouteReply, Unavailable, Wire, decode_reply, reply_to};
@@ -54,7 +54,12 @@ impl<C: Handoff> Actor for Hosted<C> {
         core: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let shared = &self.shared;
-        let effects = core.on(now(), msg.0, &|n: &NodeId| shared.is_live(n));
+        let t = now();
+        let env = ChildEnv {
+            lease: shared.load().core.lease_valid(t),
+            is_live: &|n: &NodeId| shared.is_live(n),
+        };
+        let effects = core.on(t, msg.0, &env);
         self.execute(&myself, effects);
         Ok(())
     }
@@ -72,6 +77,13 @@ impl<C: Handoff> Hosted<C> {
                     myself.send_after(after, move || HostedMsg(ChildInput::Timer { generation }));
                 }
                 ChildEffect::Deliver { seq, event, to } => self.deliver(seq, &event, &to),
+                ChildEffect::Replicate { to, replica } => {
+                    // Straight to the backup's member; its answer comes back through our router.
+                    let member = self.shared.load().peer_of(&to).map(|p| p.member.clone());
+                    if let (Some(m), Ok(env)) = (member, Envelope::encode(&Wire::Replicate(replica))) {
+                        let _ = m.cast(MemberMsg::Cast(env));
+                    }
+                }
                 ChildEffect::Report(report) => {
                     let _ = self.member.cast(MemberMsg::Local(LocalMsg::Child {
                         name: self.name.clone(),

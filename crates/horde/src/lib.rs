@@ -49,7 +49,7 @@ pub mod stats;
 pub mod supervisor;
 mod view;
 
-pub use child::{Child, Ctx, Handoff, HandoffError, RestartPolicy, SnapshotPolicy};
+pub use child::{Child, Ctx, Handoff, HandoffError, Replication, RestartPolicy};
 pub use core::{ConflictReport, DrainReport, MoveConfig, RebalanceConfig};
 pub use errors::{CallError, HordeError, StartError};
 pub use membership::{MemberInfo, MemberStatus, Version};

@@ -70,6 +70,7 @@ impl<C: Child> std::fmt::Debug for HostedMsg<C> {
             ChildInput::Message(_) => "Message",
             ChildInput::Timer { .. } => "Timer",
             ChildInput::Cmd(_) => "Cmd",
+            ChildInput::Replica(_) => "Replica",
         })
     }
 }

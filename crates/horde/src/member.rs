@@ -124,7 +124,12 @@ impl<C: Handoff> Actor for Member<C> {
     ) -> Result<(), ActorProcessingErr> {
         let input = match msg {
             MemberMsg::Cast(env) => match env.decode::<Wire>() {
-                Ok(w @ (Wire::Route(_) | Wire::Event { .. })) => {
+                Ok(
+                    w @ (Wire::Route(_)
+                    | Wire::Event { .. }
+                    | Wire::ReplicaAck { .. }
+                    | Wire::ReplicaNack { .. }),
+                ) => {
                     // A peer that could not see our router reaches it through us.
                     router::dispatch(&self.shared, w, None);
                     return Ok(());
@@ -326,6 +331,20 @@ impl<C: Handoff> Member<C> {
             .and_then(|l| l.member.clone())
     }
 
+    /// Where a message to `to` goes: backups' answers to the owner's router (the data plane,
+    /// which hands them to the child), everything else to its member.
+    fn send(state: &MemberState<C>, to: &discovery::NodeId, env: Envelope, data: bool) {
+        let link = state.links.get(&to.name).filter(|l| l.peer.id == *to);
+        let target = match (data, link) {
+            (true, Some(l)) => l.router.clone().map(|r| ActorRef::<MemberMsg<LocalMsg>>::from(r.get_cell())),
+            (false, Some(l)) => l.member.clone(),
+            (_, None) => None,
+        };
+        if let Some(t) = target {
+            let _ = t.cast(MemberMsg::Cast(env));
+        }
+    }
+
     async fn execute(
         &self,
         myself: &ActorRef<MemberMsg<LocalMsg>>,
@@ -337,13 +356,10 @@ impl<C: Handoff> Member<C> {
         while let Some(effect) = effects.next() {
             match effect {
                 Effect::Send { to, wire } => {
-                    if let Some(m) = Self::member_of(state, &to) {
-                        match Envelope::encode(&wire) {
-                            Ok(env) => {
-                                let _ = m.cast(MemberMsg::Cast(env));
-                            }
-                            Err(error) => warn!(%error, "cannot encode horde message"),
-                        }
+                    let data = matches!(wire, Wire::ReplicaAck { .. } | Wire::ReplicaNack { .. });
+                    match Envelope::encode(&wire) {
+                        Ok(env) => Self::send(state, &to, env, data),
+                        Err(error) => warn!(%error, "cannot encode horde message"),
                     }
                 }
                 Effect::Broadcast { to, wire } => {
@@ -435,11 +451,12 @@ impl<C: Handoff> Member<C> {
         for (name, init, epoch, pending) in batch {
             match ChildCore::<C, ReplyTo<C>>::start(
                 name.clone(),
-                self.shared.node_name.clone(),
+                self.shared.me.clone(),
                 self.shared.clock,
                 t,
                 init,
                 epoch,
+                pending,
             ) {
                 Ok((core, first)) => starts.push((name, core, first, pending)),
                 Err(e) => queue.push_back(Input::Spawned {

@@ -67,6 +67,8 @@ pub struct MemberInfo {
     pub status: MemberStatus,
     /// Its app version.
     pub version: Version,
+    /// The state schemas its build reads.
+    pub reads: Vec<u16>,
 }
 
 /// The membership view: one entry per node name (the current incarnation).
@@ -81,20 +83,25 @@ impl Members {
         Self::default()
     }
 
-    /// Records what a member said about itself; an older incarnation is ignored, a newer one
-    /// replaces the old. Returns the previous info when something changed.
+    /// Records what a member said about itself. Another run of the same name replaces the one
+    /// known, whatever their incarnation numbers (a restarted node's wall clock may be behind
+    /// its previous run's): two runs of one name cannot both be up, so the one heard from now
+    /// is the live one. Returns the previous info when something changed.
     pub fn upsert(&mut self, info: MemberInfo) -> Option<Option<MemberInfo>> {
         match self.by_name.get(&info.node.name) {
-            Some(cur) if cur.node.incarnation > info.node.incarnation => None,
             Some(cur) if *cur == info => None,
             _ => Some(self.by_name.insert(info.node.name.clone(), info)),
         }
     }
 
-    /// Marks `node` dead (if that incarnation is the one known).
+    /// Marks `node` dead (if that incarnation is the one known). A member that left stays
+    /// left: it no longer counts, alive or not.
     pub fn mark_dead(&mut self, node: &NodeId) -> bool {
         match self.by_name.get_mut(&node.name) {
-            Some(m) if m.node == *node && m.status != MemberStatus::Dead => {
+            Some(m)
+                if m.node == *node
+                    && !matches!(m.status, MemberStatus::Dead | MemberStatus::Left) =>
+            {
                 m.status = MemberStatus::Dead;
                 true
             }
@@ -112,20 +119,18 @@ impl Members {
         self.by_name.values()
     }
 
-    /// Members that are not dead.
+    /// Members that are not dead and did not leave.
     pub fn live(&self) -> impl Iterator<Item = &MemberInfo> {
         self.by_name
             .values()
-            .filter(|m| m.status != MemberStatus::Dead)
+            .filter(|m| !matches!(m.status, MemberStatus::Dead | MemberStatus::Left))
     }
 
-    /// Forgets one dead member run (after its children were taken care of).
+    /// Forgets one dead (or departed) member run (after its children were taken care of).
     pub fn forget(&mut self, node: &NodeId) {
-        if self
-            .by_name
-            .get(&node.name)
-            .is_some_and(|m| m.node == *node && m.status == MemberStatus::Dead)
-        {
+        if self.by_name.get(&node.name).is_some_and(|m| {
+            m.node == *node && matches!(m.status, MemberStatus::Dead | MemberStatus::Left)
+        }) {
             self.by_name.remove(&node.name);
         }
     }
@@ -147,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn newer_incarnations_replace_older_ones_only() {
+    fn the_run_heard_from_last_replaces_the_other_whatever_its_incarnation() {
         let mut m = Members::new();
         let info = |inc, status| MemberInfo {
             node: NodeId {
@@ -156,14 +161,15 @@ mod tests {
             },
             status,
             version: Version::parse("1.0.0"),
+            reads: vec![1],
         };
         assert!(m.upsert(info(2, MemberStatus::Alive)).is_some());
-        assert!(m.upsert(info(1, MemberStatus::Alive)).is_none());
         assert!(m.upsert(info(2, MemberStatus::Alive)).is_none());
-        assert!(m.upsert(info(3, MemberStatus::Joining)).is_some());
-        assert_eq!(m.get("a").unwrap().node.incarnation, 3);
+        // A restart whose clock was behind: a lower incarnation, still the live run.
+        assert!(m.upsert(info(1, MemberStatus::Joining)).is_some());
+        assert_eq!(m.get("a").unwrap().node.incarnation, 1);
         assert!(!m.mark_dead(&info(2, MemberStatus::Alive).node));
-        assert!(m.mark_dead(&info(3, MemberStatus::Alive).node));
+        assert!(m.mark_dead(&info(1, MemberStatus::Alive).node));
         assert_eq!(m.live().count(), 0);
     }
 }

@@ -21,6 +21,9 @@ pub struct Candidate {
     pub status: MemberStatus,
     /// Children it hosts (for strategies that balance load).
     pub load: usize,
+    /// The state schemas it reads (callers leave out members that cannot read a child's state
+    /// before asking placement).
+    pub reads: Vec<u16>,
 }
 
 /// Chooses a host for a name.
@@ -87,6 +90,7 @@ mod tests {
             version: Version::parse(version),
             status,
             load: 0,
+            reads: vec![1],
         }
     }
 

@@ -27,8 +27,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-/// This build's protocol version (2: requests between members carry correlation ids and
-/// refusals are enums).
+/// This build's protocol version (2: requests between members carry correlation ids,
+/// refusals are enums, answers wait for replicas and quorum leases).
 pub const PROTOCOL: u16 = 2;
 /// The oldest protocol version this build talks to.
 pub const MIN_PROTOCOL: u16 = 2;
@@ -46,6 +46,8 @@ pub enum MemberStatus {
     Draining,
     /// Gone.
     Dead,
+    /// Drained and left the quorum set (it may still be running, with no children).
+    Left,
 }
 
 impl fmt::Display for MemberStatus {
@@ -55,6 +57,7 @@ impl fmt::Display for MemberStatus {
             MemberStatus::Alive => "alive",
             MemberStatus::Draining => "draining",
             MemberStatus::Dead => "dead",
+            MemberStatus::Left => "left",
         })
     }
 }
@@ -97,6 +100,11 @@ pub enum Unavailable {
     Stopped,
     /// A control message reached a router.
     NotRouted,
+    /// The node holding the child is cut off from the majority of the cluster (it holds no
+    /// quorum lease), so it answers nothing.
+    NoLease,
+    /// A newer copy of the child exists elsewhere (this one was superseded).
+    Superseded,
 }
 
 impl fmt::Display for Unavailable {
@@ -108,6 +116,12 @@ impl fmt::Display for Unavailable {
             Unavailable::Malformed(e) => write!(f, "malformed message: {e}"),
             Unavailable::Stopped => f.write_str("the child stopped"),
             Unavailable::NotRouted => f.write_str("not a routed message"),
+            Unavailable::NoLease => f.write_str(
+                "its node is cut off from the majority of the cluster (no quorum lease); retry through another node",
+            ),
+            Unavailable::Superseded => {
+                f.write_str("a newer copy runs on another node; retry")
+            }
         }
     }
 }
@@ -158,19 +172,35 @@ pub struct OfferItem {
     pub event_seq: u64,
 }
 
-/// A snapshot kept by a backup node for a crash restart.
+/// A child's state kept by its backup: sent by the owner before it answers, so everything it
+/// answered survives its crash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotItem {
+pub struct Replica {
     /// The name.
     pub name: String,
-    /// The owner's epoch when it was taken.
+    /// The owner that sent it (acknowledgements go to it; a fenced owner is refused).
+    pub owner: NodeId,
+    /// The owner's epoch of the name (a backup refuses an epoch older than one it knows).
     pub epoch: u64,
-    /// Messages handled by the owner when it was taken (orders snapshots of one epoch).
-    pub handled: u64,
+    /// Changes applied by that copy so far (orders replicas of one epoch).
+    pub seq: u64,
     /// Schema of `state`.
     pub schema: u16,
     /// The state.
     pub state: Vec<u8>,
+    /// Subscribers, who keep getting events after a restart from this replica.
+    pub subscribers: Vec<Subscriber>,
+    /// Sequence number of the last event emitted.
+    pub event_seq: u64,
+}
+
+/// Why a backup refused a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaRefusal {
+    /// The backup knows a newer epoch of the name: the sender's copy was superseded.
+    Stale,
+    /// The backup considers the sender dead (it voted so): it takes nothing from it.
+    Fenced,
 }
 
 /// Why a member refused to start a child.
@@ -224,6 +254,19 @@ impl fmt::Display for OfferRefusal {
     }
 }
 
+/// What a member knows of another, for a newcomer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberWire {
+    /// Which run.
+    pub node: NodeId,
+    /// Its status as the sender sees it.
+    pub status: MemberStatus,
+    /// Its app version.
+    pub version: String,
+    /// The schemas it reads.
+    pub reads: Vec<u16>,
+}
+
 /// A member's hello: who it is, what it speaks, its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -238,6 +281,9 @@ pub struct Hello {
     /// Grows with every hello the sender sends: hellos travel on whichever link is up, so an
     /// older one may arrive after a newer one and must not undo it.
     pub seq: u64,
+    /// The state schemas its build reads (a move or a backup only goes where the state can be
+    /// read; a newer build writes an older schema for an older reader).
+    pub reads: Vec<u16>,
 }
 
 /// Start a child on the receiving member (a call from a handle; answered with [`Started`]).
@@ -299,6 +345,9 @@ pub enum Wire {
     Sync {
         /// The sender.
         from: NodeId,
+        /// The members the sender knows (on the last part): a newcomer learns of members it
+        /// is not connected to yet, and waits for their replicas before restarting anything.
+        members: Vec<MemberWire>,
         /// Node table.
         nodes: Vec<NodeId>,
         /// Entries.
@@ -364,13 +413,32 @@ pub enum Wire {
     },
     /// Start a child here (a call from a handle).
     StartChild(StartChild),
-    /// Snapshots to keep for crash restarts.
-    Snapshots {
-        /// The snapshots.
-        items: Vec<SnapshotItem>,
+    /// A child's replica for its backup (from the owner's hosting actor).
+    Replicate(Replica),
+    /// The backup stored a replica (to the owner's router, for the child).
+    ReplicaAck {
+        /// The backup.
+        from: NodeId,
+        /// The name.
+        name: String,
+        /// The replica's epoch.
+        epoch: u64,
+        /// The replica's sequence number.
+        seq: u64,
     },
-    /// Ask for snapshots; answered with `SnapshotsFound` carrying the same `id`.
-    FetchSnapshots {
+    /// The backup refused a replica (to the owner's router, for the child).
+    ReplicaNack {
+        /// The backup.
+        from: NodeId,
+        /// The name.
+        name: String,
+        /// The replica's epoch.
+        epoch: u64,
+        /// Why.
+        why: ReplicaRefusal,
+    },
+    /// Ask for replicas of these names (a failover); answered with `ReplicasFound`.
+    FetchReplicas {
         /// The asking member.
         from: NodeId,
         /// Correlation id.
@@ -378,14 +446,55 @@ pub enum Wire {
         /// The names.
         names: Vec<String>,
     },
-    /// The snapshots the receiver of `FetchSnapshots` holds.
-    SnapshotsFound {
+    /// The replicas the receiver of `FetchReplicas` holds (and copies arriving in moves).
+    ReplicasFound {
         /// The answering member.
         from: NodeId,
         /// The request's id.
         id: u64,
-        /// The snapshots.
-        items: Vec<SnapshotItem>,
+        /// The replicas.
+        items: Vec<Replica>,
+    },
+    /// A lease request: the sender answers for its children only while a majority of the
+    /// quorum set granted one (measured from when it sent this). Carries the members the
+    /// sender considers dead (its votes).
+    Lease {
+        /// The asking member.
+        from: NodeId,
+        /// Numbers the sender's requests.
+        round: u64,
+        /// Members the sender voted dead (it stopped granting them leases long enough ago).
+        votes: Vec<NodeId>,
+    },
+    /// The answer to `Lease` from a member that grants it.
+    LeaseGrant {
+        /// The granting member.
+        from: NodeId,
+        /// The request's round.
+        round: u64,
+    },
+    /// Anti-entropy: a hash of the sender's registry per bucket of names.
+    Digest {
+        /// The sender.
+        from: NodeId,
+        /// One hash per bucket.
+        buckets: Vec<u64>,
+    },
+    /// Anti-entropy: send me your entries of these buckets (they differ from mine).
+    Repair {
+        /// The asking member.
+        from: NodeId,
+        /// The buckets.
+        buckets: Vec<u16>,
+    },
+    /// Registry entries sent in answer to `Repair` (merged like deltas, not acknowledged).
+    Entries {
+        /// The sender.
+        from: NodeId,
+        /// Node table.
+        nodes: Vec<NodeId>,
+        /// Entries.
+        entries: Vec<WireEntry>,
     },
 }
 
@@ -403,9 +512,16 @@ impl Wire {
             Wire::OfferReply { .. } => "OfferReply",
             Wire::Abort { .. } => "Abort",
             Wire::StartChild(_) => "StartChild",
-            Wire::Snapshots { .. } => "Snapshots",
-            Wire::FetchSnapshots { .. } => "FetchSnapshots",
-            Wire::SnapshotsFound { .. } => "SnapshotsFound",
+            Wire::Replicate(_) => "Replicate",
+            Wire::ReplicaAck { .. } => "ReplicaAck",
+            Wire::ReplicaNack { .. } => "ReplicaNack",
+            Wire::FetchReplicas { .. } => "FetchReplicas",
+            Wire::ReplicasFound { .. } => "ReplicasFound",
+            Wire::Lease { .. } => "Lease",
+            Wire::LeaseGrant { .. } => "LeaseGrant",
+            Wire::Digest { .. } => "Digest",
+            Wire::Repair { .. } => "Repair",
+            Wire::Entries { .. } => "Entries",
         }
     }
 }

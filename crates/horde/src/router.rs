@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 
 use crate::child::Handoff;
 use crate::core::CoreView;
-use crate::core::child::{Body, ChildInput, Envelope as ChildMsg};
+use crate::core::child::{Body, ChildInput, Envelope as ChildMsg, ReplicaAnswer};
 use crate::mailbox::{HostedMsg, ReplyTo};
 use crate::protocol::{
     MemberMsg, Route, RouteBody, RouteReply, Subscriber, Unavailable, Wire, reply_to,
@@ -99,6 +99,18 @@ pub(crate) fn dispatch<C: Handoff>(
                 route(shared, name, 0, RouteBody::Unsubscribe(sub), None);
             }
         }
+        Wire::ReplicaAck {
+            from,
+            name,
+            epoch,
+            seq,
+        } => to_child(shared, &name, ReplicaAnswer::Ack { from, epoch, seq }),
+        Wire::ReplicaNack {
+            from,
+            name,
+            epoch,
+            why,
+        } => to_child(shared, &name, ReplicaAnswer::Nack { from, epoch, why }),
         other => {
             debug!(
                 message = other.kind(),
@@ -108,6 +120,13 @@ pub(crate) fn dispatch<C: Handoff>(
                 reply_to(p, &RouteReply::Unavailable(Unavailable::NotRouted));
             }
         }
+    }
+}
+
+/// Hands a backup's answer to the child (serving or arriving) it is for.
+fn to_child<C: Handoff>(shared: &Shared<C>, name: &str, answer: ReplicaAnswer) {
+    if let Some(h) = shared.load().children.get(name) {
+        let _ = h.actor.cast(HostedMsg(ChildInput::Replica(answer)));
     }
 }
 

@@ -34,6 +34,8 @@ use crate::view::{ConflictHook, MemberRef, Published, RouterRef, Shared, Sinks};
 
 /// Default wait for readiness when no peer shows up.
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default quorum lease (see [`HordeConfig::lease`]).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(1);
 /// A child whose owner is down is waited for this often during a call.
 const OWNER_RETRY: Duration = Duration::from_millis(10);
 /// An event missing from a subscription's sequence is waited for this long before skipping it.
@@ -63,6 +65,11 @@ pub struct HordeConfig {
     pub max_restarts: u32,
     /// See `max_restarts`.
     pub restart_window: Duration,
+    /// How long a quorum lease runs: a member cut off from the majority stops answering for
+    /// its children within it, and the majority restarts them once it surely ran out (this
+    /// plus a quarter second after the last grant). Keep it below the connector's failure
+    /// timeout.
+    pub lease: Duration,
 }
 
 impl std::fmt::Debug for HordeConfig {
@@ -91,11 +98,12 @@ impl HordeConfig {
             need_peers: None,
             max_restarts: 3,
             restart_window: Duration::from_secs(5),
+            lease: DEFAULT_LEASE,
         }
     }
 
     /// The core's part of this configuration, for child type `C`.
-    pub fn core<C: Child>(&self) -> CoreConfig {
+    pub fn core<C: Handoff>(&self) -> CoreConfig {
         CoreConfig {
             join_timeout: self.join_timeout,
             max_restarts: self.max_restarts,
@@ -104,6 +112,9 @@ impl HordeConfig {
             moves: self.moves,
             rebalance: self.rebalance,
             placement: self.placement.clone(),
+            lease: self.lease,
+            reads: C::reads(),
+            writes: C::writes(),
         }
     }
 }
@@ -152,7 +163,6 @@ impl<C: Handoff> Horde<C> {
         )
         .view();
         let shared = Arc::new(Shared {
-            node_name: Arc::from(me.name.as_str()),
             me: me.clone(),
             published: Published::empty(initial),
             sinks: Sinks::new(),
@@ -466,10 +476,29 @@ impl<C: Handoff> Horde<C> {
         }
     }
 
-    /// Moves every child off this node (no new ones arrive); after `deadline`, what is left
-    /// falls back to restart-from-snapshot elsewhere. This is what SIGTERM does.
+    /// Moves every child off this node (no new ones arrive) within `deadline`; this node stays
+    /// a member, with no children (the console's `drain`). Children that could not move
+    /// keep running here: nothing stays frozen.
     pub async fn drain(&self, deadline: Duration) -> DrainReport {
-        match self.ask(|reply| Request::Drain { deadline, reply }).await {
+        self.drain_with(deadline, false).await
+    }
+
+    /// Moves every child off this node within `deadline`, then leaves the quorum set if
+    /// nothing is left: what SIGTERM does before the process exits. Children that could not
+    /// move restart elsewhere from their backups once this node is gone.
+    pub async fn drain_and_leave(&self, deadline: Duration) -> DrainReport {
+        self.drain_with(deadline, true).await
+    }
+
+    async fn drain_with(&self, deadline: Duration, leave: bool) -> DrainReport {
+        match self
+            .ask(|reply| Request::Drain {
+                deadline,
+                leave,
+                reply,
+            })
+            .await
+        {
             Some(Reply::Drained(report)) => report,
             _ => DrainReport::default(),
         }

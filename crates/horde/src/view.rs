@@ -132,8 +132,6 @@ impl<C: Child> Sinks<C> {
 pub(crate) struct Shared<C: Child> {
     /// This node.
     pub me: NodeId,
-    /// This node's name, shared with every callback context.
-    pub node_name: Arc<str>,
     /// The newest snapshot.
     pub published: ArcSwap<Published<C>>,
     /// Local event sinks.

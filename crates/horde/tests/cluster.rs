@@ -17,7 +17,7 @@ use harness::ports::{free_port, loopbacks};
 use harness::wait::eventually;
 use horde::{
     Candidate, Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus, Placement,
-    RebalanceConfig, Rendezvous, SnapshotPolicy,
+    RebalanceConfig, Rendezvous, Replication,
 };
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +83,9 @@ impl Child for Counter {
             panic!("counter told to crash");
         }
         let has = matches!(msg, CounterMsg::Has { id } if self.applied.contains(&id));
+        if matches!(msg, CounterMsg::Get | CounterMsg::Has { .. }) {
+            ctx.unchanged();
+        }
         CounterState {
             value: self.value,
             seen: self.seen,
@@ -95,8 +98,8 @@ impl Child for Counter {
         Some(self.value)
     }
 
-    fn snapshot_policy() -> SnapshotPolicy {
-        SnapshotPolicy::Every(1)
+    fn replication() -> Replication {
+        Replication::BeforeReply
     }
 }
 
@@ -328,6 +331,7 @@ async fn a_joining_node_takes_its_share_live_when_rebalancing_is_on() {
             version: m.version,
             status: m.status,
             load: 0,
+            reads: m.reads,
         })
         .collect();
     assert_eq!(candidates.len(), 3);

@@ -252,7 +252,7 @@ impl Node {
         } else {
             budget.saturating_sub(SHUTDOWN_MARGIN)
         };
-        let report = self.ctx.games.horde().drain(drain_budget).await;
+        let report = self.ctx.games.horde().drain_and_leave(drain_budget).await;
         info!(
             moved = report.moved,
             fallback = report.fallback,

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use discovery::NodeId;
-use horde::core::child::{ChildCore, ChildEffect, ChildInput};
+use horde::core::child::{ChildCore, ChildEffect, ChildEnv, ChildInput};
 use horde::core::{Init, SpawnError};
-use horde::{Child, Ctx, Handoff, HandoffError, SnapshotPolicy};
+use horde::{Child, Ctx, Handoff, HandoffError, Replication};
 use serde::{Deserialize, Serialize};
 
 use crate::world::Token;
@@ -80,10 +80,12 @@ impl<const V: u16> Child for Log<V> {
         Self::default()
     }
 
-    fn handle(&mut self, msg: LogMsg, _ctx: &mut Ctx<Self>) -> LogReply {
+    fn handle(&mut self, msg: LogMsg, ctx: &mut Ctx<Self>) -> LogReply {
         let LogMsg::Input { id } = msg;
         let dup = !self.seen.insert(id);
-        if !dup {
+        if dup {
+            ctx.unchanged();
+        } else {
             self.applied.push(id);
         }
         LogReply {
@@ -93,8 +95,8 @@ impl<const V: u16> Child for Log<V> {
         }
     }
 
-    fn snapshot_policy() -> SnapshotPolicy {
-        SnapshotPolicy::Every(1)
+    fn replication() -> Replication {
+        Replication::BeforeReply
     }
 }
 
@@ -113,6 +115,21 @@ impl<const V: u16> Handoff for Log<V> {
             })
         };
         bytes.unwrap_or_default()
+    }
+
+    fn writes() -> Vec<u16> {
+        if V == 1 { vec![1] } else { vec![2, 1] }
+    }
+
+    fn dehydrate_as(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {
+        match schema {
+            s if s == V => Some(self.dehydrate(ctx)),
+            1 => postcard::to_stdvec(&StateV1 {
+                applied: self.applied.clone(),
+            })
+            .ok(),
+            _ => None,
+        }
     }
 
     fn rehydrate(
@@ -146,7 +163,7 @@ pub trait Hosted {
         &mut self,
         now: Instant,
         input: ChildInput<LogMsg, Token>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) -> Vec<ChildEffect<Log<1>, Token>>;
     /// The ids applied, in order.
     fn applied(&self) -> &[u64];
@@ -165,6 +182,7 @@ fn convert(e: ChildEffect<Log<2>, Token>) -> ChildEffect<Log<1>, Token> {
         ChildEffect::Forward { to, msg } => ChildEffect::Forward { to, msg },
         ChildEffect::SetTimer { after, generation } => ChildEffect::SetTimer { after, generation },
         ChildEffect::Deliver { seq, event, to } => ChildEffect::Deliver { seq, event, to },
+        ChildEffect::Replicate { to, replica } => ChildEffect::Replicate { to, replica },
         ChildEffect::Report(r) => ChildEffect::Report(r),
         ChildEffect::Paused(d) => ChildEffect::Paused(d),
         ChildEffect::Forwarded(n) => ChildEffect::Forwarded(n),
@@ -179,9 +197,9 @@ impl Hosted for ChildCore<Log<1>, Token> {
         &mut self,
         now: Instant,
         input: ChildInput<LogMsg, Token>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) -> Vec<ChildEffect<Log<1>, Token>> {
-        ChildCore::on(self, now, input, is_live)
+        ChildCore::on(self, now, input, env)
     }
     fn applied(&self) -> &[u64] {
         &self.child().applied
@@ -202,9 +220,9 @@ impl Hosted for ChildCore<Log<2>, Token> {
         &mut self,
         now: Instant,
         input: ChildInput<LogMsg, Token>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) -> Vec<ChildEffect<Log<1>, Token>> {
-        ChildCore::on(self, now, input, is_live)
+        ChildCore::on(self, now, input, env)
             .into_iter()
             .map(convert)
             .collect()
@@ -227,22 +245,24 @@ impl Hosted for ChildCore<Log<2>, Token> {
 pub type Started = (Box<dyn Hosted>, Vec<ChildEffect<Log<1>, Token>>);
 
 /// Starts a child of schema `schema` (1 or 2).
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     schema: u16,
     name: Arc<str>,
-    node: Arc<str>,
+    node: NodeId,
     origin: Instant,
     now: Instant,
     init: Init,
     epoch: u64,
+    durable: bool,
 ) -> Result<Started, SpawnError> {
     if schema == 1 {
         let (core, first) =
-            ChildCore::<Log<1>, Token>::start(name, node, origin, now, init, epoch)?;
+            ChildCore::<Log<1>, Token>::start(name, node, origin, now, init, epoch, durable)?;
         Ok((Box::new(core), first))
     } else {
         let (core, first) =
-            ChildCore::<Log<2>, Token>::start(name, node, origin, now, init, epoch)?;
+            ChildCore::<Log<2>, Token>::start(name, node, origin, now, init, epoch, durable)?;
         Ok((Box::new(core), first.into_iter().map(convert).collect()))
     }
 }

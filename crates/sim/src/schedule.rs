@@ -330,10 +330,18 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
     let mut steps;
     let end;
     match name {
-        // (a) a drain moves games to n2, then n2 crashes before any of them gets an input.
+        // (a) a rolling update step (n4 joins, n1 drains and exits) moves games to the others,
+        // then one of them crashes before any of those games gets an input.
         "drain-then-crash" => {
             steps = base(&mut r, 3, 30);
             let t = 7 * SEC + r.range(0, 2 * SEC);
+            steps.push((
+                t - 3 * SEC,
+                Step::Start {
+                    node: "n4".into(),
+                    schema: 1,
+                },
+            ));
             steps.push((t, Step::StopClients));
             steps.push((
                 t + 200 * MS,
@@ -342,7 +350,8 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                     exit: true,
                 },
             ));
-            steps.push((t + r.range(2, 5) * SEC, Step::Crash("n2".into())));
+            let victim = format!("n{}", r.range(2, 5));
+            steps.push((t + 200 * MS + r.range(10 * MS, 3 * SEC), Step::Crash(victim)));
             end = t + 10 * SEC;
         }
         // (b) an owner crashes right after answering.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use discovery::{DownReason, NodeId};
-use horde::core::child::{Answer, Body, ChildEffect, ChildInput, Envelope};
+use horde::core::child::{Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer};
 use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
 use horde::protocol::{Route, RouteBody, RouteReply, Wire};
 use horde::stats::{Counters, HordeEvent};
@@ -282,6 +282,9 @@ impl Ord for Queued {
     }
 }
 
+/// A run with more events than this is stuck in a livelock.
+const MAX_EVENTS: u64 = 3_000_000;
+
 /// The wall clock of the simulated machines at the start (µs since the Unix epoch).
 const WALL0: u64 = 1_800_000_000_000_000;
 
@@ -324,6 +327,7 @@ pub struct World {
     /// The schedule's steps (events name them by index).
     pub(crate) steps: Vec<crate::schedule::Step>,
     next_child: u64,
+    events: u64,
 }
 
 fn chan(a: u64, b: u64) -> (u64, u64) {
@@ -369,6 +373,7 @@ impl World {
             restarts_from_spec: 0,
             steps: Vec::new(),
             next_child: 0,
+            events: 0,
         }
     }
 
@@ -406,10 +411,20 @@ impl World {
         self.at(t, ev);
     }
 
-    /// Runs events until `until` (or the queue empties).
+    /// Runs events until `until` (or the queue empties, or a livelock is found).
     pub fn run_until(&mut self, until: Time) {
         while let Some(Reverse(q)) = self.queue.peek() {
             if q.at > until {
+                break;
+            }
+            self.events += 1;
+            if self.events > MAX_EVENTS {
+                let now = self.now;
+                self.check.violate(format!(
+                    "S5: more than {MAX_EVENTS} events by {} ms: a livelock",
+                    now / MS
+                ));
+                self.queue.clear();
                 break;
             }
             let Some(Reverse(q)) = self.queue.pop() else {
@@ -546,6 +561,9 @@ impl World {
             moves: self.config.moves,
             rebalance: None,
             placement: Arc::new(Rendezvous),
+            lease: Duration::from_secs(1),
+            reads: if schema == 1 { vec![1] } else { vec![1, 2] },
+            writes: if schema == 1 { vec![1] } else { vec![2, 1] },
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let drift_ppm = self.rng.range(0, 200) as i64 - 100;
@@ -762,6 +780,7 @@ impl World {
             inc,
             Input::Request(Request::Drain {
                 deadline,
+                leave: exit,
                 reply: Token::Op(op),
             }),
         );
@@ -1083,6 +1102,18 @@ impl World {
                     );
                 }
             }
+            NetMsg::Member(Wire::ReplicaAck {
+                from,
+                name,
+                epoch,
+                seq,
+            }) => self.to_child(slot, inc, &name, ReplicaAnswer::Ack { from, epoch, seq }),
+            NetMsg::Member(Wire::ReplicaNack {
+                from,
+                name,
+                epoch,
+                why,
+            }) => self.to_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
             NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
             NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
             NetMsg::StartChild { name, op } => self.run_member(
@@ -1124,12 +1155,16 @@ impl World {
         match effect {
             Effect::Send { to, wire } => {
                 let me = slot;
-                self.log(|| format!("s{me} → {} {}", to.name, describe(&wire)));
+                if !chatty(&wire) {
+                    self.log(|| format!("s{me} → {} {}", to.name, describe(&wire)));
+                }
                 self.send_net(slot, &to, NetMsg::Member(wire));
             }
             Effect::Broadcast { to, wire } => {
                 let me = slot;
-                self.log(|| format!("s{me} → {} nodes {}", to.len(), describe(&wire)));
+                if !chatty(&wire) {
+                    self.log(|| format!("s{me} → {} nodes {}", to.len(), describe(&wire)));
+                }
                 for n in to {
                     self.send_net(slot, &n, NetMsg::Member(wire.clone()));
                 }
@@ -1143,10 +1178,9 @@ impl World {
                 let Some(node) = self.node(slot, inc) else {
                     return;
                 };
-                let (schema, node_name, origin) =
-                    (node.schema, Arc::from(node.id.name.as_str()), node.origin);
+                let (schema, me, origin) = (node.schema, node.id.clone(), node.origin);
                 let t = node.local(self.now);
-                match log::start(schema, name.clone(), node_name, origin, t, init, epoch) {
+                match log::start(schema, name.clone(), me, origin, t, init, epoch, pending) {
                     Ok((core, first)) => {
                         self.next_instance += 1;
                         let instance = self.next_instance;
@@ -1252,8 +1286,11 @@ impl World {
         instance: u64,
         input: ChildInput<LogMsg, Token>,
     ) {
-        let t = match self.node(slot, inc) {
-            Some(n) => n.local(self.now),
+        let (t, lease) = match self.node(slot, inc) {
+            Some(n) => {
+                let t = n.local(self.now);
+                (t, n.core.lease_valid(t))
+            }
             None => return,
         };
         let Some(inst) = self.instances.get_mut(&instance) else {
@@ -1262,7 +1299,11 @@ impl World {
         if !inst.alive {
             return;
         }
-        let effects = inst.core.on(t, input, &|_| true);
+        let env = ChildEnv {
+            lease,
+            is_live: &|_| true,
+        };
+        let effects = inst.core.on(t, input, &env);
         for e in effects {
             self.child_effect(slot, inc, instance, e);
         }
@@ -1327,6 +1368,9 @@ impl World {
                 );
             }
             ChildEffect::Deliver { .. } => {}
+            ChildEffect::Replicate { to, replica } => {
+                self.send_net(slot, &to, NetMsg::Member(Wire::Replicate(replica)));
+            }
             ChildEffect::Report(report) => {
                 let Some(name) = self.instances.get(&instance).map(|i| i.name.clone()) else {
                     return;
@@ -1369,6 +1413,27 @@ impl World {
     }
 
     // === the router and the handle ===
+
+    /// A backup's answer, for the child it is about (serving or arriving).
+    fn to_child(&mut self, slot: usize, inc: u64, name: &str, answer: ReplicaAnswer) {
+        let Some(instance) = self
+            .node(slot, inc)
+            .and_then(|n| n.routes.get(name).map(|(i, _)| *i))
+        else {
+            return;
+        };
+        let d = self.rng.range(1, 60);
+        self.fifo_at(
+            chan((4 << 32) | slot as u64, instance),
+            d,
+            Ev::Child {
+                slot,
+                inc,
+                instance,
+                input: ChildInput::Replica(answer),
+            },
+        );
+    }
 
     fn route(&mut self, slot: usize, inc: u64, route: Route, reply: Option<Token>) {
         let Some(node) = self.node(slot, inc) else {
@@ -1722,6 +1787,15 @@ impl World {
     }
 }
 
+/// Periodic messages that say nothing new (left out of the trace).
+fn chatty(w: &Wire) -> bool {
+    match w {
+        Wire::Lease { votes, .. } => votes.is_empty(),
+        Wire::LeaseGrant { .. } | Wire::Digest { .. } | Wire::DeltaAck { .. } => true,
+        _ => false,
+    }
+}
+
 /// A short description of a member message for the trace.
 fn describe(w: &Wire) -> String {
     match w {
@@ -1753,14 +1827,14 @@ fn describe(w: &Wire) -> String {
             ..
         } => format!("OfferReply#{id}(+{} -{})", accepted.len(), refused.len()),
         Wire::Abort { names } => format!("Abort({})", names.len()),
-        Wire::Snapshots { items } => format!(
-            "Snapshots({})",
-            items
-                .iter()
-                .map(|i| format!("{}@{}/{}", i.name, i.epoch, i.handled))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        Wire::Replicate(r) => format!("Replicate({}@{}/{})", r.name, r.epoch, r.seq),
+        Wire::ReplicaAck {
+            name, epoch, seq, ..
+        } => format!("ReplicaAck({name}@{epoch}/{seq})"),
+        Wire::ReplicaNack {
+            name, epoch, why, ..
+        } => format!("ReplicaNack({name}@{epoch} {why:?})"),
+        Wire::Lease { round, votes, .. } => format!("Lease#{round}(votes {votes:?})"),
         other => other.kind().to_string(),
     }
 }

@@ -1,12 +1,21 @@
-//! The pure core of one hosted child: the application's [`Child`] plus its move state.
+//! The pure core of one hosted child: the application's [`Child`](crate::Child) plus its move
+//! state and its replication window.
+//!
+//! Replication (for children that opt in): every change gets a sequence number; answers and
+//! events caused by change `n` are held until the child's backup member acknowledged a replica
+//! at `n` or later, then released in order (group commit: the child keeps applying messages
+//! meanwhile, one replica is in flight at a time, the next carries every change since). An
+//! answer is also released only while the node holds its quorum lease ([`ChildEnv::lease`]);
+//! without it the child applies nothing and answers `Unavailable(NoLease)`. A backup that
+//! refuses a replica because it knows a newer copy fences this one: it answers nothing more.
 //!
 //! A move, seen from here: `Freeze` queues behind every message already in the mailbox, so
 //! the state it captures includes everything accepted before it; from then on messages are
-//! buffered, not applied. `Release` (the target took the child) forwards the buffer to the new
-//! owner in arrival order and turns this core into a forwarding pointer for stragglers;
-//! `Thaw` (the move failed) applies the buffer here. So a message is applied exactly once,
-//! either here or there. It owns the child's state and its move state; it must not touch the
-//! registry (the member's core does).
+//! buffered, not applied. `Release` (the target took the child, and its backup holds the
+//! state) answers what was held, forwards the buffer to the new owner in arrival order and
+//! turns this core into a forwarding pointer for stragglers; `Thaw` (the move failed) applies
+//! the buffer here, at the epoch the member gives. So a message is applied exactly once,
+//! either here or there. It must not touch the registry (the member's core does).
 //!
 //! `T` is the reply token of a message (a oneshot or a ractor reply port in production, a
 //! client id in the simulator).
@@ -18,8 +27,8 @@ use std::time::{Duration, Instant};
 use discovery::NodeId;
 
 use super::{ChildCmd, ChildReport, Frozen, Init, SpawnError};
-use crate::child::{Ctx, Handoff, SnapshotPolicy};
-use crate::protocol::{RouteBody, SnapshotItem, Subscriber, Unavailable};
+use crate::child::{Ctx, Handoff, Replication};
+use crate::protocol::{Replica, ReplicaRefusal, RouteBody, Subscriber, Unavailable};
 
 /// A forwarding pointer stops after this long; later stragglers are forwarded by the member
 /// from the registry.
@@ -56,6 +65,29 @@ pub enum Answer<R> {
     Failed(Unavailable),
 }
 
+/// What the backup said of a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaAnswer {
+    /// Stored.
+    Ack {
+        /// The backup.
+        from: NodeId,
+        /// The replica's epoch.
+        epoch: u64,
+        /// The replica's sequence number.
+        seq: u64,
+    },
+    /// Refused.
+    Nack {
+        /// The backup.
+        from: NodeId,
+        /// The replica's epoch.
+        epoch: u64,
+        /// Why.
+        why: ReplicaRefusal,
+    },
+}
+
 /// One input of a child's core.
 #[derive(Debug)]
 pub enum ChildInput<M, T> {
@@ -68,6 +100,34 @@ pub enum ChildInput<M, T> {
     },
     /// A command from the member's core.
     Cmd(ChildCmd),
+    /// The backup's answer to a replica.
+    Replica(ReplicaAnswer),
+}
+
+/// What the hosting shell tells the core of its node with every input.
+pub struct ChildEnv<'a> {
+    /// The node holds its quorum lease: it may apply messages and answer.
+    pub lease: bool,
+    /// True when a subscriber's node is still a live member.
+    pub is_live: &'a dyn Fn(&NodeId) -> bool,
+}
+
+impl std::fmt::Debug for ChildEnv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildEnv")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildEnv<'static> {
+    /// A node with its lease whose members are all live (tests, single nodes).
+    pub fn open() -> Self {
+        ChildEnv {
+            lease: true,
+            is_live: &|_| true,
+        }
+    }
 }
 
 /// One thing for the hosting shell to do.
@@ -103,6 +163,13 @@ pub enum ChildEffect<C: Handoff, T> {
         /// Who gets it.
         to: Vec<Subscriber>,
     },
+    /// Send a replica to the backup member (its answer comes back as [`ChildInput::Replica`]).
+    Replicate {
+        /// The backup.
+        to: NodeId,
+        /// The replica.
+        replica: Replica,
+    },
     /// Tell the member's core.
     Report(ChildReport),
     /// A move's pause ended (for the pause statistics).
@@ -132,11 +199,48 @@ enum Mode<M, T> {
     },
     /// Moved: forwarding to the new owner.
     Forwarding { to: NodeId },
+    /// A backup knows a newer copy: this one answers nothing until the member stops it.
+    Superseded,
+}
+
+/// Where replicas go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backup {
+    /// Not told yet: answers wait.
+    Unknown,
+    /// No other member: answers go at once.
+    Alone,
+    /// This member, which reads this schema.
+    Node(NodeId, u16),
+}
+
+/// Something caused by a change, waiting for the backup.
+enum Held<C: Handoff, T> {
+    Reply {
+        seq: u64,
+        to: T,
+        answer: Answer<C::Reply>,
+    },
+    Deliver {
+        seq: u64,
+        event_seq: u64,
+        event: C::Event,
+        to: Vec<Subscriber>,
+    },
+}
+
+impl<C: Handoff, T> Held<C, T> {
+    fn seq(&self) -> u64 {
+        match self {
+            Held::Reply { seq, .. } | Held::Deliver { seq, .. } => *seq,
+        }
+    }
 }
 
 /// The core of one hosted child; see the module docs.
 pub struct ChildCore<C: Handoff, T> {
     name: Arc<str>,
+    me: NodeId,
     node: Arc<str>,
     /// Origin of `Ctx::now_ms` (the node's clock).
     origin: Instant,
@@ -148,12 +252,21 @@ pub struct ChildCore<C: Handoff, T> {
     event_seq: u64,
     /// Generation of the current timer (stale timers are ignored).
     timer_generation: u64,
-    /// Registry epoch of this copy (for snapshots).
+    /// Registry epoch of this copy (backups refuse an older one than they know).
     epoch: u64,
-    /// Messages handled (orders snapshots).
-    handled: u64,
-    /// Handled since the last snapshot.
-    since_snapshot: u32,
+    /// Changes applied (the replication sequence).
+    seq: u64,
+    /// Replicated before answering.
+    replicated: bool,
+    backup: Backup,
+    /// Highest change the current backup acknowledged at this epoch.
+    acked: u64,
+    /// The change a replica in flight to the current backup carries.
+    inflight: Option<u64>,
+    /// Answers and events waiting for the backup, in order.
+    held: VecDeque<Held<C, T>>,
+    /// Tell the member once the backup holds the state (a child arriving in a move).
+    report_durable: bool,
 }
 
 impl<C: Handoff, T> std::fmt::Debug for ChildCore<C, T> {
@@ -161,6 +274,8 @@ impl<C: Handoff, T> std::fmt::Debug for ChildCore<C, T> {
         f.debug_struct("ChildCore")
             .field("name", &self.name)
             .field("epoch", &self.epoch)
+            .field("seq", &self.seq)
+            .field("acked", &self.acked)
             .finish_non_exhaustive()
     }
 }
@@ -171,15 +286,18 @@ pub fn decode_spec<C: Handoff>(spec: &[u8]) -> Result<C::Spec, SpawnError> {
 }
 
 impl<C: Handoff, T> ChildCore<C, T> {
-    /// Starts a child: from its spec or from handed-over state.
+    /// Starts a child: from its spec or from handed-over state. With `durable`, the child
+    /// reports [`ChildReport::Durable`] once its backup holds its first state.
     pub fn start(
         name: Arc<str>,
-        node: Arc<str>,
+        me: NodeId,
         origin: Instant,
         now: Instant,
         init: Init,
         epoch: u64,
+        durable: bool,
     ) -> Result<(Self, Vec<ChildEffect<C, T>>), SpawnError> {
+        let node: Arc<str> = Arc::from(me.name.as_str());
         let mut ctx = Ctx::new(name.clone(), node.clone(), ms(origin, now));
         let (child, subscribers, event_seq) = match init {
             Init::Fresh { spec } => {
@@ -198,8 +316,10 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 event_seq,
             ),
         };
+        let replicated = C::replication() == Replication::BeforeReply;
         let mut core = Self {
             name,
+            me,
             node,
             origin,
             child,
@@ -208,11 +328,20 @@ impl<C: Handoff, T> ChildCore<C, T> {
             event_seq,
             timer_generation: 0,
             epoch,
-            handled: 0,
-            since_snapshot: 0,
+            // The first state is change 1: a backup must hold it too.
+            seq: 1,
+            replicated,
+            backup: Backup::Unknown,
+            acked: 0,
+            inflight: None,
+            held: VecDeque::new(),
+            report_durable: durable && replicated,
         };
         let mut out = Vec::new();
-        core.apply(ctx, &mut out, &|_| true);
+        if durable && !replicated {
+            out.push(ChildEffect::Report(ChildReport::Durable));
+        }
+        core.apply(ctx, &mut out, &ChildEnv::open());
         Ok((core, out))
     }
 
@@ -236,24 +365,36 @@ impl<C: Handoff, T> ChildCore<C, T> {
         matches!(self.mode, Mode::Forwarding { .. })
     }
 
-    /// Handles one input. `is_live` tells whether a subscriber's node is still a member.
+    /// The epoch this copy serves at.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Answers and events waiting for the backup.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Handles one input.
     pub fn on(
         &mut self,
         now: Instant,
         input: ChildInput<C::Msg, T>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) -> Vec<ChildEffect<C, T>> {
         let mut out = Vec::new();
         match input {
-            ChildInput::Cmd(cmd) => self.on_cmd(now, cmd, &mut out, is_live),
+            ChildInput::Cmd(cmd) => self.on_cmd(now, cmd, &mut out, env),
+            ChildInput::Replica(answer) => self.on_replica(now, answer, &mut out, env),
             other => match &mut self.mode {
-                Mode::Live => self.process(now, other, &mut out, is_live),
+                Mode::Live => self.process(now, other, &mut out, env),
                 Mode::Frozen { buffer, .. } => buffer.push_back(other),
                 Mode::Forwarding { to } => {
                     let to = to.clone();
                     out.push(ChildEffect::Forwarded(1));
                     self.forward(&to, other, &mut out);
                 }
+                Mode::Superseded => refuse(other, Unavailable::Superseded, &mut out),
             },
         }
         out
@@ -264,18 +405,23 @@ impl<C: Handoff, T> ChildCore<C, T> {
         now: Instant,
         cmd: ChildCmd,
         out: &mut Vec<ChildEffect<C, T>>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) {
         match cmd {
-            ChildCmd::Freeze { ticket } => {
+            ChildCmd::Freeze { ticket, schema } => {
                 let frozen = match self.mode {
                     Mode::Live => {
                         let ctx = self.ctx(now);
+                        let (schema, state) = match self.child.dehydrate_as(schema, &ctx) {
+                            Some(state) => (schema, state),
+                            None => (C::SCHEMA, self.child.dehydrate(&ctx)),
+                        };
                         let frozen = Frozen {
-                            schema: C::SCHEMA,
-                            state: self.child.dehydrate(&ctx),
+                            schema,
+                            state,
                             subscribers: self.subscribers.clone(),
                             event_seq: self.event_seq,
+                            seq: self.seq,
                         };
                         self.mode = Mode::Frozen {
                             buffer: VecDeque::new(),
@@ -289,11 +435,15 @@ impl<C: Handoff, T> ChildCore<C, T> {
             }
             ChildCmd::Release { to } => {
                 if let Mode::Frozen { .. } = self.mode {
-                    let Mode::Frozen { buffer, since } =
-                        std::mem::replace(&mut self.mode, Mode::Forwarding { to: to.clone() })
-                    else {
+                    let Mode::Frozen { buffer, since } = std::mem::replace(
+                        &mut self.mode,
+                        Mode::Forwarding { to: to.clone() },
+                    ) else {
                         return;
                     };
+                    // The target's backup holds every change made here: what waited for this
+                    // node's backup may go.
+                    self.release(u64::MAX, out, env);
                     let pause = now.saturating_duration_since(since);
                     out.push(ChildEffect::Paused(pause));
                     out.push(ChildEffect::Forwarded(buffer.len() as u64));
@@ -304,7 +454,13 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     out.push(ChildEffect::StopAfter(FORWARD_GRACE));
                 }
             }
-            ChildCmd::Thaw => {
+            ChildCmd::Thaw { epoch } => {
+                if epoch > self.epoch {
+                    // Serving on at a higher epoch: backups take nothing older from now on.
+                    self.epoch = epoch;
+                    self.acked = 0;
+                    self.inflight = None;
+                }
                 if let Mode::Frozen { .. } = self.mode {
                     let Mode::Frozen { buffer, since } =
                         std::mem::replace(&mut self.mode, Mode::Live)
@@ -313,9 +469,36 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     };
                     out.push(ChildEffect::Paused(now.saturating_duration_since(since)));
                     for m in buffer {
-                        self.process(now, m, out, is_live);
+                        match &self.mode {
+                            Mode::Live => self.process(now, m, out, env),
+                            _ => refuse(m, Unavailable::Superseded, out),
+                        }
                     }
                 }
+                self.replicate(now, out);
+            }
+            ChildCmd::Backup { node } => {
+                let next = match node {
+                    None => Backup::Alone,
+                    Some((id, schema)) => Backup::Node(id, schema),
+                };
+                let same_node = matches!((&self.backup, &next),
+                    (Backup::Node(a, _), Backup::Node(b, _)) if a == b);
+                if !same_node {
+                    self.acked = 0;
+                }
+                // Told again (a relink lost what was in flight, or a refusal): the replica
+                // goes out again below.
+                self.inflight = None;
+                self.backup = next;
+                if self.backup == Backup::Alone {
+                    self.release(u64::MAX, out, env);
+                    if self.report_durable {
+                        self.report_durable = false;
+                        out.push(ChildEffect::Report(ChildReport::Durable));
+                    }
+                }
+                self.replicate(now, out);
             }
             ChildCmd::Stop { report } => {
                 if report {
@@ -325,6 +508,68 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     }));
                 }
                 out.push(ChildEffect::Stop);
+            }
+        }
+    }
+
+    fn on_replica(
+        &mut self,
+        now: Instant,
+        answer: ReplicaAnswer,
+        out: &mut Vec<ChildEffect<C, T>>,
+        env: &ChildEnv<'_>,
+    ) {
+        let Backup::Node(backup, _) = &self.backup else {
+            return;
+        };
+        match answer {
+            ReplicaAnswer::Ack { from, epoch, seq } => {
+                if from != *backup || epoch != self.epoch {
+                    return;
+                }
+                if self.inflight.is_some_and(|s| s <= seq) {
+                    self.inflight = None;
+                }
+                self.acked = self.acked.max(seq);
+                self.release(self.acked, out, env);
+                if self.report_durable && self.acked >= self.seq {
+                    self.report_durable = false;
+                    out.push(ChildEffect::Report(ChildReport::Durable));
+                }
+                self.replicate(now, out);
+            }
+            ReplicaAnswer::Nack {
+                from,
+                epoch,
+                why: ReplicaRefusal::Fenced,
+            } => {
+                if from != *backup || epoch != self.epoch {
+                    return;
+                }
+                // That backup takes nothing from this node for now (it suspects it): the
+                // answers wait; the member picks another backup or this one comes round.
+                self.inflight = None;
+                out.push(ChildEffect::Report(ChildReport::BackupRefused { backup: from }));
+            }
+            ReplicaAnswer::Nack { from, epoch, why } => {
+                if from != *backup || epoch != self.epoch {
+                    return;
+                }
+                tracing::warn!(child = %self.name, backup = %from, ?why, "backup refused a replica: this copy is superseded");
+                self.inflight = None;
+                // Nothing held can be promised: a newer copy runs elsewhere.
+                for h in std::mem::take(&mut self.held) {
+                    if let Held::Reply { to, .. } = h {
+                        out.push(ChildEffect::Reply {
+                            to,
+                            answer: Answer::Failed(Unavailable::Superseded),
+                        });
+                    }
+                }
+                if matches!(self.mode, Mode::Live) {
+                    self.mode = Mode::Superseded;
+                }
+                out.push(ChildEffect::Report(ChildReport::Superseded));
             }
         }
     }
@@ -339,93 +584,117 @@ impl<C: Handoff, T> ChildCore<C, T> {
         now: Instant,
         input: ChildInput<C::Msg, T>,
         out: &mut Vec<ChildEffect<C, T>>,
-        is_live: &dyn Fn(&NodeId) -> bool,
+        env: &ChildEnv<'_>,
     ) {
         let mut ctx = self.ctx(now);
+        let mut answer: Option<(T, Answer<C::Reply>)> = None;
         match input {
-            ChildInput::Message(Envelope { body, reply, .. }) => match body {
-                Body::Typed(msg) => {
-                    let answer = self.child.handle(msg, &mut ctx);
-                    self.handled += 1;
-                    self.since_snapshot += 1;
+            ChildInput::Message(Envelope { body, reply, .. }) => {
+                // Without the lease nothing is applied: another copy may be taking over.
+                let needs_lease = !matches!(body, Body::Routed(RouteBody::Unsubscribe(_)));
+                if needs_lease && !env.lease {
                     if let Some(to) = reply {
                         out.push(ChildEffect::Reply {
                             to,
-                            answer: Answer::Reply(answer),
+                            answer: Answer::Failed(Unavailable::NoLease),
                         });
                     }
+                    return;
                 }
-                Body::Routed(RouteBody::User(bytes)) => {
-                    match postcard::from_bytes::<C::Msg>(&bytes) {
-                        Ok(msg) => {
-                            let answer = self.child.handle(msg, &mut ctx);
-                            self.handled += 1;
-                            self.since_snapshot += 1;
-                            if let Some(to) = reply {
-                                out.push(ChildEffect::Reply {
-                                    to,
-                                    answer: Answer::Reply(answer),
-                                });
+                match body {
+                    Body::Typed(msg) => {
+                        let r = self.child.handle(msg, &mut ctx);
+                        answer = reply.map(|to| (to, Answer::Reply(r)));
+                    }
+                    Body::Routed(RouteBody::User(bytes)) => {
+                        match postcard::from_bytes::<C::Msg>(&bytes) {
+                            Ok(msg) => {
+                                let r = self.child.handle(msg, &mut ctx);
+                                answer = reply.map(|to| (to, Answer::Reply(r)));
+                            }
+                            Err(e) => {
+                                tracing::warn!(child = %self.name, error = %e, "undecodable message dropped");
+                                if let Some(to) = reply {
+                                    out.push(ChildEffect::Reply {
+                                        to,
+                                        answer: Answer::Failed(Unavailable::Malformed(
+                                            e.to_string(),
+                                        )),
+                                    });
+                                }
+                                return;
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(child = %self.name, error = %e, "undecodable message dropped");
-                            if let Some(to) = reply {
-                                out.push(ChildEffect::Reply {
-                                    to,
-                                    answer: Answer::Failed(Unavailable::Malformed(e.to_string())),
-                                });
+                    }
+                    Body::Routed(RouteBody::Subscribe(sub)) => {
+                        if self.subscribers.contains(&sub) {
+                            ctx.unchanged();
+                        } else {
+                            if let Some(first) = self.child.subscribed(&ctx) {
+                                // Its first event, numbered as the last one sent: held like
+                                // every event until the state it shows is durable.
+                                self.hold(
+                                    Held::Deliver {
+                                        seq: self.seq,
+                                        event_seq: self.event_seq,
+                                        event: first,
+                                        to: vec![sub.clone()],
+                                    },
+                                    out,
+                                    env,
+                                );
                             }
+                            self.subscribers.push(sub);
                         }
+                        answer = reply.map(|to| (to, Answer::Done));
                     }
-                }
-                Body::Routed(RouteBody::Subscribe(sub)) => {
-                    if !self.subscribers.contains(&sub) {
-                        if let Some(first) = self.child.subscribed(&ctx) {
-                            out.push(ChildEffect::Deliver {
-                                seq: self.event_seq,
-                                event: first,
-                                to: vec![sub.clone()],
-                            });
+                    Body::Routed(RouteBody::Unsubscribe(sub)) => {
+                        let before = self.subscribers.len();
+                        self.subscribers.retain(|s| *s != sub);
+                        if self.subscribers.len() == before {
+                            ctx.unchanged();
                         }
-                        self.subscribers.push(sub);
-                    }
-                    if let Some(to) = reply {
-                        out.push(ChildEffect::Reply {
-                            to,
-                            answer: Answer::Done,
-                        });
+                        answer = reply.map(|to| (to, Answer::Done));
                     }
                 }
-                Body::Routed(RouteBody::Unsubscribe(sub)) => {
-                    self.subscribers.retain(|s| *s != sub);
-                    if let Some(to) = reply {
-                        out.push(ChildEffect::Reply {
-                            to,
-                            answer: Answer::Done,
-                        });
-                    }
-                }
-            },
+            }
             ChildInput::Timer { generation } => {
                 if generation != self.timer_generation {
                     return;
                 }
+                if !env.lease {
+                    // Fired again later: a timer's change needs the lease as much as a message.
+                    let generation = self.timer_generation;
+                    out.push(ChildEffect::SetTimer {
+                        after: Duration::from_millis(100),
+                        generation,
+                    });
+                    return;
+                }
                 self.child.timer(&mut ctx);
-                self.since_snapshot += 1;
             }
-            ChildInput::Cmd(_) => return,
+            ChildInput::Cmd(_) | ChildInput::Replica(_) => return,
         }
-        self.apply(ctx, out, is_live);
+        if ctx.changed {
+            self.seq += 1;
+        }
+        if let Some((to, a)) = answer {
+            self.hold(
+                Held::Reply {
+                    seq: self.seq,
+                    to,
+                    answer: a,
+                },
+                out,
+                env,
+            );
+        }
+        self.apply(ctx, out, env);
+        self.replicate(now, out);
     }
 
-    /// Carries out what a callback asked for.
-    fn apply(
-        &mut self,
-        ctx: Ctx<C>,
-        out: &mut Vec<ChildEffect<C, T>>,
-        is_live: &dyn Fn(&NodeId) -> bool,
-    ) {
+    /// Carries out what a callback asked for (its events wait like its answer).
+    fn apply(&mut self, ctx: Ctx<C>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
         if let Some(after) = ctx.timer {
             self.timer_generation += 1;
             out.push(ChildEffect::SetTimer {
@@ -436,33 +705,106 @@ impl<C: Handoff, T> ChildCore<C, T> {
         let had_events = !ctx.events.is_empty();
         for event in ctx.events.iter() {
             self.event_seq += 1;
-            out.push(ChildEffect::Deliver {
-                seq: self.event_seq,
-                event: event.clone(),
-                to: self.subscribers.clone(),
-            });
+            self.hold(
+                Held::Deliver {
+                    seq: self.seq,
+                    event_seq: self.event_seq,
+                    event: event.clone(),
+                    to: self.subscribers.clone(),
+                },
+                out,
+                env,
+            );
         }
         // Drop subscribers whose node is gone.
         if had_events {
-            self.subscribers.retain(|s| is_live(&s.node));
-        }
-        if let SnapshotPolicy::Every(n) = C::snapshot_policy()
-            && self.since_snapshot >= n.max(1)
-        {
-            self.since_snapshot = 0;
-            let item = SnapshotItem {
-                name: self.name.to_string(),
-                epoch: self.epoch,
-                handled: self.handled,
-                schema: C::SCHEMA,
-                state: self.child.dehydrate(&ctx),
-            };
-            out.push(ChildEffect::Report(ChildReport::Snapshot(item)));
+            self.subscribers.retain(|s| (env.is_live)(&s.node));
         }
         if ctx.stop {
             out.push(ChildEffect::Report(ChildReport::StopRequested));
             out.push(ChildEffect::Stop);
         }
+    }
+
+    /// Sends an answer or event now if nothing it depends on waits for the backup, else holds it.
+    fn hold(&mut self, h: Held<C, T>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
+        let now_ok = !self.replicated
+            || self.backup == Backup::Alone
+            || (self.held.is_empty() && h.seq() <= self.acked);
+        if now_ok {
+            self.emit(h, out, env);
+        } else {
+            self.held.push_back(h);
+        }
+    }
+
+    /// Releases what waited for changes up to `upto`, in order.
+    fn release(&mut self, upto: u64, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
+        while self.held.front().is_some_and(|h| h.seq() <= upto) {
+            if let Some(h) = self.held.pop_front() {
+                self.emit(h, out, env);
+            }
+        }
+    }
+
+    fn emit(&self, h: Held<C, T>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
+        match h {
+            Held::Reply { to, answer, .. } => {
+                // The change is durable; whether this copy may still say so is the lease's.
+                let answer = if env.lease {
+                    answer
+                } else {
+                    Answer::Failed(Unavailable::NoLease)
+                };
+                out.push(ChildEffect::Reply { to, answer });
+            }
+            Held::Deliver {
+                event_seq,
+                event,
+                to,
+                ..
+            } => {
+                if env.lease {
+                    out.push(ChildEffect::Deliver {
+                        seq: event_seq,
+                        event,
+                        to,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Sends the backup a replica when it lacks changes and none is in flight.
+    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>) {
+        if !self.replicated || self.inflight.is_some() || self.acked >= self.seq {
+            return;
+        }
+        if matches!(self.mode, Mode::Forwarding { .. } | Mode::Superseded) {
+            return;
+        }
+        let Backup::Node(to, schema) = &self.backup else {
+            return;
+        };
+        let ctx = self.ctx(now);
+        let (schema, state) = match self.child.dehydrate_as(*schema, &ctx) {
+            Some(state) => (*schema, state),
+            None => (C::SCHEMA, self.child.dehydrate(&ctx)),
+        };
+        self.inflight = Some(self.seq);
+        out.push(ChildEffect::Replicate {
+            to: to.clone(),
+            replica: Replica {
+                name: self.name.to_string(),
+                owner: self.me.clone(),
+                epoch: self.epoch,
+                seq: self.seq,
+                schema,
+                state,
+                subscribers: self.subscribers.clone(),
+                event_seq: self.event_seq,
+            },
+        });
     }
 
     /// Sends a message on to the new owner, keeping its reply path; timers are re-armed by the
@@ -475,6 +817,20 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 msg,
             });
         }
+    }
+}
+
+/// Answers a message this copy will not apply.
+fn refuse<C: Handoff, T>(
+    input: ChildInput<C::Msg, T>,
+    why: Unavailable,
+    out: &mut Vec<ChildEffect<C, T>>,
+) {
+    if let ChildInput::Message(Envelope { reply: Some(to), .. }) = input {
+        out.push(ChildEffect::Reply {
+            to,
+            answer: Answer::Failed(why),
+        });
     }
 }
 

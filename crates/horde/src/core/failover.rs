@@ -1,6 +1,11 @@
-//! Failover: snapshots held for other nodes' children, restarts of a dead node's children on
-//! the member placement picks (from the newest snapshot found, else from the spec), and
+//! Failover: restarts of a dead member's children on the member placement picks, from the
+//! newest replica any member holds (else from the spec, and counted as state lost), and
 //! restarts of crashed children in place.
+//!
+//! Only a member that holds its quorum lease restarts anything (the majority side), and only
+//! the children of a member a majority voted dead (its lease surely ran out). The replicas of
+//! a child are asked of every connected member and the restart waits for all of them: the
+//! backup that acknowledged its last answers is among them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,96 +17,57 @@ use tracing::{error, warn};
 use super::{Core, Effect, Init, Local, SpawnError, SpawnFor};
 use crate::child::RestartPolicy;
 use crate::membership::MemberStatus;
-use crate::protocol::{SnapshotItem, Wire};
+use crate::protocol::{Replica, Wire};
 use crate::registry::Entry;
 use crate::stats::{Counters, HordeEvent};
 
-/// How long a failover target waits for peers' snapshots of a dead node's children.
-const SNAPSHOT_FETCH_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a failover waits for the replicas every connected member holds.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// After this many fetches with members that did not answer, the restart takes what it has.
+const FETCH_ATTEMPTS: u32 = 3;
 
-/// A request for snapshots of one orphan, sent to every peer.
+/// A request for the replicas of one orphan, sent to every peer.
 #[derive(Debug)]
 struct Fetch {
     name: String,
     entry: Entry,
     waiting: BTreeSet<String>,
-    best: Option<SnapshotItem>,
+    best: Option<Replica>,
     deadline: Instant,
 }
 
 /// Failover state of a member.
 #[derive(Debug, Default)]
 pub(super) struct Failover {
-    /// Snapshots held for other nodes' children.
-    snapshots: BTreeMap<String, SnapshotItem>,
-    /// Snapshots of local children waiting to go to their backups, by backup node name.
-    out: BTreeMap<String, BTreeMap<String, SnapshotItem>>,
-    /// Names being restarted here (a snapshot fetch is in flight).
+    /// Names being restarted here (a fetch is in flight).
     restarting: BTreeSet<String>,
-    /// Snapshot fetches in flight, by correlation id.
+    /// Fetches in flight, by correlation id.
     fetches: BTreeMap<u64, Fetch>,
+    /// Fetches that timed out, per name.
+    attempts: BTreeMap<String, u32>,
 }
 
-impl Failover {
-    /// Keeps snapshots sent by owners, the newest of each name.
-    pub(super) fn hold(&mut self, items: Vec<SnapshotItem>) {
-        for item in items {
-            let newer = self
-                .snapshots
-                .get(&item.name)
-                .is_none_or(|s| (item.epoch, item.handled) > (s.epoch, s.handled));
-            if newer {
-                self.snapshots.insert(item.name.clone(), item);
-            }
-        }
-    }
-
-    /// The snapshots held of these names.
-    pub(super) fn held(&self, names: &[String]) -> Vec<SnapshotItem> {
-        names
-            .iter()
-            .filter_map(|n| self.snapshots.get(n).cloned())
-            .collect()
-    }
-
-    /// Forgets the snapshot of `name` (it runs here now, or moved away from here).
-    pub(super) fn drop_snapshot(&mut self, name: &str) {
-        self.snapshots.remove(name);
-    }
-
-    /// Queues a local child's snapshot for its backup.
-    pub(super) fn queue_out(&mut self, backup: String, item: SnapshotItem) {
-        self.out
-            .entry(backup)
-            .or_default()
-            .insert(item.name.clone(), item);
-    }
-
-    /// The snapshots to send now, by backup node name.
-    pub(super) fn take_out(&mut self) -> Vec<(String, Vec<SnapshotItem>)> {
-        std::mem::take(&mut self.out)
-            .into_iter()
-            .map(|(node, items)| (node, items.into_values().collect()))
-            .collect()
-    }
+fn newer(a: &Replica, b: &Option<Replica>) -> bool {
+    b.as_ref().is_none_or(|b| (a.epoch, a.seq) > (b.epoch, b.seq))
 }
 
 impl<T> Core<T> {
     /// Restarts, here, the children of dead owners that placement gives to this node.
     pub(super) fn failover(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
-        if self.status != MemberStatus::Alive {
+        if self.status != MemberStatus::Alive || !self.quorum.valid(now) {
             return;
         }
         let orphans: Vec<(String, Entry)> = self
             .registry
             .iter()
-            .filter(|(_, e)| !e.removed && self.is_dead(&e.owner))
+            .filter(|(_, e)| !e.removed && self.dead_for_failover(&e.owner, now))
             .map(|(n, e)| (n.to_string(), e.clone()))
             .collect();
         if orphans.is_empty() {
             return;
         }
-        let candidates = self.candidates();
+        let mut candidates = self.candidates();
+        candidates.retain(|c| !self.is_dead(&c.node) && !self.dead_for_failover(&c.node, now));
         for (name, entry) in orphans {
             if self.failover.restarting.contains(&name)
                 || self.config.placement.place(&name, &candidates).as_ref() != Some(&self.me)
@@ -109,27 +75,35 @@ impl<T> Core<T> {
                 continue;
             }
             self.failover.restarting.insert(name.clone());
-            let local = self
-                .failover
-                .snapshots
-                .get(&name)
-                .filter(|s| s.epoch >= entry.epoch)
-                .cloned();
-            if local.is_some() {
-                self.restart(out, name, entry, local);
-                continue;
+            let mut best = None;
+            for r in self.replicas_of(std::slice::from_ref(&name)) {
+                if newer(&r, &best) {
+                    best = Some(r);
+                }
             }
-            // Ask the other members for a newer snapshot, briefly.
-            let peers: Vec<NodeId> = self.peers.values().cloned().collect();
+            // Every member that may hold a replica: the connected ones, and the ones known but
+            // not connected yet (they cannot answer: after a few fetches, what was found
+            // goes).
+            let mut peers: Vec<NodeId> = self
+                .peers
+                .values()
+                .filter(|p| **p != *entry.owner)
+                .cloned()
+                .collect();
+            for m in self.members.live() {
+                if m.node != *entry.owner && !peers.contains(&m.node) && !self.is_dead(&m.node) {
+                    peers.push(m.node.clone());
+                }
+            }
             if peers.is_empty() {
-                self.restart(out, name, entry, None);
+                self.restart(now, out, name, entry, best);
                 continue;
             }
             let id = self.next_id();
             for p in &peers {
                 out.push(Effect::Send {
                     to: p.clone(),
-                    wire: Wire::FetchSnapshots {
+                    wire: Wire::FetchReplicas {
                         from: self.me.clone(),
                         id,
                         names: vec![name.clone()],
@@ -142,43 +116,35 @@ impl<T> Core<T> {
                     name,
                     entry,
                     waiting: peers.into_iter().map(|p| p.name).collect(),
-                    best: None,
-                    deadline: now + SNAPSHOT_FETCH_TIMEOUT,
+                    best,
+                    deadline: now + FETCH_TIMEOUT,
                 },
             );
         }
     }
 
-    pub(super) fn on_snapshots_found(
+    pub(super) fn on_replicas_found(
         &mut self,
-        _now: Instant,
+        now: Instant,
         out: &mut Vec<Effect<T>>,
         from: NodeId,
         id: u64,
-        items: Vec<SnapshotItem>,
+        items: Vec<Replica>,
     ) {
         let Some(f) = self.failover.fetches.get_mut(&id) else {
             return;
         };
         f.waiting.remove(&from.name);
-        for s in items {
-            if s.name == f.name
-                && s.epoch >= f.entry.epoch
-                && f.best
-                    .as_ref()
-                    .is_none_or(|b| (s.epoch, s.handled) > (b.epoch, b.handled))
-            {
-                f.best = Some(s);
+        for r in items {
+            if r.name == f.name && newer(&r, &f.best) {
+                f.best = Some(r);
             }
         }
-        if f.waiting.is_empty() {
-            self.finish_fetch(out, id);
-        }
-    }
-
-    fn finish_fetch(&mut self, out: &mut Vec<Effect<T>>, id: u64) {
-        if let Some(f) = self.failover.fetches.remove(&id) {
-            self.restart(out, f.name, f.entry, f.best);
+        if f.waiting.is_empty()
+            && let Some(f) = self.failover.fetches.remove(&id)
+        {
+            self.failover.attempts.remove(&f.name);
+            self.restart(now, out, f.name, f.entry, f.best);
         }
     }
 
@@ -191,11 +157,24 @@ impl<T> Core<T> {
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
-            self.finish_fetch(out, id);
+            let Some(f) = self.failover.fetches.remove(&id) else {
+                continue;
+            };
+            let attempts = self.failover.attempts.entry(f.name.clone()).or_insert(0);
+            *attempts += 1;
+            if *attempts >= FETCH_ATTEMPTS {
+                warn!(child = %f.name, silent = ?f.waiting, "members did not answer a replica fetch; restarting from the newest replica found");
+                self.failover.attempts.remove(&f.name);
+                self.restart(now, out, f.name, f.entry, f.best);
+            } else {
+                // Asked again at the next sweep: a connected member that holds the newest
+                // replica may just be slow.
+                self.failover.restarting.remove(&f.name);
+            }
         }
     }
 
-    pub(super) fn fetches_peer_down(&mut self, out: &mut Vec<Effect<T>>, id: &NodeId) {
+    pub(super) fn fetches_peer_down(&mut self, now: Instant, out: &mut Vec<Effect<T>>, id: &NodeId) {
         let done: Vec<u64> = self
             .failover
             .fetches
@@ -205,45 +184,57 @@ impl<T> Core<T> {
             })
             .collect();
         for fid in done {
-            self.finish_fetch(out, fid);
+            if let Some(f) = self.failover.fetches.remove(&fid) {
+                self.restart(now, out, f.name, f.entry, f.best);
+            }
         }
     }
 
     fn restart(
         &mut self,
+        now: Instant,
         out: &mut Vec<Effect<T>>,
         name: String,
         entry: Entry,
-        snapshot: Option<SnapshotItem>,
+        best: Option<Replica>,
     ) {
         self.failover.restarting.remove(&name);
         // Still orphaned, still ours?
         let current = self.registry.get(&name);
-        if current.is_none_or(|c| c.epoch != entry.epoch || !self.is_dead(&c.owner)) {
+        if current.is_none_or(|c| c.epoch != entry.epoch || !self.dead_for_failover(&c.owner, now)) {
             return;
         }
         let key: Arc<str> = Arc::from(name.as_str());
         if self.spawning.contains_key(&key) || self.local.contains_key(&key) {
             return;
         }
-        let from_snapshot = snapshot.is_some();
-        let init = match snapshot {
-            Some(s) => Init::Restore {
-                schema: s.schema,
-                state: s.state,
-                subscribers: Vec::new(),
-                event_seq: 0,
+        if self.moves.take_pending(&key).is_some() {
+            // A copy arriving here from the dead owner: its state was one of the replicas.
+            out.push(Effect::ToChild {
+                name: key.clone(),
+                cmd: super::ChildCmd::Stop { report: false },
+            });
+            out.push(Effect::Forget { name: key.clone() });
+        }
+        let from_replica = best.is_some();
+        let epoch = entry.epoch.max(best.as_ref().map(|r| r.epoch).unwrap_or(0)) + 1;
+        let init = match best {
+            Some(r) => Init::Restore {
+                schema: r.schema,
+                state: r.state,
+                subscribers: r.subscribers,
+                event_seq: r.event_seq,
             },
             None => Init::Fresh {
                 spec: entry.spec.clone(),
             },
         };
-        let epoch = entry.epoch + 1;
         self.spawning.insert(
             key.clone(),
             SpawnFor::Restart {
                 entry,
-                from_snapshot,
+                epoch,
+                from_replica,
             },
         );
         out.push(Effect::Spawn {
@@ -259,28 +250,29 @@ impl<T> Core<T> {
         out: &mut Vec<Effect<T>>,
         name: Arc<str>,
         entry: Entry,
-        from_snapshot: bool,
+        epoch: u64,
+        from_replica: bool,
         result: Result<(), SpawnError>,
     ) {
         if let Err(e) = result {
             warn!(child = %name, error = %e, "restart failed");
             return;
         }
-        let epoch = entry.epoch + 1;
         self.local.insert(name.clone(), Local { epoch });
-        self.failover.drop_snapshot(&name);
-        if from_snapshot {
+        self.tell_backup(out, &name);
+        self.replicas.remove(&name);
+        if from_replica {
             Counters::add(&self.counters.restarts_from_snapshot, 1);
         } else {
             Counters::add(&self.counters.restarts_from_spec, 1);
-            warn!(child = %name, previous = %entry.owner, "restarted from its spec: state since the start is lost");
+            warn!(child = %name, previous = %entry.owner, "restarted from its spec: no member held a replica of it");
         }
         self.emit(
             out,
             HordeEvent::Restarted {
                 name: name.to_string(),
                 previous: (*entry.owner).clone(),
-                from_snapshot,
+                from_snapshot: from_replica,
             },
         );
         self.publish(
@@ -305,6 +297,7 @@ impl<T> Core<T> {
         if self.local.remove(&name).is_some() {
             out.push(Effect::Forget { name: name.clone() });
         }
+        self.backups.remove(&name);
         let window = self.config.restart_window;
         let recent = self.crashes.entry(name.clone()).or_default();
         recent.retain(|t| now.duration_since(*t) < window);
@@ -326,8 +319,8 @@ impl<T> Core<T> {
             return;
         }
         warn!(child = %name, %error, "child crashed; restarting it from its spec");
-        let epoch = entry.epoch + 1;
         let spec = entry.spec.clone();
+        let epoch = entry.epoch + 1;
         self.spawning
             .insert(name.clone(), SpawnFor::CrashRestart { entry });
         out.push(Effect::Spawn {
@@ -349,6 +342,7 @@ impl<T> Core<T> {
             Ok(()) => {
                 let epoch = entry.epoch + 1;
                 self.local.insert(name.clone(), Local { epoch });
+                self.tell_backup(out, &name);
                 Counters::add(&self.counters.crashes, 1);
                 self.publish(
                     name,

@@ -20,14 +20,12 @@ use tracing::{debug, info, warn};
 
 use super::{ChildCmd, Core, Effect, Frozen, Init, Local, Reply, SpawnError, SpawnFor};
 use crate::membership::MemberStatus;
-use crate::protocol::{OfferItem, OfferRefusal, SnapshotItem, Wire};
+use crate::protocol::{OfferItem, OfferRefusal, Wire};
 use crate::registry::Entry;
 use crate::stats::{Counters, HordeEvent};
 
 /// A pending incoming child whose move is never committed is dropped after this long.
 const PENDING_TTL: Duration = Duration::from_secs(60);
-/// How long a drain's last freezes (for the final snapshots) may take.
-const FALLBACK_FREEZE: Duration = Duration::from_millis(200);
 /// Pause between drain rounds that moved nothing.
 const ROUND_PAUSE: Duration = Duration::from_millis(50);
 /// How often a drain with nobody to move to asks for peers again.
@@ -68,9 +66,10 @@ pub struct RebalanceConfig {
 pub struct DrainReport {
     /// Children moved live.
     pub moved: usize,
-    /// Children that could not move before the deadline (final snapshot pushed instead).
+    /// Children that could not move before the deadline: they keep running here, and their
+    /// backup holds their state (they restart from it elsewhere if this node exits).
     pub fallback: usize,
-    /// Children left with no other member to go to.
+    /// Children left here with no backup (no other member): they stop with this node.
     pub stranded: usize,
     /// How long the drain took.
     pub duration: Duration,
@@ -113,17 +112,25 @@ pub(super) struct PendingIn {
     pub epoch: u64,
     pub from: NodeId,
     pub spec: Arc<[u8]>,
+    /// The state it arrived with (a replica for a failover if its previous owner dies).
+    state: (u16, Vec<u8>, Vec<crate::protocol::Subscriber>, u64),
     since: Instant,
 }
 
-/// An offer being answered: waiting for its children to spawn.
+/// An offer being answered: its children spawn, then each waits until its backup holds its
+/// state.
 #[derive(Debug)]
 struct Incoming {
     from: NodeId,
     offer: u64,
+    /// Spawning.
     waiting: BTreeSet<Arc<str>>,
+    /// Spawned, waiting for their backup.
+    durable: BTreeSet<Arc<str>>,
     accepted: Vec<String>,
     refused: Vec<(String, OfferRefusal)>,
+    /// Children not durable by then are refused.
+    deadline: Instant,
 }
 
 /// What a run of waves is for.
@@ -189,23 +196,20 @@ enum DrainPhase {
         not_before: Option<Instant>,
         last_refresh: Option<Instant>,
     },
-    /// Final snapshots of what is left: freezes out, by ticket.
-    Fallback {
-        waiting: BTreeMap<u64, (Arc<str>, NodeId)>,
-        deadline: Instant,
-    },
-    /// Waiting for every member to acknowledge the registry changes.
-    Barrier { deadline: Instant },
+    /// Waiting (until the deadline at most) for every member to acknowledge the registry
+    /// changes, so no peer learns of this node's exit before it learns where its children
+    /// went.
+    Barrier,
 }
 
 /// What a drain does next.
 enum DrainNext {
     /// Nothing until the next input.
     Wait,
-    /// The deadline passed mid-round: drop these waves, then the fallback.
+    /// The deadline passed mid-round: give these waves up (thawing their children).
     Abandon(Vec<u64>),
-    /// Final snapshots of what is left.
-    Fallback,
+    /// Moving is over: wait for the registry changes to be acknowledged.
+    Settle,
     /// A round of moves.
     Run(Vec<(String, NodeId)>),
     /// Done: answer.
@@ -215,6 +219,7 @@ enum DrainNext {
 #[derive(Debug)]
 struct Drain<T> {
     reply: T,
+    leave: bool,
     started: Instant,
     end: Instant,
     report: DrainReport,
@@ -225,6 +230,8 @@ struct Drain<T> {
 #[derive(Debug)]
 pub(super) struct Moves<T> {
     pending_in: BTreeMap<Arc<str>, PendingIn>,
+    /// States of children spawning for an offer (kept as their replica once spawned).
+    arriving: BTreeMap<Arc<str>, (u16, Vec<u8>, Vec<crate::protocol::Subscriber>, u64)>,
     incoming: BTreeMap<u64, Incoming>,
     waves: BTreeMap<u64, Wave>,
     /// Freeze tickets of waves: ticket → (wave, child).
@@ -240,6 +247,7 @@ impl<T> Default for Moves<T> {
     fn default() -> Self {
         Self {
             pending_in: BTreeMap::new(),
+            arriving: BTreeMap::new(),
             incoming: BTreeMap::new(),
             waves: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -264,12 +272,20 @@ impl<T> Moves<T> {
         self.pending_in.contains_key(name)
     }
 
-    pub(super) fn pending_from(&self, node: &NodeId) -> Vec<Arc<str>> {
-        self.pending_in
-            .iter()
-            .filter(|(_, p)| p.from == *node)
-            .map(|(n, _)| n.clone())
-            .collect()
+    /// The state of a copy arriving here, as a replica.
+    pub(super) fn pending_replica(&self, name: &str, me: &NodeId) -> Option<crate::protocol::Replica> {
+        let p = self.pending_in.get(name)?;
+        let (schema, state, subscribers, event_seq) = p.state.clone();
+        Some(crate::protocol::Replica {
+            name: name.to_string(),
+            owner: me.clone(),
+            epoch: p.epoch,
+            seq: u64::MAX,
+            schema,
+            state,
+            subscribers,
+            event_seq,
+        })
     }
 
     fn run_mut(&mut self, kind: RunKind) -> Option<&mut Run> {
@@ -291,6 +307,7 @@ impl<T> Core<T> {
 
     pub(super) fn on_offer(
         &mut self,
+        now: Instant,
         out: &mut Vec<Effect<T>>,
         from: NodeId,
         offer: u64,
@@ -301,8 +318,11 @@ impl<T> Core<T> {
             from: from.clone(),
             offer,
             waiting: BTreeSet::new(),
+            durable: BTreeSet::new(),
             accepted: Vec::new(),
             refused: Vec::new(),
+            // Half the sender's patience: an answer must reach it before it gives up.
+            deadline: now + self.config.moves.offer_timeout / 2,
         };
         for item in items {
             if self.status != MemberStatus::Alive {
@@ -338,6 +358,10 @@ impl<T> Core<T> {
                     spec: Arc::from(item.spec),
                 },
             );
+            self.moves.arriving.insert(
+                key.clone(),
+                (item.schema, item.state.clone(), item.subscribers.clone(), item.event_seq),
+            );
             incoming.waiting.insert(key.clone());
             out.push(Effect::Spawn {
                 name: key,
@@ -355,6 +379,34 @@ impl<T> Core<T> {
             self.answer_offer(out, incoming);
         } else {
             self.moves.incoming.insert(id, incoming);
+        }
+    }
+
+    /// An arriving child's backup holds its state: it may be accepted.
+    pub(super) fn on_durable(&mut self, _now: Instant, out: &mut Vec<Effect<T>>, name: Arc<str>) {
+        let found = self
+            .moves
+            .incoming
+            .iter_mut()
+            .find(|(_, inc)| inc.durable.contains(&name))
+            .map(|(id, inc)| {
+                inc.durable.remove(&name);
+                inc.accepted.push(name.to_string());
+                *id
+            });
+        if let Some(id) = found {
+            self.maybe_answer(out, id);
+        }
+    }
+
+    fn maybe_answer(&mut self, out: &mut Vec<Effect<T>>, id: u64) {
+        let done = self
+            .moves
+            .incoming
+            .get(&id)
+            .is_some_and(|inc| inc.waiting.is_empty() && inc.durable.is_empty());
+        if done && let Some(inc) = self.moves.incoming.remove(&id) {
+            self.answer_offer(out, inc);
         }
     }
 
@@ -382,34 +434,37 @@ impl<T> Core<T> {
         spec: Arc<[u8]>,
         result: Result<(), SpawnError>,
     ) {
+        let state = self.moves.arriving.remove(&name);
         let Some(inc) = self.moves.incoming.get_mut(&incoming) else {
             return;
         };
         inc.waiting.remove(&name);
-        match result {
-            Ok(()) => {
+        match (result, state) {
+            (Ok(()), Some(state)) => {
                 self.moves.pending_in.insert(
                     name.clone(),
                     PendingIn {
                         epoch,
                         from,
                         spec,
+                        state,
                         since: now,
                     },
                 );
-                inc.accepted.push(name.to_string());
+                // Accepted once its backup holds it (`on_durable`).
+                inc.durable.insert(name.clone());
+                self.tell_backup(out, &name);
             }
-            Err(e) => {
+            (Ok(()), None) => inc
+                .refused
+                .push((name.to_string(), OfferRefusal::Rehydrate("lost its state".into()))),
+            (Err(e), _) => {
                 warn!(child = %name, error = %e, "cannot take over child");
                 inc.refused
                     .push((name.to_string(), OfferRefusal::Rehydrate(e.to_string())));
             }
         }
-        if inc.waiting.is_empty()
-            && let Some(inc) = self.moves.incoming.remove(&incoming)
-        {
-            self.answer_offer(out, inc);
-        }
+        self.maybe_answer(out, incoming);
     }
 
     pub(super) fn on_abort(&mut self, out: &mut Vec<Effect<T>>, names: Vec<(String, u64)>) {
@@ -419,6 +474,12 @@ impl<T> Core<T> {
             {
                 debug!(child = %name, "move aborted by its owner");
                 let key: Arc<str> = Arc::from(name.as_str());
+                self.backups.remove(&key);
+                for inc in self.moves.incoming.values_mut() {
+                    if inc.durable.remove(&key) {
+                        inc.refused.push((name.clone(), OfferRefusal::Stale));
+                    }
+                }
                 out.push(Effect::ToChild {
                     name: key.clone(),
                     cmd: ChildCmd::Stop { report: false },
@@ -441,6 +502,8 @@ impl<T> Core<T> {
                 epoch: pending.epoch,
             },
         );
+        self.backups.entry(name.clone()).or_insert(None);
+        self.backups_stale = true;
         out.push(Effect::Serve { name: name.clone() });
         Counters::add(&self.counters.handoffs_in, 1);
         self.emit(
@@ -493,6 +556,18 @@ impl<T> Core<T> {
             }
             return;
         }
+        // The state goes in the newest schema the target reads.
+        let schema = self
+            .members
+            .get(&target.name)
+            .and_then(|m| {
+                m.reads
+                    .iter()
+                    .filter(|s| self.config.writes.contains(s))
+                    .max()
+                    .copied()
+            })
+            .unwrap_or_else(|| self.config.writes.iter().max().copied().unwrap_or(1));
         let wave_id = self.next_id();
         let mut waiting = BTreeSet::new();
         for name in names {
@@ -505,7 +580,7 @@ impl<T> Core<T> {
             waiting.insert(key.clone());
             out.push(Effect::ToChild {
                 name: key,
-                cmd: ChildCmd::Freeze { ticket },
+                cmd: ChildCmd::Freeze { ticket, schema },
             });
         }
         if waiting.is_empty() {
@@ -537,9 +612,6 @@ impl<T> Core<T> {
         name: Arc<str>,
         frozen: Option<Frozen>,
     ) {
-        if self.fallback_frozen(now, out, ticket, frozen.clone()) {
-            return;
-        }
         let Some((wave_id, _)) = self.moves.tickets.remove(&ticket) else {
             return;
         };
@@ -566,10 +638,13 @@ impl<T> Core<T> {
                     epoch: e.epoch + 1,
                     spec: e.spec.clone(),
                 }),
-                _ => out.push(Effect::ToChild {
-                    name,
-                    cmd: ChildCmd::Thaw,
-                }),
+                _ => {
+                    let epoch = entry.map(|e| e.epoch).unwrap_or(0);
+                    out.push(Effect::ToChild {
+                        name,
+                        cmd: ChildCmd::Thaw { epoch },
+                    })
+                }
             }
         }
         if waiting.is_empty() {
@@ -654,7 +729,7 @@ impl<T> Core<T> {
             if self.local.remove(name).is_some() {
                 out.push(Effect::Forget { name: name.clone() });
             }
-            self.failover.drop_snapshot(name);
+            self.replicas.remove(name);
             self.publish(
                 name.clone(),
                 Entry {
@@ -668,13 +743,16 @@ impl<T> Core<T> {
         }
         // The registry change goes out before any child forwards its buffer.
         self.flush(now, out);
-        for (name, _) in &children {
+        for (name, offered) in &children {
             let cmd = if accepted.contains(&**name) {
                 ChildCmd::Release {
                     to: wave.target.clone(),
                 }
             } else {
-                ChildCmd::Thaw
+                // Refused: the target holds no copy, the child carries on at its epoch.
+                ChildCmd::Thaw {
+                    epoch: offered - 1,
+                }
             };
             out.push(Effect::ToChild {
                 name: name.clone(),
@@ -692,7 +770,8 @@ impl<T> Core<T> {
         self.finish_wave(now, out, wave_id, wave.run, accepted.len(), refused.len());
     }
 
-    /// The offer of a wave will not be answered: abort it at the target, thaw the children.
+    /// The offer of a wave will not be answered: abort it at the target, thaw the children at
+    /// a higher epoch than the one offered, so a copy the target may still hold loses to them.
     fn fail_wave(&mut self, now: Instant, out: &mut Vec<Effect<T>>, wave_id: u64) {
         let Some(wave) = self.moves.waves.remove(&wave_id) else {
             return;
@@ -703,26 +782,56 @@ impl<T> Core<T> {
             } => {
                 self.moves.offers.remove(&offer);
                 warn!(target = %wave.target, children = children.len(), "offer not answered; aborting the wave");
-                out.push(Effect::Send {
-                    to: wave.target.clone(),
-                    wire: Wire::Abort {
-                        names: children.iter().map(|(n, e)| (n.to_string(), *e)).collect(),
-                    },
-                });
-                Counters::add(&self.counters.handoff_failures, children.len() as u64);
+                self.abort_offered(out, &wave.target, &children);
                 let failed = children.len();
-                for (name, _) in children {
-                    out.push(Effect::ToChild {
-                        name,
-                        cmd: ChildCmd::Thaw,
-                    });
-                }
                 self.finish_wave(now, out, wave_id, wave.run, 0, failed);
             }
             WavePhase::Freezing { .. } => {
                 // Not offered yet: `moves_tick` offers what froze instead.
                 self.moves.waves.insert(wave_id, wave);
             }
+        }
+    }
+
+    /// Aborts offered children at the target and thaws them here at the offered epoch + 1.
+    fn abort_offered(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        target: &NodeId,
+        children: &[(Arc<str>, u64)],
+    ) {
+        out.push(Effect::Send {
+            to: target.clone(),
+            wire: Wire::Abort {
+                names: children
+                    .iter()
+                    .map(|(n, e)| (n.to_string(), *e))
+                    .collect(),
+            },
+        });
+        Counters::add(&self.counters.handoff_failures, children.len() as u64);
+        for (name, offered) in children {
+            let epoch = offered + 1;
+            if let Some(e) = self.registry.get(name).cloned()
+                && *e.owner == self.me
+            {
+                if let Some(l) = self.local.get_mut(name) {
+                    l.epoch = epoch;
+                }
+                self.publish(
+                    name.clone(),
+                    Entry {
+                        owner: e.owner.clone(),
+                        epoch,
+                        spec: e.spec.clone(),
+                        removed: false,
+                    },
+                );
+            }
+            out.push(Effect::ToChild {
+                name: name.clone(),
+                cmd: ChildCmd::Thaw { epoch },
+            });
         }
     }
 
@@ -785,6 +894,39 @@ impl<T> Core<T> {
     }
 
     pub(super) fn moves_tick(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        // Arriving children whose backup did not confirm in time are refused (the sender
+        // keeps its copy).
+        let late: Vec<u64> = self
+            .moves
+            .incoming
+            .iter()
+            .filter(|(_, inc)| inc.deadline <= now && inc.waiting.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            let names: Vec<Arc<str>> = match self.moves.incoming.get_mut(&id) {
+                Some(inc) => std::mem::take(&mut inc.durable).into_iter().collect(),
+                None => continue,
+            };
+            for name in names {
+                warn!(child = %name, "arriving child not backed up in time; refusing it");
+                if let Some(inc) = self.moves.incoming.get_mut(&id) {
+                    inc.refused.push((
+                        name.to_string(),
+                        OfferRefusal::Rehydrate("its backup did not answer in time".into()),
+                    ));
+                }
+                if self.moves.take_pending(&name).is_some() {
+                    self.backups.remove(&name);
+                    out.push(Effect::ToChild {
+                        name: name.clone(),
+                        cmd: ChildCmd::Stop { report: false },
+                    });
+                    out.push(Effect::Forget { name });
+                }
+            }
+            self.maybe_answer(out, id);
+        }
         // Moves never committed.
         let stale: Vec<Arc<str>> = self
             .moves
@@ -831,6 +973,7 @@ impl<T> Core<T> {
         now: Instant,
         out: &mut Vec<Effect<T>>,
         deadline: Duration,
+        leave: bool,
         reply: T,
     ) {
         if self.moves.drain.is_some() {
@@ -844,6 +987,7 @@ impl<T> Core<T> {
         self.set_status(out, MemberStatus::Draining);
         self.moves.drain = Some(Drain {
             reply,
+            leave,
             started: now,
             end: now + deadline,
             report: DrainReport::default(),
@@ -862,18 +1006,15 @@ impl<T> Core<T> {
             match self.drain_next(now, out) {
                 DrainNext::Wait => return,
                 DrainNext::Abandon(waves) => {
-                    // Deadline mid-round: the round is given up where it is.
+                    // Deadline mid-round: nothing stays frozen. Children not offered yet
+                    // carry on here; offered ones are aborted at the target and carry on here
+                    // at a higher epoch.
                     for w in waves {
-                        if let Some(wave) = self.moves.waves.remove(&w)
-                            && let WavePhase::Offered { offer, .. } = wave.phase
-                        {
-                            self.moves.offers.remove(&offer);
-                        }
-                        self.moves.tickets.retain(|_, (id, _)| *id != w);
+                        self.give_up_wave(out, w);
                     }
-                    self.start_fallback(now, out);
+                    self.settle();
                 }
-                DrainNext::Fallback => self.start_fallback(now, out),
+                DrainNext::Settle => self.settle(),
                 DrainNext::Run(moves) => {
                     if let Some(Drain {
                         phase: DrainPhase::Moving { run, .. },
@@ -903,9 +1044,45 @@ impl<T> Core<T> {
         }
     }
 
+    /// Ends a wave without waiting for it: thaws what it froze, aborts what it offered.
+    fn give_up_wave(&mut self, out: &mut Vec<Effect<T>>, wave_id: u64) {
+        self.moves.tickets.retain(|_, (id, _)| *id != wave_id);
+        let Some(wave) = self.moves.waves.remove(&wave_id) else {
+            return;
+        };
+        match wave.phase {
+            WavePhase::Freezing {
+                waiting, frozen, ..
+            } => {
+                let names = waiting
+                    .into_iter()
+                    .chain(frozen.into_iter().map(|f| f.name));
+                for name in names {
+                    let epoch = self.local.get(&name).map(|l| l.epoch).unwrap_or(0);
+                    out.push(Effect::ToChild {
+                        name,
+                        cmd: ChildCmd::Thaw { epoch },
+                    });
+                }
+            }
+            WavePhase::Offered {
+                offer, children, ..
+            } => {
+                self.moves.offers.remove(&offer);
+                self.abort_offered(out, &wave.target, &children);
+            }
+        }
+    }
+
+    fn settle(&mut self) {
+        if let Some(d) = self.moves.drain.as_mut() {
+            d.phase = DrainPhase::Barrier;
+        }
+    }
+
     /// Decides the drain's next step (and records what needs no other part of the core).
     fn drain_next(&mut self, now: Instant, out: &mut Vec<Effect<T>>) -> DrainNext {
-        let others = self.others();
+        let others = self.move_targets();
         let names: Vec<Arc<str>> = self.local.keys().cloned().collect();
         let acked = self.all_acked();
         let Some(drain) = self.moves.drain.as_mut() else {
@@ -933,11 +1110,11 @@ impl<T> Core<T> {
                     }
                     *run = None;
                 }
+                if names.is_empty() || now >= end {
+                    return DrainNext::Settle;
+                }
                 if not_before.is_some_and(|t| now < t) {
                     return DrainNext::Wait;
-                }
-                if names.is_empty() || now >= end {
-                    return DrainNext::Fallback;
                 }
                 let moves: Vec<(String, NodeId)> = names
                     .iter()
@@ -969,28 +1146,11 @@ impl<T> Core<T> {
                 *not_before = None;
                 DrainNext::Run(moves)
             }
-            DrainPhase::Fallback { waiting, deadline } => {
-                if !waiting.is_empty() && now < *deadline {
-                    return DrainNext::Wait;
-                }
-                drain.report.stranded += waiting.len();
-                let left = end
-                    .saturating_duration_since(now)
-                    .max(Duration::from_millis(500));
-                drain.phase = DrainPhase::Barrier {
-                    deadline: now + left,
-                };
-                if acked {
-                    DrainNext::Finish
-                } else {
-                    DrainNext::Wait
-                }
-            }
-            DrainPhase::Barrier { deadline } => {
+            DrainPhase::Barrier => {
                 if acked {
                     return DrainNext::Finish;
                 }
-                if now < *deadline {
+                if now < end {
                     return DrainNext::Wait;
                 }
                 warn!(
@@ -1001,102 +1161,46 @@ impl<T> Core<T> {
         }
     }
 
-    /// What is left after the moves: push a final snapshot to its failover target.
-    fn start_fallback(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
-        let left: Vec<Arc<str>> = self.local.keys().cloned().collect();
-        let mut waiting = BTreeMap::new();
-        let mut stranded = 0;
-        for name in left {
-            let Some(target) = self.place_elsewhere(&name) else {
-                stranded += 1;
-                continue;
-            };
-            if !self.peers.contains_key(&target.name) {
-                stranded += 1;
-                continue;
-            }
-            let ticket = self.next_id();
-            waiting.insert(ticket, (name.clone(), target));
-            out.push(Effect::ToChild {
-                name,
-                cmd: ChildCmd::Freeze { ticket },
-            });
-        }
-        if let Some(d) = self.moves.drain.as_mut() {
-            d.report.stranded += stranded;
-            d.phase = DrainPhase::Fallback {
-                waiting,
-                deadline: now + FALLBACK_FREEZE,
-            };
-        }
-    }
-
-    /// A freeze answer for a drain's final snapshots; false when the ticket is not one.
-    fn fallback_frozen(
-        &mut self,
-        now: Instant,
-        out: &mut Vec<Effect<T>>,
-        ticket: u64,
-        frozen: Option<Frozen>,
-    ) -> bool {
-        let Some(Drain {
-            phase: DrainPhase::Fallback { waiting, .. },
-            report,
-            ..
-        }) = self.moves.drain.as_mut()
-        else {
-            return false;
-        };
-        let Some((name, target)) = waiting.remove(&ticket) else {
-            return false;
-        };
-        match frozen {
-            Some(f) => {
-                let epoch = self.registry.get(&name).map(|e| e.epoch).unwrap_or(0);
-                let item = SnapshotItem {
-                    name: name.to_string(),
-                    epoch,
-                    handled: u64::MAX,
-                    schema: f.schema,
-                    state: f.state,
-                };
-                out.push(Effect::Send {
-                    to: target,
-                    wire: Wire::Snapshots { items: vec![item] },
-                });
-                report.fallback += 1;
-                Counters::add(&self.counters.drain_fallbacks, 1);
-            }
-            None => report.stranded += 1,
-        }
-        self.drain_step(now, out);
-        true
+    /// Members a child may move to: alive ones that read a schema this build writes.
+    fn move_targets(&self) -> Vec<crate::placement::Candidate> {
+        let mut c = self.others();
+        c.retain(|c| c.reads.iter().any(|s| self.config.writes.contains(s)));
+        c
     }
 
     fn finish_drain(&mut self, now: Instant, out: &mut Vec<Effect<T>>, mut d: Drain<T>) {
         d.report.duration = now.duration_since(d.started);
+        let backed = |n: &Arc<str>| self.backups.get(n).is_some_and(|b| b.is_some());
+        d.report.fallback = self.local.keys().filter(|n| backed(n)).count();
+        d.report.stranded = self.local.len() - d.report.fallback;
         let r = &d.report;
         if r.stranded > 0 {
             warn!(
                 moved = r.moved,
-                fallback = r.fallback,
+                left = r.fallback,
                 stranded = r.stranded,
-                "drain deadline passed with no member to take some children: they stop with this \
-                 node (with a snapshot elsewhere, a member restarts them from it when it sees this \
-                 node down)"
+                "drain deadline passed with no member to take some children and none to back \
+                 them up: they stop with this node"
             );
-        } else if r.fallback > 0 {
+        }
+        if r.fallback + r.stranded > 0 {
             warn!(
                 moved = r.moved,
-                fallback = r.fallback,
-                "drain deadline passed: children left restart from their last snapshot elsewhere"
+                left = r.fallback,
+                "drain deadline passed: the children left keep running here (their backups hold \
+                 their state: if this node exits, they restart elsewhere from it)"
             );
+            Counters::add(&self.counters.drain_fallbacks, r.fallback as u64);
         } else {
             info!(
                 moved = r.moved,
                 ms = r.duration.as_millis() as u64,
                 "drain complete"
             );
+            if d.leave {
+                // Nothing left here and about to exit: no longer counted toward the majority.
+                self.set_status(out, MemberStatus::Left);
+            }
         }
         out.push(Effect::Reply {
             to: d.reply,
@@ -1129,7 +1233,8 @@ impl<T> Core<T> {
         if versions_differ || settling {
             return;
         }
-        let candidates = self.candidates();
+        let mut candidates = self.candidates();
+        candidates.retain(|c| c.node == self.me || c.reads.iter().any(|s| self.config.writes.contains(s)));
         let moves: Vec<(String, NodeId)> = self
             .local
             .keys()

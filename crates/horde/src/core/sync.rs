@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::{AckWait, Core, Effect, Link, Reply, SpawnFor};
 use crate::membership::{MemberInfo, MemberStatus, Version};
-use crate::protocol::{Hello, MIN_PROTOCOL, PROTOCOL, StartRefusal, Wire, WireEntry};
+use crate::protocol::{Hello, MIN_PROTOCOL, MemberWire, PROTOCOL, StartRefusal, Wire, WireEntry};
 use crate::registry::{self, Entry, Merged};
 use crate::stats::{Counters, HordeEvent};
 
@@ -28,6 +28,7 @@ impl<T> Core<T> {
             version: self.version.0.clone(),
             status: self.status,
             seq: self.hello_seq,
+            reads: self.config.reads.clone(),
         })
     }
 
@@ -57,10 +58,14 @@ impl<T> Core<T> {
             unreachable: false,
             hello_sent: false,
             sync_sent: false,
+            relinked: false,
         });
         if fresh {
             link.hello_sent = false;
             link.sync_sent = false;
+        } else {
+            // The same run on a new link: what was in flight on the old one is lost.
+            link.relinked = true;
         }
         // A new link (or a replaced one): its proxies are new; the shell looks the member
         // actor up again and says `PeerReady`.
@@ -75,6 +80,12 @@ impl<T> Core<T> {
             return;
         };
         link.ready = true;
+        if std::mem::take(&mut link.relinked) {
+            // Replicas (or their acknowledgements) may have been lost with the old link:
+            // every child sends its state again.
+            self.backups_stale = true;
+            self.force_backups = true;
+        }
         if !link.hello_sent {
             link.hello_sent = true;
             out.push(Effect::Send {
@@ -95,6 +106,7 @@ impl<T> Core<T> {
             version,
             status,
             seq,
+            reads,
         } = hello;
         if !(MIN_PROTOCOL..=PROTOCOL).contains(&protocol) {
             warn!(member = %node, protocol, supported = ?(MIN_PROTOCOL..=PROTOCOL), "refusing member: incompatible horde protocol (upgrade the older node)");
@@ -120,6 +132,7 @@ impl<T> Core<T> {
                         version,
                         status,
                         seq,
+                        reads,
                     },
                 );
             }
@@ -143,9 +156,27 @@ impl<T> Core<T> {
             node: node.clone(),
             status,
             version: Version::parse(&version),
+            reads,
         };
         let fresh_info = self.hello_seen.get(&node).is_none_or(|last| seq > *last);
-        let changed = fresh_info && self.members.upsert(info.clone()).is_some();
+        let previous = if fresh_info {
+            self.members.upsert(info.clone())
+        } else {
+            None
+        };
+        let changed = previous.is_some();
+        if let Some(Some(prev)) = &previous
+            && prev.node != node
+        {
+            // Another run of this name: the previous one is gone, whatever the incarnation
+            // numbers say (the new run's clock may be behind).
+            info!(member = %node, previous = %prev.node, "member restarted");
+            self.superseded.insert(prev.node.clone());
+            self.quorum.forget(&prev.node);
+        }
+        if changed {
+            self.backups_stale = true;
+        }
         if fresh_info {
             self.hello_seen
                 .retain(|n, _| n.name != node.name || n.incarnation >= node.incarnation);
@@ -180,10 +211,25 @@ impl<T> Core<T> {
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {
             let (nodes, wire) = registry::to_wire(chunk.iter().map(|(n, e)| (*n, *e)));
+            let members = if i == last {
+                self.members
+                    .iter()
+                    .filter(|m| m.node != *to)
+                    .map(|m| MemberWire {
+                        node: m.node.clone(),
+                        status: m.status,
+                        version: m.version.0.clone(),
+                        reads: m.reads.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             out.push(Effect::Send {
                 to: to.clone(),
                 wire: Wire::Sync {
                     from: self.me.clone(),
+                    members,
                     nodes,
                     entries: wire,
                     done: i == last,
@@ -192,9 +238,31 @@ impl<T> Core<T> {
         }
     }
 
-    /// Merges entries from another member; settles conflicts and commits incoming moves.
+    /// Members a peer told of that this member has not heard from yet (it is not connected
+    /// to them yet): known, so that a failover waits for their replicas.
+    pub(super) fn learn_members(&mut self, members: Vec<MemberWire>) {
+        for m in members {
+            if m.node.name == self.me.name || self.members.get(&m.node.name).is_some() {
+                continue;
+            }
+            if self.superseded.contains(&m.node) {
+                continue;
+            }
+            self.members.upsert(MemberInfo {
+                node: m.node,
+                status: m.status,
+                version: Version::parse(&m.version),
+                reads: m.reads,
+            });
+            self.dirty = true;
+        }
+    }
+
+    /// Merges entries from another member; settles conflicts, commits incoming moves and drops
+    /// arriving copies a newer epoch superseded.
     pub(super) fn merge_entries(
         &mut self,
+        _now: Instant,
         out: &mut Vec<Effect<T>>,
         nodes: &[NodeId],
         entries: Vec<WireEntry>,
@@ -205,10 +273,14 @@ impl<T> Core<T> {
         }
         let mut losers: Vec<(String, NodeId)> = Vec::new();
         let mut commits: Vec<Arc<str>> = Vec::new();
+        let mut stale_pending: Vec<Arc<str>> = Vec::new();
         for (name, entry) in entries {
             let mine = *entry.owner == self.me;
             let epoch = entry.epoch;
-            match self.registry.merge(&name, entry) {
+            if !mine && self.moves.pending_epoch(&name).is_some_and(|p| p < epoch) {
+                stale_pending.push(Arc::from(name.as_str()));
+            }
+            match self.merge_one(&name, entry) {
                 Merged::Kept => continue,
                 Merged::Replaced(old) if *old.owner == self.me && !mine => {
                     if let Some(new) = self.registry.get_any(&name) {
@@ -229,11 +301,23 @@ impl<T> Core<T> {
                 self.commit_pending(out, name, p, false);
             }
         }
+        for name in stale_pending {
+            if self.moves.take_pending(&name).is_some() {
+                debug!(child = %name, "an arriving copy was superseded before its move committed");
+                self.backups.remove(&name);
+                out.push(Effect::ToChild {
+                    name: name.clone(),
+                    cmd: super::ChildCmd::Stop { report: false },
+                });
+                out.push(Effect::Forget { name });
+            }
+        }
         for (name, winner) in losers {
             let key: Arc<str> = Arc::from(name.as_str());
             if self.local.remove(&key).is_none() {
                 continue;
             }
+            self.backups.remove(&key);
             Counters::add(&self.counters.conflicts, 1);
             warn!(child = %name, %winner, "name conflict after a partition: this copy lost and stops");
             self.emit(
@@ -264,35 +348,23 @@ impl<T> Core<T> {
         if self.members.mark_dead(id) {
             self.dirty = true;
             info!(member = %id, "member dead");
-            let version = self
-                .members
-                .get(&id.name)
-                .map(|i| i.version.clone())
-                .unwrap_or_else(|| Version::parse(""));
-            self.emit(
-                out,
-                HordeEvent::Member(MemberInfo {
-                    node: id.clone(),
-                    status: MemberStatus::Dead,
-                    version,
-                }),
-            );
+            if let Some(info) = self.members.get(&id.name).cloned() {
+                self.emit(out, HordeEvent::Member(info));
+            }
         }
         // Nobody waits for its acknowledgements any more.
         let batches: Vec<u64> = self.ack_waits.keys().copied().collect();
         for b in batches {
             self.on_ack(out, &id.name, b);
         }
-        // Offers to it and snapshot fetches from it will not be answered.
+        // No more lease for it from here; its writes are refused from now on.
+        self.quorum.suspect(id, now);
+        self.backups_stale = true;
+        // Offers to it and replica fetches from it will not be answered.
         self.moves_peer_down(now, out, id);
-        self.fetches_peer_down(out, id);
-        // Children it was moving here: this node holds the newest state; take them.
-        for name in self.moves.pending_from(id) {
-            if let Some(p) = self.moves.take_pending(&name) {
-                info!(child = %name, from = %id, "previous owner died mid-move; taking the child over");
-                self.commit_pending(out, name, p, true);
-            }
-        }
+        self.fetches_peer_down(now, out, id);
+        // Children it was moving here stay pending: they commit only by its registry change;
+        // if it died first, they are replicas for the failover like any other.
         self.failover(now, out);
         self.check_ready(now, out);
     }
@@ -391,26 +463,52 @@ impl<T> Core<T> {
         }
     }
 
-    /// Drops dead members that no longer own any name (their children moved or restarted),
-    /// so a long series of rolling updates does not accumulate them.
-    pub(super) fn forget_gone_members(&mut self) {
-        if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
-            return;
-        }
-        let owners: BTreeSet<&NodeId> = self
+    /// Removes from the quorum set the dead members a majority voted dead once they own no
+    /// name any more (their children restarted elsewhere), and forgets earlier runs nothing
+    /// references, so a long series of rolling updates does not accumulate them.
+    pub(super) fn forget_gone_members(&mut self, now: Instant) {
+        let owners: BTreeSet<NodeId> = self
             .registry
             .iter()
             .filter(|(_, e)| !e.removed)
-            .map(|(_, e)| &*e.owner)
+            .map(|(_, e)| (*e.owner).clone())
             .collect();
+        self.superseded.retain(|n| owners.contains(n));
+        // Members that left and are gone own nothing: forget them.
+        let departed: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|i| {
+                i.status == MemberStatus::Left
+                    && !self.peers.contains_key(&i.node.name)
+                    && !owners.contains(&i.node)
+            })
+            .map(|i| i.node.clone())
+            .collect();
+        for node in departed {
+            self.members.forget(&node);
+            self.quorum.forget(&node);
+            self.hello_seen.remove(&node);
+            self.dirty = true;
+        }
+        if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
+            return;
+        }
+        let set = self.quorum_set();
         let gone: Vec<NodeId> = self
             .members
             .iter()
-            .filter(|i| i.status == MemberStatus::Dead && !owners.contains(&i.node))
+            .filter(|i| {
+                i.status == MemberStatus::Dead
+                    && !owners.contains(&i.node)
+                    && self.quorum.dead(&self.me, &i.node, &set, now)
+            })
             .map(|i| i.node.clone())
             .collect();
         for node in gone {
+            info!(member = %node, "dead member removed from the quorum set");
             self.members.forget(&node);
+            self.quorum.removed(&node, now);
             self.hello_seen.remove(&node);
             self.dirty = true;
         }

@@ -1,0 +1,476 @@
+//! The quorum set, leases and death votes: who may answer, and when a member's children may
+//! be restarted elsewhere.
+//!
+//! - **Quorum set**: the members that count (alive or draining, and dead ones until they are
+//!   removed). Every member weighs 2; with an even count the lowest member id weighs 3 (the
+//!   tie-breaker, as Pekko's keep-majority keeps the lowest address), so two disjoint sets
+//!   can never both be a majority.
+//! - **Lease**: a member answers for its children only while a majority of the quorum set
+//!   granted its newest lease request; the lease runs from when the request was *sent*
+//!   (Raft's leader lease), so it ends on the holder's clock before any granter's view of it.
+//!   A member alone in its quorum set holds it alone.
+//! - **Votes**: a member that suspects another (its link is down) stops granting it leases;
+//!   once its last grant is older than the lease plus a drift margin, its vote that the other
+//!   is dead is effective, and travels with its lease requests. A member is dead when the
+//!   members that voted so leave no majority without them: every lease the dead one could
+//!   still hold needs one of them, and they granted none that is still running. Only then
+//!   are its children restarted, and only by a member that holds a lease itself (the
+//!   majority side). A member seen again is granted again once it owns nothing any more.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use discovery::NodeId;
+use tracing::info;
+
+use super::{Core, Effect};
+use crate::membership::MemberStatus;
+use crate::protocol::Wire;
+
+/// How often lease requests go out.
+pub const LEASE_EVERY: Duration = Duration::from_millis(200);
+/// What votes wait for beyond the lease: clock rates differ a little between machines.
+pub const DRIFT_MARGIN: Duration = Duration::from_millis(250);
+
+/// Leases and votes of one member.
+#[derive(Debug)]
+pub(super) struct Quorum {
+    /// How long a lease runs from its request.
+    pub lease: Duration,
+    round: u64,
+    /// Requests sent (round, when), oldest first; a few kept.
+    sent: VecDeque<(u64, Instant)>,
+    last_sent: Option<Instant>,
+    /// Newest round each member granted, by name (with the run that granted it).
+    grants: BTreeMap<String, (NodeId, u64)>,
+    /// The lease runs until then.
+    until: Option<Instant>,
+    /// When this member last granted each member a lease.
+    granted: BTreeMap<NodeId, Instant>,
+    /// Members this member suspects (no more grants), since when.
+    suspects: BTreeMap<NodeId, Instant>,
+    /// Effective votes of others: voter name → (voter run, members it voted dead).
+    votes: BTreeMap<String, (NodeId, BTreeSet<NodeId>)>,
+    /// Members this member removed from its quorum set, and when: still voted dead for a
+    /// while, so that members that decided later can remove them too.
+    removed: BTreeMap<NodeId, Instant>,
+}
+
+/// How long a removed member is still voted dead.
+const REMOVED_VOTES: Duration = Duration::from_secs(300);
+
+/// The quorum set and its weights.
+#[derive(Debug, Clone)]
+pub(super) struct Set {
+    members: Vec<NodeId>,
+}
+
+impl Set {
+    pub fn new(mut members: Vec<NodeId>) -> Self {
+        members.sort();
+        members.dedup();
+        Set { members }
+    }
+
+    pub fn contains(&self, n: &NodeId) -> bool {
+        self.members.binary_search(n).is_ok()
+    }
+
+    pub fn members(&self) -> &[NodeId] {
+        &self.members
+    }
+
+    fn weight_of(&self, n: &NodeId) -> u64 {
+        let tie = self.members.len() % 2 == 0 && self.members.first() == Some(n);
+        if tie { 3 } else { 2 }
+    }
+
+    fn total(&self) -> u64 {
+        self.members.iter().map(|m| self.weight_of(m)).sum()
+    }
+
+    /// True when the members of the set for which `pick` holds are a majority of it.
+    pub fn majority(&self, pick: impl Fn(&NodeId) -> bool) -> bool {
+        let w: u64 = self
+            .members
+            .iter()
+            .filter(|m| pick(m))
+            .map(|m| self.weight_of(m))
+            .sum();
+        2 * w > self.total()
+    }
+}
+
+impl Quorum {
+    pub fn new(lease: Duration) -> Self {
+        Self {
+            lease,
+            round: 0,
+            sent: VecDeque::new(),
+            last_sent: None,
+            grants: BTreeMap::new(),
+            until: None,
+            granted: BTreeMap::new(),
+            suspects: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            removed: BTreeMap::new(),
+        }
+    }
+
+    /// The lease runs until then (`None`: none held).
+    pub fn until(&self) -> Option<Instant> {
+        self.until
+    }
+
+    /// True while the lease runs.
+    pub fn valid(&self, now: Instant) -> bool {
+        self.until.is_some_and(|u| now < u)
+    }
+
+    /// A new request is due: returns its round (and records when it was sent).
+    pub fn request(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last_sent
+            .is_some_and(|t| now.saturating_duration_since(t) < LEASE_EVERY)
+        {
+            return None;
+        }
+        self.round += 1;
+        self.last_sent = Some(now);
+        self.sent.push_back((self.round, now));
+        while self.sent.len() > 16 {
+            self.sent.pop_front();
+        }
+        Some(self.round)
+    }
+
+    /// A member granted round `round`.
+    pub fn grant_received(&mut self, from: NodeId, round: u64) {
+        let e = self.grants.entry(from.name.clone()).or_insert((from.clone(), 0));
+        if e.0 != from {
+            *e = (from, round);
+        } else {
+            e.1 = e.1.max(round);
+        }
+    }
+
+    /// Works the lease out again from the grants and the quorum set (`me` included).
+    pub fn recompute(&mut self, me: &NodeId, set: &Set, now: Instant) -> bool {
+        let before = self.until;
+        if !set.contains(me) {
+            self.until = None;
+        } else if set.members().len() == 1 {
+            // Alone: its own majority.
+            self.until = Some(now + self.lease);
+        } else {
+            let mut best = None;
+            for (round, at) in self.sent.iter().rev() {
+                let ok = set.majority(|m| {
+                    m == me
+                        || self
+                            .grants
+                            .get(&m.name)
+                            .is_some_and(|(id, r)| id == m && r >= round)
+                });
+                if ok {
+                    best = Some(*at + self.lease);
+                    break;
+                }
+            }
+            // A lease never shrinks by a recomputation: what was granted stays granted.
+            self.until = match (best, self.until) {
+                (Some(b), Some(u)) => Some(b.max(u)),
+                (b, u) => b.or(u),
+            };
+        }
+        self.until != before
+    }
+
+    /// Whether to grant `from` a lease (and records the grant).
+    pub fn grant(&mut self, from: &NodeId, in_set: bool, now: Instant) -> bool {
+        if !in_set || self.suspects.contains_key(from) {
+            return false;
+        }
+        self.granted.insert(from.clone(), now);
+        true
+    }
+
+    /// Records another member's votes.
+    pub fn votes_received(&mut self, from: NodeId, votes: Vec<NodeId>) {
+        self.votes
+            .insert(from.name.clone(), (from, votes.into_iter().collect()));
+    }
+
+    /// This member stops granting `node` (its link went down).
+    pub fn suspect(&mut self, node: &NodeId, now: Instant) {
+        self.suspects.entry(node.clone()).or_insert(now);
+    }
+
+    /// True while this member refuses `node`.
+    pub fn suspects(&self, node: &NodeId) -> bool {
+        self.suspects.contains_key(node)
+    }
+
+    /// Grants `node` again (it is back and owns nothing).
+    pub fn readmit(&mut self, node: &NodeId) -> bool {
+        self.suspects.remove(node).is_some()
+    }
+
+    /// `node` left the quorum set (a majority voted it dead and its children restarted): it
+    /// stays voted dead a while longer, for the members that decide later.
+    pub fn removed(&mut self, node: &NodeId, now: Instant) {
+        self.forget(node);
+        self.removed.insert(node.clone(), now);
+    }
+
+    /// Forgets everything about `node` (another run replaced it, or it left).
+    pub fn forget(&mut self, node: &NodeId) {
+        self.suspects.remove(node);
+        self.granted.remove(node);
+        if self.grants.get(&node.name).is_some_and(|(id, _)| id == node) {
+            self.grants.remove(&node.name);
+        }
+        if self.votes.get(&node.name).is_some_and(|(id, _)| id == node) {
+            self.votes.remove(&node.name);
+        }
+        for (_, (_, v)) in self.votes.iter_mut() {
+            v.remove(node);
+        }
+    }
+
+    /// This member's effective votes: suspects whose last grant is older than the lease plus
+    /// the margin.
+    pub fn my_votes(&mut self, now: Instant) -> Vec<NodeId> {
+        self.removed
+            .retain(|_, at| now.saturating_duration_since(*at) < REMOVED_VOTES);
+        self.suspects
+            .keys()
+            .filter(|n| self.voted(n, now))
+            .chain(self.removed.keys())
+            .cloned()
+            .collect()
+    }
+
+    fn voted(&self, node: &NodeId, now: Instant) -> bool {
+        let Some(since) = self.suspects.get(node) else {
+            return false;
+        };
+        let from = match self.granted.get(node) {
+            Some(g) => (*g + self.lease + DRIFT_MARGIN).max(*since),
+            None => *since,
+        };
+        now >= from
+    }
+
+    /// True when `node` is dead: the members that voted so leave no majority without them.
+    pub fn dead(&self, me: &NodeId, node: &NodeId, set: &Set, now: Instant) -> bool {
+        if !set.contains(node) {
+            // Not counted: the caller judges it by what it knows of it.
+            return false;
+        }
+        let voted = |m: &NodeId| -> bool {
+            if m == node {
+                return false;
+            }
+            if m == me {
+                return self.voted(node, now);
+            }
+            self.votes
+                .get(&m.name)
+                .is_some_and(|(id, v)| id == m && v.contains(node))
+        };
+        !set.majority(|m| !voted(m))
+    }
+}
+
+impl<T> Core<T> {
+    /// The members that count: this one and every other that is alive or draining, and dead
+    /// ones until they are removed.
+    pub(super) fn quorum_set(&self) -> Set {
+        let mut members: Vec<NodeId> = self
+            .members
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.status,
+                    MemberStatus::Alive | MemberStatus::Draining | MemberStatus::Dead
+                )
+            })
+            .map(|m| m.node.clone())
+            .collect();
+        if matches!(self.status, MemberStatus::Alive | MemberStatus::Draining) {
+            members.push(self.me.clone());
+        }
+        Set::new(members)
+    }
+
+    /// Sends the next lease request when one is due, and works the lease out again.
+    pub(super) fn lease_tick(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let set = self.quorum_set();
+        if set.contains(&self.me)
+            && let Some(round) = self.quorum.request(now)
+        {
+            let to: Vec<NodeId> = set
+                .members()
+                .iter()
+                .filter(|m| **m != self.me && self.peers.get(&m.name) == Some(*m))
+                .cloned()
+                .collect();
+            if !to.is_empty() {
+                out.push(Effect::Broadcast {
+                    to,
+                    wire: Wire::Lease {
+                        from: self.me.clone(),
+                        round,
+                        votes: self.quorum.my_votes(now),
+                    },
+                });
+            }
+        }
+        self.refresh_lease(now);
+    }
+
+    pub(super) fn refresh_lease(&mut self, now: Instant) {
+        let set = self.quorum_set();
+        if self.quorum.recompute(&self.me, &set, now) {
+            self.dirty = true;
+        }
+    }
+
+    /// Another member asks for a lease (and tells its votes).
+    pub(super) fn on_lease(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        from: NodeId,
+        round: u64,
+        votes: Vec<NodeId>,
+    ) {
+        self.quorum.votes_received(from.clone(), votes);
+        let connected = self.peers.get(&from.name) == Some(&from);
+        if connected && self.quorum.suspects(&from) {
+            // Back. If no majority voted it dead, no child of it was restarted elsewhere: grant
+            // it again. If one did, only once every child it had runs elsewhere (its copies
+            // are then fenced by their epochs).
+            let set = self.quorum_set();
+            if !self.quorum.dead(&self.me, &from, &set, now) || !self.owns_any(&from) {
+                info!(member = %from, "member back after being suspected; granting it leases again");
+                self.quorum.readmit(&from);
+            }
+        }
+        let in_set = self.quorum_set().contains(&from);
+        if connected && self.quorum.grant(&from, in_set, now) {
+            out.push(Effect::Send {
+                to: from,
+                wire: Wire::LeaseGrant {
+                    from: self.me.clone(),
+                    round,
+                },
+            });
+        }
+    }
+
+    /// True when `node` owns a live name in this replica.
+    fn owns_any(&self, node: &NodeId) -> bool {
+        self.registry
+            .iter()
+            .any(|(_, e)| !e.removed && *e.owner == *node)
+    }
+
+    /// True when `node`'s children may be restarted elsewhere: it is an earlier run of a
+    /// name, or a majority of the quorum set voted it dead (even if it is connected again:
+    /// it answers nothing until every child it had runs elsewhere), or it left the set.
+    pub(super) fn dead_for_failover(&self, node: &NodeId, now: Instant) -> bool {
+        if *node == self.me {
+            return false;
+        }
+        if node.name == self.me.name || self.superseded.contains(node) {
+            return true;
+        }
+        let set = self.quorum_set();
+        if set.contains(node) {
+            return self.quorum.dead(&self.me, node, &set, now);
+        }
+        // Not counted: one that left (and is gone), or one not heard of yet (not dead).
+        self.is_dead(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(name: &str) -> NodeId {
+        NodeId {
+            name: name.into(),
+            incarnation: 1,
+        }
+    }
+
+    #[test]
+    fn two_disjoint_sets_are_never_both_a_majority() {
+        for size in 1..=7usize {
+            let all: Vec<NodeId> = (0..size).map(|i| n(&format!("m{i}"))).collect();
+            let set = Set::new(all.clone());
+            for mask in 0u32..(1 << size) {
+                let a = |m: &NodeId| all.iter().position(|x| x == m).is_some_and(|i| mask & (1 << i) != 0);
+                let b = |m: &NodeId| !a(m);
+                assert!(!(set.majority(a) && set.majority(b)), "size {size} mask {mask:b}");
+            }
+        }
+        // With two members, the lowest one alone is the majority.
+        let set = Set::new(vec![n("a"), n("b")]);
+        assert!(set.majority(|m| m.name == "a"));
+        assert!(!set.majority(|m| m.name == "b"));
+    }
+
+    #[test]
+    fn a_lease_runs_from_the_request_a_majority_granted() {
+        let t0 = Instant::now();
+        let (a, b, c) = (n("a"), n("b"), n("c"));
+        let set = Set::new(vec![a.clone(), b.clone(), c.clone()]);
+        let mut q = Quorum::new(Duration::from_secs(1));
+        let r1 = q.request(t0).unwrap();
+        assert!(q.request(t0 + Duration::from_millis(10)).is_none(), "not due yet");
+        q.recompute(&a, &set, t0);
+        assert!(!q.valid(t0), "nobody granted yet");
+        q.grant_received(b.clone(), r1);
+        q.recompute(&a, &set, t0 + Duration::from_millis(5));
+        assert!(q.valid(t0 + Duration::from_millis(999)));
+        assert!(!q.valid(t0 + Duration::from_millis(1000)), "runs from when it was sent");
+        // A grant of another run of b does not count.
+        let mut q2 = Quorum::new(Duration::from_secs(1));
+        let r = q2.request(t0).unwrap();
+        q2.grant_received(
+            NodeId {
+                name: "b".into(),
+                incarnation: 9,
+            },
+            r,
+        );
+        q2.recompute(&a, &set, t0);
+        assert!(!q2.valid(t0));
+    }
+
+    #[test]
+    fn a_member_is_dead_only_once_votes_leave_no_majority_and_grants_ran_out() {
+        let t0 = Instant::now();
+        let (a, b, c) = (n("a"), n("b"), n("c"));
+        let set = Set::new(vec![a.clone(), b.clone(), c.clone()]);
+        let mut q = Quorum::new(Duration::from_secs(1));
+        assert!(q.grant(&c, true, t0));
+        q.suspect(&c, t0 + Duration::from_millis(100));
+        assert!(!q.grant(&c, true, t0 + Duration::from_millis(200)), "no grant once suspected");
+        // Only a's vote, and not yet effective.
+        assert!(!q.dead(&a, &c, &set, t0 + Duration::from_millis(500)));
+        let later = t0 + Duration::from_secs(1) + DRIFT_MARGIN;
+        assert_eq!(q.my_votes(later), vec![c.clone()]);
+        // a alone is not enough (b could still grant c a lease with c itself).
+        assert!(!q.dead(&a, &c, &set, later));
+        q.votes_received(b.clone(), vec![c.clone()]);
+        assert!(q.dead(&a, &c, &set, later));
+        // Readmitted: no more vote of a's.
+        assert!(q.readmit(&c));
+        assert!(!q.dead(&a, &c, &set, later));
+    }
+}

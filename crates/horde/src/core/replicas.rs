@@ -1,0 +1,210 @@
+//! Replicas: this member as the backup of other members' children, and the backups of its
+//! own.
+//!
+//! A backup stores the newest replica of each child it backs (by epoch, then sequence) and
+//! acknowledges it to the owner, whose answers wait for that. It is also where a stale owner
+//! is fenced: a replica of an epoch older than the backup knows (from the registry or a newer
+//! replica) is refused as stale, and one from a member this node suspects is refused as
+//! fenced; the owner's copy then answers nothing more. The backup of a child is the member
+//! placement picks among the others that are alive (else draining) and read a schema this
+//! build writes; every membership change recomputes them and tells the children whose backup
+//! changed (they send their whole state to the new one before answering again).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use discovery::NodeId;
+
+use super::{ChildCmd, Core, Effect};
+use crate::membership::MemberStatus;
+use crate::protocol::{Replica, ReplicaRefusal, Wire};
+
+/// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
+const IDLE_REPLICA: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Kept {
+    replica: Replica,
+    at: Instant,
+}
+
+/// Replicas this member keeps for others.
+#[derive(Debug, Default)]
+pub(super) struct Replicas {
+    held: BTreeMap<Arc<str>, Kept>,
+}
+
+impl Replicas {
+    pub(super) fn get(&self, name: &str) -> Option<&Replica> {
+        self.held.get(name).map(|k| &k.replica)
+    }
+
+    pub(super) fn remove(&mut self, name: &str) {
+        self.held.remove(name);
+    }
+
+}
+
+impl<T> Core<T> {
+    /// A replica from an owner: kept and acknowledged, or refused.
+    pub(super) fn on_replicate(&mut self, now: Instant, out: &mut Vec<Effect<T>>, r: Replica) {
+        let refuse = |why: ReplicaRefusal| Effect::Send {
+            to: r.owner.clone(),
+            wire: Wire::ReplicaNack {
+                from: self.me.clone(),
+                name: r.name.clone(),
+                epoch: r.epoch,
+                why,
+            },
+        };
+        if self.quorum.suspects(&r.owner) || self.is_dead(&r.owner) {
+            return out.push(refuse(ReplicaRefusal::Fenced));
+        }
+        if self
+            .registry
+            .get_any(&r.name)
+            .is_some_and(|e| e.epoch > r.epoch)
+        {
+            return out.push(refuse(ReplicaRefusal::Stale));
+        }
+        if let Some(k) = self.replicas.held.get(r.name.as_str()) {
+            if k.replica.epoch > r.epoch {
+                return out.push(refuse(ReplicaRefusal::Stale));
+            }
+            if (k.replica.epoch, k.replica.seq) >= (r.epoch, r.seq) {
+                return out.push(ack(&self.me, &r));
+            }
+        }
+        out.push(ack(&self.me, &r));
+        self.replicas.held.insert(
+            Arc::from(r.name.as_str()),
+            Kept {
+                replica: r,
+                at: now,
+            },
+        );
+    }
+
+    /// What this member can give a failover of these names: the replicas it keeps, and the
+    /// state of copies arriving here in a move that was not committed.
+    pub(super) fn replicas_of(&self, names: &[String]) -> Vec<Replica> {
+        names
+            .iter()
+            .filter_map(|n| {
+                let kept = self.replicas.get(n).cloned();
+                let pending = self.moves.pending_replica(n, &self.me);
+                match (kept, pending) {
+                    (Some(a), Some(b)) => Some(if (b.epoch, b.seq) > (a.epoch, a.seq) { b } else { a }),
+                    (a, b) => a.or(b),
+                }
+            })
+            .collect()
+    }
+
+    /// Drops replicas nobody will need: of removed names, of children now hosted here, and of
+    /// children whose owner backs up on another member (after a quiet while).
+    pub(super) fn replicas_gc(&mut self, now: Instant) {
+        let mut drop = Vec::new();
+        for (name, k) in &self.replicas.held {
+            let gone = match self.registry.get_any(name) {
+                Some(e) if e.removed => true,
+                Some(e) if *e.owner == self.me && self.local.contains_key(name) => true,
+                Some(e) if !self.is_dead(&e.owner) => {
+                    now.saturating_duration_since(k.at) > IDLE_REPLICA
+                        && self
+                            .backup_choice(&e.owner, name)
+                            .is_none_or(|(b, _)| b != self.me)
+                }
+                _ => false,
+            };
+            if gone {
+                drop.push(name.clone());
+            }
+        }
+        for n in drop {
+            self.replicas.held.remove(&n);
+        }
+    }
+
+    /// The backup `owner` should use for `name`, as this member sees the cluster: placement
+    /// among the others that are alive (else draining), connected, and read a schema this
+    /// build writes; with the newest such schema. Backups that just refused this node's
+    /// replicas come last (tried again when there is no other).
+    pub(super) fn backup_choice(&self, owner: &NodeId, name: &str) -> Option<(NodeId, u16)> {
+        let writes = &self.config.writes;
+        let all = self.candidates();
+        let mine = *owner == self.me;
+        for avoid_refusing in [true, false] {
+            for status in [MemberStatus::Alive, MemberStatus::Draining] {
+                let cands: Vec<crate::placement::Candidate> = all
+                    .iter()
+                    .filter(|c| {
+                        c.node != *owner
+                            && c.status == status
+                            && !(avoid_refusing && mine && self.refusing.contains_key(&c.node))
+                            && (c.node == self.me
+                                || self.peers.get(&c.node.name) == Some(&c.node))
+                            && c.reads.iter().any(|s| writes.contains(s))
+                    })
+                    .cloned()
+                    .map(|mut c| {
+                        // Placement only takes alive members: a draining backup is still one.
+                        c.status = MemberStatus::Alive;
+                        c
+                    })
+                    .collect();
+                if let Some(node) = self.config.placement.place(name, &cands) {
+                    let schema = cands
+                        .iter()
+                        .find(|c| c.node == node)
+                        .and_then(|c| {
+                            c.reads.iter().filter(|s| writes.contains(s)).max().copied()
+                        })
+                        .unwrap_or(0);
+                    return Some((node, schema));
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells one child its backup (when it starts or arrives).
+    pub(super) fn tell_backup(&mut self, out: &mut Vec<Effect<T>>, name: &Arc<str>) {
+        let b = self.backup_choice(&self.me.clone(), name);
+        self.backups.insert(name.clone(), b.clone());
+        out.push(Effect::ToChild {
+            name: name.clone(),
+            cmd: ChildCmd::Backup { node: b },
+        });
+    }
+
+    /// Recomputes every child's backup after a membership change; tells those that changed
+    /// (all of them with `force`: a backup refused and they must try again).
+    pub(super) fn assign_backups(&mut self, out: &mut Vec<Effect<T>>, force: bool) {
+        let me = self.me.clone();
+        let names: Vec<Arc<str>> = self.backups.keys().cloned().collect();
+        for name in names {
+            let b = self.backup_choice(&me, &name);
+            if force || self.backups.get(&name) != Some(&b) {
+                self.backups.insert(name.clone(), b.clone());
+                out.push(Effect::ToChild {
+                    name,
+                    cmd: ChildCmd::Backup { node: b },
+                });
+            }
+        }
+    }
+}
+
+fn ack<T>(me: &NodeId, r: &Replica) -> Effect<T> {
+    Effect::Send {
+        to: r.owner.clone(),
+        wire: Wire::ReplicaAck {
+            from: me.clone(),
+            name: r.name.clone(),
+            epoch: r.epoch,
+            seq: r.seq,
+        },
+    }
+}
