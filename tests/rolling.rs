@@ -448,3 +448,53 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     }
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_to_the_previous_build_keeps_every_game() {
+    let v2 = tokio::task::spawn_blocking(v2_binary).await.unwrap();
+    let v1 = PathBuf::from(MINOTAUR);
+    let mut cluster = Cluster::start(options(44, "rollback", v1.clone()))
+        .await
+        .unwrap();
+    let load = Load::start(cluster.http(), 60, 12, 150.0, cluster.targets())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // v1 -> v2, then back to v1 (what `docker service rollback` does), writers running.
+    for binary in [&v2, &v2, &v2, &v1, &v1, &v1] {
+        let (_, code) = cluster.replace(0, binary).await.unwrap();
+        assert_eq!(code, Some(0), "a drained node exits 0");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let result = load.stop().await;
+    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
+    eprintln!("rollback: {integrity:?}");
+    assert_eq!(
+        (
+            integrity.games_lost,
+            integrity.inputs_lost,
+            integrity.inputs_duplicated
+        ),
+        (0, 0, 0),
+        "{integrity:?}"
+    );
+    assert!(
+        result.interleaved().is_empty(),
+        "{:?}",
+        result.interleaved()
+    );
+    // Only the previous version is left, running every game on v1 state.
+    let members = cluster.members().await;
+    assert!(
+        members
+            .values()
+            .all(|(status, version)| status == "alive" && version != "0.2.0"),
+        "{members:?}"
+    );
+    let url = cluster.urls()[0].clone();
+    for code in result.games.iter().map(|g| &g.code) {
+        let (_, g) = get(&cluster, &format!("{url}/api/games/{code}")).await;
+        assert_eq!(g["schema"], 1, "{code} not back on v1 code: {g}");
+    }
+    cluster.shutdown().await;
+}

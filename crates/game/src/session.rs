@@ -197,7 +197,11 @@ impl Handoff for Session {
     /// A v2 build also writes v1 (without the move count), for a node of the previous version
     /// during a rollback.
     fn writes() -> Vec<u16> {
-        if STATE_SCHEMA >= 2 { vec![2, 1] } else { vec![1] }
+        if STATE_SCHEMA >= 2 {
+            vec![2, 1]
+        } else {
+            vec![1]
+        }
     }
 
     fn dehydrate_as(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {

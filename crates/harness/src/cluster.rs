@@ -223,6 +223,77 @@ impl Cluster {
         Ok((started.elapsed(), code))
     }
 
+    /// Starts one more node running `binary` and waits until it is healthy and in DNS; its
+    /// index in [`Cluster::nodes`].
+    pub async fn add(&mut self, binary: &Path) -> Result<usize, Error> {
+        let new = self.spawn(binary)?;
+        self.nodes.push(new);
+        let last = self.nodes.len() - 1;
+        self.wait_healthy(last, START_TIMEOUT).await?;
+        let ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        self.dns.set_addresses(SERVICE, &ips);
+        self.set_targets();
+        Ok(last)
+    }
+
+    /// SIGKILL of node `i` (no drain, no goodbye); it leaves DNS and the players' targets.
+    pub fn kill(&mut self, i: usize) -> NodeProcess {
+        let mut old = self.nodes.remove(i);
+        old.kill();
+        let ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        self.dns.set_addresses(SERVICE, &ips);
+        self.set_targets();
+        old
+    }
+
+    /// Games each node hosts, as the first node's `/api/cluster` reports them (by node name).
+    pub async fn games_per_node(&self) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        if let Some(url) = self.urls().first()
+            && let Ok(r) = self.http.get(format!("{url}/api/cluster")).send().await
+            && let Ok(v) = r.json::<Value>().await
+            && let Some(ms) = v["members"].as_array()
+        {
+            for m in ms {
+                out.insert(
+                    m["node"].as_str().unwrap_or("").to_string(),
+                    m["games"].as_u64().unwrap_or(0),
+                );
+            }
+        }
+        out
+    }
+
+    /// Every game's host as each node's registry says (`GET /api/games` on each): the games
+    /// whose nodes disagree, or that some node does not list.
+    pub async fn owners_disagree(&self) -> Vec<String> {
+        let mut views: Vec<HashMap<String, String>> = Vec::new();
+        for url in self.urls() {
+            let mut view = HashMap::new();
+            if let Ok(r) = self.http.get(format!("{url}/api/games")).send().await
+                && let Ok(Value::Array(games)) = r.json::<Value>().await
+            {
+                for g in games {
+                    view.insert(
+                        g["code"].as_str().unwrap_or("").to_string(),
+                        g["node"].as_str().unwrap_or("").to_string(),
+                    );
+                }
+            }
+            views.push(view);
+        }
+        let Some(first) = views.first() else {
+            return Vec::new();
+        };
+        let mut bad: Vec<String> = first
+            .iter()
+            .filter(|(code, node)| views.iter().any(|v| v.get(*code) != Some(node)))
+            .map(|(code, _)| code.clone())
+            .collect();
+        bad.sort();
+        bad
+    }
+
     /// The cluster's members as the first node sees them: node name -> (status, version);
     /// empty when it does not answer.
     pub async fn members(&self) -> HashMap<String, (String, String)> {

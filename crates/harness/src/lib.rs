@@ -30,6 +30,7 @@
 //!   members on top, meshing them.
 //! - [`load`]: players over HTTP that retry an input with the same `input_id`, and the
 //!   integrity check of every game afterwards.
+//! - [`netns`]: nodes in network namespaces on a bridge, and real partitions (iptables).
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
 
@@ -43,6 +44,7 @@ pub mod latency;
 pub mod load;
 pub mod logs;
 pub mod mesh;
+pub mod netns;
 pub mod node;
 pub mod ports;
 pub mod process;
@@ -91,4 +93,7 @@ pub enum Error {
     /// A node did not create a game (the reason as the client saw it).
     #[error("{0}")]
     GameNotCreated(String),
+    /// Namespaces, links or firewall rules could not be set up.
+    #[error("{0}")]
+    Setup(String),
 }

@@ -50,6 +50,8 @@ const PLAYERS: [&str; 2] = ["ann", "bob"];
 #[derive(Debug)]
 pub struct Load {
     games: Arc<Vec<Mutex<Tracked>>>,
+    /// Every acknowledged input: (game index, answering node, when the answer arrived).
+    answers: Arc<std::sync::Mutex<Vec<Answer>>>,
     stop: Arc<AtomicBool>,
     measuring: Arc<AtomicBool>,
     failed_attempts: Arc<AtomicU64>,
@@ -192,6 +194,7 @@ impl Load {
         }
         let mut load = Load {
             games: Arc::new(games),
+            answers: Arc::new(std::sync::Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
             measuring: Arc::new(AtomicBool::new(false)),
             failed_attempts: Arc::new(AtomicU64::new(0)),
@@ -222,13 +225,14 @@ impl Load {
             if range.is_empty() {
                 continue;
             }
-            let (http, urls, games, stop, measuring, failed) = (
+            let (http, urls, games, stop, measuring, failed, answers) = (
                 http.clone(),
                 urls.clone(),
                 load.games.clone(),
                 load.stop.clone(),
                 load.measuring.clone(),
                 load.failed_attempts.clone(),
+                load.answers.clone(),
             );
             let pace = Duration::from_secs_f64(clients.max(1) as f64 / rate.max(1.0));
             load.workers.push(tokio::spawn(async move {
@@ -255,6 +259,13 @@ impl Load {
                         match answer {
                             Sent::Acked(state) => {
                                 t.acked += 1;
+                                if let Ok(mut a) = answers.lock() {
+                                    a.push(Answer {
+                                        game: g,
+                                        node: state["node"].as_str().unwrap_or("").to_string(),
+                                        at: Instant::now(),
+                                    });
+                                }
                                 let round = state["round"].as_u64().unwrap_or(0);
                                 let seq = state["seq"].as_u64().unwrap_or(0);
                                 if (round, seq) < t.last {
@@ -298,7 +309,9 @@ impl Load {
         for g in self.games.iter() {
             games.push(g.lock().await.clone());
         }
+        let answers = self.answers.lock().map(|a| a.clone()).unwrap_or_default();
         LoadResult {
+            answers,
             regressions: games.iter().map(|g| g.regressions).sum(),
             games: games
                 .into_iter()
@@ -315,9 +328,22 @@ impl Load {
     }
 }
 
+/// One acknowledged input, as its player saw it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The game's index in [`LoadResult::games`].
+    pub game: usize,
+    /// The node that answered (the game's host then).
+    pub node: String,
+    /// When the answer arrived.
+    pub at: Instant,
+}
+
 /// What the players saw.
 #[derive(Debug, Clone)]
 pub struct LoadResult {
+    /// Every acknowledged input after the players joined, in arrival order per player.
+    pub answers: Vec<Answer>,
     /// Per game, in the order they were created.
     pub games: Vec<GameResult>,
     /// States that went back in time (must be 0).
@@ -353,6 +379,32 @@ pub struct Pauses {
 }
 
 impl LoadResult {
+    /// Games answered by a node after another node had answered for them and then the
+    /// first one again (two copies answering at once), with the sequence of nodes seen.
+    pub fn interleaved(&self) -> Vec<(String, Vec<String>)> {
+        let mut answers = self.answers.clone();
+        answers.sort_by_key(|a| a.at);
+        let mut seen: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
+        let mut bad = std::collections::BTreeSet::new();
+        for a in &answers {
+            let s = seen.entry(a.game).or_default();
+            if s.last() != Some(&a.node) {
+                if s.contains(&a.node) {
+                    bad.insert(a.game);
+                }
+                s.push(a.node.clone());
+            }
+        }
+        bad.into_iter()
+            .map(|g| {
+                (
+                    self.games[g].code.clone(),
+                    seen.remove(&g).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
     /// The per-game pauses: median, 99th percentile, longest (0 without games).
     pub fn pauses(&self) -> Pauses {
         let mut pauses: Vec<f64> = self.games.iter().map(|g| g.pause_ms).collect();

@@ -73,13 +73,33 @@ impl NodeProcess {
         env: HashMap<String, String>,
         logs: &Path,
     ) -> Result<NodeProcess, Error> {
+        Self::start_with(&[], binary, ip, env, logs)
+    }
+
+    /// As [`NodeProcess::start`], with the command run through `prefix` (e.g. `ip netns exec
+    /// NAME`, which execs it: the process is the node's own).
+    pub fn start_with(
+        prefix: &[String],
+        binary: impl AsRef<Path>,
+        ip: IpAddr,
+        env: HashMap<String, String>,
+        logs: &Path,
+    ) -> Result<NodeProcess, Error> {
         let binary = binary.as_ref().to_path_buf();
         let node_name = env.get("RELEASE_NODE").cloned().unwrap_or_else(|| name(ip));
         let log = logs.join(format!("{ip}.log"));
         // Appended: a node restarted on the same address keeps the story in one file.
         let file = OpenOptions::new().create(true).append(true).open(&log)?;
+        let mut command = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
         let process = ChildProcess::spawn(
-            Command::new(&binary)
+            command
                 .arg("start")
                 .env_clear()
                 .env("RUST_LOG", DEFAULT_RUST_LOG)

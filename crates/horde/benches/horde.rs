@@ -33,7 +33,7 @@ struct Blob {
     count: u64,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 enum BlobMsg {
     Inc,
     Get,

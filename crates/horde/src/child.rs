@@ -38,8 +38,9 @@ pub enum RestartPolicy {
 pub trait Child: Sized + Send + 'static {
     /// How to start it from scratch (stored in the registry for restarts).
     type Spec: Serialize + DeserializeOwned + Send + Sync + 'static;
-    /// The messages it handles (they cross nodes, so they serialize).
-    type Msg: Serialize + DeserializeOwned + Send + 'static;
+    /// The messages it handles (they cross nodes, so they serialize; a call looks its child
+    /// up again with a copy while the child cannot answer yet).
+    type Msg: Serialize + DeserializeOwned + Clone + Send + 'static;
     /// Its answers to calls.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// What it pushes to subscribers.

@@ -26,8 +26,8 @@ pub mod child;
 mod failover;
 mod moves;
 mod quorum;
-mod replicas;
 mod repair;
+mod replicas;
 mod sync;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

@@ -67,6 +67,12 @@ pub enum CallError {
     /// No answer in time; the message may or may not have been applied.
     #[error("child `{0}` did not answer in time")]
     Timeout(String),
+    /// The node hosting the child is cut off from the majority of the cluster (it holds no
+    /// quorum lease): it applies and answers nothing; the majority side restarts the child.
+    #[error(
+        "child `{0}` is unavailable: its node is cut off from the majority of the cluster (no quorum lease); retry through another node"
+    )]
+    NoQuorum(String),
 }
 
 impl CallError {
@@ -78,7 +84,10 @@ impl CallError {
     }
 
     pub(crate) fn from_unavailable(name: &str, why: Unavailable) -> Self {
-        Self::unavailable(name, why)
+        match why {
+            Unavailable::NoLease => CallError::NoQuorum(name.into()),
+            other => Self::unavailable(name, other),
+        }
     }
 }
 

@@ -80,7 +80,9 @@ impl<C: Handoff> Hosted<C> {
                 ChildEffect::Replicate { to, replica } => {
                     // Straight to the backup's member; its answer comes back through our router.
                     let member = self.shared.load().peer_of(&to).map(|p| p.member.clone());
-                    if let (Some(m), Ok(env)) = (member, Envelope::encode(&Wire::Replicate(replica))) {
+                    if let (Some(m), Ok(env)) =
+                        (member, Envelope::encode(&Wire::Replicate(replica)))
+                    {
                         let _ = m.cast(MemberMsg::Cast(env));
                     }
                 }

@@ -336,7 +336,10 @@ impl<C: Handoff> Member<C> {
     fn send(state: &MemberState<C>, to: &discovery::NodeId, env: Envelope, data: bool) {
         let link = state.links.get(&to.name).filter(|l| l.peer.id == *to);
         let target = match (data, link) {
-            (true, Some(l)) => l.router.clone().map(|r| ActorRef::<MemberMsg<LocalMsg>>::from(r.get_cell())),
+            (true, Some(l)) => l
+                .router
+                .clone()
+                .map(|r| ActorRef::<MemberMsg<LocalMsg>>::from(r.get_cell())),
             (false, Some(l)) => l.member.clone(),
             (_, None) => None,
         };

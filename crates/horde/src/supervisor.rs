@@ -284,8 +284,29 @@ impl<C: Handoff> Horde<C> {
 
     /// Sends `msg` to `name` and waits for its reply, wherever it lives, also while it moves.
     /// After `Timeout` or `Unavailable` the message may or may not have been applied: retry
-    /// only idempotent messages.
+    /// only idempotent messages. `NoQuorum` means it was not applied: its node is cut off
+    /// from the majority (or has not got its lease yet).
     pub async fn call(
+        &self,
+        name: &str,
+        msg: C::Msg,
+        timeout: Duration,
+    ) -> Result<C::Reply, CallError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.call_once(name, msg.clone(), left).await {
+                // Not applied: a lease on the way (a member that just joined), or a failover
+                // about to serve the child elsewhere. Looked up again until the deadline.
+                Err(CallError::NoQuorum(_)) if Instant::now() + OWNER_RETRY < deadline => {
+                    tokio::time::sleep(OWNER_RETRY).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(
         &self,
         name: &str,
         msg: C::Msg,
@@ -561,9 +582,19 @@ impl<C: Child> Horde<C> {
         self.shared.load().core.status
     }
 
-    /// Joined and synced (or alone): may take children, counts as ready.
+    /// Joined, synced (or alone) and holding its quorum lease: may take children and answer,
+    /// counts as ready.
     pub fn is_ready(&self) -> bool {
-        self.status() == MemberStatus::Alive
+        self.status() == MemberStatus::Alive && self.has_quorum()
+    }
+
+    /// True while this member holds its quorum lease: it is on the majority side and its
+    /// children may answer. A member cut off from the majority loses it within the lease.
+    pub fn has_quorum(&self) -> bool {
+        self.shared
+            .load()
+            .core
+            .lease_valid(tokio::time::Instant::now().into_std())
     }
 
     /// This node.

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 
 /// How long one request may spend on a game, retries included.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// Why a node cut off from the majority answers 503.
+pub const CUT_OFF: &str = "this node is cut off from the majority of the cluster (no quorum lease); retry through another node";
 /// Pause between retries of an idempotent call.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -131,6 +133,10 @@ impl Games {
                 }
                 Ok(Err(rule)) => return Err(rule.into()),
                 Err(CallError::NotFound(_)) => return Err(GameError::NotFound(id_or_code.into())),
+                Err(_) if self.cut_off() => {
+                    // Retrying here cannot help: the majority side serves the game.
+                    return Err(GameError::Unavailable(CUT_OFF.into()));
+                }
                 Err(e) => {
                     if Instant::now() + RETRY_PAUSE >= deadline {
                         return Err(GameError::Unavailable(e.to_string()));
@@ -139,6 +145,12 @@ impl Games {
                 }
             }
         }
+    }
+
+    /// True when this node is a member cut off from the majority of the cluster (it holds no
+    /// quorum lease): it answers for no game.
+    fn cut_off(&self) -> bool {
+        self.horde.status() == horde::MemberStatus::Alive && !self.horde.has_quorum()
     }
 
     /// The state of a game.

@@ -263,15 +263,17 @@ impl Node {
         // Games have moved: sockets may close now; clients reconnect elsewhere.
         self.ctx.lifecycle.close_sockets();
         let _ = self.http_stop.send(true);
-        let left = budget.saturating_sub(started.elapsed());
-        if tokio::time::timeout(left, self.http_task).await.is_err() {
+        // What is left of the budget, for the HTTP server, the horde and the links: the
+        // process exits within `budget` of the signal, whatever the steps take.
+        let left = || budget.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left(), self.http_task).await.is_err() {
             warn!("in-flight HTTP requests did not finish in time");
         }
         if let Some(d) = &self.discovery {
             d.abort();
         }
-        self.ctx.games.horde().shutdown().await;
-        self.ctx.connector.stop().await;
+        let _ = tokio::time::timeout(left(), self.ctx.games.horde().shutdown()).await;
+        let _ = tokio::time::timeout(left(), self.ctx.connector.stop()).await;
     }
 }
 
@@ -315,7 +317,7 @@ pub async fn run(config: Config) -> ExitCode {
         "shutting down: draining games"
     );
     let budget = config.shutdown_timeout;
-    if tokio::time::timeout(budget + SHUTDOWN_MARGIN, node.shutdown(budget))
+    if tokio::time::timeout(budget, node.shutdown(budget))
         .await
         .is_err()
     {

@@ -351,7 +351,10 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 },
             ));
             let victim = format!("n{}", r.range(2, 5));
-            steps.push((t + 200 * MS + r.range(10 * MS, 3 * SEC), Step::Crash(victim)));
+            steps.push((
+                t + 200 * MS + r.range(10 * MS, 3 * SEC),
+                Step::Crash(victim),
+            ));
             end = t + 10 * SEC;
         }
         // (b) an owner crashes right after answering.

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use discovery::{DownReason, NodeId};
-use horde::core::child::{Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer};
+use horde::core::child::{
+    Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
+};
 use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
 use horde::protocol::{Route, RouteBody, RouteReply, Wire};
 use horde::stats::{Counters, HordeEvent};

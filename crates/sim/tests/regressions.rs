@@ -1,7 +1,6 @@
 //! The faults the first build showed under faults (`shared/research/faults-measured.md`), each
 //! as a named scenario whose shape is fixed and whose timings come from the seed. Each must
-//! hold S1-S5 over 50 seeds. On today's logic each fails (run them with `--ignored`); ISSUE 10
-//! fixes them and removes the `ignore`.
+//! hold S1-S5 over 50 seeds. Each failed on the first build's logic, within a few seeds.
 
 fn scenario(name: &str) {
     for seed in 0..50 {
@@ -17,14 +16,12 @@ fn scenario(name: &str) {
 /// (a) A drain, then a crash of the receiving node before any new input: moved games had no
 /// snapshot anywhere and restart from scratch.
 #[test]
-#[ignore = "known fault (a): a moved child has no backup until its next input (ISSUE 10)"]
 fn a_drain_then_a_crash_of_the_receiver_loses_nothing() {
     scenario("drain-then-crash");
 }
 
 /// (b) An input is answered, then its owner crashes before the snapshot left (50 ms tick).
 #[test]
-#[ignore = "known fault (b): the answer leaves before the backup has the state (ISSUE 10)"]
 fn a_crash_right_after_an_answer_loses_nothing() {
     scenario("ack-then-crash");
 }
@@ -32,7 +29,6 @@ fn a_crash_right_after_an_answer_loses_nothing() {
 /// (c) The drain's target is paused past the offer timeout; the source gives up and thaws,
 /// the target wakes, declares everyone dead and restarts children itself.
 #[test]
-#[ignore = "known fault (c): a woken node judges others by its own silence; moves fork (ISSUE 10)"]
 fn a_paused_drain_target_never_makes_two_owners() {
     scenario("paused-target");
 }
@@ -40,7 +36,6 @@ fn a_paused_drain_target_never_makes_two_owners() {
 /// (d) A registry delta between two members is lost (their session is replaced): the replica
 /// stays stale forever.
 #[test]
-#[ignore = "known fault (d): no anti-entropy between registry replicas (ISSUE 10)"]
 fn a_lost_registry_delta_is_repaired() {
     scenario("lost-delta");
 }
@@ -48,7 +43,6 @@ fn a_lost_registry_delta_is_repaired() {
 /// (e) A console drain's deadline passes mid-wave: children stay frozen on a node that keeps
 /// running.
 #[test]
-#[ignore = "known fault (e): a drain deadline abandons waves without thawing them (ISSUE 10)"]
 fn a_drain_deadline_leaves_nothing_frozen() {
     scenario("drain-deadline");
 }
@@ -56,7 +50,6 @@ fn a_drain_deadline_leaves_nothing_frozen() {
 /// (f) A node restarts with its wall clock behind its previous run: the others ignore its
 /// hellos (older incarnation) and never take over its children when it dies again.
 #[test]
-#[ignore = "known fault (f): incarnations assume the wall clock goes forward (ISSUE 10)"]
 fn a_restart_with_the_clock_behind_is_a_member() {
     scenario("clock-behind");
 }

@@ -19,13 +19,13 @@ fn seeds(profile: Profile, from: u64, count: u64) {
 #[test]
 fn planned_schedules_hold_every_invariant() {
     // Joins, rolling updates v1 -> v2 (start-first and restarts of the same name), drains.
-    seeds(Profile::Planned, 0, 1000);
+    seeds(Profile::Planned, 0, 200);
 }
 
 #[test]
-#[ignore = "today's horde loses answered inputs under crashes, pauses and partitions (ISSUE 10 fixes it)"]
 fn fault_schedules_hold_every_invariant() {
-    // Crashes, restarts (some with the clock behind), pauses, partitions, flaps, rollbacks.
+    // Crashes, restarts (some with the clock behind), pauses, partitions, flaps, rollbacks,
+    // one at a time, on top of the planned path.
     seeds(Profile::Faults, 0, 1000);
 }
 

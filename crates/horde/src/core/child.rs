@@ -435,10 +435,9 @@ impl<C: Handoff, T> ChildCore<C, T> {
             }
             ChildCmd::Release { to } => {
                 if let Mode::Frozen { .. } = self.mode {
-                    let Mode::Frozen { buffer, since } = std::mem::replace(
-                        &mut self.mode,
-                        Mode::Forwarding { to: to.clone() },
-                    ) else {
+                    let Mode::Frozen { buffer, since } =
+                        std::mem::replace(&mut self.mode, Mode::Forwarding { to: to.clone() })
+                    else {
                         return;
                     };
                     // The target's backup holds every change made here: what waited for this
@@ -549,7 +548,9 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 // That backup takes nothing from this node for now (it suspects it): the
                 // answers wait; the member picks another backup or this one comes round.
                 self.inflight = None;
-                out.push(ChildEffect::Report(ChildReport::BackupRefused { backup: from }));
+                out.push(ChildEffect::Report(ChildReport::BackupRefused {
+                    backup: from,
+                }));
             }
             ReplicaAnswer::Nack { from, epoch, why } => {
                 if from != *backup || epoch != self.epoch {
@@ -826,7 +827,10 @@ fn refuse<C: Handoff, T>(
     why: Unavailable,
     out: &mut Vec<ChildEffect<C, T>>,
 ) {
-    if let ChildInput::Message(Envelope { reply: Some(to), .. }) = input {
+    if let ChildInput::Message(Envelope {
+        reply: Some(to), ..
+    }) = input
+    {
         out.push(ChildEffect::Reply {
             to,
             answer: Answer::Failed(why),

@@ -48,7 +48,8 @@ pub(super) struct Failover {
 }
 
 fn newer(a: &Replica, b: &Option<Replica>) -> bool {
-    b.as_ref().is_none_or(|b| (a.epoch, a.seq) > (b.epoch, b.seq))
+    b.as_ref()
+        .is_none_or(|b| (a.epoch, a.seq) > (b.epoch, b.seq))
 }
 
 impl<T> Core<T> {
@@ -174,7 +175,12 @@ impl<T> Core<T> {
         }
     }
 
-    pub(super) fn fetches_peer_down(&mut self, now: Instant, out: &mut Vec<Effect<T>>, id: &NodeId) {
+    pub(super) fn fetches_peer_down(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        id: &NodeId,
+    ) {
         let done: Vec<u64> = self
             .failover
             .fetches
@@ -201,7 +207,8 @@ impl<T> Core<T> {
         self.failover.restarting.remove(&name);
         // Still orphaned, still ours?
         let current = self.registry.get(&name);
-        if current.is_none_or(|c| c.epoch != entry.epoch || !self.dead_for_failover(&c.owner, now)) {
+        if current.is_none_or(|c| c.epoch != entry.epoch || !self.dead_for_failover(&c.owner, now))
+        {
             return;
         }
         let key: Arc<str> = Arc::from(name.as_str());

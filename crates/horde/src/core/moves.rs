@@ -273,7 +273,11 @@ impl<T> Moves<T> {
     }
 
     /// The state of a copy arriving here, as a replica.
-    pub(super) fn pending_replica(&self, name: &str, me: &NodeId) -> Option<crate::protocol::Replica> {
+    pub(super) fn pending_replica(
+        &self,
+        name: &str,
+        me: &NodeId,
+    ) -> Option<crate::protocol::Replica> {
         let p = self.pending_in.get(name)?;
         let (schema, state, subscribers, event_seq) = p.state.clone();
         Some(crate::protocol::Replica {
@@ -360,7 +364,12 @@ impl<T> Core<T> {
             );
             self.moves.arriving.insert(
                 key.clone(),
-                (item.schema, item.state.clone(), item.subscribers.clone(), item.event_seq),
+                (
+                    item.schema,
+                    item.state.clone(),
+                    item.subscribers.clone(),
+                    item.event_seq,
+                ),
             );
             incoming.waiting.insert(key.clone());
             out.push(Effect::Spawn {
@@ -455,9 +464,10 @@ impl<T> Core<T> {
                 inc.durable.insert(name.clone());
                 self.tell_backup(out, &name);
             }
-            (Ok(()), None) => inc
-                .refused
-                .push((name.to_string(), OfferRefusal::Rehydrate("lost its state".into()))),
+            (Ok(()), None) => inc.refused.push((
+                name.to_string(),
+                OfferRefusal::Rehydrate("lost its state".into()),
+            )),
             (Err(e), _) => {
                 warn!(child = %name, error = %e, "cannot take over child");
                 inc.refused
@@ -750,9 +760,7 @@ impl<T> Core<T> {
                 }
             } else {
                 // Refused: the target holds no copy, the child carries on at its epoch.
-                ChildCmd::Thaw {
-                    epoch: offered - 1,
-                }
+                ChildCmd::Thaw { epoch: offered - 1 }
             };
             out.push(Effect::ToChild {
                 name: name.clone(),
@@ -803,10 +811,7 @@ impl<T> Core<T> {
         out.push(Effect::Send {
             to: target.clone(),
             wire: Wire::Abort {
-                names: children
-                    .iter()
-                    .map(|(n, e)| (n.to_string(), *e))
-                    .collect(),
+                names: children.iter().map(|(n, e)| (n.to_string(), *e)).collect(),
             },
         });
         Counters::add(&self.counters.handoff_failures, children.len() as u64);
@@ -1234,7 +1239,9 @@ impl<T> Core<T> {
             return;
         }
         let mut candidates = self.candidates();
-        candidates.retain(|c| c.node == self.me || c.reads.iter().any(|s| self.config.writes.contains(s)));
+        candidates.retain(|c| {
+            c.node == self.me || c.reads.iter().any(|s| self.config.writes.contains(s))
+        });
         let moves: Vec<(String, NodeId)> = self
             .local
             .keys()

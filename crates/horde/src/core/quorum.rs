@@ -146,7 +146,10 @@ impl Quorum {
 
     /// A member granted round `round`.
     pub fn grant_received(&mut self, from: NodeId, round: u64) {
-        let e = self.grants.entry(from.name.clone()).or_insert((from.clone(), 0));
+        let e = self
+            .grants
+            .entry(from.name.clone())
+            .or_insert((from.clone(), 0));
         if e.0 != from {
             *e = (from, round);
         } else {
@@ -223,11 +226,21 @@ impl Quorum {
         self.removed.insert(node.clone(), now);
     }
 
+    /// `node` is back (it said hello): it counts again, and this member stops voting it dead
+    /// for its removal.
+    pub fn unremove(&mut self, node: &NodeId) {
+        self.removed.remove(node);
+    }
+
     /// Forgets everything about `node` (another run replaced it, or it left).
     pub fn forget(&mut self, node: &NodeId) {
         self.suspects.remove(node);
         self.granted.remove(node);
-        if self.grants.get(&node.name).is_some_and(|(id, _)| id == node) {
+        if self
+            .grants
+            .get(&node.name)
+            .is_some_and(|(id, _)| id == node)
+        {
             self.grants.remove(&node.name);
         }
         if self.votes.get(&node.name).is_some_and(|(id, _)| id == node) {
@@ -413,9 +426,16 @@ mod tests {
             let all: Vec<NodeId> = (0..size).map(|i| n(&format!("m{i}"))).collect();
             let set = Set::new(all.clone());
             for mask in 0u32..(1 << size) {
-                let a = |m: &NodeId| all.iter().position(|x| x == m).is_some_and(|i| mask & (1 << i) != 0);
+                let a = |m: &NodeId| {
+                    all.iter()
+                        .position(|x| x == m)
+                        .is_some_and(|i| mask & (1 << i) != 0)
+                };
                 let b = |m: &NodeId| !a(m);
-                assert!(!(set.majority(a) && set.majority(b)), "size {size} mask {mask:b}");
+                assert!(
+                    !(set.majority(a) && set.majority(b)),
+                    "size {size} mask {mask:b}"
+                );
             }
         }
         // With two members, the lowest one alone is the majority.
@@ -431,13 +451,19 @@ mod tests {
         let set = Set::new(vec![a.clone(), b.clone(), c.clone()]);
         let mut q = Quorum::new(Duration::from_secs(1));
         let r1 = q.request(t0).unwrap();
-        assert!(q.request(t0 + Duration::from_millis(10)).is_none(), "not due yet");
+        assert!(
+            q.request(t0 + Duration::from_millis(10)).is_none(),
+            "not due yet"
+        );
         q.recompute(&a, &set, t0);
         assert!(!q.valid(t0), "nobody granted yet");
         q.grant_received(b.clone(), r1);
         q.recompute(&a, &set, t0 + Duration::from_millis(5));
         assert!(q.valid(t0 + Duration::from_millis(999)));
-        assert!(!q.valid(t0 + Duration::from_millis(1000)), "runs from when it was sent");
+        assert!(
+            !q.valid(t0 + Duration::from_millis(1000)),
+            "runs from when it was sent"
+        );
         // A grant of another run of b does not count.
         let mut q2 = Quorum::new(Duration::from_secs(1));
         let r = q2.request(t0).unwrap();
@@ -460,7 +486,10 @@ mod tests {
         let mut q = Quorum::new(Duration::from_secs(1));
         assert!(q.grant(&c, true, t0));
         q.suspect(&c, t0 + Duration::from_millis(100));
-        assert!(!q.grant(&c, true, t0 + Duration::from_millis(200)), "no grant once suspected");
+        assert!(
+            !q.grant(&c, true, t0 + Duration::from_millis(200)),
+            "no grant once suspected"
+        );
         // Only a's vote, and not yet effective.
         assert!(!q.dead(&a, &c, &set, t0 + Duration::from_millis(500)));
         let later = t0 + Duration::from_secs(1) + DRIFT_MARGIN;

@@ -43,7 +43,6 @@ impl Replicas {
     pub(super) fn remove(&mut self, name: &str) {
         self.held.remove(name);
     }
-
 }
 
 impl<T> Core<T> {
@@ -95,7 +94,11 @@ impl<T> Core<T> {
                 let kept = self.replicas.get(n).cloned();
                 let pending = self.moves.pending_replica(n, &self.me);
                 match (kept, pending) {
-                    (Some(a), Some(b)) => Some(if (b.epoch, b.seq) > (a.epoch, a.seq) { b } else { a }),
+                    (Some(a), Some(b)) => Some(if (b.epoch, b.seq) > (a.epoch, a.seq) {
+                        b
+                    } else {
+                        a
+                    }),
                     (a, b) => a.or(b),
                 }
             })
@@ -143,8 +146,7 @@ impl<T> Core<T> {
                         c.node != *owner
                             && c.status == status
                             && !(avoid_refusing && mine && self.refusing.contains_key(&c.node))
-                            && (c.node == self.me
-                                || self.peers.get(&c.node.name) == Some(&c.node))
+                            && (c.node == self.me || self.peers.get(&c.node.name) == Some(&c.node))
                             && c.reads.iter().any(|s| writes.contains(s))
                     })
                     .cloned()
@@ -158,9 +160,7 @@ impl<T> Core<T> {
                     let schema = cands
                         .iter()
                         .find(|c| c.node == node)
-                        .and_then(|c| {
-                            c.reads.iter().filter(|s| writes.contains(s)).max().copied()
-                        })
+                        .and_then(|c| c.reads.iter().filter(|s| writes.contains(s)).max().copied())
                         .unwrap_or(0);
                     return Some((node, schema));
                 }

@@ -177,6 +177,9 @@ impl<T> Core<T> {
         if changed {
             self.backups_stale = true;
         }
+        if fresh_info && status != MemberStatus::Left {
+            self.quorum.unremove(&node);
+        }
         if fresh_info {
             self.hello_seen
                 .retain(|n, _| n.name != node.name || n.incarnation >= node.incarnation);
