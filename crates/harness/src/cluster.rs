@@ -264,9 +264,9 @@ impl Cluster {
         out
     }
 
-    /// Every game's host as each node's registry says (`GET /api/games` on each): the games
-    /// whose nodes disagree, or that some node does not list.
-    pub async fn owners_disagree(&self) -> Vec<String> {
+    /// Every node's registry (`GET /api/games` on each): game code -> host, one map per node
+    /// (empty for a node that does not answer).
+    pub async fn registries(&self) -> Vec<HashMap<String, String>> {
         let mut views: Vec<HashMap<String, String>> = Vec::new();
         for url in self.urls() {
             let mut view = HashMap::new();
@@ -282,6 +282,13 @@ impl Cluster {
             }
             views.push(view);
         }
+        views
+    }
+
+    /// Every game's host as each node's registry says (`GET /api/games` on each): the games
+    /// whose nodes disagree, or that some node does not list.
+    pub async fn owners_disagree(&self) -> Vec<String> {
+        let views = self.registries().await;
         let Some(first) = views.first() else {
             return Vec::new();
         };

@@ -12,7 +12,7 @@
 
 mod integrity;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -52,7 +52,8 @@ pub struct Load {
     games: Arc<Vec<Mutex<Tracked>>>,
     /// Every acknowledged input: (game index, answering node, when the answer arrived).
     answers: Arc<std::sync::Mutex<Vec<Answer>>>,
-    stop: Arc<AtomicBool>,
+    /// When the players were told to stop.
+    stop: Arc<OnceLock<Instant>>,
     measuring: Arc<AtomicBool>,
     failed_attempts: Arc<AtomicU64>,
     workers: Vec<tokio::task::JoinHandle<()>>,
@@ -77,6 +78,8 @@ enum Sent {
 
 /// Attempts per input before giving up (10 ms apart, plus request time).
 const MAX_ATTEMPTS: usize = 1000;
+/// How long an input still in flight when the players stop keeps being retried.
+const STOP_GRACE: Duration = Duration::from_secs(20);
 /// One attempt waits this long at most: an input normally takes milliseconds, and a node that
 /// vanished without a reset must not hold a client for longer (the retry goes elsewhere).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -93,8 +96,13 @@ async fn send_input(
     body: &Value,
     start: usize,
     failed: &AtomicU64,
+    stop: &OnceLock<Instant>,
 ) -> Sent {
     for attempt in start..start + MAX_ATTEMPTS {
+        if stop.get().is_some_and(|at| at.elapsed() > STOP_GRACE) {
+            // Stopped long ago and still no answer: give up (the input counts as unanswered).
+            return Sent::Unknown;
+        }
         let url = match urls.read() {
             Ok(urls) if !urls.is_empty() => {
                 format!("{}/api/games/{code}/input", urls[attempt % urls.len()])
@@ -195,7 +203,7 @@ impl Load {
         let mut load = Load {
             games: Arc::new(games),
             answers: Arc::new(std::sync::Mutex::new(Vec::new())),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Arc::new(OnceLock::new()),
             measuring: Arc::new(AtomicBool::new(false)),
             failed_attempts: Arc::new(AtomicU64::new(0)),
             workers: Vec::new(),
@@ -203,12 +211,18 @@ impl Load {
         // Everyone joins first.
         let joins = futures::stream::iter(0..load.games.len())
             .map(|g| {
-                let (http, urls, games, failed) = (http.clone(), urls.clone(), load.games.clone(), load.failed_attempts.clone());
+                let (http, urls, games, failed, stop) = (
+                    http.clone(),
+                    urls.clone(),
+                    load.games.clone(),
+                    load.failed_attempts.clone(),
+                    load.stop.clone(),
+                );
                 async move {
                     let code = games[g].lock().await.code.clone();
                     for (p, player) in PLAYERS.iter().enumerate() {
                         let body = json!({ "player": player, "input_id": format!("{code}-join-{p}"), "action": { "type": "join" } });
-                        match send_input(&http, &urls, &code, &body, g + p, &failed).await {
+                        match send_input(&http, &urls, &code, &body, g + p, &failed, &stop).await {
                             Sent::Acked(_) => games[g].lock().await.acked += 1,
                             Sent::Unknown => games[g].lock().await.unknown += 1,
                             Sent::Refused => {}
@@ -239,10 +253,10 @@ impl Load {
                 let mut tick = tokio::time::interval(pace);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut n: u64 = 0;
-                while !stop.load(Ordering::Relaxed) {
+                while stop.get().is_none() {
                     for g in range.clone() {
                         tick.tick().await;
-                        if stop.load(Ordering::Relaxed) {
+                        if stop.get().is_some() {
                             break;
                         }
                         let mut t = games[g].lock().await;
@@ -251,7 +265,7 @@ impl Load {
                         n += 1;
                         let body = json!({ "player": PLAYERS[p], "input_id": format!("{}-{w}-{n}", t.code), "action": { "type": "end_turn" } });
                         let began = Instant::now();
-                        let answer = send_input(&http, &urls, &t.code, &body, g + n as usize, &failed).await;
+                        let answer = send_input(&http, &urls, &t.code, &body, g + n as usize, &failed, &stop).await;
                         let took = began.elapsed().as_secs_f64() * 1000.0;
                         if measuring.load(Ordering::Relaxed) && took > t.pause_ms {
                             t.pause_ms = took;
@@ -301,7 +315,7 @@ impl Load {
 
     /// Stops the players and returns per-game results.
     pub async fn stop(self) -> LoadResult {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.set(Instant::now());
         for w in self.workers {
             let _ = w.await;
         }

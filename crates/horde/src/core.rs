@@ -792,7 +792,7 @@ impl<T> Core<T> {
                 entries,
                 done,
             } => {
-                self.learn_members(members);
+                self.learn_members(now, members);
                 self.merge_entries(now, out, &nodes, entries);
                 if done {
                     self.synced.insert(from.name);
@@ -838,6 +838,11 @@ impl<T> Core<T> {
             }
             Wire::ReplicasFound { from, id, items } => {
                 self.on_replicas_found(now, out, from, id, items)
+            }
+            Wire::Handover { from, id, items } => self.on_handover(now, out, from, id, items),
+            Wire::HandoverAck { from, id } => {
+                self.replicas.handed(&from, id);
+                self.drain_step(now, out);
             }
             Wire::Lease { from, round, votes } => self.on_lease(now, out, from, round, votes),
             Wire::LeaseGrant { from, round } => {

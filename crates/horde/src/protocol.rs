@@ -201,6 +201,9 @@ pub enum ReplicaRefusal {
     Stale,
     /// The backup considers the sender dead (it voted so): it takes nothing from it.
     Fenced,
+    /// The backup is leaving: it handed what it held to other members and takes no more
+    /// (the sender picks another backup).
+    Leaving,
 }
 
 /// Why a member refused to start a child.
@@ -455,6 +458,24 @@ pub enum Wire {
         /// The replicas.
         items: Vec<Replica>,
     },
+    /// Replicas a leaving member held for other members' children, handed to the member that
+    /// keeps them from now on (a failover after it left still finds them); answered with
+    /// `HandoverAck`.
+    Handover {
+        /// The leaving member.
+        from: NodeId,
+        /// Correlation id.
+        id: u64,
+        /// The replicas.
+        items: Vec<Replica>,
+    },
+    /// The replicas of a `Handover` are kept.
+    HandoverAck {
+        /// The member that keeps them.
+        from: NodeId,
+        /// The handover's id.
+        id: u64,
+    },
     /// A lease request: the sender answers for its children only while a majority of the
     /// quorum set granted one (measured from when it sent this). Carries the members the
     /// sender considers dead (its votes).
@@ -517,6 +538,8 @@ impl Wire {
             Wire::ReplicaNack { .. } => "ReplicaNack",
             Wire::FetchReplicas { .. } => "FetchReplicas",
             Wire::ReplicasFound { .. } => "ReplicasFound",
+            Wire::Handover { .. } => "Handover",
+            Wire::HandoverAck { .. } => "HandoverAck",
             Wire::Lease { .. } => "Lease",
             Wire::LeaseGrant { .. } => "LeaseGrant",
             Wire::Digest { .. } => "Digest",

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// Why a node cut off from the majority answers 503.
 pub const CUT_OFF: &str = "this node is cut off from the majority of the cluster (no quorum lease); retry through another node";
+/// One attempt of a call (retried until `REQUEST_DEADLINE`).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Pause between retries of an idempotent call.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -121,7 +123,16 @@ impl Games {
             Self::name_of(id_or_code).ok_or_else(|| GameError::NotFound(id_or_code.into()))?;
         let deadline = Instant::now() + REQUEST_DEADLINE;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            if self.cut_off() {
+                // Waiting cannot help while this side has no majority: the majority side
+                // serves the game (or will, once the lease this node held ran out).
+                return Err(GameError::Unavailable(CUT_OFF.into()));
+            }
+            // One attempt waits a second at most, so a node that loses its quorum meanwhile
+            // says so soon rather than at the deadline.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .min(ATTEMPT_TIMEOUT);
             let result: Result<GameReply, CallError> =
                 self.horde.call(&name, msg.clone(), left).await;
             match result {

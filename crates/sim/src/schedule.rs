@@ -242,7 +242,21 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                 };
                 g.push(t, Step::Crash(victim.clone()));
                 g.up.retain(|(n, _)| *n != victim);
-                if g.r.chance(0.7) {
+                if g.r.chance(0.3) {
+                    // Replaced by a node of another name (a container with a new address),
+                    // while the dead one still counts.
+                    let back = g.r.range(50 * MS, 2 * SEC);
+                    let new = g.new_name();
+                    g.push(
+                        t + back,
+                        Step::Start {
+                            node: new.clone(),
+                            schema,
+                        },
+                    );
+                    g.up.push((new, schema));
+                    back + ft + 3 * SEC
+                } else if g.r.chance(0.7) {
                     let back = g.r.range(500 * MS, 5 * SEC);
                     let step = if g.r.chance(0.15) {
                         Step::RestartBehind {
@@ -365,11 +379,20 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
             steps.push((t, Step::Crash(victim)));
             end = t + 8 * SEC;
         }
-        // (c) the drain's target is paused past the offer timeout, then wakes.
+        // (c) a rolling update step (n4 joins, n1 drains) while n2 is paused past the offer
+        // timeout: n2 wakes after its children were restarted elsewhere, from the replicas
+        // n1 held for them if it backed them up.
         "paused-target" => {
             steps = base(&mut r, 3, 30);
             let t = 6 * SEC + r.range(0, SEC);
             let dur = r.range(3 * SEC, 5 * SEC);
+            steps.push((
+                t - r.range(500 * MS, 2 * SEC),
+                Step::Start {
+                    node: "n4".into(),
+                    schema: 1,
+                },
+            ));
             steps.push((
                 t,
                 Step::Pause {

@@ -374,6 +374,9 @@ struct Link<L> {
     authenticated: bool,
     /// What the peer said it is, once authenticated.
     kind: Option<PeerKind>,
+    /// Closed by this table for a missed handshake deadline (the close is asked for once;
+    /// the link leaves the table when the shell reports it gone).
+    expired: bool,
 }
 
 /// A connected node.

@@ -540,7 +540,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
             ReplicaAnswer::Nack {
                 from,
                 epoch,
-                why: ReplicaRefusal::Fenced,
+                why: ReplicaRefusal::Fenced | ReplicaRefusal::Leaving,
             } => {
                 if from != *backup || epoch != self.epoch {
                     return;

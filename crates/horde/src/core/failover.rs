@@ -181,17 +181,33 @@ impl<T> Core<T> {
         out: &mut Vec<Effect<T>>,
         id: &NodeId,
     ) {
-        let done: Vec<u64> = self
+        // A member that leaves hands its replicas over before it goes: the others may have
+        // answered this fetch before theirs arrived. Asked again (at the next sweep, which
+        // leaves the gone one out), a few times at most.
+        let unanswered: Vec<u64> = self
             .failover
             .fetches
-            .iter_mut()
-            .filter_map(|(fid, f)| {
-                (f.waiting.remove(&id.name) && f.waiting.is_empty()).then_some(*fid)
-            })
+            .iter()
+            .filter(|(_, f)| f.waiting.contains(&id.name))
+            .map(|(fid, _)| *fid)
             .collect();
-        for fid in done {
-            if let Some(f) = self.failover.fetches.remove(&fid) {
-                self.restart(now, out, f.name, f.entry, f.best);
+        for fid in unanswered {
+            let Some(f) = self.failover.fetches.remove(&fid) else {
+                continue;
+            };
+            let attempts = self.failover.attempts.entry(f.name.clone()).or_insert(0);
+            *attempts += 1;
+            if *attempts >= FETCH_ATTEMPTS {
+                self.failover.attempts.remove(&f.name);
+                let mut f = f;
+                f.waiting.remove(&id.name);
+                if f.waiting.is_empty() {
+                    self.restart(now, out, f.name, f.entry, f.best);
+                } else {
+                    self.failover.fetches.insert(fid, f);
+                }
+            } else {
+                self.failover.restarting.remove(&f.name);
             }
         }
     }

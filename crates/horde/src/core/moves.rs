@@ -198,7 +198,7 @@ enum DrainPhase {
     },
     /// Waiting (until the deadline at most) for every member to acknowledge the registry
     /// changes, so no peer learns of this node's exit before it learns where its children
-    /// went.
+    /// went, and for the replicas this node held for others to be kept elsewhere.
     Barrier,
 }
 
@@ -1006,7 +1006,7 @@ impl<T> Core<T> {
     }
 
     /// Advances the drain as far as it can go now.
-    fn drain_step(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+    pub(super) fn drain_step(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         loop {
             match self.drain_next(now, out) {
                 DrainNext::Wait => return,
@@ -1018,8 +1018,12 @@ impl<T> Core<T> {
                         self.give_up_wave(out, w);
                     }
                     self.settle();
+                    self.start_handover(out);
                 }
-                DrainNext::Settle => self.settle(),
+                DrainNext::Settle => {
+                    self.settle();
+                    self.start_handover(out);
+                }
                 DrainNext::Run(moves) => {
                     if let Some(Drain {
                         phase: DrainPhase::Moving { run, .. },
@@ -1089,7 +1093,7 @@ impl<T> Core<T> {
     fn drain_next(&mut self, now: Instant, out: &mut Vec<Effect<T>>) -> DrainNext {
         let others = self.move_targets();
         let names: Vec<Arc<str>> = self.local.keys().cloned().collect();
-        let acked = self.all_acked();
+        let acked = self.all_acked() && self.replicas.handover_done();
         let Some(drain) = self.moves.drain.as_mut() else {
             return DrainNext::Wait;
         };
@@ -1159,7 +1163,8 @@ impl<T> Core<T> {
                     return DrainNext::Wait;
                 }
                 warn!(
-                    "drain: registry changes not acknowledged by every member before the deadline"
+                    "drain: registry changes or replicas handed over not acknowledged by every \
+                     member before the deadline"
                 );
                 DrainNext::Finish
             }

@@ -9,6 +9,11 @@
 //! placement picks among the others that are alive (else draining) and read a schema this
 //! build writes; every membership change recomputes them and tells the children whose backup
 //! changed (they send their whole state to the new one before answering again).
+//!
+//! A member that drains hands the replicas it holds to the members that keep them from then
+//! on (before it reports its drain done) and refuses new ones as `Leaving`: a child whose
+//! owner cannot pick another backup in time (it is paused) keeps its last answers in the
+//! cluster after the drained node exits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,9 +24,12 @@ use discovery::NodeId;
 use super::{ChildCmd, Core, Effect};
 use crate::membership::MemberStatus;
 use crate::protocol::{Replica, ReplicaRefusal, Wire};
+use tracing::debug;
 
 /// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
 const IDLE_REPLICA: Duration = Duration::from_secs(60);
+/// Replicas per `Handover` message (frames stay bounded).
+const HANDOVER_CHUNK: usize = 64;
 
 #[derive(Debug)]
 struct Kept {
@@ -33,9 +41,26 @@ struct Kept {
 #[derive(Debug, Default)]
 pub(super) struct Replicas {
     held: BTreeMap<Arc<str>, Kept>,
+    /// Set once this member hands its replicas over (it drains): the handovers not
+    /// acknowledged yet, by id (target, names).
+    handover: Option<BTreeMap<u64, (NodeId, Vec<Arc<str>>)>>,
 }
 
 impl Replicas {
+    /// True when no handover waits for its acknowledgement.
+    pub(super) fn handover_done(&self) -> bool {
+        self.handover.as_ref().is_none_or(|h| h.is_empty())
+    }
+
+    /// `from` keeps the replicas of handover `id`.
+    pub(super) fn handed(&mut self, from: &NodeId, id: u64) {
+        if let Some(h) = self.handover.as_mut()
+            && h.get(&id).is_some_and(|(to, _)| to == from)
+        {
+            h.remove(&id);
+        }
+    }
+
     pub(super) fn get(&self, name: &str) -> Option<&Replica> {
         self.held.get(name).map(|k| &k.replica)
     }
@@ -60,6 +85,9 @@ impl<T> Core<T> {
         if self.quorum.suspects(&r.owner) || self.is_dead(&r.owner) {
             return out.push(refuse(ReplicaRefusal::Fenced));
         }
+        if self.replicas.handover.is_some() {
+            return out.push(refuse(ReplicaRefusal::Leaving));
+        }
         if self
             .registry
             .get_any(&r.name)
@@ -83,6 +111,128 @@ impl<T> Core<T> {
                 at: now,
             },
         );
+    }
+
+    /// Replicas a leaving member hands to this one: kept where newer than what this member
+    /// has (whoever their owner is: they are for a failover), and acknowledged.
+    pub(super) fn on_handover(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        from: NodeId,
+        id: u64,
+        items: Vec<Replica>,
+    ) {
+        for r in items {
+            let stale = self
+                .registry
+                .get_any(&r.name)
+                .is_some_and(|e| e.epoch > r.epoch || e.removed);
+            let older = self
+                .replicas
+                .held
+                .get(r.name.as_str())
+                .is_some_and(|k| (k.replica.epoch, k.replica.seq) >= (r.epoch, r.seq));
+            if stale || older || self.local.contains_key(r.name.as_str()) {
+                continue;
+            }
+            self.replicas.held.insert(
+                Arc::from(r.name.as_str()),
+                Kept {
+                    replica: r,
+                    at: now,
+                },
+            );
+        }
+        out.push(Effect::Send {
+            to: from,
+            wire: Wire::HandoverAck {
+                from: self.me.clone(),
+                id,
+            },
+        });
+    }
+
+    /// This member drains: hands every replica it holds to the member that keeps it from now
+    /// on, and takes no new ones.
+    pub(super) fn start_handover(&mut self, out: &mut Vec<Effect<T>>) {
+        if self.replicas.handover.is_some() {
+            return;
+        }
+        self.replicas.handover = Some(BTreeMap::new());
+        let names: Vec<Arc<str>> = self.replicas.held.keys().cloned().collect();
+        self.hand_over(out, names);
+    }
+
+    /// A member that was to keep some of this member's replicas went down: to others.
+    pub(super) fn handover_peer_down(&mut self, out: &mut Vec<Effect<T>>, id: &NodeId) {
+        let Some(h) = self.replicas.handover.as_mut() else {
+            return;
+        };
+        let lost: Vec<u64> = h
+            .iter()
+            .filter(|(_, (to, _))| to == id)
+            .map(|(i, _)| *i)
+            .collect();
+        let mut names = Vec::new();
+        for i in lost {
+            if let Some((_, n)) = h.remove(&i) {
+                names.extend(n);
+            }
+        }
+        if !names.is_empty() {
+            self.hand_over(out, names);
+        }
+    }
+
+    fn hand_over(&mut self, out: &mut Vec<Effect<T>>, names: Vec<Arc<str>>) {
+        let mut by_target: BTreeMap<NodeId, Vec<Arc<str>>> = BTreeMap::new();
+        for name in names {
+            let Some(k) = self.replicas.held.get(&name) else {
+                continue;
+            };
+            match self.handover_target(&k.replica) {
+                Some(t) => by_target.entry(t).or_default().push(name),
+                None => debug!(child = %name, "no member to hand this replica to"),
+            }
+        }
+        for (to, names) in by_target {
+            for chunk in names.chunks(HANDOVER_CHUNK) {
+                let items: Vec<Replica> = chunk
+                    .iter()
+                    .filter_map(|n| self.replicas.held.get(n).map(|k| k.replica.clone()))
+                    .collect();
+                let id = self.next_id();
+                out.push(Effect::Send {
+                    to: to.clone(),
+                    wire: Wire::Handover {
+                        from: self.me.clone(),
+                        id,
+                        items,
+                    },
+                });
+                if let Some(h) = self.replicas.handover.as_mut() {
+                    h.insert(id, (to.clone(), chunk.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// Who keeps a replica this member hands over: placement among the other connected,
+    /// alive members that read its schema, its owner left out.
+    fn handover_target(&self, r: &Replica) -> Option<NodeId> {
+        let cands: Vec<crate::placement::Candidate> = self
+            .candidates()
+            .into_iter()
+            .filter(|c| {
+                c.node != self.me
+                    && c.node != r.owner
+                    && c.status == MemberStatus::Alive
+                    && self.peers.get(&c.node.name) == Some(&c.node)
+                    && c.reads.contains(&r.schema)
+            })
+            .collect();
+        self.config.placement.place(&r.name, &cands)
     }
 
     /// What this member can give a failover of these names: the replicas it keeps, and the

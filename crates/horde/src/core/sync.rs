@@ -242,8 +242,11 @@ impl<T> Core<T> {
     }
 
     /// Members a peer told of that this member has not heard from yet (it is not connected
-    /// to them yet): known, so that a failover waits for their replicas.
-    pub(super) fn learn_members(&mut self, members: Vec<MemberWire>) {
+    /// to them yet): known, so that a failover waits for their replicas. Not connected, they
+    /// are suspects from here: this member never granted them a lease, so it may vote them
+    /// dead at once (a newcomer that joined while a member was down must not keep the others
+    /// from a majority against it); one that connects is granted again at its next request.
+    pub(super) fn learn_members(&mut self, now: Instant, members: Vec<MemberWire>) {
         for m in members {
             if m.node.name == self.me.name || self.members.get(&m.node.name).is_some() {
                 continue;
@@ -251,6 +254,7 @@ impl<T> Core<T> {
             if self.superseded.contains(&m.node) {
                 continue;
             }
+            self.quorum.suspect(&m.node, now);
             self.members.upsert(MemberInfo {
                 node: m.node,
                 status: m.status,
@@ -366,6 +370,7 @@ impl<T> Core<T> {
         // Offers to it and replica fetches from it will not be answered.
         self.moves_peer_down(now, out, id);
         self.fetches_peer_down(now, out, id);
+        self.handover_peer_down(out, id);
         // Children it was moving here stay pending: they commit only by its registry change;
         // if it died first, they are replicas for the failover like any other.
         self.failover(now, out);

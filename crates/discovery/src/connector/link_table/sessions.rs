@@ -47,6 +47,7 @@ impl<L: LinkHandle> LinkTable<L> {
                 peer_name: info.peer_name,
                 peer_addr: info.peer_addr,
                 opened_at: now,
+                expired: false,
                 authenticated: false,
                 kind: None,
             },
@@ -225,7 +226,10 @@ impl<L: LinkHandle> LinkTable<L> {
     /// Closes links that have not become a ready node link (primary or spare) or a console
     /// within the handshake deadline.
     pub(super) fn expire_handshakes(&mut self, now: Instant) {
-        for link in self.links.values() {
+        for link in self.links.values_mut() {
+            if link.expired {
+                continue;
+            }
             let id = link.handle.link_id();
             let ready = matches!(&link.kind, Some(PeerKind::Node(peer)) if self.nodes.get(&peer.name).is_some_and(|n| n.link.link_id() == id || n.spare_links.contains(&id)));
             let console = matches!(link.kind, Some(PeerKind::Console(_)));
@@ -234,6 +238,7 @@ impl<L: LinkHandle> LinkTable<L> {
                 && now.duration_since(link.opened_at) > self.config.handshake_timeout
             {
                 warn!(peer_addr = %link.peer_addr, authenticated = link.authenticated, "closing connection that did not complete its handshake in time");
+                link.expired = true;
                 self.out.push(LinkEffect::Close {
                     link: link.handle.clone(),
                     reason: CloseReason::HandshakeTimeout,
