@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::{Integrity, Load, LoadResult, verify};
+use harness::logs;
 use harness::netns::Netns;
 use harness::node::NodeProcess;
 use harness::wait::eventually;
-use harness::logs;
 use nix::sys::signal::Signal;
 use support::MINOTAUR;
 use tokio::time::Instant;
@@ -66,16 +66,20 @@ fn assert_kept(integrity: &Integrity, result: &LoadResult) {
 
 /// Every node names the same owner for every game.
 async fn assert_one_owner(cluster: &Cluster) {
-    eventually("every registry names one owner per game", Duration::from_secs(20), || async {
-        cluster.owners_disagree().await.is_empty().then_some(())
-    })
+    eventually(
+        "every registry names one owner per game",
+        Duration::from_secs(20),
+        || async { cluster.owners_disagree().await.is_empty().then_some(()) },
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_right_after_a_drain_gave_it_games_loses_none() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(options(51, "faults-drain-kill")).await.unwrap();
+    let mut cluster = Cluster::start(options(51, "faults-drain-kill"))
+        .await
+        .unwrap();
     let load = Load::start(cluster.http(), 60, 12, 200.0, cluster.targets())
         .await
         .unwrap();
@@ -88,7 +92,10 @@ async fn a_node_killed_right_after_a_drain_gave_it_games_loses_none() {
     let victim = (0..cluster.nodes.len())
         .max_by_key(|i| per_node.get(&cluster.nodes[*i].name).copied().unwrap_or(0))
         .unwrap();
-    let had = per_node.get(&cluster.nodes[victim].name).copied().unwrap_or(0);
+    let had = per_node
+        .get(&cluster.nodes[victim].name)
+        .copied()
+        .unwrap_or(0);
     assert!(had > 0, "{per_node:?}");
     cluster.kill(victim);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -108,7 +115,9 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let mut cluster = Cluster::start(options(52, "faults-kill-loop")).await.unwrap();
+    let mut cluster = Cluster::start(options(52, "faults-kill-loop"))
+        .await
+        .unwrap();
     let games = 60;
     let load = Load::start(cluster.http(), games, 12, 200.0, cluster.targets())
         .await
@@ -120,17 +129,28 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
         cluster.add(&PathBuf::from(MINOTAUR)).await.unwrap();
         // The dead one is removed from the quorum set once its games run elsewhere: only
         // then may the next one die (one fault at a time).
-        eventually("the killed node's games restarted and it left the members", Duration::from_secs(30), || async {
-            let m = cluster.members().await;
-            if m.len() != 3 || m.contains_key(&dead.name) || m.values().any(|(s, _)| s != "alive") {
-                return None;
-            }
-            let views = cluster.registries().await;
-            views
-                .iter()
-                .all(|v| v.len() == games && v.values().all(|host| *host != dead.name && m.contains_key(host)))
-                .then_some(())
-        })
+        eventually(
+            "the killed node's games restarted and it left the members",
+            Duration::from_secs(30),
+            || async {
+                let m = cluster.members().await;
+                if m.len() != 3
+                    || m.contains_key(&dead.name)
+                    || m.values().any(|(s, _)| s != "alive")
+                {
+                    return None;
+                }
+                let views = cluster.registries().await;
+                views
+                    .iter()
+                    .all(|v| {
+                        v.len() == games
+                            && v.values()
+                                .all(|host| *host != dead.name && m.contains_key(host))
+                    })
+                    .then_some(())
+            },
+        )
         .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -145,7 +165,9 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drain_target_paused_then_resumed_makes_no_second_owner() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(options(53, "faults-paused-target")).await.unwrap();
+    let mut cluster = Cluster::start(options(53, "faults-paused-target"))
+        .await
+        .unwrap();
     let load = Load::start(cluster.http(), 60, 12, 200.0, cluster.targets())
         .await
         .unwrap();
@@ -189,7 +211,10 @@ impl NsCluster {
                 ("PORT", "4000".to_string()),
                 ("HTTP_BIND", ns.ip(i).to_string()),
                 ("CLUSTER_HOSTS", names.join(",")),
-                ("RUST_LOG", "info,ractor=warn,ractor_cluster=error".to_string()),
+                (
+                    "RUST_LOG",
+                    "info,ractor=warn,ractor_cluster=error".to_string(),
+                ),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -237,42 +262,32 @@ async fn a_node_cut_off_for_ten_seconds_stops_answering_and_nothing_answered_is_
     c.ns.isolate(0).unwrap();
     let cut_at = Instant::now();
     // Within its lease the cut-off node stops answering for its games: a 503 saying why.
-    let refused = eventually("the cut-off node refuses with a reason", Duration::from_secs(10), || async {
-        let r = c
-            .http
-            .get(format!("{}/api/games/{code}", c.url(0)))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 503).then_some(r.text().await.unwrap_or_default())
-    })
+    let refused = eventually(
+        "the cut-off node refuses with a reason",
+        Duration::from_secs(10),
+        || async {
+            let r = c
+                .http
+                .get(format!("{}/api/games/{code}", c.url(0)))
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 503).then_some(r.text().await.unwrap_or_default())
+        },
+    )
     .await;
     assert!(refused.contains("majority"), "{refused}");
-    eprintln!("cut-off node refused after {:?}: {refused}", cut_at.elapsed());
+    eprintln!(
+        "cut-off node refused after {:?}: {refused}",
+        cut_at.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(cut_at.elapsed())).await;
     c.ns.heal(0).unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let result = load.stop().await;
     let integrity = verify(&c.http, &c.urls(), &result).await;
     // When the majority side served the cut-off node's games again.
-    let mut back: Vec<f64> = Vec::new();
-    for (g, game) in result.games.iter().enumerate() {
-        let first_before = result
-            .answers
-            .iter()
-            .filter(|a| a.game == g && a.at < cut_at)
-            .next_back();
-        if first_before.is_some_and(|a| a.node == cut)
-            && let Some(a) = result
-                .answers
-                .iter()
-                .find(|a| a.game == g && a.at > cut_at && a.node != cut)
-        {
-            back.push(a.at.duration_since(cut_at).as_secs_f64() * 1000.0);
-        }
-        let _ = game;
-    }
-    back.sort_by(f64::total_cmp);
+    let back = result.served_again_after(&cut, cut_at);
     eprintln!(
         "partition: {integrity:?}; the cut-off node's games answered again on the majority side after {:?} ms (min, max)",
         (back.first(), back.last())
@@ -298,4 +313,33 @@ async fn load_game_on(c: &NsCluster, node: &str) -> String {
         .and_then(|g| g["code"].as_str())
         .expect("a game on the node to cut off")
         .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_with_a_kill_mid_update_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // As a user runs it: `minotaur demo --kill --json`, a node SIGKILLed mid-update.
+    let out = tokio::process::Command::new(MINOTAUR)
+        .args(["demo", "--nodes", "3", "--games", "60", "--kill", "--json"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}): {stdout}\n{stderr}"));
+    eprintln!("demo --kill: {report}");
+    assert!(out.status.success(), "{report}\n{stderr}");
+    assert_eq!(report["inputs_acked_lost"], 0, "{report}");
+    assert_eq!(report["games_reset"], 0, "{report}");
+    assert_eq!(report["games_lost"], 0, "{report}");
+    assert_eq!(report["inputs_duplicated"], 0, "{report}");
+    assert!(report["killed"].is_string(), "{report}");
+    assert!(
+        report["killed_games"].as_u64().is_some_and(|g| g > 0),
+        "{report}"
+    );
+    assert!(report["failover_ms"].is_number(), "{report}");
+    assert!(stderr.contains("SIGKILL"), "{stderr}");
 }

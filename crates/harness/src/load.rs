@@ -12,8 +12,8 @@
 
 mod integrity;
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -417,6 +417,27 @@ impl LoadResult {
                 )
             })
             .collect()
+    }
+
+    /// For each game `node` answered for last before `at` (when it was killed or cut off):
+    /// how long after `at` another node first answered for it, in ms, sorted. Games no other
+    /// node answered for are left out.
+    pub fn served_again_after(&self, node: &str, at: Instant) -> Vec<f64> {
+        let mut back: Vec<f64> = (0..self.games.len())
+            .filter_map(|g| {
+                let last_before = self.answers.iter().rfind(|a| a.game == g && a.at < at)?;
+                if last_before.node != node {
+                    return None;
+                }
+                let first_after = self
+                    .answers
+                    .iter()
+                    .find(|a| a.game == g && a.at > at && a.node != node)?;
+                Some(first_after.at.duration_since(at).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        back.sort_by(f64::total_cmp);
+        back
     }
 
     /// The per-game pauses: median, 99th percentile, longest (0 without games).

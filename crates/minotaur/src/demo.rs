@@ -44,6 +44,16 @@ pub struct Report {
     pub memory_per_game_bytes: f64,
     /// Nodes replaced.
     pub nodes: usize,
+    /// Acknowledged inputs missing from the games' states (goal 0; the same as `inputs_lost`,
+    /// named for `--kill`).
+    pub inputs_acked_lost: u64,
+    /// With `--kill`: the node killed mid-update, its games then, and how long after the kill
+    /// its games were answered again elsewhere (the longest, in ms; null without `--kill`).
+    pub killed: Option<String>,
+    /// Games the killed node hosted when it died.
+    pub killed_games: u64,
+    /// Longest time from the kill until one of the killed node's games answered again.
+    pub failover_ms: Option<f64>,
 }
 
 /// Options of `minotaur demo`.
@@ -65,6 +75,9 @@ pub struct DemoOptions {
     pub log_dir: PathBuf,
     /// Inputs per second in all (default: two per game per second, at most 2000).
     pub rate: Option<f64>,
+    /// SIGKILL, in the middle of the update, the node that just received the most games
+    /// (an orchestrator starts a replacement, as Swarm would).
+    pub kill: bool,
 }
 
 fn say(on: bool, line: impl AsRef<str>) {
@@ -118,16 +131,23 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
         .unwrap_or_else(|| opts.binary.clone());
     let mut each = Vec::new();
     let mut codes = Vec::new();
-    for step in 0..opts.nodes {
-        let old = cluster.nodes[0].url();
-        let (took, code) = cluster.replace(0, &new_binary).await?;
+    // Replaced one by one, oldest first; with `--kill`, after half of them the node that
+    // just received the most games dies and a replacement starts.
+    let mut old: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let kill_after = (opts.nodes / 2).max(1);
+    let mut killed: Option<(String, u64, Instant)> = None;
+    let mut step = 0;
+    while let Some(i) = cluster.nodes.iter().position(|n| old.contains(&n.name)) {
+        step += 1;
+        let before = cluster.nodes[i].url();
+        old.retain(|n| *n != cluster.nodes[i].name);
+        let (took, code) = cluster.replace(i, &new_binary).await?;
         each.push(took.as_secs_f64() * 1000.0);
         codes.push(code);
         say(
             p,
             format!(
-                "[{}/{}] replaced {old} by {} in {:.0} ms (old node exit code {code:?})",
-                step + 1,
+                "[{step}/{}] replaced {before} by {} in {:.0} ms (old node exit code {code:?})",
                 opts.nodes,
                 cluster
                     .nodes
@@ -136,13 +156,44 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
                 took.as_secs_f64() * 1000.0
             ),
         );
+        if opts.kill && killed.is_none() && step == kill_after {
+            let per_node = cluster.games_per_node().await;
+            let games_of = |i: usize| per_node.get(&cluster.nodes[i].name).copied().unwrap_or(0);
+            let Some(victim) = (0..cluster.nodes.len()).max_by_key(|i| games_of(*i)) else {
+                continue;
+            };
+            let games = games_of(victim);
+            let at = Instant::now();
+            let dead = cluster.kill(victim);
+            old.retain(|n| *n != dead.name);
+            say(
+                p,
+                format!(
+                    "SIGKILL {} (it hosted {games} games); starting a replacement ...",
+                    dead.url()
+                ),
+            );
+            killed = Some((dead.name.clone(), games, at));
+            cluster.add(&new_binary).await?;
+        }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.measure(false);
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     let pauses = result.pauses();
+    let failover_ms = killed.as_ref().map(|(name, _, at)| {
+        result
+            .served_again_after(name, *at)
+            .last()
+            .copied()
+            .unwrap_or(0.0)
+    });
     let report = Report {
+        inputs_acked_lost: integrity.inputs_lost,
+        killed: killed.as_ref().map(|(n, _, _)| n.clone()),
+        killed_games: killed.as_ref().map_or(0, |(_, g, _)| *g),
+        failover_ms,
         integrity,
         pause_p50_ms: pauses.p50_ms,
         pause_p99_ms: pauses.p99_ms,
@@ -190,6 +241,18 @@ pub fn table(r: &Report) -> String {
             ),
         ),
         ("client retries", r.client_retries.to_string()),
+        (
+            "node killed mid-update",
+            match (&r.killed, r.failover_ms) {
+                (Some(n), Some(ms)) => format!(
+                    "{n} ({} games): served again elsewhere within {ms:.0} ms",
+                    r.killed_games
+                ),
+                _ => "none (--kill kills one)".to_string(),
+            },
+        ),
+        ("acknowledged inputs lost", r.inputs_acked_lost.to_string()),
+        ("games reset", r.integrity.games_reset.to_string()),
         ("old nodes' exit codes", format!("{:?}", r.exit_codes)),
         (
             "memory per game",

@@ -55,6 +55,9 @@ enum Command {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// SIGKILL, in the middle of the update, the node that just received the most games.
+        #[arg(long)]
+        kill: bool,
     },
     /// Exit 0 when this host's node is ready (its /healthz answers 200): the container
     /// HEALTHCHECK.
@@ -89,7 +92,15 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match (cli.command, config) {
-            (Command::Demo { nodes, games, json }, _) => run_demo(nodes, games, json).await,
+            (
+                Command::Demo {
+                    nodes,
+                    games,
+                    json,
+                    kill,
+                },
+                _,
+            ) => run_demo(nodes, games, json, kill).await,
             (_, None) => ExitCode::from(2),
             (Command::Start, Some(config)) => {
                 telemetry::init(config.log_format);
@@ -121,7 +132,7 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run_demo(nodes: usize, games: usize, json: bool) -> ExitCode {
+async fn run_demo(nodes: usize, games: usize, json: bool, kill: bool) -> ExitCode {
     if nodes < 2 || games == 0 {
         eprintln!("error: --nodes must be at least 2 and --games at least 1");
         return ExitCode::from(2);
@@ -143,6 +154,7 @@ async fn run_demo(nodes: usize, games: usize, json: bool) -> ExitCode {
         net: 240,
         log_dir: log_dir.clone(),
         rate: None,
+        kill,
     };
     match minotaur::demo::run(opts).await {
         Ok(report) => {

@@ -1109,13 +1109,13 @@ impl World {
                 name,
                 epoch,
                 seq,
-            }) => self.to_child(slot, inc, &name, ReplicaAnswer::Ack { from, epoch, seq }),
+            }) => self.answer_child(slot, inc, &name, ReplicaAnswer::Ack { from, epoch, seq }),
             NetMsg::Member(Wire::ReplicaNack {
                 from,
                 name,
                 epoch,
                 why,
-            }) => self.to_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
+            }) => self.answer_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
             NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
             NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
             NetMsg::StartChild { name, op } => self.run_member(
@@ -1417,7 +1417,7 @@ impl World {
     // === the router and the handle ===
 
     /// A backup's answer, for the child it is about (serving or arriving).
-    fn to_child(&mut self, slot: usize, inc: u64, name: &str, answer: ReplicaAnswer) {
+    fn answer_child(&mut self, slot: usize, inc: u64, name: &str, answer: ReplicaAnswer) {
         let Some(instance) = self
             .node(slot, inc)
             .and_then(|n| n.routes.get(name).map(|(i, _)| *i))

@@ -23,6 +23,9 @@ pub struct Integrity {
     pub inputs_acked: u64,
     /// Inputs that never got an answer (clients gave up after many retries).
     pub inputs_unanswered: u64,
+    /// Games whose state lacks acknowledged inputs (a game restarted from scratch shows
+    /// here).
+    pub games_reset: usize,
 }
 
 impl Integrity {
@@ -87,7 +90,10 @@ pub async fn verify(http: &reqwest::Client, urls: &[String], load: &LoadResult) 
         match seq {
             None => out.games_lost += 1,
             // An unanswered input may or may not be in the state; an acknowledged one must.
-            Some(seq) if seq < acked => out.inputs_lost += acked - seq,
+            Some(seq) if seq < acked => {
+                out.inputs_lost += acked - seq;
+                out.games_reset += 1;
+            }
             Some(seq) if seq > acked + unknown => out.inputs_duplicated += seq - acked - unknown,
             Some(_) => {}
         }

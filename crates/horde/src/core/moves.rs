@@ -226,12 +226,15 @@ struct Drain<T> {
     phase: DrainPhase,
 }
 
+/// A copy arriving in a move, as sent: schema, state, subscribers, last event sequence.
+type Arriving = (u16, Vec<u8>, Vec<crate::protocol::Subscriber>, u64);
+
 /// Moves state of a member.
 #[derive(Debug)]
 pub(super) struct Moves<T> {
     pending_in: BTreeMap<Arc<str>, PendingIn>,
     /// States of children spawning for an offer (kept as their replica once spawned).
-    arriving: BTreeMap<Arc<str>, (u16, Vec<u8>, Vec<crate::protocol::Subscriber>, u64)>,
+    arriving: BTreeMap<Arc<str>, Arriving>,
     incoming: BTreeMap<u64, Incoming>,
     waves: BTreeMap<u64, Wave>,
     /// Freeze tickets of waves: ticket → (wave, child).

@@ -81,7 +81,7 @@ impl Set {
     }
 
     fn weight_of(&self, n: &NodeId) -> u64 {
-        let tie = self.members.len() % 2 == 0 && self.members.first() == Some(n);
+        let tie = self.members.len().is_multiple_of(2) && self.members.first() == Some(n);
         if tie { 3 } else { 2 }
     }
 

@@ -37,13 +37,16 @@ struct Kept {
     at: Instant,
 }
 
+/// Handovers in flight, by id: the member asked to keep them, the names.
+type Handovers = BTreeMap<u64, (NodeId, Vec<Arc<str>>)>;
+
 /// Replicas this member keeps for others.
 #[derive(Debug, Default)]
 pub(super) struct Replicas {
     held: BTreeMap<Arc<str>, Kept>,
     /// Set once this member hands its replicas over (it drains): the handovers not
     /// acknowledged yet, by id (target, names).
-    handover: Option<BTreeMap<u64, (NodeId, Vec<Arc<str>>)>>,
+    handover: Option<Handovers>,
 }
 
 impl Replicas {
