@@ -1,8 +1,9 @@
 //! The client side of the Swarm scenario (`tests/swarm/run.sh` deploys the stack, then runs
 //! this with `--ignored`): play games against the stack's tasks while `docker service update`
-//! rolls out a second build (app version 0.2.0, game state schema v2), then check that every
-//! game survived with its state, every acknowledged input was applied once, and only the new
-//! version is left.
+//! rolls out a second build (app version 0.2.0, game state schema v2) and then while `docker
+//! service rollback` brings the first back; check that every game then answered in schema 2
+//! with only v2 members, and at the end that every game survived with its state in schema 1,
+//! every acknowledged input was applied once, and only v1 members are left.
 //!
 //! Clients play through the service's published port, the routing mesh, when it answers. On
 //! an engine without IPVS (this one: the published port answers "Connection refused" while
@@ -232,40 +233,53 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.measure(true);
     let update_started = Instant::now();
-    let update = tokio::task::spawn_blocking({
-        let (service, image) = (service.clone(), v2_image.clone());
-        move || {
-            Command::new("docker")
-                .args([
-                    "service",
-                    "update",
-                    "--image",
-                    &image,
-                    "--update-parallelism",
-                    "1",
-                    "--update-order",
-                    "start-first",
-                    "--update-delay",
-                    "1s",
-                    "--update-monitor",
-                    "3s",
-                    "--update-failure-action",
-                    "rollback",
-                    "--detach=false",
-                    "--quiet",
-                    &service,
-                ])
-                .output()
-                .expect("run docker service update")
-        }
-    })
-    .await
-    .unwrap();
+    let update = service_cmd(&[
+        "update",
+        "--image",
+        &v2_image,
+        "--update-parallelism",
+        "1",
+        "--update-order",
+        "start-first",
+        "--update-delay",
+        "1s",
+        "--update-monitor",
+        "3s",
+        "--update-failure-action",
+        "rollback",
+        "--detach=false",
+        "--quiet",
+        &service,
+    ])
+    .await;
     let update_took = update_started.elapsed();
     assert!(
         update.status.success(),
         "docker service update failed: {}",
         String::from_utf8_lossy(&update.stderr)
+    );
+    // On v2, players still playing: every game answers with its v1-born state in schema 2;
+    // only the new version is a member.
+    eventually("only v2 members", Duration::from_secs(30), || async {
+        members_all_at(&service, &v2_version).then_some(())
+    })
+    .await;
+    let urls = targets.read().unwrap().clone();
+    let on_v2 = schemas(&http, &urls, &load.codes().await).await;
+    assert!(
+        on_v2.iter().all(|(_, s)| *s == Some(2)),
+        "after the update: {on_v2:?}"
+    );
+
+    // Back to v1 as operators do it: `docker service rollback` (the stack's rollback_config:
+    // one task at a time, start-first). v2 nodes hand v1 nodes state they can read.
+    let rollback_started = Instant::now();
+    let rollback = service_cmd(&["rollback", "--detach=false", "--quiet", &service]).await;
+    let rollback_took = rollback_started.elapsed();
+    assert!(
+        rollback.status.success(),
+        "docker service rollback failed: {}",
+        String::from_utf8_lossy(&rollback.stderr)
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     load.measure(false);
@@ -290,7 +304,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         }
     }
 
-    // Tasks that appeared during the update, and tasks Swarm stopped.
+    // Tasks that appeared during the update and the rollback, and tasks Swarm stopped.
     let log = seen.read().unwrap().clone();
     let started = log.values().filter(|(a, _)| *a > update_started).count();
     let stopped = log.values().filter(|(_, g)| g.is_some()).count();
@@ -299,9 +313,12 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     let report = serde_json::json!({
         "games": integrity.games, "games_lost": integrity.games_lost, "inputs_acked": integrity.inputs_acked,
         "inputs_lost": integrity.inputs_lost, "inputs_duplicated": integrity.inputs_duplicated,
-        "inputs_unanswered": integrity.inputs_unanswered, "client_retries": result.failed_attempts,
+        "inputs_unanswered": integrity.inputs_unanswered, "games_reset": integrity.games_reset,
+        "client_retries": result.failed_attempts,
         "pause_p99_ms": pauses.p99_ms, "pause_max_ms": pauses.max_ms,
-        "update_total_ms": update_took.as_secs_f64() * 1000.0, "client_path": client_path, "tasks_started": started, "tasks_stopped": stopped,
+        "update_total_ms": update_took.as_secs_f64() * 1000.0,
+        "rollback_total_ms": rollback_took.as_secs_f64() * 1000.0,
+        "client_path": client_path, "tasks_started": started, "tasks_stopped": stopped,
     });
     println!("SWARM REPORT {report}");
 
@@ -315,34 +332,77 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         integrity.inputs_acked > games as u64 * 3,
         "too little play: {report}"
     );
-    assert_eq!((started, stopped), (3, 3), "three tasks replaced: {report}");
+    assert_eq!(
+        (started, stopped),
+        (6, 6),
+        "three tasks replaced by the update, three by the rollback: {report}"
+    );
 
-    // Every game on v2 code, with its v1-born state; only the new version is a member.
-    for (i, played) in result.games.iter().enumerate() {
-        let code = &played.code;
-        let mut game = None;
+    // Every game back on v1 code in schema 1, with every input; only v1 members.
+    let codes: Vec<String> = result.games.iter().map(|g| g.code.clone()).collect();
+    for (code, schema) in &schemas(&http, &urls, &codes).await {
+        assert_eq!(*schema, Some(1), "{code} after the rollback");
+    }
+    let v1 = env!("CARGO_PKG_VERSION");
+    assert!(
+        members_all_at(&service, v1),
+        "after the rollback every member runs {v1}"
+    );
+}
+
+/// `docker service <args>`, off the runtime's threads.
+async fn service_cmd(args: &[&str]) -> std::process::Output {
+    let mut full = vec!["service".to_string()];
+    full.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || {
+        Command::new("docker")
+            .args(&full)
+            .output()
+            .expect("run docker service")
+    })
+    .await
+    .unwrap()
+}
+
+/// True when the service's members (as a task's `minotaur rpc --json members` lists them) are
+/// three, alive, all at `version`.
+fn members_all_at(service: &str, version: &str) -> bool {
+    let Some(any) = tasks(service).into_keys().next() else {
+        return false;
+    };
+    let Ok(members) = serde_json::from_str::<Value>(&docker(&[
+        "exec", &any, "minotaur", "rpc", "--json", "members",
+    ])) else {
+        return false;
+    };
+    members.as_array().is_some_and(|ms| {
+        ms.len() == 3
+            && ms
+                .iter()
+                .all(|m| m["status"] == "alive" && m["version"] == version)
+    })
+}
+
+/// Each game's state schema as the cluster answers it (`None`: no answer in ten tries).
+async fn schemas(
+    http: &reqwest::Client,
+    urls: &[String],
+    codes: &[String],
+) -> Vec<(String, Option<u64>)> {
+    let mut out = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        let mut schema = None;
         for attempt in 0..10 {
             let url = format!("{}/api/games/{code}", urls[(i + attempt) % urls.len()]);
             if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await
                 && let Ok(v) = r.json::<Value>().await
+                && let Some(s) = v["schema"].as_u64()
             {
-                game = Some(v);
+                schema = Some(s);
                 break;
             }
         }
-        let g = game.unwrap_or_else(|| panic!("{code} unreachable through {urls:?}"));
-        assert_eq!(g["schema"], 2, "{code}: {g}");
-        assert_eq!(g["seq"].as_u64().unwrap(), played.acked, "{code}: {g}");
+        out.push((code.clone(), schema));
     }
-    let any = tasks(&service).into_keys().next().unwrap();
-    let members: Value = serde_json::from_str(&docker(&[
-        "exec", &any, "minotaur", "rpc", "--json", "members",
-    ]))
-    .unwrap();
-    let members = members.as_array().unwrap();
-    assert_eq!(members.len(), 3, "{members:?}");
-    for m in members {
-        assert_eq!(m["status"], "alive", "{m}");
-        assert_eq!(m["version"], v2_version.as_str(), "{m}");
-    }
+    out
 }

@@ -308,6 +308,15 @@ impl Load {
         Ok(load)
     }
 
+    /// The codes of the games being played, in order.
+    pub async fn codes(&self) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.games.len());
+        for g in self.games.iter() {
+            out.push(g.lock().await.code.clone());
+        }
+        out
+    }
+
     /// Starts or stops measuring pauses.
     pub fn measure(&self, on: bool) {
         self.measuring.store(on, Ordering::Relaxed);
