@@ -5,7 +5,9 @@
 //!    messages lost or applied twice;
 //! 2. registry convergence when a node joins a cluster holding 100,000 names;
 //! 3. a routed call (horde `call` to a child on another node) beside a raw ractor_cluster call
-//!    to an actor on the same node, same link;
+//!    to an actor on the same node, same link: a read of a child that replicates nothing, and
+//!    a write to a child replicated before its answer (its backup is the calling node: the
+//!    answer waits for one more round trip);
 //! 4. memory per hosted child and per registry entry (RSS deltas).
 //!
 //! `HORDE_BENCH_ACTORS` and `HORDE_BENCH_NAMES` scale parts 1 and 2 down for a quick run.
@@ -22,16 +24,22 @@ use harness::latency::percentile;
 use harness::mesh::{HordeNode, connector_config, mesh};
 use harness::ports::free_port;
 use harness::{process, wait};
-use horde::{Child, Ctx, Handoff, HandoffError, Horde, HordeConfig};
+use horde::{Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, Replication};
 use ractor::ActorRef;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+/// A child of `size` bytes counting `Inc`s; `REPLICATED`: every change reaches its backup
+/// before the answer ([`Replication::BeforeReply`], what the game uses).
 #[derive(Serialize, Deserialize)]
-struct Blob {
+struct Blob<const REPLICATED: bool> {
     data: Vec<u8>,
     count: u64,
 }
+
+/// Not replicated (restarts from its spec after a crash); `Blob<true>` is replicated before
+/// every answer.
+type Plain = Blob<false>;
 
 #[derive(Clone, Serialize, Deserialize)]
 enum BlobMsg {
@@ -39,7 +47,7 @@ enum BlobMsg {
     Get,
 }
 
-impl Child for Blob {
+impl<const R: bool> Child for Blob<R> {
     type Spec = u32;
     type Msg = BlobMsg;
     type Reply = u64;
@@ -50,15 +58,23 @@ impl Child for Blob {
             count: 0,
         }
     }
-    fn handle(&mut self, msg: BlobMsg, _: &mut Ctx<Self>) -> u64 {
-        if let BlobMsg::Inc = msg {
-            self.count += 1;
+    fn handle(&mut self, msg: BlobMsg, ctx: &mut Ctx<Self>) -> u64 {
+        match msg {
+            BlobMsg::Inc => self.count += 1,
+            BlobMsg::Get => ctx.unchanged(),
         }
         self.count
     }
+    fn replication() -> Replication {
+        if R {
+            Replication::BeforeReply
+        } else {
+            Replication::None
+        }
+    }
 }
 
-impl Handoff for Blob {
+impl<const R: bool> Handoff for Blob<R> {
     const SCHEMA: u16 = 1;
     fn dehydrate(&self, _: &Ctx<Self>) -> Vec<u8> {
         postcard::to_stdvec(self).unwrap()
@@ -69,7 +85,7 @@ impl Handoff for Blob {
 }
 
 /// A benchmark node: the echo baseline, a connector and a horde member of `Blob`s.
-async fn start_node(ip: IpAddr, port: u16) -> HordeNode<Blob> {
+async fn start_node<C: Handoff>(ip: IpAddr, port: u16) -> HordeNode<C> {
     let mut cfg = connector_config(ip, port, "bench");
     echo::spawn(&cfg.node).await;
     // 2 cores shared by every node and client of the benchmark: do not mistake a busy
@@ -113,7 +129,7 @@ fn env_usize(k: &str, default: usize) -> usize {
 }
 
 /// Starts `count` children named `prefix-i` through `horde`, 512 at a time.
-async fn start_many(horde: &Horde<Blob>, prefix: &str, count: usize, size: u32) {
+async fn start_many(horde: &Horde<Plain>, prefix: &str, count: usize, size: u32) {
     use futures::StreamExt;
     futures::stream::iter(0..count)
         .map(|i| {
@@ -131,7 +147,7 @@ async fn drain_under_load(actors: usize) -> serde_json::Value {
     let port = free_port(&ips).unwrap();
     let mut nodes = Vec::new();
     for ip in &ips {
-        nodes.push(start_node(*ip, port).await);
+        nodes.push(start_node::<Plain>(*ip, port).await);
     }
     mesh(&nodes.iter().collect::<Vec<_>>()).await;
     // Placement spreads children over the three nodes: start three times as many so that
@@ -252,7 +268,7 @@ async fn registry_convergence(names: usize) -> serde_json::Value {
     let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 72, i])).collect();
     let port = free_port(&ips).unwrap();
     let rss0 = rss_kib();
-    let a = start_node(ips[0], port).await;
+    let a = start_node::<Plain>(ips[0], port).await;
     a.horde.no_peers_expected();
     until("a lone node ready", || a.horde.is_ready()).await;
     let rss1 = rss_kib();
@@ -260,7 +276,7 @@ async fn registry_convergence(names: usize) -> serde_json::Value {
     start_many(&a.horde, "n", names, 16).await;
     println!("started {names} children in {:?}", t.elapsed());
     let rss2 = rss_kib();
-    let b = start_node(ips[1], port).await;
+    let b = start_node::<Plain>(ips[1], port).await;
     let rss3 = rss_kib();
     let t0 = Instant::now();
     mesh(&[&a, &b]).await;
@@ -291,11 +307,13 @@ async fn registry_convergence(names: usize) -> serde_json::Value {
     })
 }
 
-async fn routed_vs_raw(calls: usize) -> serde_json::Value {
-    let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, 73, i])).collect();
+/// `calls` horde calls of `msg` from one node to a child on the other, each beside a raw
+/// ractor_cluster call over the same link.
+async fn routed_vs_raw<const R: bool>(calls: usize, net: u8, msg: BlobMsg) -> serde_json::Value {
+    let ips: Vec<IpAddr> = (2..4).map(|i| IpAddr::from([127, 0, net, i])).collect();
     let port = free_port(&ips).unwrap();
-    let a = start_node(ips[0], port).await;
-    let b = start_node(ips[1], port).await;
+    let a = start_node::<Blob<R>>(ips[0], port).await;
+    let b = start_node::<Blob<R>>(ips[1], port).await;
     mesh(&[&a, &b]).await;
     // A child on a.
     let mut name = String::new();
@@ -315,7 +333,7 @@ async fn routed_vs_raw(calls: usize) -> serde_json::Value {
     let echo: ActorRef<EchoMsg> = peer.remote_actor(echo::SERVICE).unwrap();
     for i in 0..1000 {
         b.horde
-            .call(&name, BlobMsg::Get, Duration::from_secs(5))
+            .call(&name, msg.clone(), Duration::from_secs(5))
             .await
             .unwrap();
         ractor::call_t!(echo, EchoMsg::Echo, 1000, i).unwrap();
@@ -327,7 +345,7 @@ async fn routed_vs_raw(calls: usize) -> serde_json::Value {
         raw.push(t.elapsed().as_secs_f64() * 1000.0);
         let t = Instant::now();
         b.horde
-            .call(&name, BlobMsg::Get, Duration::from_secs(5))
+            .call(&name, msg.clone(), Duration::from_secs(5))
             .await
             .unwrap();
         routed.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -340,8 +358,9 @@ async fn routed_vs_raw(calls: usize) -> serde_json::Value {
         pct(&raw, 0.5),
         pct(&raw, 0.99),
     );
+    let what = if R { "replicated write" } else { "routed read" };
     println!(
-        "routed call p50 {r50:.3} ms p99 {r99:.3} ms; raw ractor_cluster call p50 {w50:.3} ms p99 {w99:.3} ms; ratio p50 {:.2} p99 {:.2}",
+        "{what}: horde call p50 {r50:.3} ms p99 {r99:.3} ms; raw ractor_cluster call p50 {w50:.3} ms p99 {w99:.3} ms; ratio p50 {:.2} p99 {:.2}",
         r50 / w50,
         r99 / w99
     );
@@ -359,12 +378,13 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let routed = routed_vs_raw(10_000).await;
+        let routed = routed_vs_raw::<false>(10_000, 73, BlobMsg::Get).await;
+        let replicated = routed_vs_raw::<true>(10_000, 74, BlobMsg::Inc).await;
         let drain = drain_under_load(env_usize("HORDE_BENCH_ACTORS", 10_000)).await;
         let registry = registry_convergence(env_usize("HORDE_BENCH_NAMES", 100_000)).await;
         println!(
             "{}",
-            serde_json::json!({"routed": routed, "drain": drain, "registry": registry})
+            serde_json::json!({"routed": routed, "replicated": replicated, "drain": drain, "registry": registry})
         );
     });
 }
