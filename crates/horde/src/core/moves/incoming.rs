@@ -1,0 +1,242 @@
+//! Offers coming in: a target spawns the offered children as pending, accepts them once its
+//! backup holds their state, and commits them when the source's registry change arrives.
+
+use super::*;
+
+impl<T> Core<T> {
+    pub(in crate::core) fn on_offer(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        from: NodeId,
+        offer: u64,
+        items: Vec<OfferItem>,
+    ) {
+        let id = self.next_id();
+        let mut incoming = Incoming {
+            from: from.clone(),
+            offer,
+            waiting: BTreeSet::new(),
+            durable: BTreeSet::new(),
+            accepted: Vec::new(),
+            refused: Vec::new(),
+            // Half the sender's patience: an answer must reach it before it gives up.
+            deadline: now + self.config.moves.offer_timeout / 2,
+        };
+        for item in items {
+            if self.status != MemberStatus::Alive {
+                incoming
+                    .refused
+                    .push((item.name, OfferRefusal::NotAlive(self.status)));
+                continue;
+            }
+            let key: Arc<str> = Arc::from(item.name.as_str());
+            if self.local.contains_key(&key)
+                || self.moves.is_pending(&key)
+                || self.spawning.contains_key(&key)
+            {
+                incoming
+                    .refused
+                    .push((item.name, OfferRefusal::AlreadyHere));
+                continue;
+            }
+            if self
+                .registry
+                .get_any(&item.name)
+                .is_some_and(|e| e.epoch >= item.epoch)
+            {
+                incoming.refused.push((item.name, OfferRefusal::Stale));
+                continue;
+            }
+            self.spawning.insert(
+                key.clone(),
+                SpawnFor::Offer {
+                    incoming: id,
+                    epoch: item.epoch,
+                    from: from.clone(),
+                    spec: Arc::from(item.spec),
+                },
+            );
+            self.moves.arriving.insert(
+                key.clone(),
+                (
+                    item.schema,
+                    item.state.clone(),
+                    item.subscribers.clone(),
+                    item.event_seq,
+                ),
+            );
+            incoming.waiting.insert(key.clone());
+            out.push(Effect::Spawn {
+                name: key,
+                init: Init::Restore {
+                    schema: item.schema,
+                    state: item.state,
+                    subscribers: item.subscribers,
+                    event_seq: item.event_seq,
+                },
+                epoch: item.epoch,
+                pending: true,
+            });
+        }
+        if incoming.waiting.is_empty() {
+            self.answer_offer(out, incoming);
+        } else {
+            self.moves.incoming.insert(id, incoming);
+        }
+    }
+
+    /// An arriving child's backup holds its state: it may be accepted.
+    pub(in crate::core) fn on_durable(
+        &mut self,
+        _now: Instant,
+        out: &mut Vec<Effect<T>>,
+        name: Arc<str>,
+    ) {
+        let found = self
+            .moves
+            .incoming
+            .iter_mut()
+            .find(|(_, inc)| inc.durable.contains(&name))
+            .map(|(id, inc)| {
+                inc.durable.remove(&name);
+                inc.accepted.push(name.to_string());
+                *id
+            });
+        if let Some(id) = found {
+            self.maybe_answer(out, id);
+        }
+    }
+
+    pub(super) fn maybe_answer(&mut self, out: &mut Vec<Effect<T>>, id: u64) {
+        let done = self
+            .moves
+            .incoming
+            .get(&id)
+            .is_some_and(|inc| inc.waiting.is_empty() && inc.durable.is_empty());
+        if done && let Some(inc) = self.moves.incoming.remove(&id) {
+            self.answer_offer(out, inc);
+        }
+    }
+
+    pub(super) fn answer_offer(&self, out: &mut Vec<Effect<T>>, incoming: Incoming) {
+        out.push(Effect::Send {
+            to: incoming.from,
+            wire: Wire::OfferReply {
+                from: self.me.clone(),
+                id: incoming.offer,
+                accepted: incoming.accepted,
+                refused: incoming.refused,
+            },
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(in crate::core) fn offer_spawned(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        incoming: u64,
+        name: Arc<str>,
+        epoch: u64,
+        from: NodeId,
+        spec: Arc<[u8]>,
+        result: Result<(), SpawnError>,
+    ) {
+        let state = self.moves.arriving.remove(&name);
+        let Some(inc) = self.moves.incoming.get_mut(&incoming) else {
+            return;
+        };
+        inc.waiting.remove(&name);
+        match (result, state) {
+            (Ok(()), Some(state)) => {
+                self.moves.pending_in.insert(
+                    name.clone(),
+                    PendingIn {
+                        epoch,
+                        from,
+                        spec,
+                        state,
+                        since: now,
+                    },
+                );
+                // Accepted once its backup holds it (`on_durable`).
+                inc.durable.insert(name.clone());
+                self.tell_backup(out, &name);
+            }
+            (Ok(()), None) => inc.refused.push((
+                name.to_string(),
+                OfferRefusal::Rehydrate("lost its state".into()),
+            )),
+            (Err(e), _) => {
+                warn!(child = %name, error = %e, "cannot take over child");
+                inc.refused
+                    .push((name.to_string(), OfferRefusal::Rehydrate(e.to_string())));
+            }
+        }
+        self.maybe_answer(out, incoming);
+    }
+
+    pub(in crate::core) fn on_abort(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        names: Vec<(String, u64)>,
+    ) {
+        for (name, epoch) in names {
+            if self.moves.pending_epoch(&name) == Some(epoch)
+                && self.moves.take_pending(&name).is_some()
+            {
+                debug!(child = %name, "move aborted by its owner");
+                let key: Arc<str> = Arc::from(name.as_str());
+                self.backups.remove(&key);
+                for inc in self.moves.incoming.values_mut() {
+                    if inc.durable.remove(&key) {
+                        inc.refused.push((name.clone(), OfferRefusal::Stale));
+                    }
+                }
+                out.push(Effect::ToChild {
+                    name: key.clone(),
+                    cmd: ChildCmd::Stop { report: false },
+                });
+                out.push(Effect::Forget { name: key });
+            }
+        }
+    }
+
+    pub(in crate::core) fn commit_pending(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        name: Arc<str>,
+        pending: PendingIn,
+        publish: bool,
+    ) {
+        self.local.insert(
+            name.clone(),
+            Local {
+                epoch: pending.epoch,
+            },
+        );
+        self.backups.entry(name.clone()).or_insert(None);
+        self.backups_stale = true;
+        out.push(Effect::Serve { name: name.clone() });
+        Counters::add(&self.counters.handoffs_in, 1);
+        self.emit(
+            out,
+            HordeEvent::TookOver {
+                name: name.to_string(),
+                from: pending.from.clone(),
+            },
+        );
+        if publish {
+            self.publish(
+                name,
+                Entry {
+                    owner: Arc::new(self.me.clone()),
+                    epoch: pending.epoch,
+                    spec: pending.spec,
+                    removed: false,
+                },
+            );
+        }
+    }
+}
