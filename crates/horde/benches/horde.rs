@@ -10,7 +10,8 @@
 //!    answer waits for one more round trip);
 //! 4. memory per hosted child and per registry entry (RSS deltas).
 //!
-//! `HORDE_BENCH_ACTORS` and `HORDE_BENCH_NAMES` scale parts 1 and 2 down for a quick run.
+//! `HORDE_BENCH_ACTORS` and `HORDE_BENCH_NAMES` scale parts 1 and 2 down for a quick run;
+//! `HORDE_BENCH_ONLY=drain|registry|routed` runs one part.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: failing loudly is the point
 
@@ -364,8 +365,10 @@ async fn routed_vs_raw<const R: bool>(calls: usize, net: u8, msg: BlobMsg) -> se
         r50 / w50,
         r99 / w99
     );
-    a.connector.stop().await;
-    b.connector.stop().await;
+    for n in [a, b] {
+        n.connector.stop().await;
+        n.horde.shutdown().await;
+    }
     serde_json::json!({"routed_p50_ms": r50, "routed_p99_ms": r99, "raw_p50_ms": w50, "raw_p99_ms": w99, "ratio_p50": r50 / w50, "ratio_p99": r99 / w99})
 }
 
@@ -373,15 +376,28 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::var_os("RUST_LOG").is_some() {
+        harness::logs::capture();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let routed = routed_vs_raw::<false>(10_000, 73, BlobMsg::Get).await;
-        let replicated = routed_vs_raw::<true>(10_000, 74, BlobMsg::Inc).await;
-        let drain = drain_under_load(env_usize("HORDE_BENCH_ACTORS", 10_000)).await;
-        let registry = registry_convergence(env_usize("HORDE_BENCH_NAMES", 100_000)).await;
+        // `HORDE_BENCH_ONLY=drain` (or `routed`, `registry`) runs one part (profiling).
+        let only = std::env::var("HORDE_BENCH_ONLY").ok();
+        let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+        let (mut routed, mut replicated, mut drain, mut registry) = Default::default();
+        if run("routed") {
+            routed = routed_vs_raw::<false>(10_000, 73, BlobMsg::Get).await;
+            replicated = routed_vs_raw::<true>(10_000, 74, BlobMsg::Inc).await;
+        }
+        if run("drain") {
+            drain = drain_under_load(env_usize("HORDE_BENCH_ACTORS", 10_000)).await;
+        }
+        if run("registry") {
+            registry = registry_convergence(env_usize("HORDE_BENCH_NAMES", 100_000)).await;
+        }
         println!(
             "{}",
             serde_json::json!({"routed": routed, "replicated": replicated, "drain": drain, "registry": registry})

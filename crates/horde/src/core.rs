@@ -218,6 +218,9 @@ pub struct Core<T> {
     local: BTreeMap<Arc<str>, Local>,
     /// The backup each local or arriving child was last told.
     backups: BTreeMap<Arc<str>, Option<(NodeId, u16)>>,
+    /// Children that left a draining backup without sending their state again, by that
+    /// backup: if it dies rather than leaving, they send it (see `backups_peer_down`).
+    lazy_from: BTreeMap<Arc<str>, NodeId>,
     /// Spawns asked for and not answered yet.
     spawning: BTreeMap<Arc<str>, SpawnFor<T>>,
     /// Registry changes to broadcast at the end of this input.
@@ -298,6 +301,7 @@ impl<T> Core<T> {
             alone: false,
             local: BTreeMap::new(),
             backups: BTreeMap::new(),
+            lazy_from: BTreeMap::new(),
             spawning: BTreeMap::new(),
             outbox: Vec::new(),
             next_flush_waiters: Vec::new(),

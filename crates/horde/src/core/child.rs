@@ -476,14 +476,15 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 }
                 self.replicate(now, out);
             }
-            ChildCmd::Backup { node } => {
+            ChildCmd::Backup { node, lazy } => {
                 let next = match node {
                     None => Backup::Alone,
                     Some((id, schema)) => Backup::Node(id, schema),
                 };
                 let same_node = matches!((&self.backup, &next),
                     (Backup::Node(a, _), Backup::Node(b, _)) if a == b);
-                if !same_node {
+                if !same_node && !lazy {
+                    // The new backup holds nothing yet: the whole state goes to it now.
                     self.acked = 0;
                 }
                 // Told again (a relink lost what was in flight, or a refusal): the replica

@@ -58,12 +58,18 @@ impl<T> Core<T> {
         if self.status != MemberStatus::Alive || !self.quorum.valid(now) {
             return;
         }
-        let orphans: Vec<(String, Entry)> = self
-            .registry
-            .iter()
-            .filter(|(_, e)| !e.removed && self.dead_for_failover(&e.owner, now))
-            .map(|(n, e)| (n.to_string(), e.clone()))
-            .collect();
+        // One verdict per owner (a few nodes), not per entry (this runs every second over
+        // the whole registry).
+        let mut verdicts: BTreeMap<&NodeId, bool> = BTreeMap::new();
+        let mut orphans: Vec<(String, Entry)> = Vec::new();
+        for (n, e) in self.registry.iter().filter(|(_, e)| !e.removed) {
+            let dead = *verdicts
+                .entry(&e.owner)
+                .or_insert_with(|| self.dead_for_failover(&e.owner, now));
+            if dead {
+                orphans.push((n.to_string(), e.clone()));
+            }
+        }
         if orphans.is_empty() {
             return;
         }

@@ -65,6 +65,11 @@ pub enum ChildCmd {
     Backup {
         /// The backup and the schema it reads.
         node: Option<(NodeId, u16)>,
+        /// The previous backup keeps what it acknowledged and hands it over before it leaves
+        /// (it drains): changes it acknowledged need not be sent again at once; the next change
+        /// sends the whole state to the new one. Otherwise the state goes to the new backup
+        /// now.
+        lazy: bool,
     },
     /// Stop now; with `report`, answer [`ChildReport::Stopped`] with the last state first.
     Stop {

@@ -361,15 +361,8 @@ impl<T> Core<T> {
     ) {
         self.quorum.votes_received(from.clone(), votes);
         let connected = self.peers.get(&from.name) == Some(&from);
-        if connected && self.quorum.suspects(&from) {
-            // Back. If no majority voted it dead, no child of it was restarted elsewhere: grant
-            // it again. If one did, only once every child it had runs elsewhere (its copies
-            // are then fenced by their epochs).
-            let set = self.quorum_set();
-            if !self.quorum.dead(&self.me, &from, &set, now) || !self.owns_any(&from) {
-                info!(member = %from, "member back after being suspected; granting it leases again");
-                self.quorum.readmit(&from);
-            }
+        if connected {
+            self.readmit_if_safe(now, &from);
         }
         let in_set = self.quorum_set().contains(&from);
         if connected && self.quorum.grant(&from, in_set, now) {
@@ -380,6 +373,21 @@ impl<T> Core<T> {
                     round,
                 },
             });
+        }
+    }
+
+    /// A suspected member is connected again (it said hello, or asks for a lease). If no
+    /// majority voted it dead, no child of it was restarted elsewhere: grant it again (and
+    /// take its replicas). If one did, only once every child it had runs elsewhere (its copies
+    /// are then fenced by their epochs).
+    pub(super) fn readmit_if_safe(&mut self, now: Instant, node: &NodeId) {
+        if !self.quorum.suspects(node) {
+            return;
+        }
+        let set = self.quorum_set();
+        if !self.quorum.dead(&self.me, node, &set, now) || !self.owns_any(node) {
+            info!(member = %node, "member back after being suspected; granting it leases again");
+            self.quorum.readmit(node);
         }
     }
 

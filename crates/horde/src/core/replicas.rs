@@ -288,8 +288,17 @@ impl<T> Core<T> {
     /// build writes; with the newest such schema. Backups that just refused this node's
     /// replicas come last (tried again when there is no other).
     pub(super) fn backup_choice(&self, owner: &NodeId, name: &str) -> Option<(NodeId, u16)> {
+        self.backup_among(&self.candidates(), owner, name)
+    }
+
+    /// [`Core::backup_choice`] among `all` (the candidates, worked out once for many names).
+    fn backup_among(
+        &self,
+        all: &[crate::placement::Candidate],
+        owner: &NodeId,
+        name: &str,
+    ) -> Option<(NodeId, u16)> {
         let writes = &self.config.writes;
-        let all = self.candidates();
         let mine = *owner == self.me;
         for avoid_refusing in [true, false] {
             for status in [MemberStatus::Alive, MemberStatus::Draining] {
@@ -322,13 +331,43 @@ impl<T> Core<T> {
         None
     }
 
+    /// A member went down: children that left it lazily (it was draining) send their state
+    /// to their backup now (what it held may be gone with it); one that left cleanly handed
+    /// it over.
+    pub(super) fn backups_peer_down(&mut self, out: &mut Vec<Effect<T>>, id: &NodeId, left: bool) {
+        let names: Vec<Arc<str>> = self
+            .lazy_from
+            .iter()
+            .filter(|(_, from)| *from == id)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.lazy_from.remove(&name);
+            if left {
+                continue;
+            }
+            if let Some(b) = self.backups.get(&name).cloned() {
+                out.push(Effect::ToChild {
+                    name,
+                    cmd: ChildCmd::Backup {
+                        node: b,
+                        lazy: false,
+                    },
+                });
+            }
+        }
+    }
+
     /// Tells one child its backup (when it starts or arrives).
     pub(super) fn tell_backup(&mut self, out: &mut Vec<Effect<T>>, name: &Arc<str>) {
         let b = self.backup_choice(&self.me.clone(), name);
         self.backups.insert(name.clone(), b.clone());
         out.push(Effect::ToChild {
             name: name.clone(),
-            cmd: ChildCmd::Backup { node: b },
+            cmd: ChildCmd::Backup {
+                node: b,
+                lazy: false,
+            },
         });
     }
 
@@ -337,13 +376,31 @@ impl<T> Core<T> {
     pub(super) fn assign_backups(&mut self, out: &mut Vec<Effect<T>>, force: bool) {
         let me = self.me.clone();
         let names: Vec<Arc<str>> = self.backups.keys().cloned().collect();
+        let all = self.candidates();
         for name in names {
-            let b = self.backup_choice(&me, &name);
+            let b = self.backup_among(&all, &me, &name);
             if force || self.backups.get(&name) != Some(&b) {
+                // Away from a draining backup: it hands what it holds over before it leaves,
+                // so the children switch without sending their state at once (a drain would
+                // otherwise make every child it backs up send its whole state at the same
+                // moment). If it dies instead, they send it then (`backups_peer_down`).
+                let lazy = !force
+                    && match self.backups.get(&name) {
+                        Some(Some((old, _))) if b.as_ref().is_some_and(|(n, _)| n != old) => {
+                            let draining = self.members.get(&old.name).is_some_and(|m| {
+                                m.node == *old && m.status == MemberStatus::Draining
+                            });
+                            if draining {
+                                self.lazy_from.insert(name.clone(), old.clone());
+                            }
+                            draining
+                        }
+                        _ => false,
+                    };
                 self.backups.insert(name.clone(), b.clone());
                 out.push(Effect::ToChild {
                     name,
-                    cmd: ChildCmd::Backup { node: b },
+                    cmd: ChildCmd::Backup { node: b, lazy },
                 });
             }
         }

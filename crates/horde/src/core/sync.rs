@@ -177,6 +177,10 @@ impl<T> Core<T> {
         if changed {
             self.backups_stale = true;
         }
+        // Connected and introduced: a member this one only heard of (or lost) is granted
+        // again at once if that is safe, rather than at its next lease request (a newcomer
+        // must not refuse its peers' replicas meanwhile).
+        self.readmit_if_safe(now, &node);
         if fresh_info && status != MemberStatus::Left {
             self.quorum.unremove(&node);
         }
@@ -344,6 +348,13 @@ impl<T> Core<T> {
     }
 
     pub(super) fn on_down(&mut self, now: Instant, out: &mut Vec<Effect<T>>, id: &NodeId) {
+        // A member that drained and left handed its replicas over first (it sets `Left` only
+        // then); any other that goes may have taken them along.
+        let left = self
+            .members
+            .get(&id.name)
+            .is_some_and(|m| m.node == *id && m.status == MemberStatus::Left);
+        self.backups_peer_down(out, id, left);
         if self.links.get(&id.name).is_some_and(|l| l.id == *id) {
             self.links.remove(&id.name);
         }
@@ -475,12 +486,18 @@ impl<T> Core<T> {
     /// name any more (their children restarted elsewhere), and forgets earlier runs nothing
     /// references, so a long series of rolling updates does not accumulate them.
     pub(super) fn forget_gone_members(&mut self, now: Instant) {
-        let owners: BTreeSet<NodeId> = self
-            .registry
-            .iter()
-            .filter(|(_, e)| !e.removed)
-            .map(|(_, e)| (*e.owner).clone())
-            .collect();
+        let gone_or_going = |s: MemberStatus| matches!(s, MemberStatus::Left | MemberStatus::Dead);
+        if self.superseded.is_empty() && !self.members.iter().any(|i| gone_or_going(i.status)) {
+            // Nothing to forget: no pass over the registry (it runs every second).
+            return;
+        }
+        let owners: BTreeSet<NodeId> = {
+            let mut seen: BTreeSet<&NodeId> = BTreeSet::new();
+            for (_, e) in self.registry.iter().filter(|(_, e)| !e.removed) {
+                seen.insert(&e.owner);
+            }
+            seen.into_iter().cloned().collect()
+        };
         self.superseded.retain(|n| owners.contains(n));
         // Members that left and are gone own nothing: forget them.
         let departed: Vec<NodeId> = self

@@ -123,7 +123,8 @@ impl<T> Core<T> {
     /// Decides the drain's next step (and records what needs no other part of the core).
     pub(super) fn drain_next(&mut self, now: Instant, out: &mut Vec<Effect<T>>) -> DrainNext {
         let others = self.move_targets();
-        let names: Vec<Arc<str>> = self.local.keys().cloned().collect();
+        // (Called after every wave: nothing here may walk every child but a new round.)
+        let local = &self.local;
         let acked = self.all_acked() && self.replicas.handover_done();
         let Some(drain) = self.moves.drain.as_mut() else {
             return DrainNext::Wait;
@@ -150,14 +151,14 @@ impl<T> Core<T> {
                     }
                     *run = None;
                 }
-                if names.is_empty() || now >= end {
+                if local.is_empty() || now >= end {
                     return DrainNext::Settle;
                 }
                 if not_before.is_some_and(|t| now < t) {
                     return DrainNext::Wait;
                 }
-                let moves: Vec<(String, NodeId)> = names
-                    .iter()
+                let moves: Vec<(String, NodeId)> = local
+                    .keys()
                     .filter_map(|n| {
                         self.config
                             .placement
@@ -171,11 +172,11 @@ impl<T> Core<T> {
                     if last_refresh.is_none_or(|t| now.duration_since(t) > NEED_PEERS_EVERY) {
                         if last_refresh.is_none() {
                             info!(
-                                children = names.len(),
+                                children = local.len(),
                                 "drain: no other member yet; looking for peers until the deadline"
                             );
                         } else {
-                            debug!(children = names.len(), "drain: still no other member");
+                            debug!(children = local.len(), "drain: still no other member");
                         }
                         out.push(Effect::NeedPeers);
                         *last_refresh = Some(now);
@@ -238,8 +239,10 @@ impl<T> Core<T> {
                 ms = r.duration.as_millis() as u64,
                 "drain complete"
             );
-            if d.leave {
-                // Nothing left here and about to exit: no longer counted toward the majority.
+            if d.leave && self.replicas.handover_done() {
+                // Nothing left here, what it kept for others handed over, and about to exit:
+                // no longer counted toward the majority (and its peers need not send their
+                // children's state again when it goes).
                 self.set_status(out, MemberStatus::Left);
             }
         }

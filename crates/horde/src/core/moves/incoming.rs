@@ -216,8 +216,12 @@ impl<T> Core<T> {
                 epoch: pending.epoch,
             },
         );
-        self.backups.entry(name.clone()).or_insert(None);
-        self.backups_stale = true;
+        // Its backup was told when it spawned here (`tell_backup`); only one that somehow has
+        // none is told now (recomputing every child's backup per arrival made a drain of n
+        // children cost n² placements).
+        if !self.backups.contains_key(&name) {
+            self.tell_backup(out, &name);
+        }
         out.push(Effect::Serve { name: name.clone() });
         Counters::add(&self.counters.handoffs_in, 1);
         self.emit(
