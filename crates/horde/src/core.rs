@@ -221,6 +221,13 @@ pub struct Core<T> {
     /// Children that left a draining backup without sending their state again, by that
     /// backup: if it dies rather than leaving, they send it (see `backups_peer_down`).
     lazy_from: BTreeMap<Arc<str>, NodeId>,
+    /// Children whose backup is still good but placement now prefers another (a member
+    /// joined): they switch a few per tick (`pace_backups`), so a join does not make every
+    /// such child send its whole state in the same instant.
+    deferred_backups: BTreeSet<Arc<str>>,
+    /// When backups were last recomputed for a membership change (replicas are kept at least
+    /// this long after it, while owners' paced switches run).
+    backups_at: Option<Instant>,
     /// Spawns asked for and not answered yet.
     spawning: BTreeMap<Arc<str>, SpawnFor<T>>,
     /// Registry changes to broadcast at the end of this input.
@@ -302,6 +309,8 @@ impl<T> Core<T> {
             local: BTreeMap::new(),
             backups: BTreeMap::new(),
             lazy_from: BTreeMap::new(),
+            deferred_backups: BTreeSet::new(),
+            backups_at: None,
             spawning: BTreeMap::new(),
             outbox: Vec::new(),
             next_flush_waiters: Vec::new(),
@@ -402,6 +411,7 @@ impl<T> Core<T> {
         }
         if std::mem::take(&mut self.backups_stale) {
             let force = std::mem::take(&mut self.force_backups);
+            self.backups_at = Some(now);
             self.assign_backups(&mut out, force);
         }
         if !self.outbox.is_empty() || !self.next_flush_waiters.is_empty() {
@@ -622,6 +632,7 @@ impl<T> Core<T> {
             self.force_backups = true;
         }
         self.lease_tick(now, out);
+        self.pace_backups(out);
         self.expire_acks(now, out);
         self.moves_tick(now, out);
         self.fetches_tick(now, out);

@@ -8,7 +8,10 @@
 //! fenced; the owner's copy then answers nothing more. The backup of a child is the member
 //! placement picks among the others that are alive (else draining) and read a schema this
 //! build writes; every membership change recomputes them and tells the children whose backup
-//! changed (they send their whole state to the new one before answering again).
+//! changed (they send their whole state to the new one before answering again). A child whose
+//! backup is still alive and good keeps it for now when placement prefers another (a member
+//! joined) and switches a few ticks later, `BACKUP_SWITCHES_PER_TICK` at a time: a join costs
+//! the answers no burst of whole states.
 //!
 //! A member that drains hands the replicas it holds to the members that keep them from then
 //! on (before it reports its drain done) and refuses new ones as `Leaving`: a child whose
@@ -28,6 +31,9 @@ use tracing::debug;
 
 /// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
 const IDLE_REPLICA: Duration = Duration::from_secs(60);
+/// Children per tick that move to the backup placement now prefers while their own is still
+/// good (after a join): 10,000 children switch in 2.5 s instead of all at once.
+const BACKUP_SWITCHES_PER_TICK: usize = 200;
 /// Replicas per `Handover` message (frames stay bounded).
 const HANDOVER_CHUNK: usize = 64;
 
@@ -269,6 +275,9 @@ impl<T> Core<T> {
                 Some(e) if !self.is_dead(&e.owner) => {
                     now.saturating_duration_since(k.at) > IDLE_REPLICA
                         && self
+                            .backups_at
+                            .is_none_or(|t| now.saturating_duration_since(t) > IDLE_REPLICA)
+                        && self
                             .backup_choice(&e.owner, name)
                             .is_none_or(|(b, _)| b != self.me)
                 }
@@ -379,7 +388,20 @@ impl<T> Core<T> {
         let all = self.candidates();
         for name in names {
             let b = self.backup_among(&all, &me, &name);
-            if force || self.backups.get(&name) != Some(&b) {
+            let current = self.backups.get(&name);
+            if !force
+                && b.is_some()
+                && current != Some(&b)
+                && current
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|(old, _)| self.still_good_backup(&all, old))
+            {
+                // Its backup is alive and holds its state: it moves later, paced.
+                self.deferred_backups.insert(name);
+                continue;
+            }
+            self.deferred_backups.remove(&name);
+            if force || current != Some(&b) {
                 // Away from a draining backup: it hands what it holds over before it leaves,
                 // so the children switch without sending their state at once (a drain would
                 // otherwise make every child it backs up send its whole state at the same
@@ -401,6 +423,55 @@ impl<T> Core<T> {
                 out.push(Effect::ToChild {
                     name,
                     cmd: ChildCmd::Backup { node: b, lazy },
+                });
+            }
+        }
+    }
+}
+
+impl<T> Core<T> {
+    /// True when `node` is still a backup this member's children may keep: an alive member,
+    /// connected, that reads a schema this build writes and has not refused replicas lately.
+    fn still_good_backup(&self, all: &[crate::placement::Candidate], node: &NodeId) -> bool {
+        let writes = &self.config.writes;
+        !self.refusing.contains_key(node)
+            && self.peers.get(&node.name) == Some(node)
+            && all.iter().any(|c| {
+                c.node == *node
+                    && c.status == MemberStatus::Alive
+                    && c.reads.iter().any(|s| writes.contains(s))
+            })
+    }
+
+    /// Moves a few deferred children to the backup placement now prefers (see
+    /// `deferred_backups`); each sends its whole state to the new one.
+    pub(super) fn pace_backups(&mut self, out: &mut Vec<Effect<T>>) {
+        if self.deferred_backups.is_empty() {
+            return;
+        }
+        let me = self.me.clone();
+        let all = self.candidates();
+        let batch: Vec<Arc<str>> = self
+            .deferred_backups
+            .iter()
+            .take(BACKUP_SWITCHES_PER_TICK)
+            .cloned()
+            .collect();
+        for name in batch {
+            self.deferred_backups.remove(&name);
+            let Some(current) = self.backups.get(&name).cloned() else {
+                continue;
+            };
+            let b = self.backup_among(&all, &me, &name);
+            if b != current {
+                self.lazy_from.remove(&name);
+                self.backups.insert(name.clone(), b.clone());
+                out.push(Effect::ToChild {
+                    name,
+                    cmd: ChildCmd::Backup {
+                        node: b,
+                        lazy: false,
+                    },
                 });
             }
         }
