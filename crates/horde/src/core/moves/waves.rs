@@ -233,8 +233,18 @@ impl<T> Core<T> {
                 cmd,
             });
         }
+        // One line per reason for the wave (a drain towards a member that drains too refuses
+        // every child), each child at debug.
+        let mut reasons: Vec<(&OfferRefusal, usize, &str)> = Vec::new();
         for (name, reason) in &refused {
-            warn!(child = %name, target = %wave.target, %reason, "move refused");
+            debug!(child = %name, target = %wave.target, %reason, "move refused");
+            match reasons.iter_mut().find(|(r, _, _)| *r == reason) {
+                Some((_, n, _)) => *n += 1,
+                None => reasons.push((reason, 1, name)),
+            }
+        }
+        for (reason, children, first) in reasons {
+            warn!(target = %wave.target, %reason, children, first = %first, "moves refused");
         }
         Counters::add(&self.counters.handoff_failures, refused.len() as u64);
         self.counters.last_handoff_us.store(
