@@ -65,6 +65,17 @@ fn assert_kept(integrity: &Integrity, result: &LoadResult) {
 }
 
 /// Every node names the same owner for every game.
+/// Stops the players, then checks every game and input ([`assert_kept`]) and one owner per
+/// game, and shuts the cluster down.
+async fn stop_and_check(cluster: Cluster, load: Load, what: &str) {
+    let result = load.stop().await;
+    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
+    eprintln!("{what}: {integrity:?}");
+    assert_kept(&integrity, &result);
+    assert_one_owner(&cluster).await;
+    cluster.shutdown().await;
+}
+
 async fn assert_one_owner(cluster: &Cluster) {
     eventually(
         "every registry names one owner per game",
@@ -99,12 +110,7 @@ async fn a_node_killed_right_after_a_drain_gave_it_games_loses_none() {
     assert!(had > 0, "{per_node:?}");
     cluster.kill(victim);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let result = load.stop().await;
-    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
-    eprintln!("killed a node holding {had} games: {integrity:?}");
-    assert_kept(&integrity, &result);
-    assert_one_owner(&cluster).await;
-    cluster.shutdown().await;
+    stop_and_check(cluster, load, &format!("killed a node holding {had} games")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,12 +160,7 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
         .await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let result = load.stop().await;
-    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
-    eprintln!("{kills} kills: {integrity:?}");
-    assert_kept(&integrity, &result);
-    assert_one_owner(&cluster).await;
-    cluster.shutdown().await;
+    stop_and_check(cluster, load, &format!("{kills} kills")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,12 +183,7 @@ async fn a_drain_target_paused_then_resumed_makes_no_second_owner() {
     // Node 1 is now index 0 (node 0 was removed).
     cluster.nodes[0].signal(Signal::SIGCONT);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let result = load.stop().await;
-    let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
-    eprintln!("paused target: {integrity:?}");
-    assert_kept(&integrity, &result);
-    assert_one_owner(&cluster).await;
-    cluster.shutdown().await;
+    stop_and_check(cluster, load, "paused target").await;
 }
 
 /// Three nodes, each in its own network namespace.

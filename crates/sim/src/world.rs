@@ -1437,6 +1437,29 @@ impl World {
         );
     }
 
+    /// A message for a child of node `slot` (run `inc`), delivered in order on the node's
+    /// `lane` towards that child after a random delay.
+    fn message_to_child(
+        &mut self,
+        lane: u64,
+        slot: usize,
+        inc: u64,
+        instance: u64,
+        envelope: Envelope<LogMsg, Token>,
+    ) {
+        let d = self.rng.range(1, 60);
+        self.fifo_at(
+            chan((lane << 32) | slot as u64, instance),
+            d,
+            Ev::Child {
+                slot,
+                inc,
+                instance,
+                input: ChildInput::Message(envelope),
+            },
+        );
+    }
+
     fn route(&mut self, slot: usize, inc: u64, route: Route, reply: Option<Token>) {
         let Some(node) = self.node(slot, inc) else {
             return;
@@ -1445,21 +1468,12 @@ impl World {
         if let Some(instance) = target
             && self.instances.get(&instance).is_some_and(|i| i.alive)
         {
-            let d = self.rng.range(1, 60);
-            self.fifo_at(
-                chan((4 << 32) | slot as u64, instance),
-                d,
-                Ev::Child {
-                    slot,
-                    inc,
-                    instance,
-                    input: ChildInput::Message(Envelope {
-                        body: Body::Routed(route.body),
-                        hops: route.hops,
-                        reply,
-                    }),
-                },
-            );
+            let envelope = Envelope {
+                body: Body::Routed(route.body),
+                hops: route.hops,
+                reply,
+            };
+            self.message_to_child(4, slot, inc, instance, envelope);
             return;
         }
         let decision = node.core.view().forward_to(&route.name, route.hops);
@@ -1524,21 +1538,12 @@ impl World {
                 .filter(|i| self.instances.get(i).is_some_and(|x| x.alive));
             match local {
                 Some(instance) => {
-                    let d = self.rng.range(1, 60);
-                    self.fifo_at(
-                        chan((5 << 32) | slot as u64, instance),
-                        d,
-                        Ev::Child {
-                            slot,
-                            inc,
-                            instance,
-                            input: ChildInput::Message(Envelope {
-                                body: Body::Typed(msg),
-                                hops: 0,
-                                reply: Some(token),
-                            }),
-                        },
-                    );
+                    let envelope = Envelope {
+                        body: Body::Typed(msg),
+                        hops: 0,
+                        reply: Some(token),
+                    };
+                    self.message_to_child(5, slot, inc, instance, envelope);
                 }
                 None => {
                     let route = Route {
