@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use futures::{SinkExt, StreamExt};
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::{Load, verify};
 use harness::logs;
+use harness::wait::{POLL_INTERVAL, poll, scaled};
 use serde_json::{Value, json};
 use support::MINOTAUR;
 use tokio_tungstenite::tungstenite::Message;
@@ -429,7 +431,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
         "{integrity:?}"
     );
     // Only the new version is left, and every game runs v2 code on v1-born state.
-    let members = cluster.members().await;
+    let members = settled_members(&cluster, |s, v| s == "alive" && v == "0.2.0").await;
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(
         members
@@ -484,7 +486,7 @@ async fn a_rollback_to_the_previous_build_keeps_every_game() {
         result.interleaved()
     );
     // Only the previous version is left, running every game on v1 state.
-    let members = cluster.members().await;
+    let members = settled_members(&cluster, |s, v| s == "alive" && v != "0.2.0").await;
     assert!(
         members
             .values()
@@ -497,4 +499,24 @@ async fn a_rollback_to_the_previous_build_keeps_every_game() {
         assert_eq!(g["schema"], 1, "{code} not back on v1 code: {g}");
     }
     cluster.shutdown().await;
+}
+
+/// The member list once it settled on three members that all pass `want` (status, version),
+/// or as it is after ten seconds (scaled): a member that left is listed as `left` until the
+/// next sweep after its link went down.
+async fn settled_members(
+    cluster: &Cluster,
+    want: impl Fn(&str, &str) -> bool,
+) -> HashMap<String, (String, String)> {
+    let settled =
+        |m: &HashMap<String, (String, String)>| m.len() == 3 && m.values().all(|(s, v)| want(s, v));
+    let waited = poll(scaled(Duration::from_secs(10)), POLL_INTERVAL, || async {
+        let m = cluster.members().await;
+        settled(&m).then_some(m)
+    })
+    .await;
+    match waited {
+        Some(m) => m,
+        None => cluster.members().await,
+    }
 }
