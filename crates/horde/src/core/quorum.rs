@@ -127,6 +127,11 @@ impl Quorum {
         self.until.is_some_and(|u| now < u)
     }
 
+    /// The next [`Quorum::request`] goes out at once, whenever the last one left.
+    pub fn due_now(&mut self) {
+        self.last_sent = None;
+    }
+
     /// A new request is due: returns its round (and records when it was sent).
     pub fn request(&mut self, now: Instant) -> Option<u64> {
         if self

@@ -307,34 +307,61 @@ impl<T> Core<T> {
         owner: &NodeId,
         name: &str,
     ) -> Option<(NodeId, u16)> {
+        self.backup_in(&self.backup_lists(all, owner), name)
+    }
+
+    /// The candidates `owner`'s children may back up on, in the order they are tried: alive
+    /// then draining members, first without those that just refused `owner`'s replicas. They
+    /// depend on the owner only, so many names share them; placement picks per name.
+    fn backup_lists(
+        &self,
+        all: &[crate::placement::Candidate],
+        owner: &NodeId,
+    ) -> Vec<Vec<crate::placement::Candidate>> {
         let writes = &self.config.writes;
         let mine = *owner == self.me;
+        let mut lists = Vec::with_capacity(4);
         for avoid_refusing in [true, false] {
             for status in [MemberStatus::Alive, MemberStatus::Draining] {
-                let cands: Vec<crate::placement::Candidate> = all
+                lists.push(
+                    all.iter()
+                        .filter(|c| {
+                            c.node != *owner
+                                && c.status == status
+                                && !(avoid_refusing && mine && self.refusing.contains_key(&c.node))
+                                && (c.node == self.me
+                                    || self.peers.get(&c.node.name) == Some(&c.node))
+                                && c.reads.iter().any(|s| writes.contains(s))
+                        })
+                        .cloned()
+                        .map(|mut c| {
+                            // Placement only takes alive members: a draining backup is still one.
+                            c.status = MemberStatus::Alive;
+                            c
+                        })
+                        .collect(),
+                );
+            }
+        }
+        lists
+    }
+
+    /// Placement's pick for `name` from the first of `lists` that yields one, with the newest
+    /// schema it reads that this build writes.
+    fn backup_in(
+        &self,
+        lists: &[Vec<crate::placement::Candidate>],
+        name: &str,
+    ) -> Option<(NodeId, u16)> {
+        let writes = &self.config.writes;
+        for cands in lists.iter().filter(|l| !l.is_empty()) {
+            if let Some(node) = self.config.placement.place(name, cands) {
+                let schema = cands
                     .iter()
-                    .filter(|c| {
-                        c.node != *owner
-                            && c.status == status
-                            && !(avoid_refusing && mine && self.refusing.contains_key(&c.node))
-                            && (c.node == self.me || self.peers.get(&c.node.name) == Some(&c.node))
-                            && c.reads.iter().any(|s| writes.contains(s))
-                    })
-                    .cloned()
-                    .map(|mut c| {
-                        // Placement only takes alive members: a draining backup is still one.
-                        c.status = MemberStatus::Alive;
-                        c
-                    })
-                    .collect();
-                if let Some(node) = self.config.placement.place(name, &cands) {
-                    let schema = cands
-                        .iter()
-                        .find(|c| c.node == node)
-                        .and_then(|c| c.reads.iter().filter(|s| writes.contains(s)).max().copied())
-                        .unwrap_or(0);
-                    return Some((node, schema));
-                }
+                    .find(|c| c.node == node)
+                    .and_then(|c| c.reads.iter().filter(|s| writes.contains(s)).max().copied())
+                    .unwrap_or(0);
+                return Some((node, schema));
             }
         }
         None
@@ -383,48 +410,54 @@ impl<T> Core<T> {
     /// Recomputes every child's backup after a membership change; tells those that changed
     /// (all of them with `force`: a backup refused and they must try again).
     pub(super) fn assign_backups(&mut self, out: &mut Vec<Effect<T>>, force: bool) {
-        let me = self.me.clone();
-        let names: Vec<Arc<str>> = self.backups.keys().cloned().collect();
         let all = self.candidates();
-        for name in names {
-            let b = self.backup_among(&all, &me, &name);
-            let current = self.backups.get(&name);
+        let lists = self.backup_lists(&all, &self.me);
+        let children: Vec<_> = self
+            .backups
+            .iter()
+            .map(|(n, b)| (n.clone(), b.clone()))
+            .collect();
+        for (name, current) in children {
+            let b = self.backup_in(&lists, &name);
+            if b == current && !force {
+                continue;
+            }
             if !force
                 && b.is_some()
-                && current != Some(&b)
                 && current
-                    .and_then(|c| c.as_ref())
+                    .as_ref()
                     .is_some_and(|(old, _)| self.still_good_backup(&all, old))
             {
                 // Its backup is alive and holds its state: it moves later, paced.
                 self.deferred_backups.insert(name);
                 continue;
             }
-            self.deferred_backups.remove(&name);
-            if force || current != Some(&b) {
-                // Away from a draining backup: it hands what it holds over before it leaves,
-                // so the children switch without sending their state at once (a drain would
-                // otherwise make every child it backs up send its whole state at the same
-                // moment). If it dies instead, they send it then (`backups_peer_down`).
-                let lazy = !force
-                    && match self.backups.get(&name) {
-                        Some(Some((old, _))) if b.as_ref().is_some_and(|(n, _)| n != old) => {
-                            let draining = self.members.get(&old.name).is_some_and(|m| {
-                                m.node == *old && m.status == MemberStatus::Draining
-                            });
-                            if draining {
-                                self.lazy_from.insert(name.clone(), old.clone());
-                            }
-                            draining
-                        }
-                        _ => false,
-                    };
-                self.backups.insert(name.clone(), b.clone());
-                out.push(Effect::ToChild {
-                    name,
-                    cmd: ChildCmd::Backup { node: b, lazy },
-                });
+            if !self.deferred_backups.is_empty() {
+                self.deferred_backups.remove(&name);
             }
+            // Away from a draining backup: it hands what it holds over before it leaves,
+            // so the children switch without sending their state at once (a drain would
+            // otherwise make every child it backs up send its whole state at the same
+            // moment). If it dies instead, they send it then (`backups_peer_down`).
+            let lazy = !force
+                && match &current {
+                    Some((old, _)) if b.as_ref().is_some_and(|(n, _)| n != old) => {
+                        let draining = self
+                            .members
+                            .get(&old.name)
+                            .is_some_and(|m| m.node == *old && m.status == MemberStatus::Draining);
+                        if draining {
+                            self.lazy_from.insert(name.clone(), old.clone());
+                        }
+                        draining
+                    }
+                    _ => false,
+                };
+            self.backups.insert(name.clone(), b.clone());
+            out.push(Effect::ToChild {
+                name,
+                cmd: ChildCmd::Backup { node: b, lazy },
+            });
         }
     }
 }
@@ -449,8 +482,8 @@ impl<T> Core<T> {
         if self.deferred_backups.is_empty() {
             return;
         }
-        let me = self.me.clone();
         let all = self.candidates();
+        let lists = self.backup_lists(&all, &self.me);
         let batch: Vec<Arc<str>> = self
             .deferred_backups
             .iter()
@@ -462,7 +495,7 @@ impl<T> Core<T> {
             let Some(current) = self.backups.get(&name).cloned() else {
                 continue;
             };
-            let b = self.backup_among(&all, &me, &name);
+            let b = self.backup_in(&lists, &name);
             if b != current {
                 self.lazy_from.remove(&name);
                 self.backups.insert(name.clone(), b.clone());

@@ -479,6 +479,10 @@ impl<T> Core<T> {
             self.dirty = true;
             info!(node = %self.me, peers = self.peers.len(), registry = self.registry.live(), "member alive (registry synced)");
             self.announce(out);
+            // Into the quorum set now: ask for a lease at once rather than at the next
+            // round, so that it is ready to answer as soon as the others grant it.
+            self.quorum.due_now();
+            self.lease_tick(now, out);
         }
     }
 
