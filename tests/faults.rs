@@ -40,17 +40,21 @@ fn options(net: u8, name: &str) -> ClusterOptions {
 /// side would starve each other's heartbeats and test the scheduler instead.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Games played on a cluster of three: `GAMES` games, 12 clients, 200 inputs/s in all.
+async fn playing(net: u8, name: &str) -> (Cluster, Load) {
+    let cluster = Cluster::start(options(net, name)).await.unwrap();
+    let load = Load::start(cluster.http(), GAMES, 12, 200.0, cluster.targets())
+        .await
+        .unwrap();
+    (cluster, load)
+}
+
+/// Games in each fault test but the partition's.
+const GAMES: usize = 60;
+
 /// Nothing lost, nothing doubled, every answer seen accounted for.
 fn assert_kept(integrity: &Integrity, result: &LoadResult) {
-    assert_eq!(
-        (
-            integrity.games_lost,
-            integrity.inputs_lost,
-            integrity.inputs_duplicated
-        ),
-        (0, 0, 0),
-        "{integrity:?}"
-    );
+    integrity.assert_nothing_lost();
     assert_eq!(
         integrity.inputs_unanswered, 0,
         "an input went unanswered through every retry: {integrity:?}"
@@ -64,7 +68,6 @@ fn assert_kept(integrity: &Integrity, result: &LoadResult) {
     assert!(two.is_empty(), "two nodes answered for one game: {two:?}");
 }
 
-/// Every node names the same owner for every game.
 /// Stops the players, then checks every game and input ([`assert_kept`]) and one owner per
 /// game, and shuts the cluster down.
 async fn stop_and_check(cluster: Cluster, load: Load, what: &str) {
@@ -76,6 +79,7 @@ async fn stop_and_check(cluster: Cluster, load: Load, what: &str) {
     cluster.shutdown().await;
 }
 
+/// Every node names the same owner for every game.
 async fn assert_one_owner(cluster: &Cluster) {
     eventually(
         "every registry names one owner per game",
@@ -88,12 +92,7 @@ async fn assert_one_owner(cluster: &Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_killed_right_after_a_drain_gave_it_games_loses_none() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(options(51, "faults-drain-kill"))
-        .await
-        .unwrap();
-    let load = Load::start(cluster.http(), 60, 12, 200.0, cluster.targets())
-        .await
-        .unwrap();
+    let (mut cluster, load) = playing(51, "faults-drain-kill").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A rolling update step: a new node joins, node 0 drains and exits.
     let (_, code) = cluster.replace(0, &PathBuf::from(MINOTAUR)).await.unwrap();
@@ -121,13 +120,7 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let mut cluster = Cluster::start(options(52, "faults-kill-loop"))
-        .await
-        .unwrap();
-    let games = 60;
-    let load = Load::start(cluster.http(), games, 12, 200.0, cluster.targets())
-        .await
-        .unwrap();
+    let (mut cluster, load) = playing(52, "faults-kill-loop").await;
     for k in 0..kills {
         tokio::time::sleep(Duration::from_millis(300 + 97 * (k as u64 % 5))).await;
         let victim = k % cluster.nodes.len();
@@ -150,7 +143,7 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
                 views
                     .iter()
                     .all(|v| {
-                        v.len() == games
+                        v.len() == GAMES
                             && v.values()
                                 .all(|host| *host != dead.name && m.contains_key(host))
                     })
@@ -166,12 +159,7 @@ async fn owners_killed_right_after_answering_lose_no_answered_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drain_target_paused_then_resumed_makes_no_second_owner() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut cluster = Cluster::start(options(53, "faults-paused-target"))
-        .await
-        .unwrap();
-    let load = Load::start(cluster.http(), 60, 12, 200.0, cluster.targets())
-        .await
-        .unwrap();
+    let (mut cluster, load) = playing(53, "faults-paused-target").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Node 1 freezes; node 0 drains meanwhile (a rolling update step), offering it games.
     cluster.nodes[1].signal(Signal::SIGSTOP);

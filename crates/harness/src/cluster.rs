@@ -248,20 +248,23 @@ impl Cluster {
 
     /// Games each node hosts, as the first node's `/api/cluster` reports them (by node name).
     pub async fn games_per_node(&self) -> HashMap<String, u64> {
-        let mut out = HashMap::new();
+        self.members_json()
+            .await
+            .iter()
+            .map(|m| (text(&m["node"]), m["games"].as_u64().unwrap_or(0)))
+            .collect()
+    }
+
+    /// The `members` of the first node's `/api/cluster` (empty when it does not answer).
+    async fn members_json(&self) -> Vec<Value> {
         if let Some(url) = self.urls().first()
             && let Ok(r) = self.http.get(format!("{url}/api/cluster")).send().await
-            && let Ok(v) = r.json::<Value>().await
-            && let Some(ms) = v["members"].as_array()
+            && let Ok(mut v) = r.json::<Value>().await
+            && let Value::Array(ms) = v["members"].take()
         {
-            for m in ms {
-                out.insert(
-                    m["node"].as_str().unwrap_or("").to_string(),
-                    m["games"].as_u64().unwrap_or(0),
-                );
-            }
+            return ms;
         }
-        out
+        Vec::new()
     }
 
     /// Every node's registry (`GET /api/games` on each): game code -> host, one map per node
@@ -274,10 +277,7 @@ impl Cluster {
                 && let Ok(Value::Array(games)) = r.json::<Value>().await
             {
                 for g in games {
-                    view.insert(
-                        g["code"].as_str().unwrap_or("").to_string(),
-                        g["node"].as_str().unwrap_or("").to_string(),
-                    );
+                    view.insert(text(&g["code"]), text(&g["node"]));
                 }
             }
             views.push(view);
@@ -304,23 +304,14 @@ impl Cluster {
     /// The cluster's members as the first node sees them: node name -> (status, version);
     /// empty when it does not answer.
     pub async fn members(&self) -> HashMap<String, (String, String)> {
-        let mut out = HashMap::new();
-        if let Some(url) = self.urls().first()
-            && let Ok(r) = self.http.get(format!("{url}/api/cluster")).send().await
-            && let Ok(v) = r.json::<Value>().await
-            && let Some(ms) = v["members"].as_array()
-        {
-            for m in ms {
-                out.insert(
-                    m["node"].as_str().unwrap_or("").to_string(),
-                    (
-                        m["status"].as_str().unwrap_or("").to_string(),
-                        m["version"].as_str().unwrap_or("").to_string(),
-                    ),
-                );
-            }
-        }
-        out
+        self.members_json()
+            .await
+            .iter()
+            .map(|m| {
+                let status_version = (text(&m["status"]), text(&m["version"]));
+                (text(&m["node"]), status_version)
+            })
+            .collect()
     }
 
     /// Stops every node: SIGTERM to all, then waits for each to exit.
@@ -332,4 +323,9 @@ impl Cluster {
             let _ = n.wait(SHUTDOWN_TIMEOUT).await;
         }
     }
+}
+
+/// A JSON string's text ("" for anything else).
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or("").to_string()
 }
