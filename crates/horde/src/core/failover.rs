@@ -70,6 +70,13 @@ impl<T> Core<T> {
                 orphans.push((n.to_string(), e.clone()));
             }
         }
+        // Counts of unanswered fetches are kept only for names still orphaned.
+        if !self.failover.attempts.is_empty() {
+            let orphaned: BTreeSet<&str> = orphans.iter().map(|(n, _)| n.as_str()).collect();
+            self.failover
+                .attempts
+                .retain(|n, _| orphaned.contains(n.as_str()));
+        }
         if orphans.is_empty() {
             return;
         }
@@ -167,17 +174,26 @@ impl<T> Core<T> {
             let Some(f) = self.failover.fetches.remove(&id) else {
                 continue;
             };
-            let attempts = self.failover.attempts.entry(f.name.clone()).or_insert(0);
-            *attempts += 1;
-            if *attempts >= FETCH_ATTEMPTS {
+            if self.last_attempt(&f.name) {
                 warn!(child = %f.name, silent = ?f.waiting, "members did not answer a replica fetch; restarting from the newest replica found");
-                self.failover.attempts.remove(&f.name);
                 self.restart(now, out, f.name, f.entry, f.best);
-            } else {
-                // Asked again at the next sweep: a connected member that holds the newest
-                // replica may just be slow.
-                self.failover.restarting.remove(&f.name);
             }
+        }
+    }
+
+    /// Counts a replica fetch for `name` that will not be answered in full: true once it was
+    /// the last allowed (the count is forgotten; the caller restarts from what it found),
+    /// else the name is asked again at the next sweep (a member that holds the newest
+    /// replica may just be slow, or a leaving one's handover may not have arrived yet).
+    fn last_attempt(&mut self, name: &str) -> bool {
+        let attempts = self.failover.attempts.entry(name.to_string()).or_insert(0);
+        *attempts += 1;
+        if *attempts >= FETCH_ATTEMPTS {
+            self.failover.attempts.remove(name);
+            true
+        } else {
+            self.failover.restarting.remove(name);
+            false
         }
     }
 
@@ -201,10 +217,7 @@ impl<T> Core<T> {
             let Some(f) = self.failover.fetches.remove(&fid) else {
                 continue;
             };
-            let attempts = self.failover.attempts.entry(f.name.clone()).or_insert(0);
-            *attempts += 1;
-            if *attempts >= FETCH_ATTEMPTS {
-                self.failover.attempts.remove(&f.name);
+            if self.last_attempt(&f.name) {
                 let mut f = f;
                 f.waiting.remove(&id.name);
                 if f.waiting.is_empty() {
@@ -212,8 +225,6 @@ impl<T> Core<T> {
                 } else {
                     self.failover.fetches.insert(fid, f);
                 }
-            } else {
-                self.failover.restarting.remove(&f.name);
             }
         }
     }
