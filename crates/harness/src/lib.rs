@@ -31,6 +31,8 @@
 //! - [`load`]: players over HTTP that retry an input with the same `input_id`, and the
 //!   integrity check of every game afterwards.
 //! - [`netns`]: nodes in network namespaces on a bridge, and real partitions (iptables).
+//! - `kubernetes` (feature `kubernetes`): docker/kubernetes read as the kubelet and cluster
+//!   DNS use it (a pod's environment, SRV names), and a read-only root file system.
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
 
@@ -40,6 +42,8 @@ use std::time::Duration;
 pub mod cluster;
 pub mod dns;
 pub mod echo;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod latency;
 pub mod load;
 pub mod logs;
