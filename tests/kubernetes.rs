@@ -60,7 +60,8 @@ fn release_root() -> PathBuf {
     root
 }
 
-/// Node name and the names of the other connected nodes, from `GET /api/cluster`.
+/// From `GET /api/cluster`: the node's name, the other connected nodes and the alive members
+/// (both sorted).
 async fn cluster_view(
     http: &reqwest::Client,
     url: &str,
