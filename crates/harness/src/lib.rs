@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! wait, ports, process, logs, dns, latency, echo      (each stands alone)
+//! prometheus (process, wait): a real Prometheus server and promtool
 //!   └─► node (process, wait) ─► cluster (node, dns, ports, wait) ─► load (its targets)
 //!         └─► mesh (node names, wait): in-process connectors and horde members
 //! ```
@@ -31,6 +32,7 @@
 //! - [`load`]: players over HTTP that retry an input with the same `input_id`, and the
 //!   integrity check of every game afterwards.
 //! - [`netns`]: nodes in network namespaces on a bridge, and real partitions (iptables).
+//! - [`prometheus`]: a real Prometheus server scraping nodes, PromQL, `promtool check metrics`.
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
 
@@ -48,6 +50,7 @@ pub mod netns;
 pub mod node;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod wait;
 
 /// Why a cluster, a node or the players could not be set up. The messages are those
