@@ -192,7 +192,7 @@ impl Collector for HordeCollector {
         encode_histogram(
             &mut encoder,
             "minotaur_handoff_pause_seconds",
-            "How long each game could not process inputs while it moved away from this node",
+            "How long each game moving away from this node could not process inputs (freeze to release, or to resume here when the move failed)",
             &s.pauses,
         )?;
         encode_histogram(
