@@ -372,7 +372,9 @@ async fn bad_requests_get_clear_errors() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("minotaur_http_requests_total{class=\"4xx\"}"),
+        metrics.contains(
+            "minotaur_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"} 1\n"
+        ),
         "{metrics}"
     );
     cluster.shutdown().await;

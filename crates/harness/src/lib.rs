@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! wait, ports, process, logs, dns, latency, echo      (each stands alone)
+//! prometheus (process, wait): a real Prometheus server and promtool
 //!   └─► node (process, wait) ─► cluster (node, dns, ports, wait) ─► load (its targets)
 //!         └─► mesh (node names, wait): in-process connectors and horde members
 //! ```
@@ -33,6 +34,7 @@
 //! - [`netns`]: nodes in network namespaces on a bridge, and real partitions (iptables).
 //! - `kubernetes` (feature `kubernetes`): docker/kubernetes read as the kubelet and cluster
 //!   DNS use it (a pod's environment, SRV names), and a read-only root file system.
+//! - [`prometheus`]: a real Prometheus server scraping nodes, PromQL, `promtool check metrics`.
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
 
@@ -52,6 +54,7 @@ pub mod netns;
 pub mod node;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod wait;
 
 /// Why a cluster, a node or the players could not be set up. The messages are those

@@ -54,6 +54,6 @@ pub use core::{ConflictReport, DrainReport, MoveConfig, RebalanceConfig};
 pub use errors::{CallError, HordeError, StartError};
 pub use membership::{MemberInfo, MemberStatus, Version};
 pub use placement::{Candidate, Placement, Rendezvous};
-pub use stats::{HordeEvent, Stats};
+pub use stats::{Histogram, HistogramSnapshot, HordeEvent, LATENCY_BUCKETS, Stats};
 pub use supervisor::{Horde, HordeConfig, Subscription};
 pub use view::ConflictHook;

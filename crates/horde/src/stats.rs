@@ -1,8 +1,11 @@
 //! Counters and the event stream of a horde: handoffs in and out, forwarded messages, conflicts,
 //! restarts, and per-move pause times. Plain atomics so the hot paths never wait for them.
+//!
+//! Pauses go into a fixed-bucket [`Histogram`] (as Prometheus keeps one): recording is one
+//! atomic add, and percentiles are estimated from the buckets, so neither a scrape nor a
+//! `stats` call sorts a window of samples. The histogram knows nothing of Prometheus; an
+//! application exports [`HistogramSnapshot::buckets`] with whatever metrics library it uses.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,8 +13,116 @@ use discovery::NodeId;
 
 use crate::membership::MemberInfo;
 
-/// How many recent move pauses are kept for percentiles.
-const PAUSE_WINDOW: usize = 20_000;
+/// Upper bounds, in seconds, of the buckets of [`Histogram::default`]: a 1-2-5 series from
+/// 0.5 ms to 10 s. A live move pauses a game for one wave (a round trip or two on a LAN, so
+/// milliseconds); a move that waits on a slow or dying peer can take seconds.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+/// A histogram of durations with fixed buckets, safe to share and lock-free: observing is one
+/// atomic add per field. Counts only grow (a Prometheus histogram is cumulative since start).
+#[derive(Debug)]
+pub struct Histogram {
+    /// Upper bounds in seconds, ascending; a last bucket (`+Inf`) takes the rest.
+    bounds: &'static [f64],
+    /// Observations per bucket (not cumulative); one more than `bounds`.
+    counts: Box<[AtomicU64]>,
+    /// Sum of the observations, in nanoseconds (584 years of pauses before it wraps).
+    sum_ns: AtomicU64,
+    /// Longest observation, in nanoseconds (the buckets only bound it).
+    max_ns: AtomicU64,
+}
+
+impl Default for Histogram {
+    /// A histogram with the [`LATENCY_BUCKETS`].
+    fn default() -> Self {
+        Self::new(&LATENCY_BUCKETS)
+    }
+}
+
+impl Histogram {
+    /// A histogram with buckets ending at `bounds` (seconds, ascending) and `+Inf`.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self.bounds.partition_point(|b| *b < secs);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// The counts now. Buckets are read one by one, so an observation made meanwhile may be
+    /// in the buckets and not yet in the sum; the count is the buckets' total.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(self.counts.iter().map(|c| c.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+            sum: Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed)),
+            max: Duration::from_nanos(self.max_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A [`Histogram`]'s counts at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations in this bucket)`, ascending, not cumulative;
+    /// the last bound is `f64::INFINITY`.
+    pub buckets: Vec<(f64, u64)>,
+    /// Observations.
+    pub count: u64,
+    /// Sum of the observations.
+    pub sum: Duration,
+    /// Longest observation.
+    pub max: Duration,
+}
+
+impl HistogramSnapshot {
+    /// The `q`-quantile (0 to 1) estimated from the buckets as Prometheus's
+    /// `histogram_quantile` does: linear within the bucket the rank falls in, the bucket's
+    /// lower bound being the previous bound (0 for the first); a rank in the `+Inf` bucket
+    /// gives the largest finite bound. Never above [`HistogramSnapshot::max`]. `None` without
+    /// observations.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * self.count as f64;
+        let mut below = 0u64;
+        let mut lower = 0.0;
+        for &(upper, n) in &self.buckets {
+            if n > 0 && (below + n) as f64 >= rank {
+                let secs = if upper.is_finite() {
+                    lower + (upper - lower) * ((rank - below as f64) / n as f64)
+                } else {
+                    lower
+                };
+                return Some(Duration::from_secs_f64(secs.max(0.0)).min(self.max));
+            }
+            below += n;
+            lower = upper;
+        }
+        Some(self.max)
+    }
+}
 
 /// Live counters (shared by the member, the hosted actors and the handle).
 #[derive(Debug, Default)]
@@ -38,8 +149,8 @@ pub struct Counters {
     pub drain_fallbacks: AtomicU64,
     /// Duration of the last move batch, in microseconds.
     pub last_handoff_us: AtomicU64,
-    /// Recent per-child pauses (freeze to release), in microseconds.
-    pauses: Mutex<VecDeque<u32>>,
+    /// Per-child pauses of moves, freeze to release (or to thaw when the move failed).
+    pub pauses: Histogram,
 }
 
 impl Counters {
@@ -48,29 +159,13 @@ impl Counters {
     }
 
     pub(crate) fn record_pause(&self, pause: Duration) {
-        if let Ok(mut p) = self.pauses.lock() {
-            if p.len() == PAUSE_WINDOW {
-                p.pop_front();
-            }
-            p.push_back(pause.as_micros().min(u128::from(u32::MAX)) as u32);
-        }
+        self.pauses.observe(pause);
     }
 
     /// A copy of the counters.
     pub fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let mut pauses: Vec<u32> = self
-            .pauses
-            .lock()
-            .map(|p| p.iter().copied().collect())
-            .unwrap_or_default();
-        pauses.sort_unstable();
-        let pct = |q: f64| -> Option<Duration> {
-            (!pauses.is_empty()).then(|| {
-                let i = ((pauses.len() as f64 - 1.0) * q).round() as usize;
-                Duration::from_micros(u64::from(pauses[i]))
-            })
-        };
+        let pauses = self.pauses.snapshot();
         Stats {
             handoffs_out: get(&self.handoffs_out),
             handoffs_in: get(&self.handoffs_in),
@@ -83,15 +178,16 @@ impl Counters {
             drain_fallbacks: get(&self.drain_fallbacks),
             crashes: get(&self.crashes),
             last_handoff: Duration::from_micros(get(&self.last_handoff_us)),
-            pause_p50: pct(0.5),
-            pause_p99: pct(0.99),
-            pause_max: pauses.last().map(|m| Duration::from_micros(u64::from(*m))),
+            pause_p50: pauses.quantile(0.5),
+            pause_p99: pauses.quantile(0.99),
+            pause_max: (pauses.count > 0).then_some(pauses.max),
+            pauses,
         }
     }
 }
 
 /// A copy of the counters at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// See [`Counters::handoffs_out`].
     pub handoffs_out: u64,
@@ -115,12 +211,14 @@ pub struct Stats {
     pub crashes: u64,
     /// Duration of the last move batch.
     pub last_handoff: Duration,
-    /// Median pause of recent moves.
+    /// Median pause of moves since start, estimated from [`Stats::pauses`].
     pub pause_p50: Option<Duration>,
-    /// 99th percentile pause of recent moves.
+    /// 99th percentile pause of moves since start, estimated from [`Stats::pauses`].
     pub pause_p99: Option<Duration>,
-    /// Longest pause of recent moves.
+    /// Longest pause of moves since start.
     pub pause_max: Option<Duration>,
+    /// Every move's pause since start, by bucket (see [`Counters::pauses`]).
+    pub pauses: HistogramSnapshot,
 }
 
 /// Something that happened in the horde, for subscribers of [`crate::Horde::events`].
@@ -160,4 +258,61 @@ pub enum HordeEvent {
     },
     /// A member changed.
     Member(MemberInfo),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_observation_on_a_bound_counts_in_that_bucket_as_prometheus_le_does() {
+        let h = Histogram::default();
+        h.observe(ms(1));
+        h.observe(Duration::from_micros(1001));
+        h.observe(ms(11));
+        h.observe(Duration::from_secs(60));
+        let s = h.snapshot();
+        let count_at = |bound: f64| s.buckets.iter().find(|(b, _)| *b == bound).map(|(_, n)| *n);
+        assert_eq!(count_at(0.001), Some(1));
+        assert_eq!(count_at(0.002), Some(1));
+        assert_eq!(count_at(0.02), Some(1));
+        assert_eq!(count_at(f64::INFINITY), Some(1));
+        assert_eq!(s.buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(s.count, 4);
+        assert_eq!(
+            s.sum,
+            ms(1) + Duration::from_micros(1001) + ms(11) + Duration::from_secs(60)
+        );
+        assert_eq!(s.max, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_as_histogram_quantile_does() {
+        let h = Histogram::default();
+        // 100 pauses in (5 ms, 10 ms], 100 in (10 ms, 20 ms].
+        for _ in 0..100 {
+            h.observe(ms(8));
+            h.observe(ms(15));
+        }
+        let s = h.snapshot();
+        // Rank 100 of 200 ends the (5, 10] bucket: its upper bound.
+        assert_eq!(s.quantile(0.5), Some(ms(10)));
+        // Rank 50: halfway through (5, 10].
+        assert_eq!(s.quantile(0.25), Some(Duration::from_micros(7500)));
+        // Rank 198: 98 of 100 into (10, 20], capped at the longest seen (15 ms).
+        assert_eq!(s.quantile(0.99), Some(ms(15)));
+        assert_eq!(s.quantile(1.5), None);
+        assert_eq!(Histogram::default().snapshot().quantile(0.5), None);
+    }
+
+    #[test]
+    fn a_rank_beyond_the_last_bound_gives_the_last_bound() {
+        let h = Histogram::default();
+        h.observe(Duration::from_secs(30));
+        assert_eq!(h.snapshot().quantile(0.99), Some(Duration::from_secs(10)));
+    }
 }

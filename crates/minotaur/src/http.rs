@@ -111,7 +111,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            metrics::count_requests,
+            metrics::observe_requests,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

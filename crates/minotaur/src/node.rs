@@ -56,6 +56,8 @@ pub struct NodeContext {
     pub lifecycle: Arc<Lifecycle>,
     /// The drain budget (`SHUTDOWN_TIMEOUT_MS`).
     pub shutdown_timeout: Duration,
+    /// What `/metrics` exports (the console's `stats` reads the same histograms).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why the node could not start.
@@ -175,12 +177,14 @@ impl Node {
             .map_err(|e| StartError::Runtime(e.to_string()))?;
         let games = Games::new(horde.clone());
         let lifecycle = Arc::new(Lifecycle::default());
+        let metrics = Arc::new(Metrics::new(&games));
         let ctx = NodeContext {
             node: node.clone(),
             connector: connector.clone(),
             games: games.clone(),
             lifecycle: lifecycle.clone(),
             shutdown_timeout: config.shutdown_timeout,
+            metrics: metrics.clone(),
         };
         Actor::spawn_linked(
             Some(node.actor_name(CONSOLE_SERVICE)),
@@ -210,7 +214,7 @@ impl Node {
             games: games.clone(),
             connector: connector.clone(),
             lifecycle: lifecycle.clone(),
-            metrics: Arc::new(Metrics::new(&games)),
+            metrics,
         };
         let server = http::Server::bind(SocketAddr::new(config.http_bind, config.http_port), state)
             .await

@@ -27,7 +27,7 @@ const HELP: &[(&str, &str)] = &[
     ("ping NODE", "round trip to another node"),
     (
         "stats",
-        "counters: games, handoffs in and out, messages routed, last handoff",
+        "counters: games, handoffs in and out, messages routed, last handoff, pause and input percentiles",
     ),
     ("help", "this list"),
 ];
@@ -152,6 +152,7 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
         ["stats"] => {
             let horde = ctx.games.horde();
             let s = horde.stats();
+            let inputs = ctx.metrics.input_durations();
             let ms = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
             let v = json!({
                 "games": horde.local_names().len(),
@@ -165,8 +166,14 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
                 "restarts_from_snapshot": s.restarts_from_snapshot,
                 "restarts_from_spec": s.restarts_from_spec,
                 "last_handoff_ms": s.last_handoff.as_secs_f64() * 1000.0,
+                // Percentiles since start, estimated from the buckets `/metrics` exports.
+                "handoff_pauses": s.pauses.count,
                 "handoff_pause_p50_ms": ms(s.pause_p50),
                 "handoff_pause_p99_ms": ms(s.pause_p99),
+                "handoff_pause_max_ms": ms(s.pause_max),
+                "inputs_applied": inputs.count,
+                "input_p50_ms": ms(inputs.quantile(0.5)),
+                "input_p99_ms": ms(inputs.quantile(0.99)),
             });
             let text = v
                 .as_object()

@@ -167,8 +167,9 @@ pub async fn input(
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
     let input: Input = parse_json(&headers, &body)?;
+    let started = tokio::time::Instant::now();
     let s = state.games.input(&id, input).await?;
-    state.metrics.inputs.inc();
+    state.metrics.input_applied(started.elapsed());
     Ok(Json(game_json(&s)))
 }
 

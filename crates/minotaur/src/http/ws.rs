@@ -70,10 +70,11 @@ async fn serve(socket: WebSocket, state: AppState, name: String) {
                         Err(e) => Some(json!({ "error": format!("malformed input: {e}") })),
                         Ok(input) => {
                             let input_id = input.input_id.clone();
+                            let started = tokio::time::Instant::now();
                             match state.games.input(&name, input).await {
                                 // The new state arrives through the subscription.
                                 Ok(_) => {
-                                    state.metrics.inputs.inc();
+                                    state.metrics.input_applied(started.elapsed());
                                     None
                                 }
                                 Err(e) => Some(json!({ "error": e.to_string(), "input_id": input_id })),
