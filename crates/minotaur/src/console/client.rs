@@ -279,7 +279,11 @@ fn run_line(handle: &tokio::runtime::Handle, session: &Session, line: &str) -> S
 }
 
 fn prompt_loop(handle: &tokio::runtime::Handle, session: &Session, node: &str) -> ExitCode {
-    let mut editor = match rustyline::Editor::<Completion<'_>, _>::new() {
+    // Tab lists the candidates under the prompt, as a shell and `iex` do.
+    let editor_config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut editor = match rustyline::Editor::<Completion<'_>, _>::with_config(editor_config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start line editing: {e}");
