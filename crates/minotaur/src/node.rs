@@ -11,10 +11,10 @@
 //!  └─ HTTP server (task)                  API, WebSocket, page, /healthz, /metrics
 //! ```
 //! Shutdown (SIGTERM/SIGINT), within `SHUTDOWN_TIMEOUT_MS`: report not ready and take no new
-//! games; hand every game off through horde (at once skipped when no node can take them:
-//! `RELEASE_DISTRIBUTION=none`, or no discovery and no connected peer); then close WebSockets (their games moved);
-//! let in-flight HTTP requests finish; leave the cluster; exit 0. Owns start-up and shutdown
-//! order only.
+//! games; hand every game off through horde (skipped when no node can take them:
+//! `RELEASE_DISTRIBUTION=none`, or no discovery and no connected peer); then close
+//! WebSockets (their games moved); let in-flight HTTP requests finish; leave the cluster;
+//! exit 0. Owns start-up and shutdown order only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
