@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::protocol::MemberStatus;
 
-/// An app version, compared by its dotted numeric parts (`1.10.0` > `1.9.3`); anything after
-/// the numbers (`-rc1`) only breaks ties, as text.
+/// An app version as a member announces it, compared as SemVer (`1.10.0` > `1.9.0` >
+/// `1.9.0-rc1`: a pre-release comes before its release). The text is kept as sent, so a
+/// member of another build that announces something that is not SemVer is still a member: it
+/// sorts below every SemVer version (then by its text), so placement never prefers it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Version(pub String);
 
@@ -25,24 +27,18 @@ impl Version {
         Version(s.to_string())
     }
 
-    fn key(&self) -> (Vec<u64>, &str) {
-        let (nums, rest) = match self.0.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-            Some(i) => self.0.split_at(i),
-            None => (self.0.as_str(), ""),
-        };
-        (
-            nums.split('.')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.parse().unwrap_or(0))
-                .collect(),
-            rest,
-        )
+    /// The SemVer reading, when it is one.
+    pub fn semver(&self) -> Option<semver::Version> {
+        semver::Version::parse(&self.0).ok()
     }
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key().cmp(&other.key())
+        // `None` < `Some`: not SemVer sorts first. Two texts that are equal as SemVer are the
+        // same text (SemVer has one spelling per version, build metadata included), so this
+        // agrees with `Eq`; the text comparison only orders non-SemVer ones.
+        (self.semver(), &self.0).cmp(&(other.semver(), &other.0))
     }
 }
 
@@ -141,14 +137,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_compare_numerically() {
-        assert!(Version::parse("1.10.0") > Version::parse("1.9.3"));
-        assert!(Version::parse("2.0.0") > Version::parse("1.99.99"));
-        assert!(Version::parse("1.0.0-rc2") > Version::parse("1.0.0-rc1"));
-        assert_eq!(
-            Version::parse("1.0.0").cmp(&Version::parse("1.0.0")),
-            Ordering::Equal
+    fn versions_compare_as_semver() {
+        let v = Version::parse;
+        assert!(v("1.10.0") > v("1.9.0"));
+        assert!(v("1.9.0") > v("1.9.0-rc1"));
+        assert!(v("1.10.0") > v("1.9.0-rc1"));
+        assert!(v("2.0.0") > v("1.99.99"));
+        assert!(v("1.0.0-rc.2") > v("1.0.0-rc.1"));
+        assert!(
+            v("1.0.0-rc.10") > v("1.0.0-rc.9"),
+            "numeric identifiers compare as numbers"
         );
+        assert!(v("1.0.0-alpha") < v("1.0.0-alpha.1"));
+        assert_eq!(v("1.0.0").cmp(&v("1.0.0")), Ordering::Equal);
+        let mut sorted = vec![v("1.10.0"), v("1.9.0-rc1"), v("0.2.0"), v("1.9.0")];
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            vec![v("0.2.0"), v("1.9.0-rc1"), v("1.9.0"), v("1.10.0")]
+        );
+    }
+
+    #[test]
+    fn a_version_that_is_not_semver_sorts_below_every_semver_one() {
+        let v = Version::parse;
+        assert!(v("2") < v("0.0.1"));
+        assert!(v("banana") < v("0.0.1-alpha"));
+        assert!(v("1.0") < v("1.0.0"));
+        assert_eq!(v("banana").cmp(&v("banana")), Ordering::Equal);
+        assert!(v("a") < v("b"));
     }
 
     #[test]

@@ -39,7 +39,8 @@ pub trait Placement: Send + Sync + 'static {
     }
 }
 
-/// Rendezvous hashing over alive members of the newest version (the default).
+/// Rendezvous hashing over alive members of the newest version, compared as SemVer (the
+/// default).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rendezvous;
 
@@ -106,6 +107,24 @@ mod tests {
             assert_eq!(Rendezvous.place(&format!("g{i}"), &c).unwrap().name, "b");
         }
         assert_eq!(Rendezvous.place("g", &c[2..]), None);
+    }
+
+    #[test]
+    fn the_newest_version_is_the_newest_as_semver() {
+        let c = vec![
+            cand("a", "1.9.0", MemberStatus::Alive),
+            cand("b", "1.10.0", MemberStatus::Alive),
+            cand("c", "1.10.0-rc1", MemberStatus::Alive),
+        ];
+        for i in 0..100 {
+            assert_eq!(Rendezvous.place(&format!("g{i}"), &c).unwrap().name, "b");
+        }
+        // A release candidate of the next version is newer than the last release.
+        let c = vec![
+            cand("a", "1.9.0", MemberStatus::Alive),
+            cand("c", "1.10.0-rc1", MemberStatus::Alive),
+        ];
+        assert_eq!(Rendezvous.place("g", &c).unwrap().name, "c");
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! It owns parsing and the cross-variable rules (long names for discovery, a cookie for
 //! distribution); it must not start anything.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use discovery::config::{
@@ -42,7 +43,55 @@ pub const VARIABLES: &[&str] = &[
     "CLUSTER_HEARTBEAT_MS",
     "CLUSTER_FAILURE_TIMEOUT_MS",
     "LOG_FORMAT",
+    "MINOTAUR_APP_VERSION",
+    "RELEASE_COOKIE_DIR",
 ];
+
+/// Where the app version came from (`MINOTAUR_APP_VERSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSource {
+    /// Set in the environment at run time (as an Elixir release's `RELEASE_VSN`).
+    Environment,
+    /// Built in: `MINOTAUR_APP_VERSION` when the binary was built, else the crate version.
+    Build,
+}
+
+/// One variable of the effective configuration, as the `config` console command shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Setting {
+    /// The variable.
+    pub variable: &'static str,
+    /// Its effective value; `***` for a secret.
+    pub value: String,
+    /// Where the value came from: `environment`, `default`, `build`, `RELEASE_COOKIE_FILE`,
+    /// `generated`.
+    pub source: &'static str,
+}
+
+/// True for a variable whose value is a secret (the cookie, a key), which the `config`
+/// command masks as `***`. A path to a secret (`*_FILE`, `*_DIR`) is not one: an operator
+/// needs to see which file is read.
+pub fn is_secret(variable: &str) -> bool {
+    (variable.ends_with("_KEY") || variable.contains("COOKIE"))
+        && !variable.ends_with("_FILE")
+        && !variable.ends_with("_DIR")
+}
+
+/// The app version `members` and `--version` show: `MINOTAUR_APP_VERSION` from the
+/// environment `env` reads, else the one built in. Not validated (see [`Config::app_version`]).
+pub fn app_version_text(env: &dyn Fn(&str) -> Option<String>) -> (String, VersionSource) {
+    match env("MINOTAUR_APP_VERSION") {
+        Some(v) if !v.trim().is_empty() => (v.trim().to_string(), VersionSource::Environment),
+        _ => (game::APP_VERSION.to_string(), VersionSource::Build),
+    }
+}
+
+/// Name of the file, in the console cookie directory, holding the generated cookie of the
+/// `RELEASE_DISTRIBUTION=none` node `node`: one per node name, so two nodes on one host
+/// never share one.
+pub fn console_cookie_file(dir: &Path, node: &str) -> PathBuf {
+    dir.join(format!("{node}.cookie"))
+}
 
 /// How the node takes part in a cluster (`RELEASE_DISTRIBUTION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +159,16 @@ pub struct Config {
     pub failure_timeout: Duration,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `MINOTAUR_APP_VERSION` at run time, else the one built in: a SemVer version.
+    pub app_version: semver::Version,
+    /// Where [`Config::app_version`] came from.
+    pub app_version_source: VersionSource,
+    /// Where a `RELEASE_DISTRIBUTION=none` node without a cookie writes the random one its
+    /// console accepts (and `remote`/`rpc` look for it): `RELEASE_COOKIE_DIR`, else
+    /// `$XDG_RUNTIME_DIR/minotaur`, else `$HOME/.minotaur`; `None` when none of them is set.
+    pub console_cookie_dir: Option<PathBuf>,
+    /// The variables of [`VARIABLES`] that are set, with their raw values (for `config`).
+    pub set: BTreeMap<&'static str, String>,
 }
 
 /// One bad variable.
@@ -374,6 +433,45 @@ impl Config {
             },
         );
 
+        let (version_text, app_version_source) = app_version_text(env);
+        let app_version = match semver::Version::parse(&version_text) {
+            Ok(v) => v,
+            Err(e) => {
+                let origin = match app_version_source {
+                    VersionSource::Environment => "",
+                    VersionSource::Build => " (built in: this binary was built with it)",
+                };
+                r.fail(
+                    "MINOTAUR_APP_VERSION",
+                    format!("`{version_text}`{origin} is not a SemVer version ({e}): expected MAJOR.MINOR.PATCH[-PRE][+BUILD], e.g. `1.4.0` or `2.0.0-rc.1`"),
+                );
+                semver::Version::new(0, 0, 0)
+            }
+        };
+        let console_cookie_dir = match r.get("RELEASE_COOKIE_DIR") {
+            Some(raw) if Path::new(raw.trim()).is_absolute() => Some(PathBuf::from(raw.trim())),
+            Some(raw) => {
+                r.fail(
+                    "RELEASE_COOKIE_DIR",
+                    format!("`{raw}` is not valid: expected an absolute directory path, e.g. `/run/user/1000/minotaur`"),
+                );
+                None
+            }
+            None => r
+                .get("XDG_RUNTIME_DIR")
+                .filter(|d| Path::new(d).is_absolute())
+                .map(|d| Path::new(&d).join("minotaur"))
+                .or_else(|| {
+                    r.get("HOME")
+                        .filter(|h| Path::new(h).is_absolute())
+                        .map(|h| Path::new(&h).join(".minotaur"))
+                }),
+        };
+        let set = VARIABLES
+            .iter()
+            .filter_map(|v| r.get(v).map(|raw| (*v, raw)))
+            .collect();
+
         // Cross-variable rules.
         let discovers = !dns_queries.is_empty() || !cluster_hosts.is_empty();
         if distribution != Distribution::None
@@ -429,9 +527,115 @@ impl Config {
                 heartbeat_interval,
                 failure_timeout,
                 log_format,
+                app_version,
+                app_version_source,
+                console_cookie_dir,
+                set,
             })
         } else {
             Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// The effective configuration: every variable of [`VARIABLES`] with its value and where
+    /// it came from, secrets masked. `node` is the name the node runs under (derived at start
+    /// when `RELEASE_NODE` has no host); `generated_cookie`, the file of a
+    /// `RELEASE_DISTRIBUTION=none` node's generated cookie.
+    pub fn settings(&self, node: &str, generated_cookie: Option<&Path>) -> Vec<Setting> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let unset = || "unset".to_string();
+        let raw = |v: &str| self.set.get(v).map(|s| s.trim().to_string());
+        let effective = |v: &str| -> Option<String> {
+            Some(match v {
+                "RELEASE_NODE" => node.to_string(),
+                "RELEASE_DISTRIBUTION" => match self.distribution {
+                    Distribution::Name => "name",
+                    Distribution::Sname => "sname",
+                    Distribution::None => "none",
+                }
+                .to_string(),
+                "RELEASE_COOKIE" => match (&self.cookie, generated_cookie) {
+                    (Some(_), _) => "***".into(),
+                    (None, Some(f)) => format!("*** (in {})", f.display()),
+                    (None, None) => unset(),
+                },
+                "RELEASE_COOKIE_DIR" => self
+                    .console_cookie_dir
+                    .as_ref()
+                    .map_or_else(unset, |d| d.display().to_string()),
+                "CLUSTER_PORT" => self.cluster_port.to_string(),
+                "DNS_CLUSTER_INTERVAL_MS" => ms(self.dns_interval),
+                "DNS_CLUSTER_RESOLVER" => self.dns_resolver.map_or_else(unset, |a| a.to_string()),
+                "PORT" => self.http_port.to_string(),
+                "CLUSTER_BIND" if self.distribution == Distribution::None => {
+                    "127.0.0.1 (RELEASE_DISTRIBUTION=none: the console's loopback)".into()
+                }
+                "CLUSTER_BIND" => self.cluster_bind.map_or_else(
+                    || format!("{} (the node's host)", self.cluster_bind_for_name(node)),
+                    |b| b.to_string(),
+                ),
+                "HTTP_BIND" => self.http_bind.to_string(),
+                "SHUTDOWN_TIMEOUT_MS" => ms(self.shutdown_timeout),
+                "CLUSTER_HEARTBEAT_MS" => ms(self.heartbeat_interval),
+                "CLUSTER_FAILURE_TIMEOUT_MS" => ms(self.failure_timeout),
+                "LOG_FORMAT" => match self.log_format {
+                    LogFormat::Text => "text",
+                    LogFormat::Json => "json",
+                }
+                .to_string(),
+                "MINOTAUR_APP_VERSION" => self.app_version.to_string(),
+                _ => return None,
+            })
+        };
+        VARIABLES
+            .iter()
+            .map(|&variable| {
+                let source = match variable {
+                    "RELEASE_COOKIE" if self.cookie.is_none() && generated_cookie.is_some() => {
+                        "generated"
+                    }
+                    "RELEASE_COOKIE"
+                        if !self.set.contains_key("RELEASE_COOKIE") && self.cookie.is_some() =>
+                    {
+                        "RELEASE_COOKIE_FILE"
+                    }
+                    "MINOTAUR_APP_VERSION" if self.app_version_source == VersionSource::Build => {
+                        "build"
+                    }
+                    "RELEASE_NODE" if !matches!(self.node, NodeNameSpec::Given(_)) => "derived",
+                    v if self.set.contains_key(v) => "environment",
+                    _ => "default",
+                };
+                let value = effective(variable)
+                    .or_else(|| raw(variable))
+                    .unwrap_or_else(|| match source {
+                        "default" => "unset".into(),
+                        _ => String::new(),
+                    });
+                let value = if is_secret(variable) && value != "unset" {
+                    if value.starts_with("***") {
+                        value
+                    } else {
+                        "***".into()
+                    }
+                } else {
+                    value
+                };
+                Setting {
+                    variable,
+                    value,
+                    source,
+                }
+            })
+            .collect()
+    }
+
+    fn cluster_bind_for_name(&self, node: &str) -> IpAddr {
+        match NodeName::parse(node) {
+            Ok(n) => self.cluster_bind_for(&n),
+            Err(_) => self
+                .cluster_bind
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         }
     }
 
@@ -607,6 +811,130 @@ mod tests {
         let err = parse(&[("RELEASE_COOKIE_FILE", "/nonexistent/cookie")]).unwrap_err();
         assert!(err.names("RELEASE_COOKIE_FILE"), "{err}");
         assert!(!err.names("RELEASE_COOKIE"), "{err}");
+    }
+
+    #[test]
+    fn the_app_version_must_be_semver_and_may_be_set_at_run_time() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.app_version.to_string(), game::APP_VERSION);
+        assert_eq!(c.app_version_source, VersionSource::Build);
+        let c = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("MINOTAUR_APP_VERSION", " 1.10.0-rc.1 "),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.app_version,
+            semver::Version::parse("1.10.0-rc.1").unwrap()
+        );
+        assert_eq!(c.app_version_source, VersionSource::Environment);
+        for bad in ["banana", "1.0", "v1.2.3", "1.2.3.4"] {
+            let err = parse(&[
+                ("RELEASE_COOKIE", "s"),
+                ("MINOTAUR_APP_VERSION", bad),
+                ("PORT", "x"),
+            ])
+            .unwrap_err();
+            assert!(
+                err.names("MINOTAUR_APP_VERSION") && err.names("PORT"),
+                "{err}"
+            );
+            assert!(
+                err.to_string().contains(&format!(
+                    "MINOTAUR_APP_VERSION: `{bad}` is not a SemVer version"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_console_cookie_directory() {
+        let dir = |vars: &[(&str, &str)]| {
+            let mut v = vec![("RELEASE_DISTRIBUTION", "none")];
+            v.extend_from_slice(vars);
+            parse(&v).map(|c| c.console_cookie_dir)
+        };
+        assert_eq!(dir(&[]).unwrap(), None);
+        assert_eq!(
+            dir(&[("HOME", "/home/ann")]).unwrap(),
+            Some(PathBuf::from("/home/ann/.minotaur"))
+        );
+        assert_eq!(
+            dir(&[("HOME", "/home/ann"), ("XDG_RUNTIME_DIR", "/run/user/1000")]).unwrap(),
+            Some(PathBuf::from("/run/user/1000/minotaur"))
+        );
+        assert_eq!(
+            dir(&[
+                ("XDG_RUNTIME_DIR", "/run/user/1000"),
+                ("RELEASE_COOKIE_DIR", "/srv/c")
+            ])
+            .unwrap(),
+            Some(PathBuf::from("/srv/c"))
+        );
+        assert!(
+            dir(&[("RELEASE_COOKIE_DIR", "relative")])
+                .unwrap_err()
+                .names("RELEASE_COOKIE_DIR")
+        );
+        assert_eq!(
+            console_cookie_file(Path::new("/srv/c"), "minotaur@10.0.1.6"),
+            PathBuf::from("/srv/c/minotaur@10.0.1.6.cookie")
+        );
+    }
+
+    #[test]
+    fn settings_show_every_variable_with_its_source_and_mask_secrets() {
+        let c = parse(&[
+            ("RELEASE_COOKIE", "hunter2-hunter2"),
+            ("PORT", "4100"),
+            ("RELEASE_NODE", "minotaur"),
+        ])
+        .unwrap();
+        let rows = c.settings("minotaur@10.0.1.6", None);
+        assert_eq!(rows.len(), VARIABLES.len());
+        let row = |v: &str| {
+            let r = rows.iter().find(|r| r.variable == v).unwrap();
+            (r.value.as_str(), r.source)
+        };
+        assert_eq!(row("RELEASE_COOKIE"), ("***", "environment"));
+        assert_eq!(row("PORT"), ("4100", "environment"));
+        assert_eq!(row("CLUSTER_PORT"), ("9000", "default"));
+        assert_eq!(row("RELEASE_NODE"), ("minotaur@10.0.1.6", "derived"));
+        assert_eq!(
+            row("CLUSTER_BIND"),
+            ("10.0.1.6 (the node's host)", "default")
+        );
+        assert_eq!(row("RELEASE_COOKIE_FILE"), ("unset", "default"));
+        assert_eq!(row("MINOTAUR_APP_VERSION"), (game::APP_VERSION, "build"));
+        assert!(!format!("{rows:?}").contains("hunter2"));
+
+        let c = parse(&[("RELEASE_DISTRIBUTION", "none"), ("HOME", "/home/ann")]).unwrap();
+        let f = Path::new("/home/ann/.minotaur/m@h.cookie");
+        let rows = c.settings("m@127.0.0.1", Some(f));
+        let r = rows
+            .iter()
+            .find(|r| r.variable == "RELEASE_COOKIE")
+            .unwrap();
+        assert_eq!(
+            (r.value.as_str(), r.source),
+            ("*** (in /home/ann/.minotaur/m@h.cookie)", "generated")
+        );
+    }
+
+    #[test]
+    fn secrets_are_the_cookie_and_keys_not_paths_to_them() {
+        for v in ["RELEASE_COOKIE", "CLUSTER_TLS_KEY", "SOME_COOKIE_VALUE"] {
+            assert!(is_secret(v), "{v}");
+        }
+        for v in [
+            "RELEASE_COOKIE_FILE",
+            "RELEASE_COOKIE_DIR",
+            "CLUSTER_TLS_KEY_FILE",
+            "PORT",
+        ] {
+            assert!(!is_secret(v), "{v}");
+        }
     }
 
     #[test]

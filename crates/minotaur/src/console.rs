@@ -10,9 +10,13 @@
 //! - [`protocol`]: the request and answer that cross the link.
 //! - [`server`]: the node's console actor.
 //! - [`commands`]: what each command does on the node.
+//! - [`completion`]: tab completion of `remote` (pure).
+//! - [`cookie`]: the generated cookie of a `RELEASE_DISTRIBUTION=none` node.
 //! - [`client`]: `rpc` and the interactive `remote` prompt.
 
 pub mod client;
 pub mod commands;
+pub mod completion;
+pub mod cookie;
 pub mod protocol;
 pub mod server;

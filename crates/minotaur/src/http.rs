@@ -1,5 +1,5 @@
-//! The HTTP server on `PORT`: the JSON API, the WebSocket, the web page, `/healthz` and
-//! `/metrics`, with axum.
+//! The HTTP server on `PORT`: the JSON API, the WebSocket, the web page, `/healthz`,
+//! `/livez` and `/metrics`, with axum.
 //!
 //! Any node answers for any game (requests for a game hosted elsewhere are routed through
 //! horde). Owns request parsing and the mapping of errors to status codes (400 malformed,
@@ -102,6 +102,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(api::page))
         .route("/healthz", get(api::healthz))
+        .route("/livez", get(api::livez))
         .route("/metrics", get(metrics::metrics))
         .route("/api/cluster", get(api::cluster))
         .route("/api/games", post(api::create).get(api::list))

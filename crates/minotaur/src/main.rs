@@ -6,8 +6,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use minotaur::config::Config;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use minotaur::config::{self, Config};
 use minotaur::{console, node, telemetry};
 
 #[derive(Debug, Parser)]
@@ -68,7 +68,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` prints the app version `members` shows (`MINOTAUR_APP_VERSION`), not the
+    // crate's.
+    let (version, _) = config::app_version_text(&|k| std::env::var(k).ok());
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let cli = match Cli::from_arg_matches(&Cli::command().version(version).get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The demo configures the nodes it starts itself; every other command reads the
     // environment, and a bad variable stops it here.
     let config = match (&cli.command, Config::from_process_env()) {

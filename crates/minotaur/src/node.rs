@@ -11,11 +11,13 @@
 //!  └─ HTTP server (task)                  API, WebSocket, page, /healthz, /metrics
 //! ```
 //! Shutdown (SIGTERM/SIGINT), within `SHUTDOWN_TIMEOUT_MS`: report not ready and take no new
-//! games; hand every game off through horde; then close WebSockets (their games moved);
-//! let in-flight HTTP requests finish; leave the cluster; exit 0. Owns start-up and shutdown
-//! order only.
+//! games; hand every game off through horde (skipped when no node can take them:
+//! `RELEASE_DISTRIBUTION=none`, or no discovery and no connected peer); then close
+//! WebSockets (their games moved); let in-flight HTTP requests finish; leave the cluster;
+//! exit 0. Owns start-up and shutdown order only.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,11 @@ pub struct NodeContext {
     pub shutdown_timeout: Duration,
     /// What `/metrics` exports (the console's `stats` reads the same histograms).
     pub metrics: Arc<Metrics>,
+    /// The configuration the node runs with (the `config` and `version` commands).
+    pub config: Arc<Config>,
+    /// The file holding the generated console cookie (`RELEASE_DISTRIBUTION=none` without
+    /// one), once written.
+    pub console_cookie: Option<PathBuf>,
 }
 
 /// Why the node could not start.
@@ -69,6 +76,31 @@ pub enum StartError {
     /// Something failed to start.
     #[error("{0}")]
     Runtime(String),
+}
+
+/// The cookie of a node that was given none (`RELEASE_DISTRIBUTION=none`: a single node whose
+/// cluster port only serves consoles on loopback): a random one, written where `remote`/`rpc`
+/// of this user on this host find it. When it cannot be written the node still runs, with a
+/// cookie nobody knows: no console, but never an open one.
+fn console_cookie(config: &Config, name: &NodeName) -> (String, Option<PathBuf>) {
+    let cookie = crate::console::cookie::generate();
+    let Some(dir) = &config.console_cookie_dir else {
+        warn!(
+            "no console cookie: none of RELEASE_COOKIE_DIR, XDG_RUNTIME_DIR, HOME is set; set one (or RELEASE_COOKIE) for `minotaur remote`"
+        );
+        return (cookie, None);
+    };
+    let path = crate::config::console_cookie_file(dir, &name.to_string());
+    match crate::console::cookie::write(&path, &cookie) {
+        Ok(()) => {
+            info!(file = %path.display(), "console cookie written (mode 0600)");
+            (cookie, Some(path))
+        }
+        Err(e) => {
+            warn!(error = %e, "no console cookie: `minotaur remote` cannot attach");
+            (cookie, None)
+        }
+    }
 }
 
 /// Works out this node's name, asking DNS for a peer address first when the name must be
@@ -132,7 +164,10 @@ impl Node {
         let name = resolve_node_name(config).await?;
         let node = NodeId::new_incarnation(&name);
         let bind = config.cluster_bind_for(&name);
-        let cookie = config.cookie.clone().unwrap_or_default();
+        let (cookie, console_cookie) = match &config.cookie {
+            Some(c) => (c.clone(), None),
+            None => console_cookie(config, &name),
+        };
 
         let discovery = if config.discovers() {
             let dc = DiscoveryConfig {
@@ -167,7 +202,8 @@ impl Node {
             .await
             .map_err(|e| StartError::Runtime(e.to_string()))?;
 
-        let mut hc = HordeConfig::new(GAMES_SCOPE, game::APP_VERSION);
+        let version = config.app_version.to_string();
+        let mut hc = HordeConfig::new(GAMES_SCOPE, &version);
         if let Some(d) = discovery.clone() {
             // A drain with nobody to move to asks discovery to look again at once.
             hc.need_peers = Some(Arc::new(move || d.refresh()));
@@ -185,6 +221,8 @@ impl Node {
             lifecycle: lifecycle.clone(),
             shutdown_timeout: config.shutdown_timeout,
             metrics: metrics.clone(),
+            config: Arc::new(config.clone()),
+            console_cookie,
         };
         Actor::spawn_linked(
             Some(node.actor_name(CONSOLE_SERVICE)),
@@ -236,7 +274,7 @@ impl Node {
                 error!(error = %e, "http server failed");
             }
         });
-        info!(node = %name, incarnation = node.incarnation, cluster = %SocketAddr::new(bind, config.cluster_port), http = %http_addr, version = game::APP_VERSION, discovery = config.discovers(), "node started");
+        info!(node = %name, incarnation = node.incarnation, cluster = %SocketAddr::new(bind, config.cluster_port), http = %http_addr, %version, discovery = config.discovers(), "node started");
         Ok(Node {
             ctx,
             discovery,
@@ -246,15 +284,33 @@ impl Node {
         })
     }
 
+    /// Why no other node can take this node's games, if none can: a drain would only wait
+    /// out its budget for a peer that cannot come. With discovery on, a peer may turn up while
+    /// draining (discovery is asked to look again); without it, only a node that already
+    /// dialled in could.
+    async fn alone(&self) -> Option<&'static str> {
+        if self.single {
+            return Some("RELEASE_DISTRIBUTION=none");
+        }
+        if self.discovery.is_some() {
+            return None;
+        }
+        match self.ctx.connector.nodes().await {
+            Ok(peers) if peers.is_empty() => Some("no discovery configured and no connected peer"),
+            _ => None,
+        }
+    }
+
     /// The ordered shutdown (see the module docs), within `budget`.
     pub async fn shutdown(self, budget: Duration) {
         let started = tokio::time::Instant::now();
         self.ctx.lifecycle.set_draining();
-        let drain_budget = if self.single {
-            info!("RELEASE_DISTRIBUTION=none: no other node can take this node's games");
-            Duration::ZERO
-        } else {
-            budget.saturating_sub(SHUTDOWN_MARGIN)
+        let drain_budget = match self.alone().await {
+            Some(why) => {
+                info!("{why}: no other node can take this node's games, exiting without waiting");
+                Duration::ZERO
+            }
+            None => budget.saturating_sub(SHUTDOWN_MARGIN),
         };
         let report = self.ctx.games.horde().drain_and_leave(drain_budget).await;
         info!(

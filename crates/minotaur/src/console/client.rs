@@ -14,6 +14,7 @@ use discovery::{Envelope, Host, NodeName};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 
+use super::completion;
 use super::protocol::{CONSOLE_SERVICE, ConsoleMsg, Request, Response};
 use crate::config::{Config, Distribution};
 
@@ -54,11 +55,6 @@ pub struct Session {
 impl Session {
     /// Attaches to `node` (or the environment's node).
     pub async fn attach(config: &Config, node: Option<&str>) -> Result<Session, ClientError> {
-        if config.distribution == Distribution::None {
-            return Err(ClientError::Usage(
-                "RELEASE_DISTRIBUTION=none: the node has no cluster port to attach to".into(),
-            ));
-        }
         let name = match node {
             Some(n) => {
                 NodeName::parse(n).map_err(|e| ClientError::Usage(format!("--node: {e}")))?
@@ -69,15 +65,13 @@ impl Session {
                 .await
                 .map_err(|e| ClientError::Usage(e.to_string()))?,
         };
-        let cookie = config.cookie.clone().ok_or_else(|| {
-            ClientError::Usage(
-                "RELEASE_COOKIE: set it (or RELEASE_COOKIE_FILE) to the cluster's cookie".into(),
-            )
-        })?;
-        let addr = SocketAddr::new(
-            host_ip(&name, config.distribution).await?,
-            config.cluster_port,
-        );
+        let cookie = cookie_for(config, &name)?;
+        // A single node's cluster port listens on loopback only, for its consoles.
+        let ip = match config.distribution {
+            Distribution::None => Ipv4Addr::LOCALHOST.into(),
+            _ => host_ip(&name, config.distribution).await?,
+        };
+        let addr = SocketAddr::new(ip, config.cluster_port);
         let link = console_link::attach(addr, &cookie, ATTACH_TIMEOUT)
             .await
             .map_err(|e| ClientError::Link(e.to_string()))?;
@@ -143,6 +137,26 @@ impl Session {
     pub async fn close(self) {
         self.link.close().await;
     }
+}
+
+/// The cookie to present to `name`: the configured one, else (a `RELEASE_DISTRIBUTION=none`
+/// node) the one the node generated and wrote for its user on this host.
+fn cookie_for(config: &Config, name: &NodeName) -> Result<String, ClientError> {
+    if let Some(c) = &config.cookie {
+        return Ok(c.clone());
+    }
+    if config.distribution != Distribution::None {
+        return Err(ClientError::Usage(
+            "RELEASE_COOKIE: set it (or RELEASE_COOKIE_FILE) to the cluster's cookie".into(),
+        ));
+    }
+    let dir = config.console_cookie_dir.as_ref().ok_or_else(|| {
+        ClientError::Usage(
+            "RELEASE_DISTRIBUTION=none without RELEASE_COOKIE: the node's console cookie is looked for in RELEASE_COOKIE_DIR, $XDG_RUNTIME_DIR/minotaur or $HOME/.minotaur, and none of them is set".into(),
+        )
+    })?;
+    let path = crate::config::console_cookie_file(dir, &name.to_string());
+    super::cookie::read(&path).map_err(|e| ClientError::Link(e.to_string()))
 }
 
 /// The IP to dial for `name`: its IP, or its host name resolved (short names of this host
@@ -265,7 +279,11 @@ fn run_line(handle: &tokio::runtime::Handle, session: &Session, line: &str) -> S
 }
 
 fn prompt_loop(handle: &tokio::runtime::Handle, session: &Session, node: &str) -> ExitCode {
-    let mut editor = match rustyline::DefaultEditor::new() {
+    // Tab lists the candidates under the prompt, as a shell and `iex` do.
+    let editor_config = rustyline::Config::builder()
+        .completion_type(rustyline::CompletionType::List)
+        .build();
+    let mut editor = match rustyline::Editor::<Completion<'_>, _>::with_config(editor_config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start line editing: {e}");
@@ -277,6 +295,16 @@ fn prompt_loop(handle: &tokio::runtime::Handle, session: &Session, node: &str) -
     if let Some(h) = &history {
         let _ = editor.load_history(h);
     }
+    // Commands come from the node's own `help`: a console of one version completes the
+    // commands of a node of another.
+    let usages = fetch_json(handle, session, &["help"])
+        .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+        .unwrap_or_default();
+    editor.set_helper(Some(Completion {
+        handle,
+        session,
+        usages,
+    }));
     println!("attached to {node}; `help` lists commands, `quit` leaves");
     let prompt = format!("{node}> ");
     let code = loop {
@@ -307,6 +335,69 @@ fn prompt_loop(handle: &tokio::runtime::Handle, session: &Session, node: &str) -
     }
     code
 }
+
+/// Runs `args` on the node and returns the JSON answer, `None` on any failure (completion
+/// must never break the prompt).
+fn fetch_json(
+    handle: &tokio::runtime::Handle,
+    session: &Session,
+    args: &[&str],
+) -> Option<serde_json::Value> {
+    let args = args.iter().map(|a| a.to_string()).collect();
+    match handle.block_on(session.exec(args)) {
+        Ok(r) if r.ok => serde_json::from_str(&r.json).ok(),
+        _ => None,
+    }
+}
+
+/// Tab completion of the prompt: asks the node for what [`completion::complete`] draws from
+/// (game ids and node names are fetched at each Tab that needs them, so they are current).
+struct Completion<'a> {
+    handle: &'a tokio::runtime::Handle,
+    session: &'a Session,
+    /// Usage lines of the node's commands (`help`).
+    usages: Vec<String>,
+}
+
+impl rustyline::completion::Completer for Completion<'_> {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let mut known = completion::Known {
+            usages: self.usages.clone(),
+            ..Default::default()
+        };
+        match completion::needs(line, pos, &self.usages) {
+            Some(completion::ArgKind::Game) => {
+                known.games = fetch_json(self.handle, self.session, &["games", "--all"])
+                    .and_then(|v| v.as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|row| row["game"].as_str().map(String::from))
+                    .collect();
+            }
+            Some(completion::ArgKind::Node) => {
+                known.nodes = fetch_json(self.handle, self.session, &["nodes"])
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+            }
+            _ => {}
+        }
+        Ok(completion::complete(line, pos, &known))
+    }
+}
+
+impl rustyline::hint::Hinter for Completion<'_> {
+    type Hint = String;
+}
+impl rustyline::highlight::Highlighter for Completion<'_> {}
+impl rustyline::validate::Validator for Completion<'_> {}
+impl rustyline::Helper for Completion<'_> {}
 
 fn piped_loop(handle: &tokio::runtime::Handle, session: &Session) -> ExitCode {
     let stdin = std::io::stdin();

@@ -1,6 +1,7 @@
 //! Console commands as the node runs them. Each returns text for people and JSON for scripts.
 //! Owns the command table; the data comes from the node's parts through [`NodeContext`].
 
+use horde::Handoff;
 use serde_json::{Value, json};
 
 use super::protocol::Response;
@@ -29,6 +30,14 @@ const HELP: &[(&str, &str)] = &[
         "stats",
         "counters: games, handoffs in and out, messages routed, last handoff, pause and input percentiles",
     ),
+    (
+        "version",
+        "app version, state schema, horde protocol, link envelope, build",
+    ),
+    (
+        "config",
+        "the effective configuration: every variable, its value and where it came from (secrets as ***)",
+    ),
     ("help", "this list"),
 ];
 
@@ -47,6 +56,28 @@ fn fail(text: impl Into<String>) -> Response {
         json: json!({ "error": text }).to_string(),
         text,
     }
+}
+
+/// `version`: what this node runs, as far as another build cares.
+fn version_info(app: &str) -> Value {
+    let features: Vec<&str> = [("schema-v2", cfg!(feature = "schema-v2"))]
+        .into_iter()
+        .filter_map(|(f, on)| on.then_some(f))
+        .collect();
+    json!({
+        "app": app,
+        "schema": game::STATE_SCHEMA,
+        "schema_reads": game::Session::reads(),
+        "protocol": horde::protocol::PROTOCOL,
+        "protocol_min": horde::protocol::MIN_PROTOCOL,
+        "envelope": discovery::wire::ENVELOPE_VERSION,
+        "build": {
+            "crate": env!("CARGO_PKG_VERSION"),
+            "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
+            "target": format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+            "features": features,
+        },
+    })
 }
 
 /// Runs one command line.
@@ -185,6 +216,50 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
                 })
                 .unwrap_or_default();
             ok(text, v)
+        }
+        ["version"] => {
+            let v = version_info(&ctx.config.app_version.to_string());
+            let reads = game::Session::reads()
+                .iter()
+                .map(|r| format!("v{r}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let b = &v["build"];
+            let features = b["features"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|f| !f.is_empty())
+                .unwrap_or_else(|| "none".into());
+            let text = format!(
+                "app       {}\nschema    v{} (reads {reads})\nprotocol  horde {} (accepts {}..={}), envelope {}\nbuild     minotaur {}, {}, {}, features: {features}",
+                ctx.config.app_version,
+                game::STATE_SCHEMA,
+                horde::protocol::PROTOCOL,
+                horde::protocol::MIN_PROTOCOL,
+                horde::protocol::PROTOCOL,
+                discovery::wire::ENVELOPE_VERSION,
+                env!("CARGO_PKG_VERSION"),
+                b["profile"].as_str().unwrap_or_default(),
+                b["target"].as_str().unwrap_or_default(),
+            );
+            ok(text, v)
+        }
+        ["config"] => {
+            let rows = ctx
+                .config
+                .settings(&ctx.connector.node().name, ctx.console_cookie.as_deref());
+            let width = rows.iter().map(|r| r.variable.len()).max().unwrap_or(0);
+            let text = rows
+                .iter()
+                .map(|r| format!("{:<width$}  {}  ({})", r.variable, r.value, r.source))
+                .collect::<Vec<_>>()
+                .join("\n");
+            ok(text, json!(rows))
         }
         [] => fail("empty command; try `help`"),
         [cmd, ..] => fail(format!("unknown command `{cmd}`; try `help`")),

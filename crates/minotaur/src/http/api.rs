@@ -103,6 +103,21 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// `GET /livez`: 200 while the process serves HTTP, draining included (the liveness check:
+/// a draining node is alive and must not be restarted; `/healthz` is the readiness check).
+pub async fn livez(State(state): State<AppState>) -> Response {
+    let status = if state.lifecycle.is_draining() {
+        "draining"
+    } else {
+        "ok"
+    };
+    (
+        StatusCode::OK,
+        Json(json!({ "status": status, "node": state.connector.node().name })),
+    )
+        .into_response()
+}
+
 /// `GET /api/cluster`.
 pub async fn cluster(State(state): State<AppState>) -> Json<Value> {
     let nodes: Vec<String> = state
