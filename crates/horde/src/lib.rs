@@ -68,7 +68,8 @@
 //! // would be published on `peers`, as `discovery::spawn_discovery` does from DNS).
 //! let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
 //! let node = NodeId::new_incarnation(&NodeName::parse("app@127.0.0.1")?);
-//! let config = ConnectorConfig::new(node, "a-cluster-wide-secret".into(), [127, 0, 0, 1].into(), port);
+//! let ip = [127, 0, 0, 1].into();
+//! let config = ConnectorConfig::new(node, "a-cluster-wide-secret".into(), ip, port);
 //! let (_peers, discovered) = tokio::sync::watch::channel(PeerSet::new());
 //! let (connector, _) = Connector::start(config, discovered).await?;
 //!
@@ -120,13 +121,13 @@
 //!   pauses, partitions, drains and version mixes, checking the invariants below after every
 //!   step.
 //! - **Only two remotable actors per node** (per horde scope): ractor_cluster advertises every
-//!   remotable actor to every peer (100,000 of them cost a peer 1.08 GB, measured), so children stay
-//!   local-typed and all traffic crosses through the member (moves, registry, membership,
-//!   replicas, leases) and the router (application messages, events), so control never waits
-//!   behind data. Both speak a versioned postcard envelope ([`discovery::Envelope`]); a peer
-//!   outside the supported [`protocol::PROTOCOL`] range is refused with a log line (protocol 2
-//!   members do not talk to protocol 1 ones: upgrade such a cluster by replacing it, not node
-//!   by node).
+//!   remotable actor to every peer (100,000 of them cost a peer 1.08 GB, measured), so
+//!   children stay local-typed and all traffic crosses through the member (moves, registry,
+//!   membership, replicas, leases) and the router (application messages, events), so control
+//!   never waits behind data. Both speak a versioned postcard envelope
+//!   ([`discovery::Envelope`]); a peer outside the supported [`protocol::PROTOCOL`] range is
+//!   refused with a log line (protocol 2 members do not talk to protocol 1 ones: upgrade such
+//!   a cluster by replacing it, not node by node).
 //! - **[`registry`]**: name → (owner node and incarnation, epoch, spec), replicated on every
 //!   node, read without a message from the published snapshot. A change raises the epoch and
 //!   only the owner at epoch `e` writes `e + 1`; replicas merge by (epoch, removal, owner), a
