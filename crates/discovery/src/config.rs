@@ -1,7 +1,8 @@
 //! Typed configuration of discovery and of the connector, with their defaults.
 //!
-//! Owns the values only; reading them from the environment is the binary's job
-//! (`minotaur::config`), so tests and embedders build these structs directly.
+//! Owns the values only; reading them from the environment is the application's job (the
+//! variable names in these docs are the ones its binary conventionally reads), so tests and
+//! embedders build these structs directly.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -42,7 +43,7 @@ pub enum DnsQuery {
 
 impl DnsQuery {
     /// A name whose first label starts with `_` is an SRV name, as the SRV naming convention
-    /// (`_cluster._tcp.minotaur.default.svc.cluster.local`) has it; any other is A/AAAA.
+    /// (`_cluster._tcp.myservice.default.svc.cluster.local`) has it; any other is A/AAAA.
     pub fn parse(name: &str) -> Self {
         if name.starts_with('_') {
             DnsQuery::Srv(name.to_string())

@@ -5,7 +5,7 @@
 //! - dial each discovered peer not yet connected, concurrently, with a connect timeout;
 //! - redial with jittered backoff while the peer is still discovered; never disconnect a live
 //!   node because it left DNS (Swarm drops a task from DNS ~2 s before SIGTERM, and a draining
-//!   node still has games to hand off);
+//!   node still has work to hand off);
 //! - a full mesh, as Erlang's `global` makes one: every node tells the nodes it is connected to
 //!   which nodes those are (through the beacon's heartbeat answers), and they dial the ones they
 //!   lack. A node that starts while another is already out of DNS but still draining (a Swarm
@@ -198,7 +198,7 @@ impl Connector {
         self.call(ConnectorMsg::Subscribe).await
     }
 
-    /// Round trip to `node` (a logical name such as `minotaur@10.0.1.7`).
+    /// Round trip to `node` (a logical name such as `node@10.0.1.7`).
     pub async fn ping(&self, node: &str) -> Result<Duration, PingError> {
         let node = node.to_string();
         self.call(|reply| ConnectorMsg::Ping { node, reply })

@@ -1,4 +1,4 @@
-//! Attaching to one node as a console (`minotaur remote`, `minotaur rpc`).
+//! Attaching to one node as a console: an operator's remote shell or one-off command.
 //!
 //! A console is a transient ractor_cluster peer: it runs its own endpoint under a name marked
 //! `#console`, passes the same cookie handshake as a node, and talks to the node's remotable
@@ -37,9 +37,10 @@ pub enum AttachError {
         /// Where.
         addr: SocketAddr,
     },
-    /// Something answered the handshake that is not a Minotaur node.
-    #[error("{addr} is `{name}`, not a minotaur node")]
-    NotMinotaur {
+    /// Something answered the handshake that is not a cluster node (no incarnation in its
+    /// name).
+    #[error("{addr} is `{name}`, not a node of this cluster")]
+    Foreign {
         /// Where.
         addr: SocketAddr,
         /// What it called itself.
@@ -175,6 +176,6 @@ async fn handshake(
         .unwrap_or_default();
     match PeerKind::from_ractor_name(&name) {
         PeerKind::Node(id) => Ok(PeerNode::new(id, ses.actor)),
-        _ => Err(AttachError::NotMinotaur { addr: target, name }),
+        _ => Err(AttachError::Foreign { addr: target, name }),
     }
 }

@@ -4,7 +4,7 @@
 //! Two traps this module exists to avoid (both measured, see `shared/research/swarm.md`):
 //! Docker's DNS answers with TTL 600, so a caching resolver would hide new tasks for ten
 //! minutes; and `&str` names go through IDNA, which rejects the `_` of every stack service name
-//! (`tasks.minotaur-stack_minotaur`), so names are parsed with `Name::from_ascii`.
+//! (`tasks.mystack_myservice`), so names are parsed with `Name::from_ascii`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

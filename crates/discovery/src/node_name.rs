@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 /// Separates the logical host from the incarnation in the name given to ractor_cluster.
 const INCARNATION_SEPARATOR: char = '#';
-/// Incarnation marker of a transient console peer (`minotaur remote` / `minotaur rpc`).
+/// Incarnation marker of a transient console peer (see [`crate::console_link`]).
 const CONSOLE_MARKER: &str = "console";
 
 /// Why a node name was refused.
@@ -19,20 +19,18 @@ const CONSOLE_MARKER: &str = "console";
 pub enum NodeNameError {
     /// The name part before `@` is empty or has characters other than letters, digits, `_`, `-`.
     #[error(
-        "`{0}`: the part before `@` must be letters, digits, `_` or `-` (for example `minotaur@10.0.1.6`)"
+        "`{0}`: the part before `@` must be letters, digits, `_` or `-` (for example `node@10.0.1.6`)"
     )]
     BadName(String),
     /// The host part is neither an IP address nor a DNS name.
-    #[error(
-        "`{0}`: the host must be an IP address or a DNS name (for example `minotaur@10.0.1.6`)"
-    )]
+    #[error("`{0}`: the host must be an IP address or a DNS name (for example `node@10.0.1.6`)")]
     BadHost(String),
 }
 
 /// The host part of a node name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Host {
-    /// An IP address: what DNS discovery produces (`minotaur@10.0.1.6`).
+    /// An IP address: what DNS discovery produces (`node@10.0.1.6`).
     Ip(IpAddr),
     /// A DNS name; long names have at least one dot, short names none.
     Domain(String),
@@ -57,11 +55,12 @@ impl Host {
     }
 }
 
-/// A node's logical name, `name@host`, as `RELEASE_NODE` gives it and `nodes` prints it.
+/// A node's logical name, `name@host`, as an operator gives it (Erlang's `RELEASE_NODE`)
+/// and logs print it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeName {
     name: String,
-    /// `None` for a bare name (`minotaur`), which only `sname`/`none` distribution accept.
+    /// `None` for a bare name (`node`), which only `sname`/`none` distribution accept.
     host: Option<Host>,
 }
 
@@ -228,9 +227,10 @@ impl fmt::Display for NodeId {
 pub enum PeerKind {
     /// A cluster node.
     Node(NodeId),
-    /// A transient console (`minotaur remote`/`rpc`): never a member, never in `nodes`.
+    /// A transient console ([`crate::console_link`]): never a member, never listed as a node.
     Console(String),
-    /// Something that speaks the ractor_cluster protocol with our cookie but is not Minotaur.
+    /// Something that speaks the ractor_cluster protocol with our cookie but is not a node of
+    /// this crate's kind (its name carries no incarnation).
     Foreign(String),
 }
 

@@ -1,4 +1,5 @@
-//! The versioned byte envelope every Minotaur message crosses the cluster in.
+//! The versioned byte envelope every message of the layers above (`horde`, an application's
+//! console) crosses the cluster in.
 //!
 //! ractor_cluster matches remote messages by variant name and silently drops what it cannot
 //! decode, so our remotable actors expose a couple of variants that never change and carry an

@@ -1,13 +1,33 @@
 //! The errors a [`crate::Horde`] handle returns. Each says what happened and what to do.
 
-use crate::protocol::{StartRefusal, Unavailable};
+use std::time::Duration;
 
-/// Why a horde could not start.
+use crate::protocol::{MemberStatus, StartRefusal, Unavailable};
+
+/// Why a horde could not start, or did not become ready.
 #[derive(Debug, thiserror::Error)]
 pub enum HordeError {
     /// The member actor did not start.
     #[error("cannot start the horde member: {0}")]
     Start(String),
+    /// [`crate::Horde::wait_ready`] ran out of time.
+    #[error(
+        "{node} is not ready after {waited:?}: {alive} of {want} members alive, this member {status}, quorum lease held: {quorum} (are the other nodes started and discovered, with the same cookie?)"
+    )]
+    NotReady {
+        /// This node.
+        node: String,
+        /// How long it waited.
+        waited: Duration,
+        /// Members it waited for.
+        want: usize,
+        /// Members it saw alive.
+        alive: usize,
+        /// This member's status.
+        status: MemberStatus,
+        /// Whether it held its quorum lease.
+        quorum: bool,
+    },
 }
 
 /// Why a child could not be started.

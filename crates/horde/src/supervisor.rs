@@ -3,7 +3,7 @@
 //! encoding), subscribes to a child's events, drains, reports.
 //!
 //! Owns no state of its own beyond configuration: reads go to the published read side
-//! ([`crate::view`]), changes go to the member actor as requests.
+//! (`view`), changes go to the member actor as requests.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,6 +38,8 @@ pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1);
 /// A child whose owner is down is waited for this often during a call.
 const OWNER_RETRY: Duration = Duration::from_millis(10);
+/// [`Horde::wait_ready`] looks at the published snapshot this often.
+const READY_POLL: Duration = Duration::from_millis(10);
 /// An event missing from a subscription's sequence is waited for this long before skipping it.
 const EVENT_GAP_WAIT: Duration = Duration::from_millis(200);
 
@@ -586,6 +588,39 @@ impl<C: Child> Horde<C> {
     /// counts as ready.
     pub fn is_ready(&self) -> bool {
         self.status() == MemberStatus::Alive && self.has_quorum()
+    }
+
+    /// Waits until this member is ready ([`Horde::is_ready`]) and sees at least `members`
+    /// members alive, itself included; what an application does after starting its nodes and
+    /// before its first [`Horde::start_child`]. A single node that expects no peers calls
+    /// [`Horde::no_peers_expected`] first, or waits for [`HordeConfig::join_timeout`].
+    ///
+    /// Fails with [`HordeError::NotReady`] (saying what was missing) after `timeout`.
+    pub async fn wait_ready(&self, members: usize, timeout: Duration) -> Result<(), HordeError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let alive = self
+                .members()
+                .iter()
+                .filter(|m| m.status == MemberStatus::Alive)
+                .count();
+            if alive >= members && self.is_ready() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(HordeError::NotReady {
+                    node: self.shared.me.name.clone(),
+                    waited: timeout,
+                    want: members,
+                    alive,
+                    status: self.status(),
+                    quorum: self.has_quorum(),
+                });
+            }
+            // Readiness is read from the published snapshot, which has no change signal (the
+            // lease runs out without an event): look again shortly.
+            tokio::time::sleep(READY_POLL).await;
+        }
     }
 
     /// True while this member holds its quorum lease: it is on the majority side and its

@@ -14,7 +14,7 @@ use discovery::NodeId;
 use harness::logs;
 use harness::mesh::{HordeNode, connector_config, mesh};
 use harness::ports::{free_port, loopbacks};
-use harness::wait::eventually;
+use harness::wait::{eventually, scaled};
 use horde::{
     Candidate, Child, Ctx, Handoff, HandoffError, Horde, HordeConfig, MemberStatus, Placement,
     RebalanceConfig, Rendezvous, Replication,
@@ -924,4 +924,35 @@ async fn a_partition_loses_no_answered_input_and_never_has_two_answering_copies(
         }
     }
     assert_every_ack_kept(&nodes[1].horde, &acks).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_waits_for_the_members_asked_for_and_says_what_is_missing() {
+    let ips = loopbacks(39, 2);
+    let port = free_port(&ips).unwrap();
+    let a = node::<Counter>(ips[0], port, config()).await;
+    a.horde.no_peers_expected();
+    a.horde.wait_ready(1, scaled(DEADLINE)).await.unwrap();
+
+    // A second member was asked for and none is started: the error says what was missing.
+    let err = a
+        .horde
+        .wait_ready(2, Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "minotaur@{} is not ready after 300ms: 1 of 2 members alive, this member alive, \
+             quorum lease held: true (are the other nodes started and discovered, with the same \
+             cookie?)",
+            ips[0]
+        )
+    );
+
+    // Once it is started and discovered, the same wait returns on both.
+    let b = node::<Counter>(ips[1], port, config()).await;
+    mesh(&[&a, &b]).await;
+    a.horde.wait_ready(2, scaled(DEADLINE)).await.unwrap();
+    b.horde.wait_ready(2, scaled(DEADLINE)).await.unwrap();
 }

@@ -41,7 +41,7 @@ pub(super) async fn start(
     .with_max_inbound_frame_size(c.max_frame_size);
     let (node_server, _) = Actor::spawn_linked(None, server, (), connector.get_cell()).await?;
     node_server.cast(NodeServerMessage::SubscribeToEvents {
-        id: "minotaur-connector".into(),
+        id: "connector".into(),
         subscription: Box::new(Subscription(connector.clone())),
     })?;
     Ok(node_server)

@@ -38,13 +38,13 @@
 //! use discovery::connector::link_table::*;
 //! use discovery::{ConnectorConfig, NodeId};
 //!
-//! let me = NodeId { name: "minotaur@10.0.0.1".into(), incarnation: 1 };
+//! let me = NodeId { name: "node@10.0.0.1".into(), incarnation: 1 };
 //! let ip = IpAddr::from([10, 0, 0, 1]);
 //! let config = LinkConfig::new(&ConnectorConfig::new(me, "cookie".into(), ip, 9000));
 //! let mut table: LinkTable<u64> = LinkTable::new(config, 42); // links are plain integers
 //! let t0 = Instant::now(); // the simulator's epoch; only differences matter
 //!
-//! let peer = NodeId { name: "minotaur@10.0.0.2".into(), incarnation: 7 };
+//! let peer = NodeId { name: "node@10.0.0.2".into(), incarnation: 7 };
 //! let mut info = SessionInfo {
 //!     peer_name: None,
 //!     is_server: true, // it dialled us
@@ -52,7 +52,7 @@
 //! };
 //! let session = |step, info: &SessionInfo| LinkInput::Session { step, link: 1, info: info.clone() };
 //! table.on(t0, session(SessionStep::Opened, &info));
-//! info.peer_name = Some(peer.ractor_name()); // `minotaur@10.0.0.2#7`
+//! info.peer_name = Some(peer.ractor_name()); // `node@10.0.0.2#7`
 //! table.on(t0, session(SessionStep::Authenticated, &info));
 //! let effects = table.on(t0, session(SessionStep::Ready, &info));
 //! assert!(effects.contains(&LinkEffect::Up { id: peer.clone(), link: 1 }));
@@ -263,8 +263,8 @@ pub enum CloseReason {
     TooManyHandshakes,
     /// It did not become a node link or a console in time.
     HandshakeTimeout,
-    /// The peer's name has no incarnation: not a Minotaur node.
-    NotMinotaur,
+    /// The peer's name has no incarnation: not a cluster node.
+    Foreign,
     /// The peer presented this node's name (this node itself, or a twin).
     SameName,
     /// The peer is cut off by a partition.
@@ -280,7 +280,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::TooManyHandshakes => f.write_str("too many pending handshakes"),
             CloseReason::HandshakeTimeout => f.write_str("handshake timeout"),
-            CloseReason::NotMinotaur => f.write_str("not a minotaur node"),
+            CloseReason::Foreign => f.write_str("not a cluster node"),
             CloseReason::SameName => f.write_str("same name as this node"),
             CloseReason::Partitioned => f.write_str("partitioned"),
             CloseReason::StaleIncarnation => f.write_str("stale incarnation"),

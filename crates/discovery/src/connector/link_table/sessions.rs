@@ -67,8 +67,8 @@ impl<L: LinkHandle> LinkTable<L> {
         };
         match &kind {
             PeerKind::Foreign(n) => {
-                warn!(peer = %n, peer_addr = %info.peer_addr, "peer is not a minotaur node (no incarnation in its name); disconnecting");
-                self.out.push(close(CloseReason::NotMinotaur));
+                warn!(peer = %n, peer_addr = %info.peer_addr, "peer is not a cluster node (no incarnation in its name); disconnecting");
+                self.out.push(close(CloseReason::Foreign));
             }
             PeerKind::Node(peer) if peer.name == self.config.node.name => {
                 if peer.incarnation == self.config.node.incarnation {
