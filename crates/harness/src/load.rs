@@ -175,7 +175,9 @@ impl Load {
                         .await
                         .map_err(|e| e.to_string())?;
                     if r.status() != reqwest::StatusCode::CREATED {
-                        return Err(format!("create answered {}", r.status()));
+                        let status = r.status();
+                        let why = r.text().await.unwrap_or_default();
+                        return Err(format!("create answered {status}: {why}"));
                     }
                     let v: Value = r.json().await.map_err(|e| e.to_string())?;
                     v["code"]

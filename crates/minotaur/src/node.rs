@@ -211,6 +211,11 @@ impl Node {
             connector: connector.clone(),
             lifecycle: lifecycle.clone(),
             metrics: Arc::new(Metrics::new(&games)),
+            dashboard: http::dashboard::Dashboard::spawn(
+                games.clone(),
+                connector.clone(),
+                lifecycle.sockets_closing(),
+            ),
         };
         let server = http::Server::bind(SocketAddr::new(config.http_bind, config.http_port), state)
             .await
