@@ -215,13 +215,14 @@ fn games_chart(r: &Report) -> String {
         );
     }
     for (i, node) in nodes.iter().enumerate() {
-        // From the node's first sample to its last; absent in between (not reported for a
-        // moment) counts as 0.
+        // From the node's first sample to the one after its last (a node no longer reported
+        // has left: 0 games); absent in between (not reported for a moment) counts as 0.
         let first = timeline.iter().position(|s| s.per_node.contains_key(node));
         let last = timeline.iter().rposition(|s| s.per_node.contains_key(node));
         let (Some(first), Some(last)) = (first, last) else {
             continue;
         };
+        let last = (last + 1).min(timeline.len() - 1);
         let points: Vec<String> = timeline[first..=last]
             .iter()
             .map(|s| {
