@@ -336,6 +336,71 @@ mod tests {
         assert_eq!(nice_step(0.3, 4.0), 0.1);
     }
 
+    fn report() -> Report {
+        use harness::cluster::GamesSample;
+        use std::time::Duration;
+        let sample = |ms: u64, nodes: &[(&str, u64)]| GamesSample {
+            at: Duration::from_millis(ms),
+            per_node: nodes.iter().map(|(n, g)| (n.to_string(), *g)).collect(),
+        };
+        Report {
+            integrity: harness::load::Integrity {
+                games: 3,
+                ..Default::default()
+            },
+            pause_p50_ms: 1.0,
+            pause_p99_ms: 2.0,
+            pause_max_ms: 3.0,
+            node_replace_ms: 0.0,
+            node_replace_each_ms: vec![],
+            client_retries: 0,
+            state_regressions: 0,
+            exit_codes: vec![Some(0)],
+            memory_per_game_bytes: 0.0,
+            nodes: 2,
+            inputs_acked_lost: 0,
+            killed: None,
+            killed_games: 0,
+            failover_ms: None,
+            pauses_ms: vec![0.5, 3.0, 3000.0],
+            timeline: vec![
+                sample(0, &[("a", 2), ("<b>", 1)]),
+                sample(250, &[("a", 0), ("<b>", 3)]),
+                sample(500, &[("<b>", 3), ("c", 0)]),
+                sample(750, &[("<b>", 3), ("c", 0)]),
+            ],
+            steps: vec![(0.1, "replace <a>".into())],
+        }
+    }
+
+    #[test]
+    fn the_page_has_one_line_per_node_every_pause_and_escaped_names() {
+        let html = html(&report());
+        assert_eq!(html.matches(r#"<polyline class="series""#).count(), 3);
+        assert!(html.contains(r#"data-node="&lt;b&gt;""#));
+        assert!(!html.contains("<b>"), "an unescaped name");
+        assert!(html.contains("<title>replace &lt;a&gt;</title>"));
+        // `a` is drawn until the sample after its last one, where it counts 0.
+        let a = html
+            .split(r#"data-node="a""#)
+            .nth(1)
+            .and_then(|r| r.split("points=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .expect("a's points");
+        assert_eq!(a.split(' ').count(), 3, "{a}");
+        let counts: Vec<&str> = html
+            .match_indices("data-count=\"")
+            .map(|(i, m)| &html[i + m.len()..][..1])
+            .collect();
+        assert_eq!(
+            counts.iter().filter(|c| **c == "1").count(),
+            3,
+            "{counts:?}"
+        );
+        assert!(html.contains("<tr><th>games</th><td>3</td></tr>"));
+        assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
     #[test]
     fn bucket_labels_cover_the_edges() {
         assert_eq!(bucket_label(0), "<1");
