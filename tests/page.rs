@@ -17,73 +17,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
+use harness::browser::{chromium_or_skip, dump_dom};
 use harness::logs;
 use harness::node::{NodeProcess, node_env};
 use harness::ports::{free_ports, loopbacks};
-use harness::wait::{eventually, scaled};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use harness::wait::eventually;
 use serde_json::Value;
 use support::MINOTAUR;
-
-/// The first of `chromium`, `chromium-browser`, `google-chrome` found executable on `PATH`.
-fn find_chromium() -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-/// Runs `chromium --dump-dom url` headless with its own profile under `profile`; returns the
-/// DOM (stdout) and Chromium's log (stderr, where the page's console messages and uncaught
-/// errors appear). Chromium and its helper processes run in their own process group, killed
-/// when done, or after 60 s if the dump does not come.
-async fn dump_dom(chromium: &Path, profile: &Path, url: &str) -> (String, String) {
-    let mut cmd = tokio::process::Command::new(chromium);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox", // CI containers run as root, where the sandbox refuses to start
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=10000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(["--dump-dom", url])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .process_group(0)
-    .kill_on_drop(true);
-    let child = cmd.spawn().expect("start chromium");
-    let group = Pid::from_raw(child.id().expect("chromium pid") as i32);
-    let result =
-        tokio::time::timeout(scaled(Duration::from_secs(60)), child.wait_with_output()).await;
-    // Helpers (zygote, renderer, crashpad) may outlive the main process: end the whole group.
-    let _ = killpg(group, Signal::SIGKILL);
-    let out = result
-        .expect("chromium did not dump the DOM within 60 s (a request left hanging?)")
-        .expect("wait for chromium");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "chromium failed ({}):\n{stderr}",
-        out.status
-    );
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
-}
 
 /// The opening tags of `dom`, without `<` and `>` (`div class="x" data-testid="y"`).
 fn tags(dom: &str) -> impl Iterator<Item = &str> {
@@ -108,17 +50,7 @@ fn testid_text(dom: &str, id: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_link_opens_the_game_and_joins() {
-    let Some(chromium) = find_chromium() else {
-        if std::env::var_os("CI").is_some() {
-            panic!("install chromium (apt-get install chromium)");
-        }
-        // Straight to the process's stderr: libtest would capture `eprintln!` of a passing test.
-        let _ = std::io::stderr().write_all(
-            b"\n################################################################\n\
-              ## SKIPPED page test: no chromium, chromium-browser or        ##\n\
-              ## google-chrome on PATH (apt-get install chromium).          ##\n\
-              ################################################################\n\n",
-        );
+    let Some(chromium) = chromium_or_skip("page") else {
         return;
     };
 

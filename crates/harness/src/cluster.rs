@@ -108,6 +108,11 @@ impl Cluster {
             cluster.wait_healthy(i, START_TIMEOUT).await?;
         }
         cluster.wait_members(START_TIMEOUT).await?;
+        // All alive is not yet all ready: a member that just saw the others join needs a
+        // majority's lease before it answers (503 "cut off" until then).
+        for i in 0..cluster.nodes.len() {
+            cluster.wait_healthy(i, START_TIMEOUT).await?;
+        }
         cluster.set_targets();
         Ok(cluster)
     }
@@ -236,6 +241,19 @@ impl Cluster {
         Ok(last)
     }
 
+    /// Scales the cluster in by node `i`, as a rolling update does to an old task without
+    /// starting a new one: out of DNS and the targets, SIGTERM, wait for it to exit (its
+    /// games move to the others first); returns its exit code.
+    pub async fn drain(&mut self, i: usize) -> Option<i32> {
+        let mut old = self.nodes.remove(i);
+        let ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        self.dns.set_addresses(SERVICE, &ips);
+        self.set_targets();
+        tokio::time::sleep(self.opts.dns_grace).await;
+        old.signal(Signal::SIGTERM);
+        old.wait(DRAIN_TIMEOUT).await
+    }
+
     /// SIGKILL of node `i` (no drain, no goodbye); it leaves DNS and the players' targets.
     pub fn kill(&mut self, i: usize) -> NodeProcess {
         let mut old = self.nodes.remove(i);
@@ -328,4 +346,86 @@ impl Cluster {
 /// A JSON string's text ("" for anything else).
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or("").to_string()
+}
+
+/// Games per node at one moment, as a node's `/api/cluster` reported them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GamesSample {
+    /// Since the sampler started.
+    pub at: Duration,
+    /// Node name -> games it hosts (members not dead: alive, joining, draining, left).
+    pub per_node: std::collections::BTreeMap<String, u64>,
+}
+
+/// Samples games per node in the background (see [`Cluster::sample_games`]).
+#[derive(Debug)]
+pub struct GamesSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<GamesSample>>,
+    started: Instant,
+}
+
+impl GamesSampler {
+    /// Time since the sampler started (to put events on the samples' time line).
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops sampling; the samples, oldest first.
+    pub async fn stop(self) -> Vec<GamesSample> {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or_default()
+    }
+}
+
+impl Cluster {
+    /// Asks the first of the [`Cluster::targets`] for `/api/cluster` every `every` until the
+    /// sampler is stopped, through every replacement; a node that does not answer within
+    /// `every` leaves a gap rather than holding up the next sample.
+    pub fn sample_games(&self, every: Duration) -> GamesSampler {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let http = self.http.clone();
+        let targets = self.targets.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    // The only change is to stop (and a dropped sampler stops too).
+                    _ = stopped.changed() => break,
+                }
+                let url = targets.read().ok().and_then(|t| t.first().cloned());
+                let Some(url) = url else { continue };
+                let ask = async {
+                    let v: Value = http
+                        .get(format!("{url}/api/cluster"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    let per_node = v["members"]
+                        .as_array()?
+                        .iter()
+                        .map(|m| (text(&m["node"]), m["games"].as_u64().unwrap_or(0)))
+                        .collect();
+                    Some(per_node)
+                };
+                let at = started.elapsed();
+                if let Ok(Some(per_node)) = tokio::time::timeout(every, ask).await {
+                    samples.push(GamesSample { at, per_node });
+                }
+            }
+            samples
+        });
+        GamesSampler {
+            stop,
+            task,
+            started,
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! wait, ports, process, logs, dns, latency, echo      (each stands alone)
-//! prometheus (process, wait): a real Prometheus server and promtool
+//!   └─► browser (wait): headless Chromium for the page tests
+//!   └─► prometheus (process, wait): a real Prometheus server and promtool
 //!   └─► node (process, wait) ─► cluster (node, dns, ports, wait) ─► load (its targets)
 //!         └─► mesh (node names, wait): in-process connectors and horde members
 //! ```
@@ -24,6 +25,8 @@
 //! - [`process`]: child processes killed on drop; signals, waiting with a timeout, RSS.
 //! - [`logs`]: log directories of tests; tracing output for the test runner.
 //! - [`dns`]: the embedded DNS server (`discovery`, feature `dns-server`).
+//! - [`browser`]: headless Chromium: DOM dumps, screenshots, a live page driven over the
+//!   DevTools protocol.
 //! - [`node`]: one real `minotaur start` process, its log and its console (`minotaur rpc`).
 //! - [`cluster`]: real nodes behind the DNS server, replaced one by one as a rolling update
 //!   does (the demo's cluster).
@@ -41,6 +44,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod browser;
 pub mod cluster;
 pub mod dns;
 pub mod echo;

@@ -26,6 +26,11 @@ use crate::Error;
 use crate::cluster::Targets;
 use crate::latency::percentile;
 
+/// Attempts to create one game while nodes answer 503.
+const CREATE_TRIES: u32 = 50;
+/// Pause between those attempts.
+const CREATE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// One game as a client sees it.
 #[derive(Debug, Clone)]
 struct Tracked {
@@ -168,14 +173,28 @@ impl Load {
                 let http = http.clone();
                 let url = format!("{}/api/games", nodes[i % nodes.len()]);
                 async move {
-                    let r = http
-                        .post(&url)
-                        .json(&json!({ "round_ms": 600_000 }))
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    // A 503 (a node between quorum leases on a loaded machine, or full) is
+                    // retried for a while, as clients do.
+                    let mut tries = 0;
+                    let r = loop {
+                        let r = http
+                            .post(&url)
+                            .json(&json!({ "round_ms": 600_000 }))
+                            .send()
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        tries += 1;
+                        if r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+                            || tries == CREATE_TRIES
+                        {
+                            break r;
+                        }
+                        tokio::time::sleep(CREATE_RETRY_PAUSE).await;
+                    };
                     if r.status() != reqwest::StatusCode::CREATED {
-                        return Err(format!("create answered {}", r.status()));
+                        let status = r.status();
+                        let why = r.text().await.unwrap_or_default();
+                        return Err(format!("create answered {status}: {why}"));
                     }
                     let v: Value = r.json().await.map_err(|e| e.to_string())?;
                     v["code"]

@@ -237,3 +237,37 @@ pub async fn rpc(
         Err(_) => panic!("minotaur rpc {args:?} hung"),
     }
 }
+
+/// The sum of every series of the counter or gauge `name` in a Prometheus text exposition
+/// (`name` and `name{...}` lines; 0 when there is none).
+pub fn metric_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let value = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once('}')?.1,
+                None if rest.starts_with(' ') => rest,
+                None => return None,
+            };
+            value.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_adds_every_series_of_one_name_only() {
+        let text = "# TYPE minotaur_http_requests counter\n\
+                    minotaur_http_requests_total{class=\"2xx\"} 5\n\
+                    minotaur_http_requests_total{class=\"4xx\"} 2\n\
+                    minotaur_http_requests_total_other 100\n\
+                    minotaur_routed_messages_total 7\n";
+        assert_eq!(metric_sum(text, "minotaur_http_requests_total"), 7.0);
+        assert_eq!(metric_sum(text, "minotaur_routed_messages_total"), 7.0);
+        assert_eq!(metric_sum(text, "minotaur_nothing"), 0.0);
+    }
+}

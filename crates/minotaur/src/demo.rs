@@ -5,13 +5,19 @@
 //! one as a Swarm `start-first` update does, while [`Load`] plays games over HTTP like clients
 //! do (an input retried with the same `input_id` until acknowledged); then [`verify`] checks
 //! every game: still there, and `seq` equal to the inputs acknowledged (none lost, none applied
-//! twice). This module runs that scenario and reports it.
+//! twice). This module runs that scenario and reports it: a table, JSON, and with
+//! `--report` a self-contained HTML page ([`report`]).
+//!
+//! # Layout
+//! - [`report`]: the HTML report (pause histogram, games per node over time, the table).
+
+pub mod report;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterOptions, SERVICE};
+use harness::cluster::{Cluster, ClusterOptions, GamesSample, SERVICE};
 use harness::load::{Integrity, Load, verify};
 use harness::node::NodeProcess;
 use serde::Serialize;
@@ -54,7 +60,20 @@ pub struct Report {
     pub killed_games: u64,
     /// Longest time from the kill until one of the killed node's games answered again.
     pub failover_ms: Option<f64>,
+    /// Each game's pause (its longest input during the update), ms: the report's histogram.
+    #[serde(skip)]
+    pub pauses_ms: Vec<f64>,
+    /// Games per node every [`SAMPLE_EVERY`] from the cluster's forming to the end of the
+    /// update: the report's time line.
+    #[serde(skip)]
+    pub timeline: Vec<GamesSample>,
+    /// When each step of the update started (s on the time line) and what it was.
+    #[serde(skip)]
+    pub steps: Vec<(f64, String)>,
 }
+
+/// How often games per node are sampled for the report.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// Options of `minotaur demo`.
 #[derive(Debug, Clone)]
@@ -105,6 +124,8 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
     .await?;
     let base_rss: u64 = cluster.nodes.iter().map(NodeProcess::rss_bytes).sum();
     say(p, format!("cluster formed: {}", cluster.urls().join(", ")));
+    let sampler = cluster.sample_games(SAMPLE_EVERY);
+    let mut steps: Vec<(f64, String)> = Vec::new();
     let urls = cluster.targets();
     let t = Instant::now();
     let clients = opts.games.clamp(1, 128);
@@ -140,6 +161,10 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
     while let Some(i) = cluster.nodes.iter().position(|n| old.contains(&n.name)) {
         step += 1;
         let before = cluster.nodes[i].url();
+        steps.push((
+            sampler.elapsed().as_secs_f64(),
+            format!("replace {}", cluster.nodes[i].name),
+        ));
         old.retain(|n| *n != cluster.nodes[i].name);
         let (took, code) = cluster.replace(i, &new_binary).await?;
         each.push(took.as_secs_f64() * 1000.0);
@@ -164,6 +189,10 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
             };
             let games = games_of(victim);
             let at = Instant::now();
+            steps.push((
+                sampler.elapsed().as_secs_f64(),
+                format!("SIGKILL {}", cluster.nodes[victim].name),
+            ));
             let dead = cluster.kill(victim);
             old.retain(|n| *n != dead.name);
             say(
@@ -179,6 +208,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.measure(false);
+    let timeline = sampler.stop().await;
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     let pauses = result.pauses();
@@ -205,14 +235,17 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
         exit_codes: codes,
         memory_per_game_bytes: memory_per_game,
         nodes: opts.nodes,
+        pauses_ms: result.games.iter().map(|g| g.pause_ms).collect(),
+        timeline,
+        steps,
     };
     cluster.shutdown().await;
     Ok(report)
 }
 
-/// The final table.
-pub fn table(r: &Report) -> String {
-    let rows: Vec<(&str, String)> = vec![
+/// The final table's rows: label and value (the text table and the HTML report show these).
+pub fn rows(r: &Report) -> Vec<(&'static str, String)> {
+    vec![
         ("games", r.integrity.games.to_string()),
         ("games lost", r.integrity.games_lost.to_string()),
         ("inputs acknowledged", r.integrity.inputs_acked.to_string()),
@@ -258,7 +291,12 @@ pub fn table(r: &Report) -> String {
             "memory per game",
             format!("{:.0} bytes", r.memory_per_game_bytes),
         ),
-    ];
+    ]
+}
+
+/// The final table.
+pub fn table(r: &Report) -> String {
+    let rows = rows(r);
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     rows.iter()
         .map(|(k, v)| format!("{k:<width$}  {v}"))

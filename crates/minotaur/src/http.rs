@@ -8,11 +8,13 @@
 //!
 //! # Layout
 //! - [`api`]: the JSON endpoints.
+//! - [`dashboard`]: `/api/cluster/stream`, the page's live view of the cluster (SSE).
 //! - [`ws`]: the game WebSocket.
 //! - [`metrics`]: Prometheus metrics.
 //! - `page.html`: the web page served at `/`.
 
 pub mod api;
+pub mod dashboard;
 pub mod metrics;
 pub mod ws;
 
@@ -82,6 +84,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// The frames of `/api/cluster/stream`, built once per tick for every page.
+    pub dashboard: dashboard::Dashboard,
 }
 
 impl AppState {
@@ -105,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(api::livez))
         .route("/metrics", get(metrics::metrics))
         .route("/api/cluster", get(api::cluster))
+        .route("/api/cluster/stream", get(dashboard::stream))
         .route("/api/games", post(api::create).get(api::list))
         .route("/api/games/{id}", get(api::show))
         .route("/api/games/{id}/input", post(api::input))

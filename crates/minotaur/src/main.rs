@@ -58,6 +58,10 @@ enum Command {
         /// SIGKILL, in the middle of the update, the node that just received the most games.
         #[arg(long)]
         kill: bool,
+        /// Also write a self-contained HTML page (charts and table, no network needed to view
+        /// it) to this file.
+        #[arg(long, value_name = "FILE.html")]
+        report: Option<std::path::PathBuf>,
     },
     /// Exit 0 when this host's node is ready (its /healthz answers 200): the container
     /// HEALTHCHECK.
@@ -105,9 +109,10 @@ fn main() -> ExitCode {
                     games,
                     json,
                     kill,
+                    report,
                 },
                 _,
-            ) => run_demo(nodes, games, json, kill).await,
+            ) => run_demo(nodes, games, json, kill, report).await,
             (_, None) => ExitCode::from(2),
             (Command::Start, Some(config)) => {
                 telemetry::init(config.log_format);
@@ -139,7 +144,13 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run_demo(nodes: usize, games: usize, json: bool, kill: bool) -> ExitCode {
+async fn run_demo(
+    nodes: usize,
+    games: usize,
+    json: bool,
+    kill: bool,
+    report_file: Option<std::path::PathBuf>,
+) -> ExitCode {
     if nodes < 2 || games == 0 {
         eprintln!("error: --nodes must be at least 2 and --games at least 1");
         return ExitCode::from(2);
@@ -165,11 +176,26 @@ async fn run_demo(nodes: usize, games: usize, json: bool, kill: bool) -> ExitCod
     };
     match minotaur::demo::run(opts).await {
         Ok(report) => {
+            let written = report_file.map(|path| {
+                std::fs::write(&path, minotaur::demo::report::html(&report))
+                    .map(|()| path.clone())
+                    .map_err(|e| format!("cannot write the report to {}: {e}", path.display()))
+            });
             if json {
                 println!("{}", minotaur::demo::json(&report));
             } else {
                 println!("{}", minotaur::demo::table(&report));
                 println!("node logs: {}", log_dir.display());
+            }
+            match written {
+                // With --json, stdout holds the JSON alone.
+                Some(Ok(path)) if json => eprintln!("report: {}", path.display()),
+                Some(Ok(path)) => println!("report: {}", path.display()),
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+                None => {}
             }
             if report.integrity.nothing_lost() {
                 ExitCode::SUCCESS

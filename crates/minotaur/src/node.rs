@@ -253,6 +253,11 @@ impl Node {
             connector: connector.clone(),
             lifecycle: lifecycle.clone(),
             metrics,
+            dashboard: http::dashboard::Dashboard::spawn(
+                games.clone(),
+                connector.clone(),
+                lifecycle.sockets_closing(),
+            ),
         };
         let server = http::Server::bind(SocketAddr::new(config.http_bind, config.http_port), state)
             .await
