@@ -129,7 +129,11 @@ impl Cluster {
             ("DNS_CLUSTER_QUERY", SERVICE.to_string()),
             ("DNS_CLUSTER_RESOLVER", self.dns.addr().to_string()),
             ("DNS_CLUSTER_INTERVAL_MS", "500".to_string()),
-            ("RUST_LOG", RUST_LOG.to_string()),
+            // `MINOTAUR_CLUSTER_RUST_LOG` overrides it (debugging a test or the demo).
+            (
+                "RUST_LOG",
+                std::env::var("MINOTAUR_CLUSTER_RUST_LOG").unwrap_or_else(|_| RUST_LOG.to_string()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -162,12 +166,31 @@ impl Cluster {
     async fn wait_healthy(&self, i: usize, timeout: Duration) -> Result<(), Error> {
         let url = self.nodes[i].url();
         let healthz = format!("{url}/healthz");
-        wait::poll(timeout, CHECK_INTERVAL, || async {
-            let r = self.http.get(&healthz).send().await.ok()?;
-            r.status().is_success().then_some(())
+        // The last answer, for the error: why the node says it is not ready.
+        let last = std::sync::Mutex::new(String::from("no answer"));
+        let ok = wait::poll(timeout, CHECK_INTERVAL, || async {
+            let r = match self.http.get(&healthz).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Ok(mut l) = last.lock() {
+                        *l = e.to_string();
+                    }
+                    return None;
+                }
+            };
+            let status = r.status();
+            if status.is_success() {
+                return Some(());
+            }
+            let body = r.text().await.unwrap_or_default();
+            if let Ok(mut l) = last.lock() {
+                *l = format!("{status} {body}");
+            }
+            None
         })
-        .await
-        .ok_or(Error::Unhealthy { url, timeout })
+        .await;
+        let last = last.into_inner().unwrap_or_default();
+        ok.ok_or(Error::Unhealthy { url, timeout, last })
     }
 
     /// How many members node `url` lists as alive (0 when it does not answer).

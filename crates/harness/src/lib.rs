@@ -83,12 +83,14 @@ pub enum Error {
     #[error("{0}")]
     Http(#[from] reqwest::Error),
     /// A node never answered `GET /healthz` with 200.
-    #[error("{url} did not become healthy in {timeout:?}")]
+    #[error("{url} did not become healthy in {timeout:?} (last answer: {last})")]
     Unhealthy {
         /// The node's base URL.
         url: String,
         /// How long it had.
         timeout: Duration,
+        /// Its last answer to `/healthz` (status and body), or why there was none.
+        last: String,
     },
     /// The nodes never all saw each other alive.
     #[error("the {nodes} nodes did not form one cluster in {timeout:?}")]

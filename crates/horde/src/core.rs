@@ -212,6 +212,9 @@ pub struct Core<T> {
     hello_seq: u64,
     /// Peers whose full registry this node has received (readiness).
     synced: BTreeSet<String>,
+    /// When a joining member last said hello again to the peers it still waits for (a hello
+    /// or a sync lost with a replaced link is asked for again, see `reintroduce`).
+    last_reintroduce: Instant,
     /// Discovery found nobody to wait for.
     alone: bool,
     /// Children hosted and serving here.
@@ -305,6 +308,7 @@ impl<T> Core<T> {
             hello_seen: BTreeMap::new(),
             hello_seq: 0,
             synced: BTreeSet::new(),
+            last_reintroduce: now,
             alone: false,
             local: BTreeMap::new(),
             backups: BTreeMap::new(),
@@ -637,6 +641,7 @@ impl<T> Core<T> {
         self.moves_tick(now, out);
         self.fetches_tick(now, out);
         self.repair_tick(now, out);
+        self.reintroduce(now, out);
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.failover(now, out);

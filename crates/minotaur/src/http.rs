@@ -93,8 +93,10 @@ impl AppState {
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.lifecycle.is_draining() {
             Err("draining")
-        } else if !self.games.horde().is_ready() {
+        } else if self.games.horde().status() != horde::MemberStatus::Alive {
             Err("joining the cluster")
+        } else if !self.games.horde().is_ready() {
+            Err("no quorum lease: not granted by a majority of the members yet")
         } else {
             Ok(())
         }

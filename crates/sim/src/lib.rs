@@ -125,6 +125,26 @@ fn final_checks(w: &mut World) {
             }
         }
     }
+    // S4: every running member that has not left joined and holds its lease (a member
+    // stuck joining, or never granted, would answer nothing for ever).
+    for n in w.nodes.iter().flatten() {
+        if n.life != Life::Running {
+            continue;
+        }
+        match n.core.status() {
+            horde::MemberStatus::Joining => violations.push(format!(
+                "S4: {} is still joining after the quiet period",
+                n.id
+            )),
+            horde::MemberStatus::Alive if !n.core.lease_valid(n.local(w.now)) => {
+                violations.push(format!(
+                    "S4: {} is alive but holds no quorum lease after the quiet period",
+                    n.id
+                ))
+            }
+            _ => {}
+        }
+    }
     // S4: every live name served by exactly one copy, at its owner.
     let reference = replicas.first().map(|(_, r)| r.clone()).unwrap_or_default();
     let mut servers: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();

@@ -320,6 +320,7 @@ pub const SCENARIOS: &[&str] = &[
     "lost-delta",
     "drain-deadline",
     "clock-behind",
+    "relink-at-join",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
@@ -433,6 +434,36 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 at += r.range(100, 3 * MS);
             }
             end = t + 10 * SEC;
+        }
+        // (g) a node joins and its sessions are replaced right away, again and again (both
+        // sides dialled at once: ractor_cluster closes one of the two links), so the hellos
+        // and registries in flight are lost; it must still join and be granted its lease.
+        "relink-at-join" => {
+            steps = base(&mut r, 3, 20);
+            let t = 6 * SEC + r.range(0, SEC);
+            steps.push((
+                t,
+                Step::Start {
+                    node: "n4".into(),
+                    schema: 1,
+                },
+            ));
+            for peer in ["n1", "n2", "n3"] {
+                // The sessions come up about 5 ms after the start: replace them while the
+                // hellos and registries cross.
+                let mut at = t + r.range(3 * MS, 15 * MS);
+                for _ in 0..r.range(1, 4) {
+                    steps.push((
+                        at,
+                        Step::Flap {
+                            a: "n4".into(),
+                            b: peer.into(),
+                        },
+                    ));
+                    at += r.range(MS / 10, 10 * MS);
+                }
+            }
+            end = t + 8 * SEC;
         }
         // (e) a console drain's deadline passes mid-wave (its target is slow to answer); the
         // node keeps running.

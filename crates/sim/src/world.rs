@@ -214,7 +214,8 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    fn local(&self, now: Time) -> Instant {
+    /// This node's monotonic clock at virtual time `now`.
+    pub(crate) fn local(&self, now: Time) -> Instant {
         let elapsed = now.saturating_sub(self.boot) as i128;
         let scaled = elapsed + elapsed * self.drift_ppm as i128 / 1_000_000;
         self.origin + Duration::from_micros(scaled.max(0) as u64)

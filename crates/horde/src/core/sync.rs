@@ -18,6 +18,8 @@ use crate::stats::{Counters, HordeEvent};
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Registry entries per sync message.
 const SYNC_CHUNK: usize = 20_000;
+/// How often a joining member asks again for the hellos and registries it lacks.
+const REINTRODUCE_EVERY: Duration = Duration::from_secs(1);
 
 impl<T> Core<T> {
     pub(super) fn hello(&mut self) -> Wire {
@@ -64,8 +66,12 @@ impl<T> Core<T> {
             link.hello_sent = false;
             link.sync_sent = false;
         } else {
-            // The same run on a new link: what was in flight on the old one is lost.
+            // The same run on a new link: what was in flight on the old one is lost, the
+            // introductions included (both sides dialling at once makes ractor_cluster close
+            // one of the two links right after a join): say hello and sync again.
             link.relinked = true;
+            link.hello_sent = false;
+            link.sync_sent = false;
         }
         // A new link (or a replaced one): its proxies are new; the shell looks the member
         // actor up again and says `PeerReady`.
@@ -149,9 +155,19 @@ impl<T> Core<T> {
         let Some(link) = self.links.get_mut(&node.name) else {
             return;
         };
+        // A joining member says hello again only while it lacks this member's hello or full
+        // registry (`reintroduce`): both were lost, so both go again.
+        let asked_again = hello_sent && link.sync_sent && status == MemberStatus::Joining;
         link.hello_sent = true;
-        let send_sync = !link.sync_sent;
+        let send_sync = !link.sync_sent || asked_again;
         link.sync_sent = true;
+        if asked_again {
+            let ours = self.hello();
+            out.push(Effect::Send {
+                to: node.clone(),
+                wire: ours,
+            });
+        }
         let info = MemberInfo {
             node: node.clone(),
             status,
@@ -466,11 +482,47 @@ impl<T> Core<T> {
         }
     }
 
+    /// A joining member says hello again, once a second, to every connected peer whose hello
+    /// or full registry it has not received: a replaced link loses what was in flight on it,
+    /// and nothing else would ask again (the peer answers a joining member's repeated hello
+    /// with its hello and its registry, see `on_hello`).
+    pub(super) fn reintroduce(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        if self.status != MemberStatus::Joining
+            || now.duration_since(self.last_reintroduce) < REINTRODUCE_EVERY
+        {
+            return;
+        }
+        self.last_reintroduce = now;
+        let to: Vec<NodeId> = self
+            .links
+            .values()
+            .filter(|l| l.ready && l.hello_sent && !self.introduced(l))
+            .map(|l| l.id.clone())
+            .collect();
+        if !to.is_empty() {
+            debug!(peers = ?to, "saying hello again to peers whose hello or registry is missing");
+            let hello = self.hello();
+            out.push(Effect::Broadcast { to, wire: hello });
+        }
+    }
+
+    /// This member has the peer's hello (this run) and its full registry.
+    fn introduced(&self, link: &Link) -> bool {
+        self.peers.get(&link.id.name) == Some(&link.id) && self.synced.contains(&link.id.name)
+    }
+
     pub(super) fn check_ready(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         if self.status != MemberStatus::Joining {
             return;
         }
-        let synced_all = self.peers.keys().all(|n| self.synced.contains(n));
+        // Every connected peer introduced itself and sent its registry (not only those whose
+        // hello arrived: one lost with a replaced link is asked for again).
+        let synced_all = self.peers.keys().all(|n| self.synced.contains(n))
+            && self
+                .links
+                .values()
+                .filter(|l| l.ready)
+                .all(|l| self.introduced(l));
         let waiting_for_link = self.links.values().any(|l| !l.ready && !l.unreachable);
         let someone = !self.peers.is_empty();
         let timed_out = now.duration_since(self.started) >= self.config.join_timeout;
