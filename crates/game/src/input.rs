@@ -14,8 +14,10 @@ use crate::hex::Hex;
 
 /// Longest player name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
-/// Longest input id, in characters.
-pub const MAX_INPUT_ID_CHARS: usize = 64;
+/// Longest input id, in bytes of UTF-8 (an id is 1 to 64 bytes). Counted in bytes, not
+/// characters, because a game keeps the ids of its last [`crate::INPUT_WINDOW`] inputs: the
+/// byte count is what bounds its state.
+pub const MAX_INPUT_ID_BYTES: usize = 64;
 
 /// One input to a game: `{"player": "bob", "input_id": "b-17", "action": {...}}`.
 ///
@@ -30,11 +32,12 @@ pub struct Input {
 
 /// What a player does. In JSON, internally tagged by `type`:
 /// `{"type":"join"}`, `{"type":"move","to":{"q":1,"r":-1}}`, `{"type":"attack","target":"bob"}`,
-/// `{"type":"end_turn"}`.
+/// `{"type":"end_turn"}`, `{"type":"leave"}`.
 ///
 /// In non-human-readable formats (postcard, between nodes) it is externally tagged instead:
 /// internally tagged enums need `deserialize_any`, which postcard cannot provide, and inputs
-/// cross the cluster when a request lands on a node that does not host the game.
+/// cross the cluster when a request lands on a node that does not host the game. Postcard
+/// numbers variants in declaration order, so new variants go at the end of `PlainAction`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Take a seat in the game.
@@ -45,6 +48,11 @@ pub enum Action {
     Attack { target: String },
     /// Done for this round.
     EndTurn,
+    /// Quit the game. Before the game has started (`waiting`) it frees the player's seat: the
+    /// player is removed as if never joined, and may join again. Once it has started it is a
+    /// forfeit: the player is out for good (listed, eliminated, no longer acting or blocking),
+    /// and when at most one player is left the game is `over` and that player, if any, wins.
+    Leave,
 }
 
 /// The JSON shape of [`Action`].
@@ -55,9 +63,11 @@ enum TaggedAction {
     Move { to: Hex },
     Attack { target: String },
     EndTurn,
+    Leave,
 }
 
-/// The compact (postcard) shape of [`Action`].
+/// The compact (postcard) shape of [`Action`]. Postcard encodes the variant's index: keep the
+/// order, add new variants at the end.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum PlainAction {
@@ -65,6 +75,7 @@ enum PlainAction {
     Move { to: Hex },
     Attack { target: String },
     EndTurn,
+    Leave,
 }
 
 impl Serialize for Action {
@@ -75,6 +86,7 @@ impl Serialize for Action {
                 Action::Move { to } => TaggedAction::Move { to },
                 Action::Attack { target } => TaggedAction::Attack { target },
                 Action::EndTurn => TaggedAction::EndTurn,
+                Action::Leave => TaggedAction::Leave,
             };
             tagged.serialize(serializer)
         } else {
@@ -83,6 +95,7 @@ impl Serialize for Action {
                 Action::Move { to } => PlainAction::Move { to },
                 Action::Attack { target } => PlainAction::Attack { target },
                 Action::EndTurn => PlainAction::EndTurn,
+                Action::Leave => PlainAction::Leave,
             };
             plain.serialize(serializer)
         }
@@ -97,6 +110,7 @@ impl<'de> Deserialize<'de> for Action {
                 TaggedAction::Move { to } => Action::Move { to },
                 TaggedAction::Attack { target } => Action::Attack { target },
                 TaggedAction::EndTurn => Action::EndTurn,
+                TaggedAction::Leave => Action::Leave,
             })
         } else {
             Ok(match PlainAction::deserialize(deserializer)? {
@@ -104,6 +118,7 @@ impl<'de> Deserialize<'de> for Action {
                 PlainAction::Move { to } => Action::Move { to },
                 PlainAction::Attack { target } => Action::Attack { target },
                 PlainAction::EndTurn => Action::EndTurn,
+                PlainAction::Leave => Action::Leave,
             })
         }
     }
@@ -117,6 +132,7 @@ impl Action {
             Action::Move { .. } => "move",
             Action::Attack { .. } => "attack",
             Action::EndTurn => "end_turn",
+            Action::Leave => "leave",
         }
     }
 }
@@ -150,6 +166,12 @@ pub enum InputError {
         chars: usize,
         max: usize,
     },
+    #[error("`{field}` is {bytes} bytes long in UTF-8; it must be 1 to {max} bytes")]
+    TooManyBytes {
+        field: Field,
+        bytes: usize,
+        max: usize,
+    },
     #[error("`{field}` must be printable: no control characters and not only spaces")]
     NotPrintable { field: Field },
     #[error("`round_ms` is {value}; it must be between {min} and {max} milliseconds")]
@@ -166,26 +188,51 @@ impl Input {
     }
 
     /// Checks the shape of the input: names non-empty, at most [`MAX_NAME_CHARS`] characters
-    /// and printable; `input_id` non-empty, at most [`MAX_INPUT_ID_CHARS`] and printable.
+    /// and printable; `input_id` 1 to [`MAX_INPUT_ID_BYTES`] bytes and printable.
     /// [`crate::Game::apply`] runs this too, so a malformed input can never reach the state.
     pub fn validate(&self) -> Result<(), InputError> {
-        check_text(Field::Player, &self.player, MAX_NAME_CHARS)?;
-        check_text(Field::InputId, &self.input_id, MAX_INPUT_ID_CHARS)?;
+        check_name(Field::Player, &self.player)?;
+        check_input_id(&self.input_id)?;
         if let Action::Attack { target } = &self.action {
-            check_text(Field::Target, target, MAX_NAME_CHARS)?;
+            check_name(Field::Target, target)?;
         }
         Ok(())
     }
 }
 
-fn check_text(field: Field, text: &str, max: usize) -> Result<(), InputError> {
+/// Checks a player name: 1 to [`MAX_NAME_CHARS`] characters, printable.
+pub(crate) fn check_name(field: Field, text: &str) -> Result<(), InputError> {
     if text.is_empty() {
         return Err(InputError::Empty { field });
     }
     let chars = text.chars().count();
-    if chars > max {
-        return Err(InputError::TooLong { field, chars, max });
+    if chars > MAX_NAME_CHARS {
+        return Err(InputError::TooLong {
+            field,
+            chars,
+            max: MAX_NAME_CHARS,
+        });
     }
+    check_printable(field, text)
+}
+
+/// Checks an `input_id`: 1 to [`MAX_INPUT_ID_BYTES`] bytes, printable.
+pub(crate) fn check_input_id(text: &str) -> Result<(), InputError> {
+    let field = Field::InputId;
+    if text.is_empty() {
+        return Err(InputError::Empty { field });
+    }
+    if text.len() > MAX_INPUT_ID_BYTES {
+        return Err(InputError::TooManyBytes {
+            field,
+            bytes: text.len(),
+            max: MAX_INPUT_ID_BYTES,
+        });
+    }
+    check_printable(field, text)
+}
+
+fn check_printable(field: Field, text: &str) -> Result<(), InputError> {
     // Names end up in logs, the console and other players' screens: no control characters
     // (newlines, escapes) and nothing invisible-only.
     if text.chars().any(char::is_control) || text.trim().is_empty() {
@@ -219,6 +266,7 @@ mod tests {
                 },
             ),
             (r#"{"type":"end_turn"}"#, Action::EndTurn),
+            (r#"{"type":"leave"}"#, Action::Leave),
         ];
         for (action_json, action) in cases {
             let json = format!(r#"{{"player":"ann","input_id":"a-1","action":{action_json}}}"#);
@@ -259,11 +307,54 @@ mod tests {
                 target: "bob".into(),
             },
             Action::EndTurn,
+            Action::Leave,
         ] {
             let input = Input::new("ann", "id", action);
             let bytes = postcard::to_allocvec(&input).unwrap();
             assert_eq!(postcard::from_bytes::<Input>(&bytes).unwrap(), input);
         }
+    }
+
+    #[test]
+    fn postcard_keeps_the_variant_numbers_of_earlier_builds() {
+        // Nodes of the previous build decode these bytes: the old variants keep their index,
+        // `leave` comes after them.
+        let index = |action: Action| postcard::to_allocvec(&action).unwrap();
+        assert_eq!(index(Action::Join), [0]);
+        assert_eq!(index(Action::EndTurn), [3]);
+        assert_eq!(index(Action::Leave), [4]);
+    }
+
+    #[test]
+    fn input_id_is_1_to_64_bytes_not_characters() {
+        let id = |id: &str| Input::new("ann", id, Action::Join).validate();
+        assert_eq!(id(&"x".repeat(64)), Ok(()));
+        // 32 two-byte characters: 64 bytes.
+        assert_eq!(id(&"é".repeat(32)), Ok(()));
+        // 33 characters, 65 bytes: within 64 characters, but over 64 bytes.
+        let over = format!("{}x", "é".repeat(32));
+        assert_eq!((over.chars().count(), over.len()), (33, 65));
+        let err = id(&over).unwrap_err();
+        assert_eq!(
+            err,
+            InputError::TooManyBytes {
+                field: Field::InputId,
+                bytes: 65,
+                max: MAX_INPUT_ID_BYTES
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "`input_id` is 65 bytes long in UTF-8; it must be 1 to 64 bytes"
+        );
+        assert!(matches!(
+            id(&"é".repeat(33)),
+            Err(InputError::TooManyBytes { bytes: 66, .. })
+        ));
+        assert_eq!(
+            id("").unwrap_err().to_string(),
+            "`input_id` must not be empty"
+        );
     }
 
     #[test]
@@ -312,9 +403,9 @@ mod tests {
         );
         assert_eq!(
             check("ann", &"1".repeat(65), Action::Join),
-            TooLong {
+            TooManyBytes {
                 field: Field::InputId,
-                chars: 65,
+                bytes: 65,
                 max: 64
             }
         );

@@ -50,13 +50,14 @@ pub mod view;
 mod dice;
 
 pub use hex::Hex;
-pub use input::{Action, Field, Input, InputError, MAX_INPUT_ID_CHARS, MAX_NAME_CHARS};
+pub use input::{Action, Field, Input, InputError, MAX_INPUT_ID_BYTES, MAX_NAME_CHARS};
 pub use join_code::{CODE_ALPHABET, CODE_LEN, code_from_seed, normalize_code};
 pub use maze::Maze;
 pub use rules::{
     AP_CAP, AP_PER_ROUND, ATTACK_COST, ATTACK_DAMAGE, ATTACK_RANGE, DEFAULT_ROUND_MS, ErrorKind,
-    Game, MAX_HEALTH, MAX_INPUTS, MAX_PLAYERS, MAX_ROUND_MS, MIN_PLAYERS, MIN_ROUND_MS, Outcome,
-    Player, RuleError, Spend, Status, validate_round_ms,
+    Game, INPUT_WINDOW, MAX_HEALTH, MAX_ID_BYTES, MAX_PLAYERS, MAX_ROUND_MS, MAX_STATE_BYTES,
+    MIN_PLAYERS, MIN_ROUND_MS, Outcome, Player, RuleError, Spend, StateError, Status,
+    validate_round_ms,
 };
 pub use session::{APP_VERSION, GameMsg, GameReply, GameSpec, STATE_SCHEMA, Session, Snapshot};
 pub use view::{GameView, PlayerView, RulesView, WorldView};

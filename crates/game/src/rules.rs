@@ -23,16 +23,30 @@
 //!   ([`Game::tick`]). The next deadline is `round_ms` after the moment the round ended.
 //! - `end_turn` is always accepted from a living player who has not ended the turn in the
 //!   current round of an active game, so a round can always be ended by its players.
+//! - `leave` before the game has started frees the player's seat (as if never joined); after
+//!   it is a forfeit: the player is out like an eliminated one, and when at most one player
+//!   is left the game is over and that player wins.
+//! - A retried input (same `input_id` as one of the last [`INPUT_WINDOW`] applied) is
+//!   recognised and changes nothing.
+//!
+//! # Bounded state
+//! Nothing in a [`Game`] grows with the inputs it applies: at most [`MAX_PLAYERS`] players
+//! with names of at most [`crate::MAX_NAME_CHARS`] characters, a board of radius
+//! [`maze::DEFAULT_RADIUS`], the last [`INPUT_WINDOW`] input ids of at most
+//! [`crate::MAX_INPUT_ID_BYTES`] bytes, and counters. Its postcard encoding is at most
+//! [`MAX_STATE_BYTES`]; decoding refuses any state outside these bounds.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::hex::Hex;
-use crate::input::{Action, Input, InputError};
-use crate::maze::{self, Maze};
+use crate::input::{Action, Field, Input, InputError, check_name};
+use crate::maze::{self, DEFAULT_RADIUS, Maze};
+
+mod window;
+use window::InputWindow;
 
 /// Round length when the creator does not choose one.
 pub const DEFAULT_ROUND_MS: u64 = 30_000;
@@ -57,10 +71,20 @@ pub const ATTACK_COST: u32 = 2;
 pub const ATTACK_DAMAGE: u32 = 3;
 /// How far an attack reaches, in steps: adjacent hexes only.
 pub const ATTACK_RANGE: u32 = 1;
-/// Most inputs one game applies. Every applied `input_id` is kept for the whole game (see
-/// [`Game`]), so the cap bounds a game's memory and the size of its state when it moves; a
-/// real game ends long before (a round takes at most ~7 inputs per player).
-pub const MAX_INPUTS: usize = 100_000;
+/// How many of its last applied inputs a game remembers by `input_id`: a retry of one of them
+/// is recognised ([`Outcome::Duplicate`]); an input older than that, sent again, is treated
+/// as new. A round takes at most about 7 inputs per player, so this covers about 24 rounds of
+/// a full game: clients retry within seconds.
+pub const INPUT_WINDOW: usize = 1024;
+/// Longest game id and join code, in bytes. The host chooses them (minotaur uses 15 and 6
+/// bytes); [`Game::new`] cuts longer ones and decoding refuses them.
+pub const MAX_ID_BYTES: usize = 64;
+/// Most bytes a [`Game`] takes in postcard (what nodes ship when it moves or is replicated;
+/// the hosted state adds two counters, at most 20 bytes more, still within this). The worst
+/// case is 67,934 bytes: the window 1,024 ids × 65 bytes = 66,560; six players with names
+/// of 32 four-byte characters about 820; the board at most 127 hexes of 2 bytes; the id and
+/// code 130; the rest under 100. A unit test builds that game and checks it.
+pub const MAX_STATE_BYTES: usize = 72 * 1024;
 
 /// Checks a `round_ms` chosen by a game's creator: the HTTP layer answers 400 with the error.
 /// [`Game::new`] clamps instead, so a game can never hold an out-of-range value.
@@ -208,8 +232,6 @@ pub enum RuleError {
         distance: u32,
         range: u32,
     },
-    #[error("this game has applied its limit of {max} inputs and accepts no more")]
-    InputLimit { max: usize },
 }
 
 impl RuleError {
@@ -225,8 +247,10 @@ impl RuleError {
 /// The whole state of one game: everything needed to continue it on another node.
 ///
 /// Serialise it as it is (JSON or postcard) to move or snapshot a game; the absolute
-/// deadline is in the old host's clock, so call [`Game::rebase`] on arrival.
+/// deadline is in the old host's clock, so call [`Game::rebase`] on arrival. Decoding checks
+/// the bounds of a game (see the module's "Bounded state") and refuses a state outside them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "GameFields")]
 pub struct Game {
     /// The game's permanent name in the cluster, chosen by the caller.
     id: String,
@@ -244,11 +268,11 @@ pub struct Game {
     /// The board, stored rather than regenerated from the seed so a game keeps its map even
     /// if the generator ever changed between the builds of two nodes.
     maze: Maze,
-    /// Every `input_id` applied, for idempotency. Kept for the whole game, not a window: a
-    /// client may retry an old input at any time (after a reconnect, or a game move that
-    /// answered late), and applying it twice would spend action points twice. Bounded by
-    /// [`MAX_INPUTS`]. A set keeps the serialised state canonical (equal games, equal bytes).
-    applied: BTreeSet<String>,
+    /// The `input_id`s of the last [`INPUT_WINDOW`] applied inputs, oldest first, for
+    /// idempotency: a client retries an input after a timeout, a reconnect or a move that
+    /// answered late, and applying it twice would spend action points twice. A window, not
+    /// every id, so the state stays bounded however long a game runs.
+    applied: InputWindow,
     /// The survivor, once the game is over (none if nobody survived).
     winner: Option<String>,
     /// When the current round ends, in the host's clock (`now_ms` units). `Some` exactly
@@ -257,21 +281,129 @@ pub struct Game {
     deadline_ms: Option<u64>,
 }
 
+/// The fields of a [`Game`] as decoded, before its bounds are checked.
+#[derive(Deserialize)]
+struct GameFields {
+    id: String,
+    code: String,
+    round_ms: u64,
+    status: Status,
+    round: u64,
+    seq: u64,
+    players: Vec<Player>,
+    maze: Maze,
+    applied: InputWindow,
+    winner: Option<String>,
+    deadline_ms: Option<u64>,
+}
+
+/// Why a decoded game state was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StateError {
+    #[error("game {field} is {bytes} bytes; at most {max} are allowed")]
+    IdTooLong {
+        field: &'static str,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("the game has {players} players; at most {max} can join")]
+    TooManyPlayers { players: usize, max: usize },
+    #[error("a player's name is malformed: {0}")]
+    Name(InputError),
+    #[error("the board has radius {radius}; a game's board has at most {max}")]
+    Board { radius: u32, max: u32 },
+    #[error("the board has a wall or spawn point off the board, or too many spawn points")]
+    BoardShape,
+    #[error("the game remembers {ids} input ids but applied only {seq} inputs")]
+    Window { ids: usize, seq: u64 },
+}
+
+impl TryFrom<GameFields> for Game {
+    type Error = StateError;
+
+    fn try_from(f: GameFields) -> Result<Game, StateError> {
+        for (field, value) in [("id", &f.id), ("code", &f.code)] {
+            if value.len() > MAX_ID_BYTES {
+                return Err(StateError::IdTooLong {
+                    field,
+                    bytes: value.len(),
+                    max: MAX_ID_BYTES,
+                });
+            }
+        }
+        if f.players.len() > MAX_PLAYERS {
+            return Err(StateError::TooManyPlayers {
+                players: f.players.len(),
+                max: MAX_PLAYERS,
+            });
+        }
+        for name in f.players.iter().map(|p| &p.name).chain(&f.winner) {
+            check_name(Field::Player, name).map_err(StateError::Name)?;
+        }
+        let maze = &f.maze;
+        if maze.radius() > DEFAULT_RADIUS {
+            return Err(StateError::Board {
+                radius: maze.radius(),
+                max: DEFAULT_RADIUS,
+            });
+        }
+        let on_board = |h: &Hex| maze.contains(*h);
+        if !maze.walls().iter().all(on_board)
+            || !maze.spawns().iter().all(on_board)
+            || maze.spawns().len() > maze::SPAWN_POINTS
+        {
+            return Err(StateError::BoardShape);
+        }
+        if f.applied.len() as u64 > f.seq {
+            return Err(StateError::Window {
+                ids: f.applied.len(),
+                seq: f.seq,
+            });
+        }
+        Ok(Game {
+            id: f.id,
+            code: f.code,
+            round_ms: f.round_ms,
+            status: f.status,
+            round: f.round,
+            seq: f.seq,
+            players: f.players,
+            maze: f.maze,
+            applied: f.applied,
+            winner: f.winner,
+            deadline_ms: f.deadline_ms,
+        })
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 impl Game {
     /// A new, empty game waiting for players. `round_ms` is clamped to
     /// [`MIN_ROUND_MS`]`..=`[`MAX_ROUND_MS`] (check it with [`validate_round_ms`] first to
-    /// report a bad value); `seed` chooses the maze.
+    /// report a bad value); `seed` chooses the maze. `id` and `code` are cut to
+    /// [`MAX_ID_BYTES`].
     pub fn new(id: impl Into<String>, code: impl Into<String>, round_ms: u64, seed: u64) -> Game {
         Game {
-            id: id.into(),
-            code: code.into(),
+            id: cut(id.into(), MAX_ID_BYTES),
+            code: cut(code.into(), MAX_ID_BYTES),
             round_ms: round_ms.clamp(MIN_ROUND_MS, MAX_ROUND_MS),
             status: Status::Waiting,
             round: 0,
             seq: 0,
             players: Vec::new(),
             maze: Maze::generate(seed),
-            applied: BTreeSet::new(),
+            applied: InputWindow::default(),
             winner: None,
             deadline_ms: None,
         }
@@ -325,9 +457,15 @@ impl Game {
         self.deadline_ms
     }
 
-    /// Whether an input with this id has been applied.
+    /// Whether an input with this id is one of the last [`INPUT_WINDOW`] applied: a retry of
+    /// it would be answered [`Outcome::Duplicate`].
     pub fn is_applied(&self, input_id: &str) -> bool {
         self.applied.contains(input_id)
+    }
+
+    /// The ids of the last [`INPUT_WINDOW`] applied inputs, oldest first.
+    pub fn recent_input_ids(&self) -> impl Iterator<Item = &str> {
+        self.applied.iter()
     }
 
     /// Number of players still alive.
@@ -337,11 +475,11 @@ impl Game {
 
     /// Applies one input at time `now_ms`, or says why not.
     ///
-    /// Checks, in order: the input's shape ([`Input::validate`]); whether its `input_id` was
-    /// applied before (then [`Outcome::Duplicate`], whatever the game's state now); whether
-    /// the game is over or full of inputs; then the action's own rules. On `Ok(Applied)` the
-    /// game changed and `seq` grew by exactly one; on `Ok(Duplicate)` or any error the game
-    /// is unchanged.
+    /// Checks, in order: the input's shape ([`Input::validate`]); whether its `input_id` is
+    /// one of the last [`INPUT_WINDOW`] applied (then [`Outcome::Duplicate`], whatever the
+    /// game's state now); whether the game is over; then the action's own rules. On
+    /// `Ok(Applied)` the game changed and `seq` grew by exactly one; on `Ok(Duplicate)` or any
+    /// error the game is unchanged.
     pub fn apply(&mut self, now_ms: u64, input: Input) -> Result<Outcome, RuleError> {
         input.validate()?;
         if self.applied.contains(&input.input_id) {
@@ -350,9 +488,6 @@ impl Game {
         if self.status == Status::Over {
             return Err(RuleError::GameOver);
         }
-        if self.applied.len() >= MAX_INPUTS {
-            return Err(RuleError::InputLimit { max: MAX_INPUTS });
-        }
         // Each action checks everything before it changes anything, so an error leaves the
         // game as it was.
         match &input.action {
@@ -360,9 +495,10 @@ impl Game {
             Action::Move { to } => self.walk(&input.player, *to)?,
             Action::Attack { target } => self.attack(&input.player, target)?,
             Action::EndTurn => self.end_turn(now_ms, &input.player)?,
+            Action::Leave => self.leave(now_ms, &input.player)?,
         }
         self.seq += 1;
-        self.applied.insert(input.input_id);
+        self.applied.push(input.input_id);
         Ok(Outcome::Applied)
     }
 
@@ -584,6 +720,42 @@ impl Game {
         let index = self.actor(name)?;
         self.players[index].ended_turn = true;
         if self.players.iter().all(|p| !p.alive || p.ended_turn) {
+            self.end_round(now_ms);
+        }
+        Ok(())
+    }
+
+    /// `leave`: before the game has started, the seat is freed (the player is removed and may
+    /// join again; the spawn point is free for the next to join). Once it has started, a
+    /// forfeit: the player is out as if eliminated (health and action points 0, listed, no
+    /// longer blocking), whatever the turn; an eliminated player cannot leave again. When at
+    /// most one player is left the game is over and that player wins; otherwise, if everyone
+    /// left has ended the turn, the round ends.
+    fn leave(&mut self, now_ms: u64, name: &str) -> Result<(), RuleError> {
+        let index = self.index_of(name).ok_or_else(|| RuleError::NotJoined {
+            player: name.to_string(),
+        })?;
+        match self.status {
+            Status::Waiting => {
+                self.players.remove(index);
+                return Ok(());
+            }
+            Status::Over => return Err(RuleError::GameOver),
+            Status::Active => {}
+        }
+        let player = &mut self.players[index];
+        if !player.alive {
+            return Err(RuleError::Eliminated {
+                player: name.to_string(),
+            });
+        }
+        player.alive = false;
+        player.health = 0;
+        player.action_points = 0;
+        player.ended_turn = false;
+        if self.living() <= 1 {
+            self.finish();
+        } else if self.players.iter().all(|p| !p.alive || p.ended_turn) {
             self.end_round(now_ms);
         }
         Ok(())

@@ -126,6 +126,9 @@ impl Child for Session {
         s
     }
 
+    /// A read ([`GameMsg::Get`]), a retried input and a refused one change nothing: they say
+    /// so with [`Ctx::unchanged`], so horde sends no replica for them (a snapshot of the state
+    /// goes to the backup only after a change) and answers them without waiting for one.
     fn handle(&mut self, msg: GameMsg, ctx: &mut Ctx<Self>) -> GameReply {
         match msg {
             GameMsg::Get => {
@@ -299,6 +302,111 @@ mod tests {
             .unwrap();
         assert_eq!(r.view.seq, 2);
         assert!(ctx.emitted().is_empty());
+    }
+
+    #[test]
+    fn reads_retries_and_refusals_are_unchanged_and_applied_inputs_are_not() {
+        let mut s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        let mut handle = |msg: GameMsg| {
+            let mut ctx = Ctx::for_test("ABCDEF", 5);
+            let reply = s.handle(msg, &mut ctx);
+            (reply.map(|r| r.view.seq), ctx.is_changed())
+        };
+        let join = |p: &str| GameMsg::Input(Input::new(p, format!("{p}-j"), Action::Join));
+        assert_eq!(handle(GameMsg::Get), (Ok(0), false));
+        assert_eq!(handle(join("ann")), (Ok(1), true));
+        assert_eq!(handle(GameMsg::Get), (Ok(1), false));
+        assert_eq!(handle(join("ann")), (Ok(1), false), "a retry");
+        let leave = GameMsg::Input(Input::new("zed", "z", Action::Leave));
+        assert!(!handle(leave).1, "a refusal");
+    }
+
+    /// Through horde's own child core, as a node hosts the game with a backup: an applied
+    /// input sends a replica (a snapshot of the state) to the backup and its answer waits for
+    /// the acknowledgement; a read sends none and is answered at once.
+    #[test]
+    fn a_read_sends_no_replica_to_the_backup() {
+        use discovery::NodeId;
+        use horde::core::child::{
+            Answer, Body, ChildCore, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
+        };
+        use horde::core::{ChildCmd, Init};
+        use std::time::Instant;
+
+        let node = |name: &str| NodeId {
+            name: name.into(),
+            incarnation: 1,
+        };
+        let now = Instant::now();
+        let env = ChildEnv::open();
+        let init = Init::Fresh {
+            spec: postcard::to_stdvec(&spec()).unwrap().into(),
+        };
+        let (mut core, _) =
+            ChildCore::<Session, u32>::start("ABCDEF".into(), node("a"), now, now, init, 1, false)
+                .unwrap();
+        // Sorts a batch of effects into (replica seqs, answered tokens).
+        let sort = |effects: Vec<ChildEffect<Session, u32>>| {
+            let (mut replicas, mut answered) = (Vec::new(), Vec::new());
+            for effect in effects {
+                match effect {
+                    ChildEffect::Replicate { replica, .. } => replicas.push(replica.seq),
+                    ChildEffect::Reply {
+                        to,
+                        answer: Answer::Reply(Ok(_)),
+                    } => answered.push(to),
+                    _ => {}
+                }
+            }
+            (replicas, answered)
+        };
+        let backup = Some((node("b"), STATE_SCHEMA));
+        let out = core.on(
+            now,
+            ChildInput::Cmd(ChildCmd::Backup {
+                node: backup,
+                lazy: false,
+            }),
+            &env,
+        );
+        assert_eq!(
+            sort(out),
+            (vec![1], vec![]),
+            "the first state goes to the backup"
+        );
+        let ack = |seq| {
+            ChildInput::Replica(ReplicaAnswer::Ack {
+                from: node("b"),
+                epoch: 1,
+                seq,
+            })
+        };
+        core.on(now, ack(1), &env);
+        let call = |msg: GameMsg, token: u32| {
+            ChildInput::Message(Envelope {
+                body: Body::Typed(msg),
+                hops: 0,
+                reply: Some(token),
+            })
+        };
+        let join = GameMsg::Input(Input::new("ann", "a1", Action::Join));
+
+        // An applied input: a replica, and the answer waits for it.
+        let out = core.on(now, call(join.clone(), 1), &env);
+        assert_eq!(sort(out), (vec![2], vec![]));
+        assert_eq!(sort(core.on(now, ack(2), &env)), (vec![], vec![1]));
+        // Reads: no replica, answered at once.
+        for token in 2..5 {
+            let out = core.on(now, call(GameMsg::Get, token), &env);
+            assert_eq!(sort(out), (vec![], vec![token]), "read {token}");
+        }
+        // A retry: likewise.
+        let out = core.on(now, call(join, 5), &env);
+        assert_eq!(sort(out), (vec![], vec![5]));
+        // The next change is change 3: the reads took no sequence number.
+        let bob = GameMsg::Input(Input::new("bob", "b1", Action::Join));
+        let out = core.on(now, call(bob, 6), &env);
+        assert_eq!(sort(out), (vec![3], vec![]));
     }
 
     #[test]

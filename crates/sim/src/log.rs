@@ -2,6 +2,12 @@
 //! refused (what a game does with `input_id`). Its state is everything the checker needs: an
 //! acknowledged id must be in the final log exactly once.
 //!
+//! A game recognises a retry only among its last 1,024 applied inputs (`game::INPUT_WINDOW`);
+//! this log remembers every id, because the checker reads them all. The two agree in every
+//! schedule: a client has one input in flight and retries it until answered, and a run has at
+//! most a few clients, so a retry never comes anywhere near 1,024 inputs after the
+//! first attempt.
+//!
 //! Two schema versions, as a rolling update meets them: v1 writes and reads v1; v2 writes v2
 //! (v1 plus a move count) and reads both.
 

@@ -1,6 +1,9 @@
 //! Unit tests of the rules, and property tests over random input sequences.
 
 use super::*;
+use std::collections::BTreeSet;
+
+use crate::input::MAX_NAME_CHARS;
 use crate::maze::SPAWN_POINTS;
 use proptest::prelude::*;
 
@@ -98,9 +101,9 @@ fn check_invariants(game: &Game) -> Result<(), String> {
     if game.players.len() > MAX_PLAYERS {
         return Err("too many players".into());
     }
-    if game.seq != game.applied.len() as u64 {
+    if game.applied.len() as u64 != game.seq.min(INPUT_WINDOW as u64) {
         return Err(format!(
-            "seq {} but {} applied",
+            "seq {} but {} ids remembered",
             game.seq,
             game.applied.len()
         ));
@@ -461,6 +464,88 @@ fn the_eliminated_cannot_act_nor_be_attacked_and_rounds_go_on_without_them() {
     assert_eq!(game.player("bob").unwrap().action_points, 0);
 }
 
+// ---- leaving ----
+
+fn leave(player: &str, id: &str) -> Input {
+    Input::new(player, id, Action::Leave)
+}
+
+#[test]
+fn leaving_a_two_player_game_ends_it_and_the_other_wins() {
+    let mut game = duel();
+    assert_eq!(game.apply(7, leave("ann", "l")), Ok(Outcome::Applied));
+    assert_eq!(game.status(), Status::Over);
+    assert_eq!(game.winner(), Some("bob"));
+    assert_eq!(game.deadline_ms(), None);
+    assert_eq!(game.seq(), 3);
+    let ann = game.player("ann").unwrap();
+    assert_eq!(
+        (ann.alive, ann.health, ann.action_points, ann.ended_turn),
+        (false, 0, 0, false)
+    );
+    assert_eq!(check_invariants(&game), Ok(()));
+    // A retry answers as before; the game accepts nothing new.
+    assert_eq!(game.apply(8, leave("ann", "l")), Ok(Outcome::Duplicate));
+    let err = refused(&mut game, 8, leave("bob", "l2"));
+    assert_eq!(err, RuleError::GameOver);
+}
+
+#[test]
+fn leaving_a_three_player_game_leaves_two_playing() {
+    let mut game = duel();
+    game.apply(0, join("cat")).unwrap();
+    // bob and cat have ended the turn: ann leaving ends the round, as if she had ended hers.
+    game.apply(1, end("bob", "b")).unwrap();
+    game.apply(1, end("cat", "c")).unwrap();
+    let ann_hex = game.player("ann").unwrap().position;
+    assert_eq!(game.apply(5, leave("ann", "l")), Ok(Outcome::Applied));
+    assert_eq!(game.status(), Status::Active);
+    assert_eq!(game.round(), 1, "everyone left had ended the turn");
+    assert_eq!(game.deadline_ms(), Some(5 + ROUND_MS));
+    assert_eq!(game.living(), 2);
+    assert_eq!(check_invariants(&game), Ok(()));
+    // ann is out: she cannot act, leave again, be attacked, or block her hex.
+    let err = refused(&mut game, 6, end("ann", "a"));
+    assert_eq!(
+        err.to_string(),
+        "`ann` has been eliminated and can no longer act"
+    );
+    let err = refused(&mut game, 6, leave("ann", "l2"));
+    assert_eq!(
+        err.to_string(),
+        "`ann` has been eliminated and can no longer act"
+    );
+    assert!(game.occupant(ann_hex).is_none());
+    // One more leaves: the last player wins.
+    game.apply(6, leave("cat", "lc")).unwrap();
+    assert_eq!(game.status(), Status::Over);
+    assert_eq!(game.winner(), Some("bob"));
+    assert_eq!(check_invariants(&game), Ok(()));
+}
+
+#[test]
+fn leaving_before_the_game_started_frees_the_seat() {
+    let mut game = Game::new("g", "C", ROUND_MS, 3);
+    game.apply(0, join("ann")).unwrap();
+    let spawn = game.player("ann").unwrap().position;
+    assert_eq!(game.apply(1, leave("ann", "l")), Ok(Outcome::Applied));
+    assert_eq!(game.status(), Status::Waiting);
+    assert!(game.players().is_empty());
+    assert_eq!((game.seq(), game.winner()), (2, None));
+    assert_eq!(check_invariants(&game), Ok(()));
+    // The seat is free: bob takes ann's spawn point, ann may come back and the game starts.
+    game.apply(2, join("bob")).unwrap();
+    assert_eq!(game.player("bob").unwrap().position, spawn);
+    game.apply(3, Input::new("ann", "ann-again", Action::Join))
+        .unwrap();
+    assert_eq!(game.status(), Status::Active);
+    let err = refused(&mut game, 4, leave("zed", "z"));
+    assert_eq!(
+        err.to_string(),
+        "player `zed` has not joined this game; send {\"type\":\"join\"} first"
+    );
+}
+
 // ---- ending turns and rounds ----
 
 #[test]
@@ -602,19 +687,75 @@ fn malformed_inputs_are_invalid_not_refused() {
     assert_eq!(err.kind(), ErrorKind::Invalid);
 }
 
-#[test]
-fn the_input_limit_is_enforced_with_a_clear_error() {
-    let mut game = duel();
-    game.applied = (0..MAX_INPUTS).map(|i| format!("x{i}")).collect();
-    game.seq = MAX_INPUTS as u64;
-    let err = refused(&mut game, 1, end("ann", "one-more"));
-    assert_eq!(
-        err.to_string(),
-        "this game has applied its limit of 100000 inputs and accepts no more"
-    );
-    assert_eq!(game.apply(1, end("ann", "x7")), Ok(Outcome::Duplicate));
+/// The id of the `i`-th input of [`after_inputs`]: `w00000`, `w00001`, ...
+fn wid(i: usize) -> String {
+    format!("w{i:05}")
 }
 
+/// `duel()` after `n` more applied inputs, with ids [`wid`]: ann and bob end their turns in
+/// turn, round after round.
+fn after_inputs(n: usize) -> Game {
+    let mut game = duel();
+    for i in 0..n {
+        let who = if i % 2 == 0 { "ann" } else { "bob" };
+        let applied = game.apply(i as u64, end(who, &wid(i)));
+        assert_eq!(applied, Ok(Outcome::Applied), "input {i}");
+    }
+    game
+}
+
+#[test]
+fn the_last_1024_input_ids_are_remembered_and_older_ones_forgotten() {
+    // duel() applied the two joins; 1,024 more push them out of the window.
+    let mut game = after_inputs(INPUT_WINDOW);
+    assert_eq!(game.seq(), INPUT_WINDOW as u64 + 2);
+    assert_eq!(game.applied.len(), INPUT_WINDOW);
+    // Every one of the 1,024 newest ids is recognised, and a retry changes nothing.
+    let before = game.clone();
+    for i in 0..INPUT_WINDOW {
+        assert!(game.is_applied(&wid(i)), "{}", wid(i));
+        let who = if i % 2 == 0 { "ann" } else { "bob" };
+        assert_eq!(
+            game.apply(0, end(who, &wid(i))),
+            Ok(Outcome::Duplicate),
+            "{}",
+            wid(i)
+        );
+    }
+    assert_eq!(game, before);
+    assert_eq!(
+        game.recent_input_ids().next(),
+        Some("w00000"),
+        "oldest first"
+    );
+    // The 1,025th newest (bob's join) is forgotten: sent again, it is a new input, and the
+    // rules answer it (bob has joined already).
+    assert!(!game.is_applied("bob-join"));
+    assert!(!game.is_applied("ann-join"));
+    let err = refused(&mut game, 0, join("bob"));
+    assert_eq!(err.to_string(), "player `bob` has already joined this game");
+    // One more input pushes out the oldest of the window.
+    game.apply(0, end("ann", "w-next")).unwrap();
+    assert!(!game.is_applied(&wid(0)));
+    assert!(game.is_applied(&wid(1)) && game.is_applied("w-next"));
+    assert_eq!(game.applied.len(), INPUT_WINDOW);
+    assert_eq!(check_invariants(&game), Ok(()));
+}
+
+#[test]
+fn a_long_game_stays_small() {
+    // 5,000 inputs: the state is no bigger than after 1,024 (but for the counters).
+    let small = postcard::to_allocvec(&after_inputs(INPUT_WINDOW))
+        .unwrap()
+        .len();
+    let game = after_inputs(5_000);
+    let big = postcard::to_allocvec(&game).unwrap().len();
+    assert!(
+        big <= small + 8,
+        "{big} bytes after 5,000 inputs, {small} after 1,024"
+    );
+    assert_eq!(game.seq(), 5_002);
+}
 #[test]
 fn round_ms_is_validated_and_clamped() {
     assert_eq!(validate_round_ms(DEFAULT_ROUND_MS), Ok(DEFAULT_ROUND_MS));
@@ -645,8 +786,140 @@ fn game_round_trips_through_json_and_postcard() {
     assert_eq!(serde_json::from_str::<Game>(&json).unwrap(), game);
     let bytes = postcard::to_allocvec(&game).unwrap();
     assert_eq!(postcard::from_bytes::<Game>(&bytes).unwrap(), game);
-    // Equal games give equal bytes (the applied ids are a sorted set).
+    // Equal games give equal bytes (the window holds its ids in apply order).
     assert_eq!(postcard::to_allocvec(&game.clone()).unwrap(), bytes);
+}
+
+/// A game at every bound at once: six players with names of 32 four-byte characters, the
+/// window full of 64-byte ids, an id and a code of 64 bytes, every hex of the board a wall or
+/// a spawn point, counters at their largest.
+fn worst_case_game() -> Game {
+    let name = |i: u32| {
+        let c = char::from_u32(0x1F600 + i).unwrap();
+        std::iter::repeat_n(c, MAX_NAME_CHARS).collect::<String>()
+    };
+    let id = "\u{1F600}".repeat(MAX_ID_BYTES / 4);
+    let mut game = Game::new(id.clone(), id, MAX_ROUND_MS, u64::MAX);
+    for i in 0..MAX_PLAYERS as u32 {
+        let input = Input::new(name(i), format!("j{i}"), Action::Join);
+        assert_eq!(game.apply(0, input), Ok(Outcome::Applied));
+    }
+    let mut i = 0u64;
+    while game.applied.len() < INPUT_WINDOW || game.recent_input_ids().any(|id| id.len() < 64) {
+        let who = game
+            .players()
+            .iter()
+            .find(|p| !p.ended_turn)
+            .map(|p| p.name.clone())
+            .unwrap();
+        let id = format!("{i:0>64}");
+        assert_eq!(game.apply(0, end(&who, &id)), Ok(Outcome::Applied));
+        i += 1;
+    }
+    let radius = maze::DEFAULT_RADIUS;
+    let board = Hex::ORIGIN.spiral(radius);
+    let (spawns, walls) = board.split_at(MAX_PLAYERS);
+    game.maze = Maze::from_parts(radius, walls, spawns);
+    for p in &mut game.players {
+        p.position = Hex::new(-6, 6);
+        p.health = MAX_HEALTH;
+        p.action_points = AP_CAP;
+    }
+    game.round = u64::MAX;
+    game.seq = u64::MAX;
+    game.winner = Some(name(0));
+    game.deadline_ms = Some(u64::MAX);
+    game
+}
+
+#[test]
+fn the_largest_game_state_fits_in_max_state_bytes() {
+    let game = worst_case_game();
+    assert_eq!(game.players().len(), MAX_PLAYERS);
+    assert!(game.players().iter().all(|p| p.name.len() == 128));
+    assert_eq!(game.applied.len(), INPUT_WINDOW);
+    let bytes = postcard::to_allocvec(&game).unwrap();
+    assert!(
+        bytes.len() <= MAX_STATE_BYTES,
+        "{} bytes > {MAX_STATE_BYTES}",
+        bytes.len()
+    );
+    // Close to the bound, so the constant says something (measured: 67,934 bytes).
+    assert!(
+        bytes.len() > MAX_STATE_BYTES * 9 / 10,
+        "{} bytes",
+        bytes.len()
+    );
+    // And a state at the bounds is accepted when it arrives.
+    assert_eq!(postcard::from_bytes::<Game>(&bytes).unwrap(), game);
+}
+
+#[test]
+fn states_beyond_the_bounds_are_refused_when_decoded() {
+    let json = serde_json::to_value(played_game()).unwrap();
+    let decode = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = json.clone();
+        edit(&mut v);
+        serde_json::from_value::<Game>(v).map_err(|e| e.to_string())
+    };
+    assert_eq!(decode(&|_| {}), Ok(played_game()));
+    let seventh = |v: &mut serde_json::Value| {
+        let players = v["players"].as_array_mut().unwrap();
+        let extra = (players.len()..=MAX_PLAYERS).map(|i| {
+            let mut p = players[0].clone();
+            p["name"] = format!("p{i}").into();
+            p
+        });
+        let extra: Vec<_> = extra.collect();
+        players.extend(extra);
+    };
+    assert_eq!(
+        decode(&seventh),
+        Err("the game has 7 players; at most 6 can join".into())
+    );
+    assert_eq!(
+        decode(&|v| v["id"] = "x".repeat(65).into()),
+        Err("game id is 65 bytes; at most 64 are allowed".into())
+    );
+    assert_eq!(
+        decode(&|v| v["players"][0]["name"] = "a\nb".into()),
+        Err("a player's name is malformed: `player` must be printable: no control characters and not only spaces".into())
+    );
+    assert_eq!(
+        decode(&|v| v["maze"]["radius"] = 7.into()),
+        Err("the board has radius 7; a game's board has at most 6".into())
+    );
+    assert_eq!(
+        decode(&|v| v["seq"] = 1.into()),
+        Err("the game remembers 5 input ids but applied only 1 inputs".into())
+    );
+    assert!(
+        decode(&|v| v["applied"][0] = "x".repeat(65).into())
+            .unwrap_err()
+            .starts_with("`input_id` is 65 bytes long")
+    );
+    // The same through postcard, as peers send it: a window of 1,025 ids.
+    let mut game = after_inputs(INPUT_WINDOW);
+    let mut ids: Vec<String> = game.recent_input_ids().map(str::to_string).collect();
+    ids.push("extra".into());
+    game.applied = InputWindow::default();
+    let mut bytes = postcard::to_allocvec(&game).unwrap();
+    // Swap the empty window (one 0 byte, before `winner` and `deadline_ms`) for the long one.
+    let tail = 1 + postcard::to_allocvec(&(game.winner(), game.deadline_ms()))
+        .unwrap()
+        .len();
+    let at = bytes.len() - tail;
+    assert_eq!(bytes[at], 0);
+    bytes.splice(at..=at, postcard::to_allocvec(&ids).unwrap());
+    let err = postcard::from_bytes::<Game>(&bytes).unwrap_err();
+    assert_eq!(err, postcard::Error::SerdeDeCustom);
+    ids.pop();
+    let mut ok = postcard::to_allocvec(&game).unwrap();
+    ok.splice(at..=at, postcard::to_allocvec(&ids).unwrap());
+    assert_eq!(
+        postcard::from_bytes::<Game>(&ok).unwrap().applied.len(),
+        INPUT_WINDOW
+    );
 }
 
 #[test]
@@ -730,6 +1003,10 @@ enum Step {
     Retry {
         back: usize,
     },
+    /// A joined player (or a stranger, before anyone joined) leaves.
+    Leave {
+        who: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -745,6 +1022,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::AllEnd),
         1 => (0..45_000u64).prop_map(|ms| Step::Wait { ms }),
         1 => (0..20usize).prop_map(|back| Step::Retry { back }),
+        1 => (0..MAX_PLAYERS).prop_map(|who| Step::Leave { who }),
     ]
 }
 
@@ -788,6 +1066,7 @@ fn run(seed: u64, steps: &[Step]) -> Result<Game, TestCaseError> {
                 ))
             }
             Step::EndTurn { who } => Some(Input::new(pick(&game, *who).0, id, Action::EndTurn)),
+            Step::Leave { who } => Some(Input::new(pick(&game, *who).0, id, Action::Leave)),
             Step::Stranger { name, end_turn } => {
                 let action = if *end_turn {
                     Action::EndTurn
