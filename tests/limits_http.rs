@@ -171,7 +171,7 @@ async fn stingy_socket(at: SocketAddr, url: &str) -> tokio_tungstenite::WebSocke
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_that_do_not_read_are_dropped_with_1008_and_memory_stays_bounded() {
-    const SOCKETS: usize = 100;
+    const SOCKETS: usize = 50;
     let ip = loopbacks(182, 1)[0];
     let node = ready_node(ip, &[], "ws_not_reading").await;
     let url = node.url();
@@ -213,7 +213,7 @@ async fn websocket_clients_that_do_not_read_are_dropped_with_1008_and_memory_sta
             let (http, url, code, node) = (&http, &url, &code, &node);
             let (rss_max, changes) = (&rss_max, &changes);
             async move {
-                for _ in 0..100 {
+                for _ in 0..20 {
                     let n = changes.get() + 1;
                     changes.set(n);
                     let player = if n % 2 == 0 { "ann" } else { "bob" };
