@@ -45,6 +45,7 @@ pub const VARIABLES: &[&str] = &[
     "LOG_FORMAT",
     "MINOTAUR_APP_VERSION",
     "RELEASE_COOKIE_DIR",
+    "MAX_CONNECTIONS",
 ];
 
 /// Where the app version came from (`MINOTAUR_APP_VERSION`).
@@ -167,6 +168,8 @@ pub struct Config {
     /// console accepts (and `remote`/`rpc` look for it): `RELEASE_COOKIE_DIR`, else
     /// `$XDG_RUNTIME_DIR/minotaur`, else `$HOME/.minotaur`; `None` when none of them is set.
     pub console_cookie_dir: Option<PathBuf>,
+    /// `MAX_CONNECTIONS`: open HTTP + WebSocket connections served at once.
+    pub max_connections: usize,
     /// The variables of [`VARIABLES`] that are set, with their raw values (for `config`).
     pub set: BTreeMap<&'static str, String>,
 }
@@ -422,6 +425,16 @@ impl Config {
             50,
             600_000,
         );
+        let max_connections = r.parse(
+            "MAX_CONNECTIONS",
+            crate::http::DEFAULT_MAX_CONNECTIONS,
+            "a whole number of connections from 1 to 1000000",
+            |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+            },
+        );
         let log_format = r.parse(
             "LOG_FORMAT",
             LogFormat::Text,
@@ -530,6 +543,7 @@ impl Config {
                 app_version,
                 app_version_source,
                 console_cookie_dir,
+                max_connections,
                 set,
             })
         } else {
@@ -584,6 +598,7 @@ impl Config {
                 }
                 .to_string(),
                 "MINOTAUR_APP_VERSION" => self.app_version.to_string(),
+                "MAX_CONNECTIONS" => self.max_connections.to_string(),
                 _ => return None,
             })
         };
@@ -716,6 +731,23 @@ mod tests {
             c.cluster_bind_for(&name),
             "10.0.1.6".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn max_connections_is_a_positive_count() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.max_connections, 10_000);
+        let c = parse(&[("RELEASE_COOKIE", "s"), ("MAX_CONNECTIONS", "20")]).unwrap();
+        assert_eq!(c.max_connections, 20);
+        for bad in ["0", "abc", "-1", "1000001"] {
+            let err = parse(&[("RELEASE_COOKIE", "s"), ("MAX_CONNECTIONS", bad)]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid configuration:\n  MAX_CONNECTIONS: `{bad}` is not valid: expected a whole number of connections from 1 to 1000000\n"
+                )
+            );
+        }
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //!
 //! # Layout
 //! - [`api`]: the JSON endpoints.
-//! - [`dashboard`]: `/api/cluster/stream`, the page's live view of the cluster (SSE).
+//! - [`dashboard`]: `/api/cluster/stream`, the page's live view of the cluster (a WebSocket).
 //! - [`ws`]: the game WebSocket.
+//! - [`conn`]: one connection's limits (header and keep-alive timeouts, `MAX_CONNECTIONS`).
 //! - [`metrics`]: Prometheus metrics.
 //! - `page.html`: the web page served at `/`.
 
 pub mod api;
+pub mod conn;
 pub mod dashboard;
 pub mod metrics;
 pub mod ws;
@@ -32,6 +34,8 @@ use crate::games::Games;
 
 /// Largest request body (413 beyond).
 pub const MAX_BODY: usize = 64 * 1024;
+/// Open HTTP + WebSocket connections a node serves at once unless `MAX_CONNECTIONS` says.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Where a node is in its life, as the HTTP side needs to know it.
 #[derive(Debug)]
@@ -130,6 +134,7 @@ pub fn router(state: AppState) -> Router {
 pub struct Server {
     listener: tokio::net::TcpListener,
     app: Router,
+    max_connections: usize,
 }
 
 impl Server {
@@ -139,7 +144,14 @@ impl Server {
         Ok(Server {
             listener,
             app: router(state),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         })
+    }
+
+    /// Serves at most `n` connections at once (`MAX_CONNECTIONS`); beyond, a new one gets 503.
+    pub fn max_connections(mut self, n: usize) -> Server {
+        self.max_connections = n;
+        self
     }
 
     /// The bound address.
@@ -148,18 +160,73 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    ///
+    /// Each connection is served by hyper's HTTP/1.1 with the limits of [`conn`]; upgraded
+    /// WebSockets run on their own and keep their place among `max_connections`.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        // Without TCP_NODELAY a response written in two segments waits for the client's
-        // delayed ACK: 40 ms per request.
-        let listener = self.listener.tap_io(|tcp| {
+        use hyper_util::rt::TokioIo;
+        use hyper_util::service::TowerToHyperService;
+
+        let places = Arc::new(tokio::sync::Semaphore::new(self.max_connections));
+        let refusal = conn::refusal(self.max_connections);
+        let service = TowerToHyperService::new(self.app);
+        // Every connection holds a receiver: told to finish, and waited for until all dropped.
+        let (stopping, stop) = watch::channel(false);
+        tokio::pin!(shutdown);
+        loop {
+            let tcp = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            // Without TCP_NODELAY a response written in two segments waits for the client's
+            // delayed ACK: 40 ms per request.
             let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
+            let Ok(place) = places.clone().try_acquire_owned() else {
+                // Written whole into the fresh socket's buffer; the request is never read.
+                let _ = tcp.try_write(&refusal);
+                tracing::debug!(
+                    max = self.max_connections,
+                    "connection refused: MAX_CONNECTIONS reached"
+                );
+                continue;
+            };
+            let connection = conn::builder()
+                .serve_connection(
+                    TokioIo::new(conn::Counted::new(tcp, place)),
+                    service.clone(),
+                )
+                .with_upgrades();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::pin!(connection);
+                let ended = tokio::select! {
+                    ended = connection.as_mut() => ended,
+                    _ = stop.changed() => {
+                        // Finishes the request in flight, then closes.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+            });
+        }
+        drop(self.listener);
+        drop(stop);
+        let _ = stopping.send(true);
+        stopping.closed().await;
+        Ok(())
     }
 }

@@ -266,7 +266,8 @@ impl Node {
                     "cannot listen for HTTP on {}:{}: {e} (set PORT or HTTP_BIND)",
                     config.http_bind, config.http_port
                 ))
-            })?;
+            })?
+            .max_connections(config.max_connections);
         let http_addr = server
             .local_addr()
             .map_err(|e| StartError::Runtime(e.to_string()))?;
