@@ -457,6 +457,7 @@ impl<T> Core<T> {
     fn on_wire(&mut self, now: Instant, out: &mut Vec<Effect<T>>, wire: Wire) {
         match wire {
             Wire::Hello(hello) => self.on_hello(now, out, hello),
+            Wire::Reintroduce(hello) => self.on_reintroduce(now, out, hello),
             Wire::Sync {
                 from,
                 members,

@@ -517,6 +517,11 @@ pub enum Wire {
         /// Entries.
         entries: Vec<WireEntry>,
     },
+    /// A hello that asks for the receiver's hello (and, from a joining member, its full
+    /// registry) again: the sender lacks them, lost with a replaced link. Answered with a
+    /// plain `Hello`, so two members never ask each other in a loop. (Added at the end: a
+    /// protocol 2 node that predates it drops it as undecodable, as before.)
+    Reintroduce(Hello),
 }
 
 impl Wire {
@@ -545,6 +550,7 @@ impl Wire {
             Wire::Digest { .. } => "Digest",
             Wire::Repair { .. } => "Repair",
             Wire::Entries { .. } => "Entries",
+            Wire::Reintroduce(_) => "Reintroduce",
         }
     }
 }

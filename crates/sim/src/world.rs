@@ -1808,6 +1808,7 @@ fn chatty(w: &Wire) -> bool {
 fn describe(w: &Wire) -> String {
     match w {
         Wire::Hello(h) => format!("Hello({}, {})", h.status, h.seq),
+        Wire::Reintroduce(h) => format!("Reintroduce({}, {})", h.status, h.seq),
         Wire::Sync { entries, done, .. } => {
             format!("Sync({} entries, done: {done})", entries.len())
         }

@@ -66,12 +66,9 @@ impl<T> Core<T> {
             link.hello_sent = false;
             link.sync_sent = false;
         } else {
-            // The same run on a new link: what was in flight on the old one is lost, the
-            // introductions included (both sides dialling at once makes ractor_cluster close
-            // one of the two links right after a join): say hello and sync again.
+            // The same run on a new link: what was in flight on the old one is lost. (A
+            // joining member's lost introductions are asked for again: `reintroduce`.)
             link.relinked = true;
-            link.hello_sent = false;
-            link.sync_sent = false;
         }
         // A new link (or a replaced one): its proxies are new; the shell looks the member
         // actor up again and says `PeerReady`.
@@ -88,9 +85,12 @@ impl<T> Core<T> {
         link.ready = true;
         if std::mem::take(&mut link.relinked) {
             // Replicas (or their acknowledgements) may have been lost with the old link:
-            // every child sends its state again.
+            // every child sends its state again. So may a status announcement (a newcomer's
+            // `alive`, lost, left it `joining` for the peer, never granted a lease): say
+            // hello again (a newer number, so it is not taken for a stale one).
             self.backups_stale = true;
             self.force_backups = true;
+            link.hello_sent = false;
         }
         if !link.hello_sent {
             link.hello_sent = true;
@@ -155,19 +155,9 @@ impl<T> Core<T> {
         let Some(link) = self.links.get_mut(&node.name) else {
             return;
         };
-        // A joining member says hello again only while it lacks this member's hello or full
-        // registry (`reintroduce`): both were lost, so both go again.
-        let asked_again = hello_sent && link.sync_sent && status == MemberStatus::Joining;
         link.hello_sent = true;
-        let send_sync = !link.sync_sent || asked_again;
+        let send_sync = !link.sync_sent;
         link.sync_sent = true;
-        if asked_again {
-            let ours = self.hello();
-            out.push(Effect::Send {
-                to: node.clone(),
-                wire: ours,
-            });
-        }
         let info = MemberInfo {
             node: node.clone(),
             status,
@@ -482,27 +472,67 @@ impl<T> Core<T> {
         }
     }
 
-    /// A joining member says hello again, once a second, to every connected peer whose hello
-    /// or full registry it has not received: a replaced link loses what was in flight on it,
-    /// and nothing else would ask again (the peer answers a joining member's repeated hello
-    /// with its hello and its registry, see `on_hello`).
+    /// Asks again, once a second, for the introductions a replaced link lost (both sides
+    /// dialling at once makes ractor_cluster close one of two links right after a join, with
+    /// the hellos and registries in flight on it): a joining member asks every connected
+    /// peer whose hello or full registry it lacks, a member that joined asks those whose
+    /// hello it lacks (without it, it never grants them a lease). The peer answers with a
+    /// plain hello (and its registry to a joining member): see `on_reintroduce`.
     pub(super) fn reintroduce(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
-        if self.status != MemberStatus::Joining
-            || now.duration_since(self.last_reintroduce) < REINTRODUCE_EVERY
-        {
+        if now.duration_since(self.last_reintroduce) < REINTRODUCE_EVERY {
             return;
         }
         self.last_reintroduce = now;
+        let joining = self.status == MemberStatus::Joining;
         let to: Vec<NodeId> = self
             .links
             .values()
-            .filter(|l| l.ready && l.hello_sent && !self.introduced(l))
+            .filter(|l| l.ready && l.hello_sent)
+            .filter(|l| {
+                if joining {
+                    !self.introduced(l)
+                } else {
+                    self.peers.get(&l.id.name) != Some(&l.id)
+                }
+            })
             .map(|l| l.id.clone())
             .collect();
         if !to.is_empty() {
-            debug!(peers = ?to, "saying hello again to peers whose hello or registry is missing");
-            let hello = self.hello();
-            out.push(Effect::Broadcast { to, wire: hello });
+            debug!(peers = ?to, "asking peers again for the hello or registry this member lacks");
+            let Wire::Hello(hello) = self.hello() else {
+                return;
+            };
+            out.push(Effect::Broadcast {
+                to,
+                wire: Wire::Reintroduce(hello),
+            });
+        }
+    }
+
+    /// A peer asks again for this member's hello (and registry, when it is joining).
+    pub(super) fn on_reintroduce(&mut self, now: Instant, out: &mut Vec<Effect<T>>, hello: Hello) {
+        let node = hello.node.clone();
+        let joining = hello.status == MemberStatus::Joining;
+        let hello_sent = self.links.get(&node.name).is_some_and(|l| l.hello_sent);
+        let sync_sent = self.links.get(&node.name).is_some_and(|l| l.sync_sent);
+        self.on_hello(now, out, hello);
+        let ready = self
+            .links
+            .get(&node.name)
+            .is_some_and(|l| l.id == node && l.ready);
+        if !ready {
+            return;
+        }
+        // `on_hello` answered a first hello itself (with this member's hello and registry).
+        if hello_sent {
+            let ours = self.hello();
+            out.push(Effect::Send {
+                to: node.clone(),
+                wire: ours,
+            });
+        }
+        if joining && sync_sent {
+            self.send_sync(out, &node);
         }
     }
 
