@@ -4,7 +4,10 @@
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+    NodeSessionMessage,
+};
 
 use super::PeerNode;
 use super::actor::ConnectorMsg;
@@ -34,7 +37,9 @@ pub(super) async fn start(
         c.cookie.clone(),
         c.node.ractor_basename().to_string(),
         c.node.ractor_hostname(),
-        None,
+        c.tls
+            .as_ref()
+            .map(|t| IncomingEncryptionMode::Tls(t.acceptor())),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(c.bind)
