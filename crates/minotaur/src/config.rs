@@ -702,7 +702,7 @@ fn read_tls(r: &mut Reader<'_>) -> Option<ClusterTls> {
         if path.is_none() {
             r.fail(
                 var,
-                format!("not set, but {} is: mutual TLS needs all three of CLUSTER_TLS_CERT_FILE, CLUSTER_TLS_KEY_FILE and CLUSTER_TLS_CA_FILE (or none, for plain TCP)", set.join(" and ")),
+                format!("not set, but {} {}: mutual TLS needs all three of CLUSTER_TLS_CERT_FILE, CLUSTER_TLS_KEY_FILE and CLUSTER_TLS_CA_FILE (or none, for plain TCP)", set.join(" and "), if set.len() == 1 { "is" } else { "are" }),
             );
         }
     }
