@@ -77,7 +77,6 @@ async fn wait_for_mesh(http: &reqwest::Client, nodes: &[&NodeProcess]) {
             Duration::from_secs(20),
             || async {
                 let (nodes, members) = cluster_view(http, &n.url()).await?;
-                eprintln!("{}: nodes {nodes:?}, alive members {members:?}", n.name);
                 (nodes == want && members == names(&all)).then_some(())
             },
         )
@@ -423,7 +422,7 @@ async fn a_capture_of_the_cluster_port_shows_game_codes_in_clear_only_without_tl
 
     let (bytes, id, player) = capture_play(208, true).await;
     assert!(
-        bytes.len() > 10_000,
+        bytes.len() > 4_000,
         "the TLS capture holds the cluster's traffic ({} bytes)",
         bytes.len()
     );
