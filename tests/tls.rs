@@ -311,18 +311,16 @@ async fn each_tls_variable_with_a_bad_value_exits_2_naming_it() {
             vec!["CLUSTER_TLS_CERT_FILE:", "CLUSTER_TLS_KEY_FILE:"],
         ),
     ];
-    for (vars, said, unsaid) in cases {
+    for (i, (vars, said, unsaid)) in cases.into_iter().enumerate() {
         let mut env = node_env(ip, 9000, COOKIE);
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let out = Command::new(MINOTAUR)
-            .arg("start")
-            .env_clear()
-            .envs(&env)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run minotaur start");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{vars:?}: {err}");
+        // A log of its own per case (a node's log is appended to).
+        let case_logs = logs.join(format!("case{i}"));
+        std::fs::create_dir_all(&case_logs).expect("log dir");
+        let mut p = NodeProcess::start(MINOTAUR, ip, env, &case_logs).expect("start a node");
+        let code = p.wait(scaled(Duration::from_secs(10))).await;
+        let err = p.log();
+        assert_eq!(code, Some(2), "{vars:?}: {err}");
         for s in &said {
             assert!(
                 err.contains(s.as_str()),

@@ -64,12 +64,8 @@ impl<T> Core<T> {
             link.hello_sent = false;
             link.sync_sent = false;
         } else {
-            // The same run on a new link: what was in flight on the old one is lost, our
-            // hello and registry sync included (a peer that missed our `alive` hello would
-            // keep us `joining` forever): introduce ourselves again on the new link.
+            // The same run on a new link: what was in flight on the old one is lost.
             link.relinked = true;
-            link.hello_sent = false;
-            link.sync_sent = false;
         }
         // A new link (or a replaced one): its proxies are new; the shell looks the member
         // actor up again and says `PeerReady`.
