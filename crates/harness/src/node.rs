@@ -14,10 +14,8 @@ use crate::Error;
 use crate::process::ChildProcess;
 use crate::wait::scaled;
 
-/// `RUST_LOG` of a node unless its environment sets one: discovery's decisions in full (and,
-/// as the binary's default, refused TLS handshakes).
-pub const DEFAULT_RUST_LOG: &str =
-    "info,discovery=debug,ractor=warn,ractor_cluster=error,ractor_cluster::net::listener=warn";
+/// `RUST_LOG` of a node unless its environment sets one: discovery's decisions in full.
+pub const DEFAULT_RUST_LOG: &str = "info,discovery=debug,ractor=warn,ractor_cluster=error";
 
 /// The port a node listens on for HTTP unless `PORT` says otherwise.
 const DEFAULT_HTTP_PORT: u16 = 4000;

@@ -8,10 +8,8 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 /// What is logged when `RUST_LOG` is unset: our info; only errors of ractor_cluster, which
-/// warns at every closed TCP session (the connector reports those at the right level), but
-/// its listener's warnings (a refused TLS handshake: `Error establishing secure socket:
-/// invalid peer certificate: UnknownIssuer`).
-const DEFAULT_FILTER: &str = "info,ractor=warn,ractor_cluster=error,ractor_cluster::net::listener=warn,hickory_proto=warn,hickory_resolver=warn,hickory_net=warn";
+/// warns at every closed TCP session (the connector reports those at the right level).
+const DEFAULT_FILTER: &str = "info,ractor=warn,ractor_cluster=error,hickory_proto=warn,hickory_resolver=warn,hickory_net=warn";
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
