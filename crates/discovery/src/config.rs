@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::{NodeId, NodeName};
+use crate::{ClusterTls, NodeId, NodeName};
 
 /// How often DNS is polled (`DNS_CLUSTER_INTERVAL_MS`), as dns_cluster and libcluster do.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(5000);
@@ -113,6 +113,8 @@ pub struct ConnectorConfig {
     pub max_pending_handshakes: usize,
     /// See [`DEFAULT_MAX_FRAME_SIZE`].
     pub max_frame_size: u64,
+    /// Mutual TLS on every link (`CLUSTER_TLS_*`); `None`: plain TCP (the cookie either way).
+    pub tls: Option<ClusterTls>,
 }
 
 impl ConnectorConfig {
@@ -131,6 +133,7 @@ impl ConnectorConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            tls: None,
         }
     }
 }

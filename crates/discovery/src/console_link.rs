@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorRef};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{
+    IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage,
+};
 use tokio::sync::mpsc;
 
+use crate::ClusterTls;
 use crate::connector::PeerNode;
 use crate::node_name::{PeerKind, console_ractor_hostname};
 
@@ -31,7 +34,7 @@ pub enum AttachError {
     },
     /// The node closed the connection during the cookie handshake.
     #[error(
-        "the node at {addr} closed the connection during the handshake: wrong cookie? (check RELEASE_COOKIE or RELEASE_COOKIE_FILE)"
+        "the node at {addr} closed the connection during the handshake: wrong cookie? (check RELEASE_COOKIE or RELEASE_COOKIE_FILE) or does it require TLS? (set CLUSTER_TLS_CERT_FILE, CLUSTER_TLS_KEY_FILE and CLUSTER_TLS_CA_FILE as on the nodes)"
     )]
     Refused {
         /// Where.
@@ -94,10 +97,12 @@ impl NodeEventSubscription for Forward {
     }
 }
 
-/// Connects to the node listening at `target` with `cookie`.
+/// Connects to the node listening at `target` with `cookie`, over mutual TLS when `tls` is set
+/// (a node with `CLUSTER_TLS_*` accepts nothing else).
 pub async fn attach(
     target: SocketAddr,
     cookie: &str,
+    tls: Option<&ClusterTls>,
     timeout: Duration,
 ) -> Result<ConsoleLink, AttachError> {
     let local_ip: IpAddr = if target.ip().is_loopback() {
@@ -111,14 +116,14 @@ pub async fn attach(
         cookie.to_string(),
         basename,
         console_ractor_hostname(&local_ip.to_string()),
-        None,
+        tls.map(|t| IncomingEncryptionMode::Tls(t.acceptor())),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(Ipv4Addr::LOCALHOST.into());
     let (server, _) = Actor::spawn(None, server, ())
         .await
         .map_err(|e| AttachError::Local(e.to_string()))?;
-    let result = handshake(&server, target, timeout).await;
+    let result = handshake(&server, target, tls, timeout).await;
     match result {
         Ok(peer) => Ok(ConsoleLink { peer, server }),
         Err(e) => {
@@ -131,6 +136,7 @@ pub async fn attach(
 async fn handshake(
     server: &ActorRef<NodeServerMessage>,
     target: SocketAddr,
+    tls: Option<&ClusterTls>,
     timeout: Duration,
 ) -> Result<PeerNode, AttachError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -141,12 +147,12 @@ async fn handshake(
         })
         .map_err(|e| AttachError::Local(e.to_string()))?;
     let deadline = tokio::time::Instant::now() + timeout;
-    match tokio::time::timeout(timeout, ractor_cluster::client_connect(server, target)).await {
+    match tokio::time::timeout(timeout, crate::tls::dial(server, target, tls)).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => {
+        Ok(Err(reason)) => {
             return Err(AttachError::Unreachable {
                 addr: target,
-                reason: e.to_string(),
+                reason,
             });
         }
         Err(_) => {

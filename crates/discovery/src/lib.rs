@@ -30,6 +30,7 @@
 //!   every decision about them without IO (for unit tests and simulators);
 //!   [`connector::beacon`] answers heartbeats.
 //! - [`console_link`]: attaching to a node as a console.
+//! - [`tls`]: mutual TLS on node and console links.
 //! - [`wire`]: the versioned envelope every cluster message of the layers above travels in.
 //! - `dns_server` (feature `dns-server`): an embedded DNS server for tests and demos.
 //!
@@ -89,6 +90,7 @@ pub mod node_name;
 pub mod own_address;
 pub mod peer;
 pub mod poller;
+pub mod tls;
 pub mod wire;
 
 pub use config::{ConnectorConfig, DiscoveryConfig, DnsQuery};
@@ -96,4 +98,5 @@ pub use connector::{Connector, ConnectorError, DownReason, NodeEvent, NodeEvents
 pub use node_name::{Host, NodeId, NodeName, NodeNameError};
 pub use peer::{Peer, PeerSet};
 pub use poller::{DiscoveryHandle, spawn_discovery};
+pub use tls::{ClusterTls, TlsError, TlsPem};
 pub use wire::{Envelope, WireError};

@@ -38,6 +38,7 @@
 //! - `kubernetes` (feature `kubernetes`): docker/kubernetes read as the kubelet and cluster
 //!   DNS use it (a pod's environment, SRV names), and a read-only root file system.
 //! - [`prometheus`]: a real Prometheus server scraping nodes, PromQL, `promtool check metrics`.
+//! - [`tls`]: a CA and node certificates for mutual TLS tests (the `openssl` CLI).
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
 
@@ -59,6 +60,7 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod tls;
 pub mod wait;
 
 /// Why a cluster, a node or the players could not be set up. The messages are those

@@ -16,7 +16,7 @@ use discovery::config::{
     DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
 };
-use discovery::{DnsQuery, Host, NodeName};
+use discovery::{ClusterTls, DnsQuery, Host, NodeName, TlsError, TlsPem};
 
 /// Default basename of node names.
 pub const DEFAULT_BASENAME: &str = "minotaur";
@@ -46,6 +46,16 @@ pub const VARIABLES: &[&str] = &[
     "MINOTAUR_APP_VERSION",
     "RELEASE_COOKIE_DIR",
     "MAX_CONNECTIONS",
+    "CLUSTER_TLS_CERT_FILE",
+    "CLUSTER_TLS_KEY_FILE",
+    "CLUSTER_TLS_CA_FILE",
+];
+
+/// The three variables of mutual TLS: all set or none.
+pub const TLS_VARIABLES: [&str; 3] = [
+    "CLUSTER_TLS_CERT_FILE",
+    "CLUSTER_TLS_KEY_FILE",
+    "CLUSTER_TLS_CA_FILE",
 ];
 
 /// Where the app version came from (`MINOTAUR_APP_VERSION`).
@@ -170,6 +180,9 @@ pub struct Config {
     pub console_cookie_dir: Option<PathBuf>,
     /// `MAX_CONNECTIONS`: open HTTP + WebSocket connections served at once.
     pub max_connections: usize,
+    /// Mutual TLS on node and console links, from `CLUSTER_TLS_CERT_FILE`,
+    /// `CLUSTER_TLS_KEY_FILE` and `CLUSTER_TLS_CA_FILE`; `None`: plain TCP.
+    pub tls: Option<ClusterTls>,
     /// The variables of [`VARIABLES`] that are set, with their raw values (for `config`).
     pub set: BTreeMap<&'static str, String>,
 }
@@ -480,6 +493,7 @@ impl Config {
                         .map(|h| Path::new(&h).join(".minotaur"))
                 }),
         };
+        let tls = read_tls(&mut r);
         let set = VARIABLES
             .iter()
             .filter_map(|v| r.get(v).map(|raw| (*v, raw)))
@@ -544,6 +558,7 @@ impl Config {
                 app_version_source,
                 console_cookie_dir,
                 max_connections,
+                tls,
                 set,
             })
         } else {
@@ -683,6 +698,54 @@ impl Config {
         self.cluster_bind
             .or_else(|| node.host().and_then(Host::ip))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// `CLUSTER_TLS_*`: none set is plain TCP; all three set is mutual TLS, each file read and
+/// checked now (a bad one names its variable and why); one or two set names the missing ones.
+fn read_tls(r: &mut Reader<'_>) -> Option<ClusterTls> {
+    let paths = TLS_VARIABLES.map(|v| r.get(v).map(|p| p.trim().to_string()));
+    if paths.iter().all(Option::is_none) {
+        return None;
+    }
+    let set: Vec<&str> = TLS_VARIABLES
+        .iter()
+        .zip(&paths)
+        .filter_map(|(v, p)| p.as_ref().map(|_| *v))
+        .collect();
+    for (var, path) in TLS_VARIABLES.iter().zip(&paths) {
+        if path.is_none() {
+            r.fail(
+                var,
+                format!("not set, but {} {}: mutual TLS needs all three of CLUSTER_TLS_CERT_FILE, CLUSTER_TLS_KEY_FILE and CLUSTER_TLS_CA_FILE (or none, for plain TCP)", set.join(" and "), if set.len() == 1 { "is" } else { "are" }),
+            );
+        }
+    }
+    let mut contents = Vec::new();
+    for (var, path) in TLS_VARIABLES.iter().zip(&paths) {
+        let Some(path) = path else { continue };
+        match std::fs::read(path) {
+            Ok(bytes) => contents.push((*var, path.clone(), bytes)),
+            Err(e) => r.fail(
+                var,
+                format!("cannot read `{path}`: {e}; expected a PEM file"),
+            ),
+        }
+    }
+    let [(_, cert_path, cert), (_, key_path, key), (_, ca_path, ca)] = contents.as_slice() else {
+        return None;
+    };
+    match ClusterTls::from_pem(TlsPem { cert, key, ca }) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            let (var, path) = match &e {
+                TlsError::Cert(_) => ("CLUSTER_TLS_CERT_FILE", cert_path),
+                TlsError::Key(_) => ("CLUSTER_TLS_KEY_FILE", key_path),
+                TlsError::Ca(_) => ("CLUSTER_TLS_CA_FILE", ca_path),
+            };
+            r.fail(var, format!("`{path}`: {e}"));
+            None
+        }
     }
 }
 

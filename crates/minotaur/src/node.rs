@@ -194,6 +194,7 @@ impl Node {
         let mut cc = ConnectorConfig::new(node.clone(), cookie, bind, config.cluster_port);
         cc.heartbeat_interval = config.heartbeat_interval;
         cc.failure_timeout = config.failure_timeout;
+        cc.tls = config.tls.clone();
         if config.distribution == Distribution::None {
             // A single node still runs its endpoint on loopback so that `rpc` works locally.
             cc.bind = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

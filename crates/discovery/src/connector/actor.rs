@@ -262,15 +262,14 @@ impl ConnectorActor {
     fn dial(&self, myself: &ActorRef<ConnectorMsg>, state: &State, addr: SocketAddr) {
         let (server, me) = (state.node_server.clone(), myself.clone());
         let timeout = self.config.dial_timeout;
+        let tls = self.config.tls.clone();
         tokio::spawn(async move {
-            let error =
-                match tokio::time::timeout(timeout, ractor_cluster::client_connect(&server, addr))
-                    .await
-                {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer within {timeout:?}")),
-                };
+            let dial = crate::tls::dial(&server, addr, tls.as_ref());
+            let error = match tokio::time::timeout(timeout, dial).await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(format!("no answer within {timeout:?}")),
+            };
             let _ = me.cast(ConnectorMsg::Input(LinkInput::DialDone { addr, error }));
         });
     }

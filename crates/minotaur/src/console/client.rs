@@ -72,7 +72,7 @@ impl Session {
             _ => host_ip(&name, config.distribution).await?,
         };
         let addr = SocketAddr::new(ip, config.cluster_port);
-        let link = console_link::attach(addr, &cookie, ATTACH_TIMEOUT)
+        let link = console_link::attach(addr, &cookie, config.tls.as_ref(), ATTACH_TIMEOUT)
             .await
             .map_err(|e| ClientError::Link(e.to_string()))?;
         let attached = link.peer().id.name.clone();
