@@ -66,7 +66,7 @@ validate "$work/base.yaml"
 echo "--- properties"
 "$python" tests/kubernetes/properties.py "$work/base.yaml"
 
-# The TLS component (for when the binary supports CLUSTER_TLS_*): rendered on top of the base in
+# The TLS component (CLUSTER_TLS_*): rendered on top of the base in
 # a throw-away overlay, as an operator would. kustomize v2 (kubectl < 1.21) has no components.
 echo "--- render docker/kubernetes with the tls component"
 mkdir -p "$work/tls-overlay"
