@@ -23,7 +23,7 @@ use std::time::Duration;
 use harness::browser::{Browser, chromium_or_skip};
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::logs;
-use harness::node::metric_sum;
+use harness::node::{metric_sum, requests_by_status_class};
 use harness::wait::eventually;
 use serde_json::Value;
 use support::MINOTAUR;
@@ -198,15 +198,14 @@ async fn the_page_follows_a_drain_live_without_asking_any_game() {
     // The page's node answered the page, its stream, maybe a favicon, and the first scrape;
     // it asked no game anything on the page's behalf.
     let after_metrics = metrics(&http, &page_url).await;
-    let class = |text: &str, c: &str| {
-        metric_sum(
-            text,
-            &format!("minotaur_http_requests_total{{class=\"{c}\"}}"),
-        )
-    };
-    let by_class: Vec<(&str, f64)> = ["1xx", "2xx", "3xx", "4xx", "5xx"]
-        .into_iter()
-        .map(|c| (c, class(&after_metrics, c) - class(&before, c)))
+    let (after, was) = (
+        requests_by_status_class(&after_metrics),
+        requests_by_status_class(&before),
+    );
+    let by_class: Vec<(&str, f64)> = after
+        .iter()
+        .zip(was.iter())
+        .map(|((c, n), (_, m))| (*c, n - m))
         .collect();
     let requests: f64 = by_class.iter().map(|(_, n)| n).sum();
     let routed = metric_sum(&after_metrics, "minotaur_routed_messages_total")

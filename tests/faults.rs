@@ -25,24 +25,15 @@ use nix::sys::signal::Signal;
 use support::MINOTAUR;
 use tokio::time::Instant;
 
-fn options(net: u8, name: &str) -> ClusterOptions {
-    ClusterOptions {
-        nodes: 3,
-        binary: PathBuf::from(MINOTAUR),
-        net,
-        log_dir: logs::test_dir(name),
-        dns_grace: Duration::from_millis(300),
-        env: Vec::new(),
-    }
-}
-
 /// One fault test at a time: three nodes each, real timeouts; on two cores, tests run side by
 /// side would starve each other's heartbeats and test the scheduler instead.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Games played on a cluster of three: `GAMES` games, 12 clients, 200 inputs/s in all.
 async fn playing(net: u8, name: &str) -> (Cluster, Load) {
-    let cluster = Cluster::start(options(net, name)).await.unwrap();
+    let cluster = Cluster::start(ClusterOptions::new(MINOTAUR, net, 3, name))
+        .await
+        .unwrap();
     let load = Load::start(cluster.http(), GAMES, 12, 200.0, cluster.targets())
         .await
         .unwrap();

@@ -17,11 +17,10 @@ use std::time::Duration;
 use harness::dns;
 use harness::kubernetes::{Manifests, Pod, pod_hostname, read_only_root, srv_name};
 use harness::logs;
-use harness::node::NodeProcess;
+use harness::node::{NodeProcess, cluster_view};
 use harness::ports::{free_ports, loopbacks};
 use harness::wait::{eventually, scaled};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 use support::MINOTAUR;
 
 const NAMESPACE: &str = "minotaur-test";
@@ -58,48 +57,6 @@ fn release_root() -> PathBuf {
     link(Path::new(MINOTAUR), root.join("bin/minotaur.bin"));
     link(&repo().join("rel/env.sh"), root.join("rel/env.sh"));
     root
-}
-
-/// From `GET /api/cluster`: the node's name, the other connected nodes and the alive members
-/// (both sorted).
-async fn cluster_view(
-    http: &reqwest::Client,
-    url: &str,
-) -> Option<(String, Vec<String>, Vec<String>)> {
-    let v: Value = http
-        .get(format!("{url}/api/cluster"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let strings = |a: &Value| -> Vec<String> {
-        let mut v: Vec<String> = a
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect();
-        v.sort();
-        v
-    };
-    let members: Vec<String> = {
-        let mut m: Vec<String> = v["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["status"] == "alive")
-            .filter_map(|m| m["node"].as_str().map(String::from))
-            .collect();
-        m.sort();
-        m
-    };
-    Some((
-        v["node"].as_str()?.to_string(),
-        strings(&v["nodes"]),
-        members,
-    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

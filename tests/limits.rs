@@ -4,24 +4,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::logs;
 use serde_json::{Value, json};
 use support::MINOTAUR;
-
-fn options(net: u8, nodes: usize, name: &str) -> ClusterOptions {
-    ClusterOptions {
-        nodes,
-        binary: PathBuf::from(MINOTAUR),
-        net,
-        log_dir: logs::test_dir(name),
-        dns_grace: Duration::from_millis(300),
-        env: Vec::new(),
-    }
-}
 
 /// `POST url` with a JSON body: the status and the JSON answer.
 async fn post(cluster: &Cluster, url: &str, body: &Value) -> (u16, Value) {
@@ -56,7 +41,7 @@ fn input(player: &str, id: &str, action: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_id_is_1_to_64_bytes_else_400_naming_it() {
-    let cluster = Cluster::start(options(91, 1, "limits_input_id"))
+    let cluster = Cluster::start(ClusterOptions::new(MINOTAUR, 91, 1, "limits_input_id"))
         .await
         .expect("a cluster");
     let url = cluster.urls()[0].clone();
@@ -92,7 +77,7 @@ async fn an_input_id_is_1_to_64_bytes_else_400_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leave_ends_a_two_player_game_and_a_retry_answers_the_same_state() {
-    let cluster = Cluster::start(options(92, 2, "limits_leave"))
+    let cluster = Cluster::start(ClusterOptions::new(MINOTAUR, 92, 2, "limits_leave"))
         .await
         .expect("a cluster");
     let urls = cluster.urls();

@@ -15,28 +15,15 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::Load;
-use harness::logs;
 use harness::ports::free_port;
 use harness::prometheus::{self, Prometheus, Sample};
 use harness::wait::eventually;
 use serde_json::Value;
 use support::MINOTAUR;
-
-fn options(net: u8, nodes: usize, name: &str) -> ClusterOptions {
-    ClusterOptions {
-        nodes,
-        binary: PathBuf::from(MINOTAUR),
-        net,
-        log_dir: logs::test_dir(name),
-        dns_grace: Duration::from_millis(300),
-        env: Vec::new(),
-    }
-}
 
 /// Every route template of the HTTP server, and the label of requests none matched: the only
 /// values `route` may take.
@@ -71,7 +58,7 @@ async fn promtool_finds_nothing_wrong_in_a_nodes_metrics() {
     let Some(tools) = prometheus::tools("promtool_finds_nothing_wrong_in_a_nodes_metrics") else {
         return;
     };
-    let cluster = Cluster::start(options(78, 1, "prometheus-promtool"))
+    let cluster = Cluster::start(ClusterOptions::new(MINOTAUR, 78, 1, "prometheus-promtool"))
         .await
         .unwrap();
     let url = cluster.urls()[0].clone();
@@ -226,7 +213,7 @@ async fn prometheus_scrapes_three_nodes_through_a_drain() {
         return;
     };
     let net = 77;
-    let opts = options(net, 3, "prometheus-drain");
+    let opts = ClusterOptions::new(MINOTAUR, net, 3, "prometheus-drain");
     let log_dir = opts.log_dir.clone();
     let cluster = Cluster::start(opts).await.unwrap();
     let load = Load::start(cluster.http(), 30, 6, 100.0, cluster.targets())

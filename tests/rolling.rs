@@ -14,22 +14,10 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::{Load, verify};
-use harness::logs;
 use harness::wait::{POLL_INTERVAL, poll, scaled};
 use serde_json::{Value, json};
 use support::MINOTAUR;
 use tokio_tungstenite::tungstenite::Message;
-
-fn options(net: u8, name: &str, binary: PathBuf) -> ClusterOptions {
-    ClusterOptions {
-        nodes: 3,
-        binary,
-        net,
-        log_dir: logs::test_dir(name),
-        dns_grace: Duration::from_millis(300),
-        env: Vec::new(),
-    }
-}
 
 async fn get(cluster: &Cluster, url: &str) -> (u16, Value) {
     let r = cluster.http().get(url).send().await.unwrap();
@@ -52,7 +40,7 @@ async fn post(cluster: &Cluster, url: &str, body: &str, content_type: &str) -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_games() {
-    let mut cluster = Cluster::start(options(41, "rolling", PathBuf::from(MINOTAUR)))
+    let mut cluster = Cluster::start(ClusterOptions::new(MINOTAUR, 41, 3, "rolling"))
         .await
         .unwrap();
     let load = Load::start(cluster.http(), 200, 40, 400.0, cluster.targets())
@@ -234,7 +222,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
 async fn bad_requests_get_clear_errors() {
     let cluster = Cluster::start(ClusterOptions {
         nodes: 2,
-        ..options(42, "bad_requests", PathBuf::from(MINOTAUR))
+        ..ClusterOptions::new(MINOTAUR, 42, 3, "bad_requests")
     })
     .await
     .unwrap();
@@ -409,7 +397,7 @@ fn v2_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     let v2 = tokio::task::spawn_blocking(v2_binary).await.unwrap();
-    let mut cluster = Cluster::start(options(43, "upgrade", PathBuf::from(MINOTAUR)))
+    let mut cluster = Cluster::start(ClusterOptions::new(MINOTAUR, 43, 3, "upgrade"))
         .await
         .unwrap();
     let load = Load::start(cluster.http(), 60, 12, 120.0, cluster.targets())
@@ -449,7 +437,7 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
 async fn a_rollback_to_the_previous_build_keeps_every_game() {
     let v2 = tokio::task::spawn_blocking(v2_binary).await.unwrap();
     let v1 = PathBuf::from(MINOTAUR);
-    let mut cluster = Cluster::start(options(44, "rollback", v1.clone()))
+    let mut cluster = Cluster::start(ClusterOptions::new(v1.clone(), 44, 3, "rollback"))
         .await
         .unwrap();
     let load = Load::start(cluster.http(), 60, 12, 150.0, cluster.targets())

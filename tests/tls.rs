@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::logs;
-use harness::node::{NodeProcess, names, node_env, rpc};
+use harness::node::{NodeProcess, cluster_view, names, node_env, rpc};
 use harness::ports::{free_port, loopbacks};
 use harness::process::ChildProcess;
 use harness::tls::{Ca, NodeCert};
@@ -41,32 +41,6 @@ fn env_for(
     env
 }
 
-/// `GET /api/cluster`: the other connected nodes and the alive members, both sorted.
-async fn cluster_view(http: &reqwest::Client, url: &str) -> Option<(Vec<String>, Vec<String>)> {
-    let v: Value = http
-        .get(format!("{url}/api/cluster"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let mut nodes: Vec<String> = v["nodes"]
-        .as_array()?
-        .iter()
-        .filter_map(|x| x.as_str().map(String::from))
-        .collect();
-    nodes.sort();
-    let mut members: Vec<String> = v["members"]
-        .as_array()?
-        .iter()
-        .filter(|m| m["status"] == "alive")
-        .filter_map(|m| m["node"].as_str().map(String::from))
-        .collect();
-    members.sort();
-    Some((nodes, members))
-}
-
 /// Waits until every node lists exactly the others, and all of them as members.
 async fn wait_for_mesh(http: &reqwest::Client, nodes: &[&NodeProcess]) {
     let all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
@@ -76,7 +50,7 @@ async fn wait_for_mesh(http: &reqwest::Client, nodes: &[&NodeProcess]) {
             &format!("{} lists {want:?} in /api/cluster", n.name),
             Duration::from_secs(20),
             || async {
-                let (nodes, members) = cluster_view(http, &n.url()).await?;
+                let (_, nodes, members) = cluster_view(http, &n.url()).await?;
                 (nodes == want && members == names(&all)).then_some(())
             },
         )
@@ -244,12 +218,12 @@ async fn a_tls_cluster_meshes_plays_and_refuses_another_ca_a_plain_node_and_a_pl
     .await;
     for n in &nodes {
         let want: Vec<String> = hosts.iter().filter(|h| **h != n.name).cloned().collect();
-        let (listed, members) = cluster_view(&http, &n.url()).await.expect("/api/cluster");
+        let (_, listed, members) = cluster_view(&http, &n.url()).await.expect("/api/cluster");
         assert_eq!(listed, want, "{}", n.log());
         assert_eq!(members, hosts, "{}", n.log());
     }
     for outsider in [&stranger, &plain_node] {
-        let (listed, _) = cluster_view(&http, &outsider.url())
+        let (_, listed, _) = cluster_view(&http, &outsider.url())
             .await
             .expect("/api/cluster");
         assert!(

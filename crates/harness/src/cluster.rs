@@ -58,6 +58,21 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
 }
 
+impl ClusterOptions {
+    /// `nodes` nodes of `binary` on 127.0.`net`.x, logging under the test's log directory
+    /// `test`, taken out of DNS 300 ms before their SIGTERM, with no extra environment.
+    pub fn new(binary: impl Into<PathBuf>, net: u8, nodes: usize, test: &str) -> Self {
+        ClusterOptions {
+            nodes,
+            binary: binary.into(),
+            net,
+            log_dir: crate::logs::test_dir(test),
+            dns_grace: Duration::from_millis(300),
+            env: Vec::new(),
+        }
+    }
+}
+
 /// A cluster of node processes behind an embedded DNS server.
 #[derive(Debug)]
 pub struct Cluster {

@@ -255,9 +255,92 @@ pub fn metric_sum(exposition: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// From a node's `GET /api/cluster`: its name, the other nodes it is connected to and the
+/// members it sees alive (both sorted); `None` when it does not answer.
+pub async fn cluster_view(
+    http: &reqwest::Client,
+    url: &str,
+) -> Option<(String, Vec<String>, Vec<String>)> {
+    let v: serde_json::Value = http
+        .get(format!("{url}/api/cluster"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut nodes: Vec<String> = v["nodes"]
+        .as_array()?
+        .iter()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect();
+    nodes.sort();
+    let mut alive: Vec<String> = v["members"]
+        .as_array()?
+        .iter()
+        .filter(|m| m["status"] == "alive")
+        .filter_map(|m| m["node"].as_str().map(String::from))
+        .collect();
+    alive.sort();
+    Some((v["node"].as_str()?.to_string(), nodes, alive))
+}
+
+/// HTTP requests a node answered, by status class (`1xx` .. `5xx`): the `_count` series of
+/// `minotaur_http_request_duration_seconds` in a text exposition, summed by the first digit of
+/// their `status` label.
+pub fn requests_by_status_class(exposition: &str) -> [(&'static str, f64); 5] {
+    let mut classes = [
+        ("1xx", 0.0),
+        ("2xx", 0.0),
+        ("3xx", 0.0),
+        ("4xx", 0.0),
+        ("5xx", 0.0),
+    ];
+    for line in exposition.lines() {
+        let Some(rest) = line.strip_prefix("minotaur_http_request_duration_seconds_count{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once('}') else {
+            continue;
+        };
+        let digit = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("status=\""))
+            .and_then(|v| v.chars().next())
+            .and_then(|c| c.to_digit(10));
+        let value = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok());
+        if let (Some(d @ 1..=5), Some(v)) = (digit, value) {
+            classes[d as usize - 1].1 += v;
+        }
+    }
+    classes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_counted_by_status_class() {
+        let text = "# TYPE minotaur_http_request_duration_seconds histogram\n\
+            minotaur_http_request_duration_seconds_bucket{method=\"GET\",route=\"/\",status=\"200\",le=\"0.5\"} 3\n\
+            minotaur_http_request_duration_seconds_count{method=\"GET\",route=\"/\",status=\"200\"} 3\n\
+            minotaur_http_request_duration_seconds_count{method=\"GET\",route=\"/ws\",status=\"101\"} 1\n\
+            minotaur_http_request_duration_seconds_count{method=\"GET\",route=\"unmatched\",status=\"404\"} 2\n";
+        assert_eq!(
+            requests_by_status_class(text),
+            [
+                ("1xx", 1.0),
+                ("2xx", 3.0),
+                ("3xx", 0.0),
+                ("4xx", 2.0),
+                ("5xx", 0.0)
+            ]
+        );
+    }
 
     #[test]
     fn metric_sum_adds_every_series_of_one_name_only() {
