@@ -266,13 +266,43 @@ pub fn read_only_root(writable: &[PathBuf]) -> Result<Vec<String>, Error> {
            mount -o remount,bind,ro \"$mp\"\n\
          done < /proc/self/mountinfo\n",
     );
+    // The workspace (the binary, `rel/`) may live under a writable path (a checkout in
+    // `/tmp`): a fresh tmpfs there would hide it. Such a directory is opened before the tmpfs
+    // covers it, bound back on top of it through that descriptor (`--no-canonicalize`, or
+    // mount resolves the path again, into the tmpfs) and made read-only, as the rest.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf);
+    let exe_dir = std::env::current_exe()?.parent().map(Path::to_path_buf);
+    let mut keep: Vec<PathBuf> = Vec::new();
+    for k in [workspace, exe_dir].into_iter().flatten() {
+        let hidden = writable.iter().any(|w| k.starts_with(w) && k != *w);
+        let covered = keep.iter().any(|kept| k.starts_with(kept));
+        if hidden && !covered {
+            keep.push(k);
+        }
+    }
     let mut probe = String::from("set -e\n");
+    for (i, k) in keep.iter().enumerate() {
+        script.push_str(&format!("exec {}<{}\n", i + 3, quoted(k)?));
+    }
     for dir in writable {
         let dir = quoted(dir)?;
         script.push_str(&format!(
             "mount -t tmpfs -o mode=1777,size=16m tmpfs {dir}\n"
         ));
         probe.push_str(&format!("touch {dir}/.probe\n"));
+    }
+    for (i, k) in keep.iter().enumerate() {
+        let k = quoted(k)?;
+        script.push_str(&format!(
+            "mkdir -p {k}\n\
+             mount --no-canonicalize --bind /proc/self/fd/{fd} {k}\n\
+             mount -o remount,bind,ro {k}\n\
+             exec {fd}<&-\n",
+            fd = i + 3
+        ));
     }
     script.push_str("exec \"$@\"\n");
     let prefix: Vec<String> = [
