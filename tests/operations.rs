@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use harness::logs;
-use harness::node::{NodeProcess, node_env, rpc};
+use harness::node::{NodeProcess, get_json, node_env, rpc};
 use harness::ports::{free_port, loopbacks};
 use harness::wait::{eventually, scaled};
 use nix::sys::signal::Signal;
@@ -280,14 +280,7 @@ async fn a_node_without_discovery_still_drains_to_a_peer_that_dialled_in() {
     // A game on a: create on a until one lands there.
     let id = eventually("a game on a", Duration::from_secs(15), || async {
         let id = create_game(&http, &a.url()).await;
-        let v: serde_json::Value = http
-            .get(format!("{}/api/games/{id}", a.url()))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = get_json(&http, &format!("{}/api/games/{id}", a.url())).await?;
         (v["node"] == a.name.as_str()).then_some(id)
     })
     .await;

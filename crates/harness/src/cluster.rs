@@ -438,14 +438,7 @@ impl Cluster {
                 let url = targets.read().ok().and_then(|t| t.first().cloned());
                 let Some(url) = url else { continue };
                 let ask = async {
-                    let v: Value = http
-                        .get(format!("{url}/api/cluster"))
-                        .send()
-                        .await
-                        .ok()?
-                        .json()
-                        .await
-                        .ok()?;
+                    let v = crate::node::get_json(&http, &format!("{url}/api/cluster")).await?;
                     let per_node = v["members"]
                         .as_array()?
                         .iter()

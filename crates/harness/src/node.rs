@@ -255,20 +255,18 @@ pub fn metric_sum(exposition: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `GET url` as JSON; `None` when it does not answer or the body is not JSON.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// From a node's `GET /api/cluster`: its name, the other nodes it is connected to and the
 /// members it sees alive (both sorted); `None` when it does not answer.
 pub async fn cluster_view(
     http: &reqwest::Client,
     url: &str,
 ) -> Option<(String, Vec<String>, Vec<String>)> {
-    let v: serde_json::Value = http
-        .get(format!("{url}/api/cluster"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+    let v = get_json(http, &format!("{url}/api/cluster")).await?;
     let mut nodes: Vec<String> = v["nodes"]
         .as_array()?
         .iter()
