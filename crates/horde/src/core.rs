@@ -456,7 +456,11 @@ impl<T> Core<T> {
 
     fn on_wire(&mut self, now: Instant, out: &mut Vec<Effect<T>>, wire: Wire) {
         match wire {
-            Wire::Hello(hello) => self.on_hello(now, out, hello),
+            Wire::Hello(hello) => {
+                let from = hello.node.name.clone();
+                self.on_hello(now, out, hello);
+                self.farewell_heard(now, out, &from);
+            }
             Wire::Reintroduce(hello) => self.on_reintroduce(now, out, hello),
             Wire::Sync {
                 from,

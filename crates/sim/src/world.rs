@@ -10,7 +10,9 @@
 //! session, and refuses an older incarnation, as the real connector does. Inside a node, the
 //! member core, the router and every child have their own mailboxes (FIFO per sender, small
 //! random delays), so the races between actors are simulated too. A paused node keeps its
-//! mailboxes and its clock runs; it processes nothing until it resumes.
+//! mailboxes and its clock runs; it processes nothing until it resumes. A node that dies
+//! (SIGKILL, or exiting after its drain) loses, per peer, a random suffix of what it sent that
+//! has not arrived: the part still in its own send queues.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -617,6 +619,7 @@ impl World {
             return;
         };
         self.log(|| format!("{} crashes", node.id));
+        self.lose_unsent(slot);
         for inst in self.instances.values_mut() {
             if inst.slot == slot && inst.inc == node.id.incarnation {
                 inst.alive = false;
@@ -631,6 +634,36 @@ impl World {
                 NetMsg::Fin,
             );
         }
+    }
+
+    /// What a process that dies had sent and was not delivered yet: some of it was still in
+    /// its own send queues (a ractor session writes to its socket asynchronously), so per
+    /// peer a random suffix of it is lost; what reached the socket before arrives.
+    fn lose_unsent(&mut self, slot: usize) {
+        let mut by_peer: BTreeMap<usize, Vec<(Time, u64)>> = BTreeMap::new();
+        for Reverse(q) in self.queue.iter() {
+            if let Ev::Net { from, slot: to, .. } = &q.ev
+                && *from == slot
+            {
+                by_peer.entry(*to).or_default().push((q.at, q.seq));
+            }
+        }
+        let mut lost: BTreeSet<u64> = BTreeSet::new();
+        for (_, mut sent) in by_peer {
+            sent.sort();
+            let keep = self.rng.range(0, sent.len() as u64 + 1) as usize;
+            lost.extend(sent[keep..].iter().map(|(_, seq)| *seq));
+        }
+        if lost.is_empty() {
+            return;
+        }
+        let n = lost.len();
+        self.log(|| format!("slot {slot}: {n} messages it sent are lost with it"));
+        let queue = std::mem::take(&mut self.queue);
+        self.queue = queue
+            .into_iter()
+            .filter(|Reverse(q)| !lost.contains(&q.seq))
+            .collect();
     }
 
     /// SIGSTOP for `duration`.

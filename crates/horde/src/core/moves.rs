@@ -39,6 +39,8 @@ use crate::stats::{Counters, HordeEvent};
 const PENDING_TTL: Duration = Duration::from_secs(60);
 /// Pause between drain rounds that moved nothing.
 const ROUND_PAUSE: Duration = Duration::from_millis(50);
+/// How long a leaving member waits for its peers to answer its `Left` hello.
+const FAREWELL_WAIT: Duration = Duration::from_millis(500);
 /// How often a drain with nobody to move to asks for peers again.
 const NEED_PEERS_EVERY: Duration = Duration::from_millis(500);
 /// How often the rebalancer looks for children to move.
@@ -211,6 +213,14 @@ enum DrainPhase {
     /// changes, so no peer learns of this node's exit before it learns where its children
     /// went, and for the replicas this node held for others to be kept elsewhere.
     Barrier,
+    /// Left: waiting (until `until` at most) for every peer to answer this member's `Left`
+    /// hello, so that none learns of its exit only from the link going down (it would count
+    /// it dead, not left, and still in its quorum set: with one more member lost it would
+    /// see no majority where the others see one).
+    Farewell {
+        waiting: BTreeSet<String>,
+        until: Instant,
+    },
 }
 
 /// What a drain does next.
@@ -223,8 +233,10 @@ enum DrainNext {
     Settle,
     /// A round of moves.
     Run(Vec<(String, NodeId)>),
-    /// Done: answer.
+    /// Moving and the barrier are over: report (and leave).
     Finish,
+    /// Every peer heard this member left (or the wait ran out): answer.
+    Answer,
 }
 
 #[derive(Debug)]

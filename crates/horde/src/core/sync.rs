@@ -23,15 +23,20 @@ const REINTRODUCE_EVERY: Duration = Duration::from_secs(1);
 
 impl<T> Core<T> {
     pub(super) fn hello(&mut self) -> Wire {
+        Wire::Hello(self.next_hello())
+    }
+
+    /// This member's hello, numbered after the last one.
+    pub(super) fn next_hello(&mut self) -> Hello {
         self.hello_seq += 1;
-        Wire::Hello(Hello {
+        Hello {
             node: self.me.clone(),
             protocol: PROTOCOL,
             version: self.version.0.clone(),
             status: self.status,
             seq: self.hello_seq,
             reads: self.config.reads.clone(),
-        })
+        }
     }
 
     /// Tells every ready link this member's current status. Hellos are numbered, so a stale one
@@ -388,6 +393,7 @@ impl<T> Core<T> {
         self.moves_peer_down(now, out, id);
         self.fetches_peer_down(now, out, id);
         self.handover_peer_down(out, id);
+        self.farewell_heard(now, out, &id.name);
         // Children it was moving here stay pending: they commit only by its registry change;
         // if it died first, they are replicas for the failover like any other.
         self.failover(now, out);

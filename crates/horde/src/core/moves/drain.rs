@@ -80,6 +80,15 @@ impl<T> Core<T> {
                     }
                     return;
                 }
+                DrainNext::Answer => {
+                    if let Some(d) = self.moves.drain.take() {
+                        out.push(Effect::Reply {
+                            to: d.reply,
+                            reply: Reply::Drained(d.report),
+                        });
+                    }
+                    return;
+                }
             }
         }
     }
@@ -200,6 +209,37 @@ impl<T> Core<T> {
                 );
                 DrainNext::Finish
             }
+            DrainPhase::Farewell { waiting, until } => {
+                if waiting.is_empty() || now >= *until {
+                    if !waiting.is_empty() {
+                        warn!(
+                            silent = ?waiting,
+                            "drain: members did not answer this member's leaving in time; \
+                             they will count it dead rather than left"
+                        );
+                    }
+                    return DrainNext::Answer;
+                }
+                DrainNext::Wait
+            }
+        }
+    }
+
+    /// A peer said hello (an answer to this member's `Left` one), or went: one fewer to wait
+    /// for before a leaving drain answers.
+    pub(in crate::core) fn farewell_heard(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        name: &str,
+    ) {
+        if let Some(Drain {
+            phase: DrainPhase::Farewell { waiting, .. },
+            ..
+        }) = self.moves.drain.as_mut()
+            && waiting.remove(name)
+        {
+            self.drain_step(now, out);
         }
     }
 
@@ -242,8 +282,29 @@ impl<T> Core<T> {
             if d.leave && self.replicas.handover_done() {
                 // Nothing left here, what it kept for others handed over, and about to exit:
                 // no longer counted toward the majority (and its peers need not send their
-                // children's state again when it goes).
-                self.set_status(out, MemberStatus::Left);
+                // children's state again when it goes). Told as a hello each peer answers:
+                // the drain answers (and the node exits) once every peer heard it.
+                self.status = MemberStatus::Left;
+                self.dirty = true;
+                info!(node = %self.me, status = %self.status, "member status");
+                let hello = self.next_hello();
+                let mut waiting = BTreeSet::new();
+                for l in self.links.values_mut().filter(|l| l.ready) {
+                    l.hello_sent = true;
+                    waiting.insert(l.id.name.clone());
+                    out.push(Effect::Send {
+                        to: l.id.clone(),
+                        wire: Wire::Reintroduce(hello.clone()),
+                    });
+                }
+                if !waiting.is_empty() {
+                    d.phase = DrainPhase::Farewell {
+                        waiting,
+                        until: now + FAREWELL_WAIT,
+                    };
+                    self.moves.drain = Some(d);
+                    return;
+                }
             }
         }
         out.push(Effect::Reply {
