@@ -7,8 +7,9 @@
 #      v2 (a genuinely different build: app version 0.2.0, game state schema v2 that reads v1);
 #   2. the seed's pitfalls: a container without a long name fails with the clear error; a
 #      container on two networks is named by its address on the network its peers are on;
-#   3. `docker swarm init`, `docker stack deploy` of docker/stack.yml (3 replicas, the cookie as a
-#      secret); every task lists the two others in `minotaur rpc nodes`, named by its address on
+#   3. `docker swarm init`, `docker stack deploy` of docker/stack.yml (3 replicas, the cookie and
+#      the TLS certificates of docker/make-certs.sh as secrets, an encrypted overlay); every task
+#      lists the two others in `minotaur rpc nodes`, named by its address on
 #      the stack network although it sits on three;
 #   4. games played against the tasks while `docker service update --image v2` rolls out the new
 #      build (tests/swarm.rs): every game survives with its state, every acknowledged input is
@@ -150,9 +151,10 @@ if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
     docker swarm init --advertise-addr 127.0.0.1 >/dev/null || fail "docker swarm init failed"
 fi
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/cookie"
-log "docker stack deploy (3 replicas, start-first updates, cookie as a secret)"
+docker/make-certs.sh "$work/tls" >/dev/null
+log "docker stack deploy (3 replicas, start-first updates, cookie and TLS certificates as secrets, encrypted overlay)"
 http_port=$((30000 + RANDOM % 20000))
-STACK_NAME=$stack MINOTAUR_COOKIE_FILE="$work/cookie" MINOTAUR_IMAGE="$v1" \
+STACK_NAME=$stack MINOTAUR_COOKIE_FILE="$work/cookie" MINOTAUR_TLS_DIR="$work/tls" MINOTAUR_IMAGE="$v1" \
     MINOTAUR_HTTP_PORT=$http_port \
     docker stack deploy --resolve-image never -c docker/stack.yml "$stack" >/dev/null
 
@@ -176,7 +178,12 @@ for c in $(docker ps -q --filter "name=$service."); do
     stack_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$service\").IPAddress}}" "$c")
     [ "$own" = "minotaur@$stack_ip" ] || fail "task $c is named $own, not by its stack network address $stack_ip"
     log "task $own: $(docker exec "$c" minotaur rpc nodes | tr '\n' ' ')"
+    docker exec "$c" minotaur rpc config | grep -q 'CLUSTER_TLS_CA_FILE .*/run/secrets/minotaur_tls_ca' ||
+        fail "task $own does not run with the stack's TLS certificates: $(docker exec "$c" minotaur rpc config)"
 done
+[ "$(docker network inspect -f '{{index .Options "encrypted"}}' "${stack}_minotaur" 2>/dev/null || echo missing)" != missing ] ||
+    fail "the stack network ${stack}_minotaur is not an encrypted overlay"
+log "node and console links are mutual TLS (the console reached every task with the stack's certificate); the overlay is encrypted"
 
 # --- 4. play through a rolling update to the new build -------------------------------------------
 log "playing games while 'docker service update --image v2' rolls out the new build"
