@@ -17,9 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SERVICE: &str = "tasks.minotaur-test_minotaur";
+/// A cookie of the shortest length allowed with discovery.
+const COOKIE_16: &str = "sixteen-bytes-ok";
 
 fn dns_env(ip: IpAddr, port: u16, dns: &dns::DnsServer) -> HashMap<String, String> {
-    let mut env = node_env(ip, port, "e2e-cookie");
+    let mut env = node_env(ip, port, "e2e-test-cookie-0123");
     env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
     env.insert("DNS_CLUSTER_RESOLVER".into(), dns.addr().to_string());
     env.insert("DNS_CLUSTER_INTERVAL_MS".into(), "200".into());
@@ -148,7 +150,7 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
     let good = NodeProcess::start(MINOTAUR, ips[0], dns_env(ips[0], port, &dns), &logs)
         .expect("start a node");
     let mut bad_env = dns_env(ips[1], port, &dns);
-    bad_env.insert("RELEASE_COOKIE".into(), "not-the-cookie".into());
+    bad_env.insert("RELEASE_COOKIE".into(), "not-the-cluster-cookie".into());
     let bad = NodeProcess::start(MINOTAUR, ips[1], bad_env, &logs).expect("start a node");
 
     eventually("refusal logged", Duration::from_secs(10), || async {
@@ -165,7 +167,7 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
 
     // A console with the wrong cookie gets a one-line reason and a non-zero exit.
     let mut env = good.env.clone();
-    env.insert("RELEASE_COOKIE".into(), "guess".into());
+    env.insert("RELEASE_COOKIE".into(), "a-guessed-cookie-0123".into());
     let out = rpc(MINOTAUR, &env, Some(&good.name), &["nodes"]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -180,7 +182,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     let ips = loopbacks(24, 2);
     let port = free_port(&ips).expect("a free port");
     let logs = logs::test_dir("hostile");
-    let mut env = node_env(ips[0], port, "e2e-cookie");
+    let mut env = node_env(ips[0], port, "e2e-test-cookie-0123");
     env.insert("CLUSTER_HOSTS".into(), format!("minotaur@{}", ips[1]));
     let mut node = NodeProcess::start(MINOTAUR, ips[0], env, &logs).expect("start a node");
     eventually("node answers", Duration::from_secs(10), || async {
@@ -241,7 +243,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     );
     // A peer still joins after all that.
     let peer_env = {
-        let mut e = node_env(ips[1], port, "e2e-cookie");
+        let mut e = node_env(ips[1], port, "e2e-test-cookie-0123");
         e.insert("CLUSTER_HOSTS".into(), node.name.clone());
         e
     };
@@ -256,7 +258,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
 async fn discovery_without_a_long_name_exits_2_naming_release_node() {
     let logs = logs::test_dir("short_name");
     for node in ["minotaur", "minotaur@myhost"] {
-        let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, "c");
+        let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, COOKIE_16);
         env.insert("RELEASE_NODE".into(), node.into());
         env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
         let mut p = NodeProcess::start(MINOTAUR, "127.0.25.2".parse().expect("ip"), env, &logs)
@@ -268,7 +270,7 @@ async fn discovery_without_a_long_name_exits_2_naming_release_node() {
         .arg("start")
         .env_clear()
         .env("RELEASE_NODE", "minotaur")
-        .env("RELEASE_COOKIE", "c")
+        .env("RELEASE_COOKIE", COOKIE_16)
         .env("DNS_CLUSTER_QUERY", SERVICE)
         .env("CLUSTER_PORT", "nine")
         .output()

@@ -44,6 +44,7 @@ mod actor;
 pub mod backoff;
 pub mod beacon;
 mod endpoint;
+mod gate;
 pub mod link_table;
 
 use std::net::SocketAddr;
