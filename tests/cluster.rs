@@ -254,6 +254,145 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     .await;
 }
 
+/// A connection of the flood, and what it sent.
+struct Flooder {
+    stream: TcpStream,
+    kind: &'static str,
+}
+
+/// Reads until the node closes `f` (EOF or reset), for at most `within`.
+async fn closed_by_the_node(mut f: Flooder, within: Duration) -> Result<(), String> {
+    let mut buf = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match f.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end)
+        .await
+        .map_err(|_| format!("a {} connection was never closed", f.kind))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unauthenticated_connections_is_capped_closed_and_keeps_no_one_out() {
+    const SILENT: usize = 200;
+    const GARBAGE: usize = 50;
+    const OVERSIZED: usize = 100;
+    /// What each oversized connection tries to send: a frame header announcing 16 MiB (under
+    /// the 32 MiB frame limit, so ractor_cluster alone would keep reading), then 2 MiB.
+    const OVERSIZED_BYTES: usize = 2 * 1024 * 1024;
+    let ips = loopbacks(29, 4);
+    let port = free_port(&ips).expect("a free port");
+    let dns = dns::start().await.expect("start the DNS server");
+    let logs = logs::test_dir("flood");
+    dns.set_addresses(SERVICE, &ips[..3]);
+    let nodes: Vec<NodeProcess> = ips[..3]
+        .iter()
+        .map(|ip| {
+            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
+                .expect("start a node")
+        })
+        .collect();
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let target = nodes[0].cluster_addr();
+    let rss_before = nodes[0].rss_bytes() / 1024;
+
+    // The flood on the first node's cluster port: silent connections first (the oldest, so the
+    // ones closed when the pending cap is reached), junk, then connections that try to send
+    // megabytes before any handshake.
+    let mut flood = Vec::new();
+    for _ in 0..SILENT {
+        let stream = TcpStream::connect(target).await.expect("connect");
+        flood.push(Flooder {
+            stream,
+            kind: "silent",
+        });
+    }
+    for i in 0..GARBAGE {
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        let junk = format!("\x00\x00garbage {i}\r\n\x1b[2J");
+        let _ = stream.write_all(junk.as_bytes()).await;
+        flood.push(Flooder {
+            stream,
+            kind: "garbage",
+        });
+    }
+    let mut writers = Vec::new();
+    for _ in 0..OVERSIZED {
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        writers.push(tokio::spawn(async move {
+            let mut bytes = (16u64 << 20).to_be_bytes().to_vec();
+            bytes.resize(8 + OVERSIZED_BYTES, 0x5a);
+            // Blocks once the node stops reading and the socket buffers are full.
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&bytes)).await;
+            Flooder {
+                stream,
+                kind: "oversized",
+            }
+        }));
+    }
+    for w in writers {
+        flood.push(w.await.expect("writer task"));
+    }
+    // Without the cap, the node would now hold what the oversized connections sent (200 MiB).
+    let rss_flooded = nodes[0].rss_bytes() / 1024;
+
+    // While the flood is open: a fourth node joins all three, a console attaches.
+    let started = std::time::Instant::now();
+    let fourth = NodeProcess::start(MINOTAUR, ips[3], dns_env(ips[3], port, &dns), &logs)
+        .expect("start a node");
+    dns.set_addresses(SERVICE, &ips);
+    let mut all: Vec<&NodeProcess> = nodes.iter().collect();
+    all.push(&fourth);
+    wait_for_mesh(&all).await;
+    let joined = started.elapsed();
+    let started = std::time::Instant::now();
+    let console = nodes[0].nodes().await;
+    let attached = started.elapsed();
+    assert_eq!(console.len(), 3, "{console:?}");
+
+    // Every flood connection is closed by the node: the oversized and garbage ones at the
+    // latest at the 5 s handshake deadline, the silent ones then or earlier to make room.
+    let started = std::time::Instant::now();
+    let closing = flood
+        .into_iter()
+        .map(|f| closed_by_the_node(f, scaled(Duration::from_secs(20))));
+    let results = futures::future::join_all(closing).await;
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        errors.is_empty(),
+        "{} still open: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    let all_closed = started.elapsed();
+    println!(
+        "flood of {} connections on {target}: the fourth node joined in {joined:?} \
+         (process start and a 200 ms DNS poll included), a console answered in {attached:?}, \
+         every flood connection closed {all_closed:?} after the join; node RSS {rss_before} KiB \
+         before, {rss_flooded} KiB flooded",
+        SILENT + GARBAGE + OVERSIZED
+    );
+    assert!(
+        rss_flooded < rss_before + 64 * 1024,
+        "the unauthenticated connections' bytes were kept: RSS {rss_before} KiB -> {rss_flooded} KiB"
+    );
+    // No authenticated link dropped, anywhere.
+    for n in &all {
+        assert!(!n.log().contains("node down"), "{}: {}", n.name, n.log());
+    }
+    assert!(
+        nodes[0]
+            .log()
+            .contains("too many connections in their handshake"),
+        "{}",
+        nodes[0].log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_without_a_long_name_exits_2_naming_release_node() {
     let logs = logs::test_dir("short_name");
