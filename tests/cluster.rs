@@ -427,6 +427,65 @@ async fn discovery_without_a_long_name_exits_2_naming_release_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_cookie_with_discovery_or_a_cookie_file_others_read_exits_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let ip: IpAddr = "127.0.25.3".parse().expect("ip");
+    let logs = logs::test_dir("cookie_rules");
+    let exits = |env: HashMap<String, String>| {
+        let logs = logs.clone();
+        async move {
+            let mut p = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start a node");
+            let code = p.wait(scaled(Duration::from_secs(10))).await;
+            (code, p.log())
+        }
+    };
+    // 15 bytes and discovery on (static or DNS): refused, naming RELEASE_COOKIE.
+    for (var, value) in [
+        ("CLUSTER_HOSTS", "minotaur@127.0.25.4"),
+        ("DNS_CLUSTER_QUERY", SERVICE),
+    ] {
+        let mut env = node_env(ip, 9000, "fifteen-bytes!!");
+        env.insert(var.into(), value.into());
+        let (code, log) = exits(env).await;
+        assert_eq!(code, Some(2), "{var}: {log}");
+        assert!(
+            log.contains("RELEASE_COOKIE") && log.contains("at least 16"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("fifteen-bytes!!"),
+            "the cookie was printed: {log}"
+        );
+    }
+    // A cookie file group or others may read: refused, naming the file and the fix.
+    let file = logs.join("shared.cookie");
+    std::fs::write(&file, "a-cookie-long-enough-for-discovery\n").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut env = node_env(ip, 9000, "unused");
+    env.remove("RELEASE_COOKIE");
+    env.insert("RELEASE_COOKIE_FILE".into(), file.display().to_string());
+    env.insert("CLUSTER_HOSTS".into(), "minotaur@127.0.25.4".into());
+    let (code, log) = exits(env.clone()).await;
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("RELEASE_COOKIE_FILE")
+            && log.contains(&format!("chmod 600 {}", file.display())),
+        "{log}"
+    );
+    assert!(
+        !log.contains("a-cookie-long-enough"),
+        "the cookie was printed: {log}"
+    );
+    // After the fix the same node starts.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let node = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start a node");
+    eventually("node answers", Duration::from_secs(10), || async {
+        node.rpc(&["node"]).await.status.success().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_errors_are_one_line_and_non_zero() {
     let ips = loopbacks(26, 1);
     let port = free_port(&ips).expect("a free port");
