@@ -17,9 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const SERVICE: &str = "tasks.minotaur-test_minotaur";
+/// A cookie of the shortest length allowed with discovery.
+const COOKIE_16: &str = "sixteen-bytes-ok";
 
 fn dns_env(ip: IpAddr, port: u16, dns: &dns::DnsServer) -> HashMap<String, String> {
-    let mut env = node_env(ip, port, "e2e-cookie");
+    let mut env = node_env(ip, port, "e2e-test-cookie-0123");
     env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
     env.insert("DNS_CLUSTER_RESOLVER".into(), dns.addr().to_string());
     env.insert("DNS_CLUSTER_INTERVAL_MS".into(), "200".into());
@@ -148,7 +150,7 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
     let good = NodeProcess::start(MINOTAUR, ips[0], dns_env(ips[0], port, &dns), &logs)
         .expect("start a node");
     let mut bad_env = dns_env(ips[1], port, &dns);
-    bad_env.insert("RELEASE_COOKIE".into(), "not-the-cookie".into());
+    bad_env.insert("RELEASE_COOKIE".into(), "not-the-cluster-cookie".into());
     let bad = NodeProcess::start(MINOTAUR, ips[1], bad_env, &logs).expect("start a node");
 
     eventually("refusal logged", Duration::from_secs(10), || async {
@@ -165,7 +167,7 @@ async fn a_wrong_cookie_is_refused_logged_and_never_listed() {
 
     // A console with the wrong cookie gets a one-line reason and a non-zero exit.
     let mut env = good.env.clone();
-    env.insert("RELEASE_COOKIE".into(), "guess".into());
+    env.insert("RELEASE_COOKIE".into(), "a-guessed-cookie-0123".into());
     let out = rpc(MINOTAUR, &env, Some(&good.name), &["nodes"]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -180,7 +182,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     let ips = loopbacks(24, 2);
     let port = free_port(&ips).expect("a free port");
     let logs = logs::test_dir("hostile");
-    let mut env = node_env(ips[0], port, "e2e-cookie");
+    let mut env = node_env(ips[0], port, "e2e-test-cookie-0123");
     env.insert("CLUSTER_HOSTS".into(), format!("minotaur@{}", ips[1]));
     let mut node = NodeProcess::start(MINOTAUR, ips[0], env, &logs).expect("start a node");
     eventually("node answers", Duration::from_secs(10), || async {
@@ -241,7 +243,7 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     );
     // A peer still joins after all that.
     let peer_env = {
-        let mut e = node_env(ips[1], port, "e2e-cookie");
+        let mut e = node_env(ips[1], port, "e2e-test-cookie-0123");
         e.insert("CLUSTER_HOSTS".into(), node.name.clone());
         e
     };
@@ -252,11 +254,150 @@ async fn hostile_bytes_on_the_cluster_port_neither_crash_stall_nor_bloat_the_nod
     .await;
 }
 
+/// A connection of the flood, and what it sent.
+struct Flooder {
+    stream: TcpStream,
+    kind: &'static str,
+}
+
+/// Reads until the node closes `f` (EOF or reset), for at most `within`.
+async fn closed_by_the_node(mut f: Flooder, within: Duration) -> Result<(), String> {
+    let mut buf = [0u8; 4096];
+    let read_to_end = async {
+        loop {
+            match f.stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, read_to_end)
+        .await
+        .map_err(|_| format!("a {} connection was never closed", f.kind))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unauthenticated_connections_is_capped_closed_and_keeps_no_one_out() {
+    const SILENT: usize = 200;
+    const GARBAGE: usize = 50;
+    const OVERSIZED: usize = 100;
+    /// What each oversized connection tries to send: a frame header announcing 16 MiB (under
+    /// the 32 MiB frame limit, so ractor_cluster alone would keep reading), then 2 MiB.
+    const OVERSIZED_BYTES: usize = 2 * 1024 * 1024;
+    let ips = loopbacks(29, 4);
+    let port = free_port(&ips).expect("a free port");
+    let dns = dns::start().await.expect("start the DNS server");
+    let logs = logs::test_dir("flood");
+    dns.set_addresses(SERVICE, &ips[..3]);
+    let nodes: Vec<NodeProcess> = ips[..3]
+        .iter()
+        .map(|ip| {
+            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
+                .expect("start a node")
+        })
+        .collect();
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let target = nodes[0].cluster_addr();
+    let rss_before = nodes[0].rss_bytes() / 1024;
+
+    // The flood on the first node's cluster port: silent connections first (the oldest, so the
+    // ones closed when the pending cap is reached), junk, then connections that try to send
+    // megabytes before any handshake.
+    let mut flood = Vec::new();
+    for _ in 0..SILENT {
+        let stream = TcpStream::connect(target).await.expect("connect");
+        flood.push(Flooder {
+            stream,
+            kind: "silent",
+        });
+    }
+    for i in 0..GARBAGE {
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        let junk = format!("\x00\x00garbage {i}\r\n\x1b[2J");
+        let _ = stream.write_all(junk.as_bytes()).await;
+        flood.push(Flooder {
+            stream,
+            kind: "garbage",
+        });
+    }
+    let mut writers = Vec::new();
+    for _ in 0..OVERSIZED {
+        let mut stream = TcpStream::connect(target).await.expect("connect");
+        writers.push(tokio::spawn(async move {
+            let mut bytes = (16u64 << 20).to_be_bytes().to_vec();
+            bytes.resize(8 + OVERSIZED_BYTES, 0x5a);
+            // Blocks once the node stops reading and the socket buffers are full.
+            let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(&bytes)).await;
+            Flooder {
+                stream,
+                kind: "oversized",
+            }
+        }));
+    }
+    for w in writers {
+        flood.push(w.await.expect("writer task"));
+    }
+    // Without the cap, the node would now hold what the oversized connections sent (200 MiB).
+    let rss_flooded = nodes[0].rss_bytes() / 1024;
+
+    // While the flood is open: a fourth node joins all three, a console attaches.
+    let started = std::time::Instant::now();
+    let fourth = NodeProcess::start(MINOTAUR, ips[3], dns_env(ips[3], port, &dns), &logs)
+        .expect("start a node");
+    dns.set_addresses(SERVICE, &ips);
+    let mut all: Vec<&NodeProcess> = nodes.iter().collect();
+    all.push(&fourth);
+    wait_for_mesh(&all).await;
+    let joined = started.elapsed();
+    let started = std::time::Instant::now();
+    let console = nodes[0].nodes().await;
+    let attached = started.elapsed();
+    assert_eq!(console.len(), 3, "{console:?}");
+
+    // Every flood connection is closed by the node: the oversized and garbage ones at the
+    // latest at the 5 s handshake deadline, the silent ones then or earlier to make room.
+    let started = std::time::Instant::now();
+    let closing = flood
+        .into_iter()
+        .map(|f| closed_by_the_node(f, scaled(Duration::from_secs(20))));
+    let results = futures::future::join_all(closing).await;
+    let errors: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        errors.is_empty(),
+        "{} still open: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(5)]
+    );
+    let all_closed = started.elapsed();
+    println!(
+        "flood of {} connections on {target}: the fourth node joined in {joined:?} \
+         (process start and a 200 ms DNS poll included), a console answered in {attached:?}, \
+         every flood connection closed {all_closed:?} after the join; node RSS {rss_before} KiB \
+         before, {rss_flooded} KiB flooded",
+        SILENT + GARBAGE + OVERSIZED
+    );
+    assert!(
+        rss_flooded < rss_before + 64 * 1024,
+        "the unauthenticated connections' bytes were kept: RSS {rss_before} KiB -> {rss_flooded} KiB"
+    );
+    // No authenticated link dropped, anywhere.
+    for n in &all {
+        assert!(!n.log().contains("node down"), "{}: {}", n.name, n.log());
+    }
+    assert!(
+        nodes[0]
+            .log()
+            .contains("too many connections in their handshake"),
+        "{}",
+        nodes[0].log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_without_a_long_name_exits_2_naming_release_node() {
     let logs = logs::test_dir("short_name");
     for node in ["minotaur", "minotaur@myhost"] {
-        let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, "c");
+        let mut env = node_env("127.0.25.2".parse().expect("ip"), 9000, COOKIE_16);
         env.insert("RELEASE_NODE".into(), node.into());
         env.insert("DNS_CLUSTER_QUERY".into(), SERVICE.into());
         let mut p = NodeProcess::start(MINOTAUR, "127.0.25.2".parse().expect("ip"), env, &logs)
@@ -268,7 +409,7 @@ async fn discovery_without_a_long_name_exits_2_naming_release_node() {
         .arg("start")
         .env_clear()
         .env("RELEASE_NODE", "minotaur")
-        .env("RELEASE_COOKIE", "c")
+        .env("RELEASE_COOKIE", COOKIE_16)
         .env("DNS_CLUSTER_QUERY", SERVICE)
         .env("CLUSTER_PORT", "nine")
         .output()
@@ -283,6 +424,65 @@ async fn discovery_without_a_long_name_exits_2_naming_release_node() {
         err.contains("CLUSTER_PORT"),
         "every bad variable is reported: {err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_cookie_with_discovery_or_a_cookie_file_others_read_exits_2() {
+    use std::os::unix::fs::PermissionsExt;
+    let ip: IpAddr = "127.0.25.3".parse().expect("ip");
+    let logs = logs::test_dir("cookie_rules");
+    let exits = |env: HashMap<String, String>| {
+        let logs = logs.clone();
+        async move {
+            let mut p = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start a node");
+            let code = p.wait(scaled(Duration::from_secs(10))).await;
+            (code, p.log())
+        }
+    };
+    // 15 bytes and discovery on (static or DNS): refused, naming RELEASE_COOKIE.
+    for (var, value) in [
+        ("CLUSTER_HOSTS", "minotaur@127.0.25.4"),
+        ("DNS_CLUSTER_QUERY", SERVICE),
+    ] {
+        let mut env = node_env(ip, 9000, "fifteen-bytes!!");
+        env.insert(var.into(), value.into());
+        let (code, log) = exits(env).await;
+        assert_eq!(code, Some(2), "{var}: {log}");
+        assert!(
+            log.contains("RELEASE_COOKIE") && log.contains("at least 16"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("fifteen-bytes!!"),
+            "the cookie was printed: {log}"
+        );
+    }
+    // A cookie file group or others may read: refused, naming the file and the fix.
+    let file = logs.join("shared.cookie");
+    std::fs::write(&file, "a-cookie-long-enough-for-discovery\n").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let mut env = node_env(ip, 9000, "unused");
+    env.remove("RELEASE_COOKIE");
+    env.insert("RELEASE_COOKIE_FILE".into(), file.display().to_string());
+    env.insert("CLUSTER_HOSTS".into(), "minotaur@127.0.25.4".into());
+    let (code, log) = exits(env.clone()).await;
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("RELEASE_COOKIE_FILE")
+            && log.contains(&format!("chmod 600 {}", file.display())),
+        "{log}"
+    );
+    assert!(
+        !log.contains("a-cookie-long-enough"),
+        "the cookie was printed: {log}"
+    );
+    // After the fix the same node starts.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let node = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start a node");
+    eventually("node answers", Duration::from_secs(10), || async {
+        node.rpc(&["node"]).await.status.success().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,7 +181,7 @@ impl NsCluster {
         for i in 0..3 {
             let env: HashMap<String, String> = [
                 ("RELEASE_NODE", names[i].clone()),
-                ("RELEASE_COOKIE", format!("faults-{net}-cookie")),
+                ("RELEASE_COOKIE", format!("faults-{net}-cluster-cookie")),
                 ("CLUSTER_PORT", "9000".to_string()),
                 ("PORT", "4000".to_string()),
                 ("HTTP_BIND", ns.ip(i).to_string()),

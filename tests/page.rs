@@ -58,7 +58,7 @@ async fn deep_link_opens_the_game_and_joins() {
     let ip = loopbacks(27, 1)[0];
     let (cluster_port, http_port) = free_ports(&[ip]).expect("free ports");
     let logs = logs::test_dir("page");
-    let mut env = node_env(ip, cluster_port, "page-cookie");
+    let mut env = node_env(ip, cluster_port, "page-test-cookie-0123");
     env.insert("PORT".into(), http_port.to_string());
     env.insert("HTTP_BIND".into(), ip.to_string());
     let node = NodeProcess::start(MINOTAUR, ip, env, &logs).expect("start the node");

@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::MINOTAUR;
 
-const COOKIE: &str = "tls-test-cookie";
+const COOKIE: &str = "tls-test-cookie-0123";
 
 /// A node on `ip` dialling `hosts`, HTTP on a free port, with `cert` when given.
 fn env_for(

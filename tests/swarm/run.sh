@@ -116,7 +116,7 @@ log "v1 $v1, v2 $v2"
 log "a container without a long name and DNS discovery must exit 2 naming RELEASE_NODE"
 set +e
 out=$(docker run --rm -e RELEASE_NODE=minotaur -e DNS_CLUSTER_QUERY=tasks.whatever \
-    -e RELEASE_COOKIE=x "$v1" 2>&1)
+    -e RELEASE_COOKIE=swarm-e2e-cookie-0123 "$v1" 2>&1)
 rc=$?
 set -e
 [ "$rc" = 2 ] || fail "expected exit 2, got $rc: $out"
@@ -128,7 +128,7 @@ docker network create minotaur-e2e-a >/dev/null || fail "cannot create network m
 networks+=(minotaur-e2e-a)
 docker network create minotaur-e2e-b >/dev/null || fail "cannot create network minotaur-e2e-b"
 networks+=(minotaur-e2e-b)
-docker create --name minotaur-e2e-two --network minotaur-e2e-a -e RELEASE_COOKIE=x \
+docker create --name minotaur-e2e-two --network minotaur-e2e-a -e RELEASE_COOKIE=swarm-e2e-cookie-0123 \
     -e DNS_CLUSTER_QUERY=peers "$v1" >/dev/null
 containers+=(minotaur-e2e-two)
 docker network connect --alias peers minotaur-e2e-b minotaur-e2e-two

@@ -31,6 +31,36 @@ pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 /// Largest inbound cluster frame (live handoff batches are chunked below it).
 pub const DEFAULT_MAX_FRAME_SIZE: u64 = 32 * 1024 * 1024;
 
+/// The cluster's shared secret (`RELEASE_COOKIE`). Its `Debug` never shows it, so a config
+/// printed with `{:?}` (a log line, a panic message) does not leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cookie(String);
+
+impl Cookie {
+    /// The secret itself, for the handshake.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Cookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl From<String> for Cookie {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Cookie {
+    fn from(s: &str) -> Self {
+        Self(s.to_string())
+    }
+}
+
 /// One DNS name to poll.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsQuery {
@@ -92,7 +122,7 @@ pub struct ConnectorConfig {
     /// This run of this node.
     pub node: NodeId,
     /// Shared secret of the cluster (`RELEASE_COOKIE`).
-    pub cookie: String,
+    pub cookie: Cookie,
     /// Listen port (`CLUSTER_PORT`).
     pub port: u16,
     /// Listen address (`CLUSTER_BIND`).
@@ -119,10 +149,10 @@ pub struct ConnectorConfig {
 
 impl ConnectorConfig {
     /// Defaults for everything but identity, secret and address.
-    pub fn new(node: NodeId, cookie: String, bind: IpAddr, port: u16) -> Self {
+    pub fn new(node: NodeId, cookie: impl Into<Cookie>, bind: IpAddr, port: u16) -> Self {
         Self {
             node,
-            cookie,
+            cookie: cookie.into(),
             port,
             bind,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -135,5 +165,24 @@ impl ConnectorConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             tls: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cookie_never_shows_in_debug_output() {
+        let node = NodeId {
+            name: "minotaur@10.0.0.1".into(),
+            incarnation: 1,
+        };
+        let ip = "10.0.0.1".parse().expect("ip");
+        let c = ConnectorConfig::new(node, "s3cret-cookie-value", ip, 9000);
+        let shown = format!("{c:?} {:?} {:#?}", c.cookie, c);
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert_eq!(c.cookie.expose(), "s3cret-cookie-value");
     }
 }

@@ -14,15 +14,17 @@
 //!   and reconnected when it answers again;
 //! - incarnations: a restarted node presents `name@host#<boot time>`, so its new session never
 //!   competes with the stale one in ractor_cluster's election; the stale one is stopped first;
-//! - a handshake deadline and a cap on half-open connections, so idle or garbage connections
-//!   on the cluster port cost nothing lasting;
+//! - a handshake deadline, a byte cap before the cookie handshake (64 KiB) and a cap on
+//!   half-open connections, so idle or garbage connections on the cluster port cost nothing
+//!   lasting and never keep a node or console out;
 //! - node events (up/down with incarnation) for the horde layer.
 //!
 //! ```text
 //! Connector (actor: the shell around a LinkTable, which decides)
-//!  ├─ NodeServer (ractor_cluster)
-//!  │   ├─ Listener
+//!  ├─ NodeServer (ractor_cluster; its own listener only on an unused loopback port)
 //!  │   └─ NodeSession per link ─ Session, RemoteActor proxies
+//!  │        ▲ gated streams
+//!  ├─ cluster port listener (task; see `gate`)
 //!  └─ Beacon (remotable: answers heartbeats)
 //! ```
 //! The connector owns the view of sessions and nodes. It must not know what runs on the nodes.
@@ -36,6 +38,7 @@
 //! - [`backoff`]: redial delays.
 //! - [`beacon`]: the remotable actor that answers heartbeats, and its wire types.
 //! - `actor`: the connector actor, the shell around the table.
+//! - `gate`: what a connection may do before the cookie handshake (bytes, deadline, how many).
 //! - `endpoint`: the ractor_cluster side: session actors as links, the NodeServer and its
 //!   session callbacks as table inputs, a peer's beacon among a link's proxies.
 //! - this module: the handle ([`Connector`]) and the events it publishes.
@@ -44,6 +47,7 @@ mod actor;
 pub mod backoff;
 pub mod beacon;
 mod endpoint;
+mod gate;
 pub mod link_table;
 
 use std::net::SocketAddr;

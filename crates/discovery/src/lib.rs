@@ -93,7 +93,7 @@ pub mod poller;
 pub mod tls;
 pub mod wire;
 
-pub use config::{ConnectorConfig, DiscoveryConfig, DnsQuery};
+pub use config::{ConnectorConfig, Cookie, DiscoveryConfig, DnsQuery};
 pub use connector::{Connector, ConnectorError, DownReason, NodeEvent, NodeEvents, PeerNode};
 pub use node_name::{Host, NodeId, NodeName, NodeNameError};
 pub use peer::{Peer, PeerSet};

@@ -78,7 +78,8 @@ impl ClusterOptions {
 pub struct Cluster {
     opts: ClusterOptions,
     dns: DnsServer,
-    cookie: String,
+    /// Shared by its nodes; `Debug` shows `"<redacted>"`.
+    cookie: discovery::Cookie,
     cluster_port: u16,
     http_port: u16,
     /// Last byte of the next node's address: replacements get new addresses, as new tasks do.
@@ -102,7 +103,7 @@ impl Cluster {
             .pool_max_idle_per_host(64)
             .build()?;
         let mut cluster = Cluster {
-            cookie: format!("demo-{:016x}", rand::random::<u64>()),
+            cookie: format!("demo-{:016x}", rand::random::<u64>()).into(),
             opts,
             dns,
             cluster_port,
@@ -137,7 +138,7 @@ impl Cluster {
         self.next_host += 1;
         let mut env: HashMap<String, String> = [
             ("RELEASE_NODE", node::name(ip)),
-            ("RELEASE_COOKIE", self.cookie.clone()),
+            ("RELEASE_COOKIE", self.cookie.expose().to_string()),
             ("CLUSTER_PORT", self.cluster_port.to_string()),
             ("PORT", self.http_port.to_string()),
             ("HTTP_BIND", ip.to_string()),

@@ -47,12 +47,7 @@ pub fn peer(addr: SocketAddr) -> Peer {
 /// Connector settings of a new incarnation of the node on `ip`, listening on `port`, with
 /// `cookie`; the defaults otherwise (a test changes what it needs).
 pub fn connector_config(ip: IpAddr, port: u16, cookie: &str) -> ConnectorConfig {
-    ConnectorConfig::new(
-        NodeId::new_incarnation(&node_name(ip)),
-        cookie.into(),
-        ip,
-        port,
-    )
+    ConnectorConfig::new(NodeId::new_incarnation(&node_name(ip)), cookie, ip, port)
 }
 
 /// Starts a connector that dials what `peers` publishes, retrying while its port is still

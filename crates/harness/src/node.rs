@@ -48,8 +48,7 @@ pub fn node_env(ip: IpAddr, port: u16, cookie: &str) -> HashMap<String, String> 
     ])
 }
 
-/// A running `minotaur start` process; killed when dropped.
-#[derive(Debug)]
+/// A running `minotaur start` process; killed when dropped. Its `Debug` masks the cookie.
 pub struct NodeProcess {
     /// Its node name (`RELEASE_NODE`, else `minotaur@ip`).
     pub name: String,
@@ -62,6 +61,32 @@ pub struct NodeProcess {
     /// Its stderr.
     log: PathBuf,
     process: ChildProcess,
+}
+
+impl std::fmt::Debug for NodeProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: std::collections::BTreeMap<&str, &str> = self
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let shown = if k.contains("COOKIE") && !k.ends_with("_FILE") && !k.ends_with("_DIR")
+                {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("NodeProcess")
+            .field("name", &self.name)
+            .field("ip", &self.ip)
+            .field("env", &env)
+            .field("binary", &self.binary)
+            .field("log", &self.log)
+            .field("process", &self.process)
+            .finish()
+    }
 }
 
 impl NodeProcess {

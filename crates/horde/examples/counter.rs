@@ -154,7 +154,7 @@ async fn start_cluster() -> Result<Vec<Node>, Error> {
     for peer in &peers {
         let (tx, rx) = watch::channel(peers.clone());
         let id = NodeId::new_incarnation(&peer.name);
-        let config = ConnectorConfig::new(id, COOKIE.into(), peer.addr.ip(), peer.addr.port());
+        let config = ConnectorConfig::new(id, COOKIE, peer.addr.ip(), peer.addr.port());
         let (connector, _) = Connector::start(config, rx).await?;
         let horde = Horde::start(HordeConfig::new("counters", "1.0.0"), &connector).await?;
         nodes.push(Node {

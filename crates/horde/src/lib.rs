@@ -69,7 +69,7 @@
 //! let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
 //! let node = NodeId::new_incarnation(&NodeName::parse("app@127.0.0.1")?);
 //! let ip = [127, 0, 0, 1].into();
-//! let config = ConnectorConfig::new(node, "a-cluster-wide-secret".into(), ip, port);
+//! let config = ConnectorConfig::new(node, "a-cluster-wide-secret", ip, port);
 //! let (_peers, discovered) = tokio::sync::watch::channel(PeerSet::new());
 //! let (connector, _) = Connector::start(config, discovered).await?;
 //!

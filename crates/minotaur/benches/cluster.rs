@@ -31,7 +31,7 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-const COOKIE: &str = "bench-cookie";
+const COOKIE: &str = "bench-cluster-cookie";
 const SERVICE: &str = "tasks.minotaur-bench_minotaur";
 const POLL: Duration = Duration::from_millis(1000);
 

@@ -16,7 +16,7 @@ use discovery::config::{
     DEFAULT_CLUSTER_PORT, DEFAULT_FAILURE_TIMEOUT, DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_POLL_INTERVAL,
 };
-use discovery::{ClusterTls, DnsQuery, Host, NodeName, TlsError, TlsPem};
+use discovery::{ClusterTls, Cookie, DnsQuery, Host, NodeName, TlsError, TlsPem};
 
 /// Default basename of node names.
 pub const DEFAULT_BASENAME: &str = "minotaur";
@@ -97,6 +97,33 @@ pub fn app_version_text(env: &dyn Fn(&str) -> Option<String>) -> (String, Versio
     }
 }
 
+/// Shortest cookie accepted when peer discovery is on (a node reachable by peers).
+pub const MIN_COOKIE_BYTES: usize = 16;
+
+/// Why a cookie file was not used.
+#[derive(Debug)]
+enum CookieFileError {
+    /// Readable by group or others: the mode it has.
+    Shared(u32),
+    /// Missing or unreadable.
+    Read(std::io::Error),
+}
+
+/// The cookie in `path` (trailing newline dropped), refused when group or others may read the
+/// file, as OpenSSH refuses a private key they can read.
+fn read_cookie_file(path: &Path) -> Result<String, CookieFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(CookieFileError::Read)?
+        .permissions()
+        .mode();
+    if mode & 0o044 != 0 {
+        return Err(CookieFileError::Shared(mode & 0o7777));
+    }
+    let c = std::fs::read_to_string(path).map_err(CookieFileError::Read)?;
+    Ok(c.trim_end_matches(['\n', '\r']).to_string())
+}
+
 /// Name of the file, in the console cookie directory, holding the generated cookie of the
 /// `RELEASE_DISTRIBUTION=none` node `node`: one per node name, so two nodes on one host
 /// never share one.
@@ -144,8 +171,8 @@ pub struct Config {
     pub node: NodeNameSpec,
     /// `RELEASE_DISTRIBUTION`.
     pub distribution: Distribution,
-    /// `RELEASE_COOKIE`, or the contents of `RELEASE_COOKIE_FILE`.
-    pub cookie: Option<String>,
+    /// `RELEASE_COOKIE`, or the contents of `RELEASE_COOKIE_FILE` (`Debug` shows neither).
+    pub cookie: Option<Cookie>,
     /// `CLUSTER_PORT`.
     pub cluster_port: u16,
     /// `DNS_CLUSTER_QUERY`.
@@ -183,7 +210,8 @@ pub struct Config {
     /// Mutual TLS on node and console links, from `CLUSTER_TLS_CERT_FILE`,
     /// `CLUSTER_TLS_KEY_FILE` and `CLUSTER_TLS_CA_FILE`; `None`: plain TCP.
     pub tls: Option<ClusterTls>,
-    /// The variables of [`VARIABLES`] that are set, with their raw values (for `config`).
+    /// The variables of [`VARIABLES`] that are set, with their raw values (for `config`);
+    /// secrets ([`is_secret`]) as `***`, so neither `config` nor `Debug` shows them.
     pub set: BTreeMap<&'static str, String>,
 }
 
@@ -337,9 +365,16 @@ impl Config {
                 }
                 Some(c)
             }
-            (None, Some(path)) => match std::fs::read_to_string(&path) {
-                Ok(c) => Some(c.trim_end_matches(['\n', '\r']).to_string()),
-                Err(e) => {
+            (None, Some(path)) => match read_cookie_file(Path::new(&path)) {
+                Ok(c) => Some(c),
+                Err(CookieFileError::Shared(mode)) => {
+                    r.fail(
+                        "RELEASE_COOKIE_FILE",
+                        format!("`{path}` is readable by group or others (mode {mode:04o}), as a secret must not be: run `chmod 600 {path}` (as its owner), or mount the secret with mode 0400"),
+                    );
+                    None
+                }
+                Err(CookieFileError::Read(e)) => {
                     r.fail(
                         "RELEASE_COOKIE_FILE",
                         format!("cannot read `{path}`: {e}; expected a file holding the cookie (a Docker secret)"),
@@ -349,7 +384,8 @@ impl Config {
             },
             (None, None) => None,
         };
-        if cookie.as_deref() == Some("") {
+        let cookie: Option<Cookie> = cookie.map(Cookie::from);
+        if cookie.as_ref().is_some_and(|c| c.expose().is_empty()) {
             r.fail(
                 "RELEASE_COOKIE",
                 "the cookie is empty: set a non-empty shared secret",
@@ -496,7 +532,10 @@ impl Config {
         let tls = read_tls(&mut r);
         let set = VARIABLES
             .iter()
-            .filter_map(|v| r.get(v).map(|raw| (*v, raw)))
+            .filter_map(|v| {
+                r.get(v)
+                    .map(|raw| (*v, if is_secret(v) { "***".into() } else { raw }))
+            })
             .collect();
 
         // Cross-variable rules.
@@ -508,6 +547,17 @@ impl Config {
             r.fail(
                 "RELEASE_COOKIE",
                 "required when RELEASE_DISTRIBUTION is `name` or `sname`: set RELEASE_COOKIE or RELEASE_COOKIE_FILE to the cluster's shared secret",
+            );
+        }
+        if discovers
+            && distribution != Distribution::None
+            && let Some(c) = &cookie
+            && !c.expose().is_empty()
+            && c.expose().len() < MIN_COOKIE_BYTES
+        {
+            r.fail(
+                "RELEASE_COOKIE",
+                format!("the cookie is {} bytes; with peer discovery on, anyone who guesses it joins the cluster: set RELEASE_COOKIE (or the file of RELEASE_COOKIE_FILE) to at least {MIN_COOKIE_BYTES} random bytes, e.g. `head -c 32 /dev/urandom | base64`", c.expose().len()),
             );
         }
         if discovers {
@@ -771,6 +821,9 @@ fn valid_dns_name(n: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A cookie long enough for discovery.
+    const COOKIE: &str = "a-test-cookie-0123456789";
+
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = vars
             .iter()
@@ -781,7 +834,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        let c = parse(&[("RELEASE_COOKIE", COOKIE)]).unwrap();
         assert_eq!(c.distribution, Distribution::Name);
         assert_eq!(c.cluster_port, 9000);
         assert_eq!(c.http_port, 4000);
@@ -798,12 +851,12 @@ mod tests {
 
     #[test]
     fn max_connections_is_a_positive_count() {
-        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        let c = parse(&[("RELEASE_COOKIE", COOKIE)]).unwrap();
         assert_eq!(c.max_connections, 10_000);
-        let c = parse(&[("RELEASE_COOKIE", "s"), ("MAX_CONNECTIONS", "20")]).unwrap();
+        let c = parse(&[("RELEASE_COOKIE", COOKIE), ("MAX_CONNECTIONS", "20")]).unwrap();
         assert_eq!(c.max_connections, 20);
         for bad in ["0", "abc", "-1", "1000001"] {
-            let err = parse(&[("RELEASE_COOKIE", "s"), ("MAX_CONNECTIONS", bad)]).unwrap_err();
+            let err = parse(&[("RELEASE_COOKIE", COOKIE), ("MAX_CONNECTIONS", bad)]).unwrap_err();
             assert_eq!(
                 err.to_string(),
                 format!(
@@ -816,7 +869,7 @@ mod tests {
     #[test]
     fn every_bad_variable_is_reported_at_once() {
         let err = parse(&[
-            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_COOKIE", COOKIE),
             ("CLUSTER_PORT", "ninety"),
             ("PORT", "70000"),
             ("DNS_CLUSTER_INTERVAL_MS", "-5"),
@@ -848,7 +901,7 @@ mod tests {
     fn discovery_with_a_short_name_names_release_node() {
         for node in ["minotaur", "minotaur@myhost"] {
             let err = parse(&[
-                ("RELEASE_COOKIE", "s"),
+                ("RELEASE_COOKIE", COOKIE),
                 ("RELEASE_NODE", node),
                 ("DNS_CLUSTER_QUERY", "tasks.minotaur-stack_minotaur"),
             ])
@@ -857,7 +910,7 @@ mod tests {
             assert!(err.to_string().contains("long name"), "{err}");
         }
         let err = parse(&[
-            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_COOKIE", COOKIE),
             ("RELEASE_DISTRIBUTION", "sname"),
             ("CLUSTER_HOSTS", "minotaur@10.0.0.2"),
         ])
@@ -868,7 +921,7 @@ mod tests {
     #[test]
     fn discovery_with_a_long_or_derived_name_is_fine() {
         let c = parse(&[
-            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_COOKIE", COOKIE),
             (
                 "DNS_CLUSTER_QUERY",
                 "tasks.minotaur-stack_minotaur, _cluster._tcp.minotaur.svc",
@@ -884,12 +937,69 @@ mod tests {
         );
         assert!(
             parse(&[
-                ("RELEASE_COOKIE", "s"),
+                ("RELEASE_COOKIE", COOKIE),
                 ("RELEASE_NODE", "a@10.0.0.1"),
                 ("CLUSTER_HOSTS", "a@10.0.0.2,a@b.example.com")
             ])
             .is_ok()
         );
+    }
+
+    fn private(path: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn a_short_cookie_is_refused_with_discovery_only() {
+        let short = "fifteen-bytes!!";
+        for discovery in [
+            ("DNS_CLUSTER_QUERY", "tasks.minotaur-stack_minotaur"),
+            ("CLUSTER_HOSTS", "minotaur@10.0.0.2"),
+        ] {
+            let err = parse(&[("RELEASE_COOKIE", short), discovery]).unwrap_err();
+            assert!(err.names("RELEASE_COOKIE"), "{err}");
+            assert!(err.to_string().contains("at least 16"), "{err}");
+            assert!(!err.to_string().contains(short), "the cookie shown: {err}");
+            assert!(parse(&[("RELEASE_COOKIE", "sixteen-bytes-ok"), discovery]).is_ok());
+        }
+        // No discovery: a single node, or one whose peers dial it.
+        assert!(parse(&[("RELEASE_COOKIE", short)]).is_ok());
+        assert!(parse(&[("RELEASE_COOKIE", short), ("RELEASE_DISTRIBUTION", "none")]).is_ok());
+        // Never empty, even with RELEASE_DISTRIBUTION=none.
+        let err = parse(&[("RELEASE_COOKIE", ""), ("RELEASE_DISTRIBUTION", "none")]).unwrap_err();
+        assert!(err.names("RELEASE_COOKIE"), "{err}");
+    }
+
+    #[test]
+    fn a_cookie_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("minotaur-shared-{}", std::process::id()));
+        std::fs::write(&path, "a-long-enough-cookie-value\n").unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = parse(&[("RELEASE_COOKIE_FILE", path.to_str().unwrap())]).unwrap_err();
+            assert!(err.names("RELEASE_COOKIE_FILE"), "{mode:o}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+            assert!(!text.contains("a-long-enough"), "{text}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(parse(&[("RELEASE_COOKIE_FILE", path.to_str().unwrap())]).is_ok());
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_cookie() {
+        let c = parse(&[("RELEASE_COOKIE", "hush-hush-cookie-secret")]).unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hush-hush"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]
@@ -900,8 +1010,9 @@ mod tests {
 
         let dir = std::env::temp_dir().join(format!("minotaur-cookie-{}", std::process::id()));
         std::fs::write(&dir, "from-file\n").unwrap();
+        private(&dir);
         let c = parse(&[("RELEASE_COOKIE_FILE", dir.to_str().unwrap())]).unwrap();
-        assert_eq!(c.cookie.as_deref(), Some("from-file"));
+        assert_eq!(c.cookie.as_ref().map(Cookie::expose), Some("from-file"));
         std::fs::remove_file(&dir).unwrap();
         let err = parse(&[("RELEASE_COOKIE_FILE", "/nonexistent/cookie")]).unwrap_err();
         assert!(err.names("RELEASE_COOKIE_FILE"), "{err}");
@@ -910,11 +1021,11 @@ mod tests {
 
     #[test]
     fn the_app_version_must_be_semver_and_may_be_set_at_run_time() {
-        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        let c = parse(&[("RELEASE_COOKIE", COOKIE)]).unwrap();
         assert_eq!(c.app_version.to_string(), game::APP_VERSION);
         assert_eq!(c.app_version_source, VersionSource::Build);
         let c = parse(&[
-            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_COOKIE", COOKIE),
             ("MINOTAUR_APP_VERSION", " 1.10.0-rc.1 "),
         ])
         .unwrap();
@@ -925,7 +1036,7 @@ mod tests {
         assert_eq!(c.app_version_source, VersionSource::Environment);
         for bad in ["banana", "1.0", "v1.2.3", "1.2.3.4"] {
             let err = parse(&[
-                ("RELEASE_COOKIE", "s"),
+                ("RELEASE_COOKIE", COOKIE),
                 ("MINOTAUR_APP_VERSION", bad),
                 ("PORT", "x"),
             ])
@@ -1036,7 +1147,7 @@ mod tests {
     fn unused_variables_are_still_validated() {
         // No discovery configured, but a bad DNS_CLUSTER_QUERY is still an error.
         let err = parse(&[
-            ("RELEASE_COOKIE", "s"),
+            ("RELEASE_COOKIE", COOKIE),
             ("RELEASE_DISTRIBUTION", "none"),
             ("DNS_CLUSTER_QUERY", "bad name!"),
         ])

@@ -165,7 +165,7 @@ impl Node {
         let node = NodeId::new_incarnation(&name);
         let bind = config.cluster_bind_for(&name);
         let (cookie, console_cookie) = match &config.cookie {
-            Some(c) => (c.clone(), None),
+            Some(c) => (c.expose().to_string(), None),
             None => console_cookie(config, &name),
         };
 

@@ -2,24 +2,24 @@
 //! of one TCP connection), the NodeServer started with the connector's settings, its session
 //! callbacks turned into [`LinkInput`]s, and a peer's beacon found among a link's proxies.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus};
 use ractor_cluster::node::{NodeConnectionMode, NodeServerSessionInformation};
 use ractor_cluster::{
-    NetworkStream, NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage,
+    ClusterBidiStream, NodeEventSubscription, NodeServer, NodeServerMessage, NodeSessionMessage,
 };
-
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::PeerNode;
 use super::actor::ConnectorMsg;
 use super::beacon::{BEACON_SERVICE, BeaconMsg};
+use super::gate::{Gate, GatedRead, GatedStream, Gates};
 use super::link_table::{LinkHandle, LinkInput, SessionInfo, SessionStep};
 use crate::NodeId;
 use crate::config::ConnectorConfig;
@@ -34,61 +34,61 @@ impl LinkHandle for Session {
     }
 }
 
-/// Starts the node's NodeServer (listener and sessions), linked to the connector, with its
-/// session events going to the connector's mailbox.
+/// Starts the node's NodeServer (sessions), linked to the connector, with its session events
+/// going to the connector's mailbox, and the cluster port's listener in front of it.
 ///
-/// With TLS, the cluster port is ours ([`accept_tls`]): ractor_cluster's own TLS listener runs
-/// each handshake inline, one at a time and without a deadline, so one silent connection (a
-/// port scanner, a half-open peer) would hold every later node and console at the door. Its
-/// NodeServer then listens on an unused loopback port, and receives the encrypted streams.
+/// The cluster port is ours ([`accept`]), TLS or not: ractor_cluster's own listener runs each
+/// TLS handshake inline, one at a time and without a deadline, and reads whatever an
+/// unauthenticated connection sends for as long as it likes (see [`super::gate`]). Its
+/// NodeServer listens on an unused loopback port, and receives the gated streams.
 pub(super) async fn start(
     c: &ConnectorConfig,
     connector: &ActorRef<ConnectorMsg>,
 ) -> Result<ActorRef<NodeServerMessage>, ActorProcessingErr> {
-    let (port, bind) = match c.tls {
-        Some(_) => (0, IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        None => (c.port, c.bind),
-    };
+    // Bind first: a port in use fails the start before anything else runs.
+    let listener = TcpListener::bind((c.bind, c.port)).await?;
     let server = NodeServer::new(
-        port,
-        c.cookie.clone(),
+        0,
+        c.cookie.expose().to_string(),
         c.node.ractor_basename().to_string(),
         c.node.ractor_hostname(),
         None,
         Some(NodeConnectionMode::Isolated),
     )
-    .with_listen_addr(bind)
+    .with_listen_addr(IpAddr::V4(Ipv4Addr::LOCALHOST))
     .with_max_inbound_frame_size(c.max_frame_size);
     let (node_server, _) = Actor::spawn_linked(None, server, (), connector.get_cell()).await?;
+    let gates = Gates::new(c.max_pending_handshakes);
     node_server.cast(NodeServerMessage::SubscribeToEvents {
         id: "connector".into(),
-        subscription: Box::new(Subscription(connector.clone())),
+        subscription: Box::new(Subscription {
+            connector: connector.clone(),
+            gates: gates.clone(),
+        }),
     })?;
-    if let Some(tls) = &c.tls {
-        let listener = TcpListener::bind((c.bind, c.port)).await?;
-        tokio::spawn(accept_tls(
-            listener,
-            tls.acceptor(),
-            node_server.clone(),
-            c.handshake_timeout,
-            c.max_pending_handshakes,
-        ));
-    }
+    tokio::spawn(accept(
+        listener,
+        c.tls.as_ref().map(|t| t.acceptor()),
+        node_server.clone(),
+        gates,
+        c.handshake_timeout,
+    ));
     Ok(node_server)
 }
 
-/// The TLS listener of the cluster port: each handshake in a task of its own under `deadline`,
-/// at most `max_pending` at once (beyond, new connections are closed at once); a finished one
-/// goes to the NodeServer as ractor_cluster's own listener would hand it over. Stops with the
-/// NodeServer.
-async fn accept_tls(
+/// The listener of the cluster port: each connection gets a gate (see [`super::gate`]) and a
+/// task of its own that runs the TLS handshake or waits for the first bytes, under the
+/// handshake deadline, then hands the gated stream to the NodeServer. Accepting never waits
+/// for a handshake. Stops with the NodeServer.
+async fn accept(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    tls: Option<TlsAcceptor>,
     node_server: ActorRef<NodeServerMessage>,
+    gates: Arc<Gates>,
     deadline: Duration,
-    max_pending: usize,
 ) {
-    let pending = Arc::new(Semaphore::new(max_pending.max(1)));
+    let mut evictions: u64 = 0;
+    let mut last_eviction_log: Option<Instant> = None;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -107,43 +107,101 @@ async fn accept_tls(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            debug!(%peer_addr, "cluster port: too many TLS handshakes in progress; connection closed");
-            continue;
-        };
-        let (acceptor, node_server) = (acceptor.clone(), node_server.clone());
+        let (gate, evicted) = gates.admit(&peer_addr.to_string());
+        if evicted {
+            evictions += 1;
+            if last_eviction_log.is_none_or(|t| t.elapsed() > EVICTION_LOG_EVERY) {
+                warn!(
+                    closed = evictions,
+                    "cluster port: too many connections in their handshake; closing the oldest"
+                );
+                evictions = 0;
+                last_eviction_log = Some(Instant::now());
+            }
+        }
+        let at = Instant::now() + deadline;
+        let (tls, node_server, gates) = (tls.clone(), node_server.clone(), gates.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let _ = stream.set_nodelay(true);
-            let Ok(local_addr) = stream.local_addr() else {
-                return;
+            let opening = open(stream, peer_addr, tls, gate.clone(), gates.clone(), at);
+            let opened = tokio::select! {
+                s = tokio::time::timeout_at(at, opening) => s,
+                () = gate.evicted() => {
+                    debug!(%peer_addr, "cluster port: closed to make room for newer connections");
+                    return;
+                }
             };
-            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+            match opened {
                 Ok(Ok(stream)) => {
-                    let _ = node_server.cast(NodeServerMessage::ConnectionOpened {
-                        stream: Box::new(NetworkStream::TlsServer {
-                            peer_addr,
-                            local_addr,
-                            stream,
-                        }),
+                    let _ = node_server.cast(NodeServerMessage::ConnectionOpenedExternal {
+                        stream,
                         is_server: true,
                     });
                 }
-                Ok(Err(e)) => warn!(%peer_addr, error = %e, "TLS handshake refused"),
+                Ok(Err(e)) => {
+                    gates.forget(&gate);
+                    debug!(%peer_addr, error = %e, "cluster port: connection refused");
+                }
                 Err(_) => {
-                    debug!(%peer_addr, after = ?deadline, "TLS handshake timed out; connection closed")
+                    gates.forget(&gate);
+                    debug!(%peer_addr, after = ?deadline, "cluster port: nothing received before the handshake deadline; connection closed");
                 }
             }
         });
     }
 }
 
+/// The "too many connections in their handshake" warning is logged at most this often.
+const EVICTION_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Runs the TLS handshake, or waits for a plain connection's first bytes (a dialling node or
+/// console speaks first), and wraps the stream in its gate.
+async fn open(
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    gate: Arc<Gate>,
+    gates: Arc<Gates>,
+    at: Instant,
+) -> std::io::Result<Box<dyn ClusterBidiStream>> {
+    match tls {
+        Some(acceptor) => {
+            let stream = acceptor.accept(stream).await.inspect_err(|e| {
+                warn!(%peer_addr, error = %e, "TLS handshake refused");
+            })?;
+            let (read, write) = tokio::io::split(stream);
+            Ok(Box::new(GatedStream {
+                read: GatedRead::new(read, gate, gates, at),
+                write,
+                peer_addr,
+            }))
+        }
+        None => {
+            stream.readable().await?;
+            let (read, write) = stream.into_split();
+            Ok(Box::new(GatedStream {
+                read: GatedRead::new(read, gate, gates, at),
+                write,
+                peer_addr,
+            }))
+        }
+    }
+}
+
 /// Forwards NodeServer callbacks (which run on the NodeServer's task and must not block) to the
 /// connector's mailbox.
-struct Subscription(ActorRef<ConnectorMsg>);
+struct Subscription {
+    connector: ActorRef<ConnectorMsg>,
+    /// Inbound connections still under the pre-authentication limits.
+    gates: Arc<Gates>,
+}
 
 impl Subscription {
     fn forward(&self, step: SessionStep, ses: NodeServerSessionInformation) {
+        if step == SessionStep::Authenticated && ses.is_server {
+            // Inbound sessions are labelled with the peer's address (see `accept`).
+            self.gates.authenticated(&ses.peer_addr);
+        }
         let info = SessionInfo {
             peer_name: ses.peer_name.map(|n| n.name),
             is_server: ses.is_server,
@@ -151,7 +209,7 @@ impl Subscription {
         };
         let link = ses.actor;
         let _ = self
-            .0
+            .connector
             .cast(ConnectorMsg::Input(LinkInput::Session { step, link, info }));
     }
 }

@@ -40,7 +40,7 @@
 //!
 //! let me = NodeId { name: "node@10.0.0.1".into(), incarnation: 1 };
 //! let ip = IpAddr::from([10, 0, 0, 1]);
-//! let config = LinkConfig::new(&ConnectorConfig::new(me, "cookie".into(), ip, 9000));
+//! let config = LinkConfig::new(&ConnectorConfig::new(me, "cookie", ip, 9000));
 //! let mut table: LinkTable<u64> = LinkTable::new(config, 42); // links are plain integers
 //! let t0 = Instant::now(); // the simulator's epoch; only differences matter
 //!

@@ -143,7 +143,7 @@ impl Session {
 /// node) the one the node generated and wrote for its user on this host.
 fn cookie_for(config: &Config, name: &NodeName) -> Result<String, ClientError> {
     if let Some(c) = &config.cookie {
-        return Ok(c.clone());
+        return Ok(c.expose().to_string());
     }
     if config.distribution != Distribution::None {
         return Err(ClientError::Usage(

@@ -67,7 +67,7 @@ impl<L: LinkHandle> LinkTable<L> {
         };
         match &kind {
             PeerKind::Foreign(n) => {
-                warn!(peer = %n, peer_addr = %info.peer_addr, "peer is not a cluster node (no incarnation in its name); disconnecting");
+                warn!(peer = ?n, peer_addr = %info.peer_addr, "peer is not a cluster node (no incarnation in its name); disconnecting");
                 self.out.push(close(CloseReason::Foreign));
             }
             PeerKind::Node(peer) if peer.name == self.config.node.name => {
@@ -83,7 +83,7 @@ impl<L: LinkHandle> LinkTable<L> {
                 self.out.push(close(CloseReason::SameName));
             }
             PeerKind::Console(n) => {
-                info!(console = %n, peer_addr = %info.peer_addr, "console attached");
+                info!(console = ?n, peer_addr = %info.peer_addr, "console attached");
             }
             PeerKind::Node(peer) if self.blocked.contains(&peer.name) => {
                 debug!(peer = %peer, "refusing partitioned node");
@@ -170,13 +170,15 @@ impl<L: LinkHandle> LinkTable<L> {
             return;
         };
         if !link.authenticated {
+            // The name is whatever the peer claimed before proving the cookie: logged escaped
+            // (`?`), so control characters and newlines cannot forge log lines.
             match info.peer_name {
                 // Both sides dialled at once and ractor_cluster's election closed one link.
                 Some(name) if self.has_link_named(&name) => {
-                    debug!(peer = %name, "duplicate connection closed")
+                    debug!(peer = ?name, "duplicate connection closed")
                 }
                 Some(name) => {
-                    warn!(peer = %name, peer_addr = %info.peer_addr, "peer failed to authenticate (wrong cookie?); connection closed")
+                    warn!(peer = ?name, peer_addr = %info.peer_addr, "peer failed to authenticate (wrong cookie?); connection closed")
                 }
                 None => {
                     debug!(peer_addr = %info.peer_addr, "connection closed before the handshake")

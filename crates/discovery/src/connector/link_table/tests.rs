@@ -41,7 +41,7 @@ fn peer(i: u8) -> Peer {
 /// This node is `minotaur@10.0.0.1`, run 100, with the connector's defaults: peers `.2` and up
 /// sort after it, so it waits the first-dial delay before dialling them.
 fn config() -> LinkConfig {
-    LinkConfig::new(&ConnectorConfig::new(id(1, 100), "c".into(), ip(1), PORT))
+    LinkConfig::new(&ConnectorConfig::new(id(1, 100), "c", ip(1), PORT))
 }
 
 /// A table, a virtual clock, and the sessions the "endpoint" reported.
@@ -590,7 +590,7 @@ fn a_partition_refuses_the_node_and_heal_dials_it_again() {
 fn mesh_reports_make_the_node_dial_peers_only_others_know_and_never_itself() {
     // Bound to every interface, as in a container: its address comes from its name.
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-    let config = LinkConfig::new(&ConnectorConfig::new(id(1, 100), "c".into(), any, PORT));
+    let config = LinkConfig::new(&ConnectorConfig::new(id(1, 100), "c", any, PORT));
     assert_eq!(config.advertised, Some(addr(1)));
     let mut sim = Sim::with(config, 7);
     sim.feed(LinkInput::Peers([peer(2)].into()));
@@ -697,4 +697,49 @@ fn the_same_seed_gives_the_same_dial_times() {
     // others wait the first-dial delay.
     assert_eq!(a[0], (TICK, addr(0)));
     assert!(a[1].0 >= config().first_dial_delay, "{a:?}");
+}
+
+/// Log output captured for one closure (a thread-local subscriber writing into a buffer).
+fn logs_of(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let out = buf.0.lock().unwrap().clone();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn a_name_claimed_before_the_cookie_check_is_logged_escaped() {
+    let mut sim = Sim::new();
+    let (link, _) = sim.open(addr(7), true);
+    // What a peer without the cookie presented in its handshake, then the link closed.
+    let forged = "evil\n2026-01-01T00:00:00Z  INFO node up node=minotaur@10.0.0.9\u{1b}[2J";
+    sim.sessions.get_mut(&link).unwrap().peer_name = Some(forged.to_string());
+    let out = logs_of(|| {
+        sim.close(link);
+    });
+    assert!(out.contains("failed to authenticate"), "{out}");
+    assert_eq!(
+        out.trim_end().lines().count(),
+        1,
+        "a forged log line: {out}"
+    );
+    assert!(out.contains(r"evil\n2026"), "{out}");
+    assert!(!out.contains('\u{1b}'), "a raw escape sequence: {out}");
 }
