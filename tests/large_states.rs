@@ -74,7 +74,7 @@ async fn filled_game(http: reqwest::Client, url: String, n: usize) -> (String, u
     }
     let mut seq = 0;
     for i in 0..INPUTS {
-        let player = if i % 2 == 0 { "ann" } else { "bob" };
+        let player = if i.is_multiple_of(2) { "ann" } else { "bob" };
         let id = format!("{n:0>8}{i:0>56}");
         assert_eq!(id.len(), 64);
         let (status, v) = post(&http, &to, &input(player, &id, "end_turn")).await;
@@ -187,7 +187,11 @@ async fn a_drain_of_games_at_their_largest_state_closes_no_link_and_loses_nothin
         .await;
         assert_eq!(g["seq"].as_u64(), Some(*seq), "game {code}: {g}");
         let to = format!("{url}/api/games/{code}/input");
-        let player = if INPUTS % 2 == 0 { "ann" } else { "bob" };
+        let player = if INPUTS.is_multiple_of(2) {
+            "ann"
+        } else {
+            "bob"
+        };
         let (status, v) = post(&http, &to, &input(player, "after-the-drain", "end_turn")).await;
         assert_eq!(status, 200, "game {code}: {v}");
         assert_eq!(v["seq"].as_u64(), Some(seq + 1), "game {code}: {v}");

@@ -110,6 +110,9 @@ pub struct ChildEnv<'a> {
     pub lease: bool,
     /// True when a subscriber's node is still a live member.
     pub is_live: &'a dyn Fn(&NodeId) -> bool,
+    /// The most bytes a message to another member may take: a replica larger than this is
+    /// not sent (it would close the link); the answers it holds wait, with an error logged.
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for ChildEnv<'_> {
@@ -126,6 +129,7 @@ impl ChildEnv<'static> {
         ChildEnv {
             lease: true,
             is_live: &|_| true,
+            max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -474,7 +478,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                         }
                     }
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ChildCmd::Backup { node, lazy } => {
                 let next = match node {
@@ -498,7 +502,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                         out.push(ChildEffect::Report(ChildReport::Durable));
                     }
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ChildCmd::Stop { report } => {
                 if report {
@@ -536,7 +540,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     self.report_durable = false;
                     out.push(ChildEffect::Report(ChildReport::Durable));
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ReplicaAnswer::Nack {
                 from,
@@ -692,7 +696,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
             );
         }
         self.apply(ctx, out, env);
-        self.replicate(now, out);
+        self.replicate(now, out, env);
     }
 
     /// Carries out what a callback asked for (its events wait like its answer).
@@ -778,7 +782,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
     }
 
     /// Sends the backup a replica when it lacks changes and none is in flight.
-    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>) {
+    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
         if !self.replicated || self.inflight.is_some() || self.acked >= self.seq {
             return;
         }
@@ -793,19 +797,35 @@ impl<C: Handoff, T> ChildCore<C, T> {
             Some(state) => (*schema, state),
             None => (C::SCHEMA, self.child.dehydrate(&ctx)),
         };
+        let replica = Replica {
+            name: self.name.to_string(),
+            owner: self.me.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            schema,
+            state,
+            subscribers: self.subscribers.clone(),
+            event_seq: self.event_seq,
+        };
+        // `Wire::Replicate` adds its variant's tag, one byte.
+        let bytes = crate::protocol::encoded_len(&replica) + 1;
+        if bytes > env.max_message_bytes {
+            // Sending it would close the link (a frame over the limit reads as a dead node).
+            // Nothing answered is lost: the answers it holds wait until a later change makes
+            // the state fit again (or the caller's deadline passes).
+            tracing::error!(
+                child = %self.name,
+                bytes,
+                budget = env.max_message_bytes,
+                held = self.held.len(),
+                "child state too large to back up (over the message budget); its answers wait"
+            );
+            return;
+        }
         self.inflight = Some(self.seq);
         out.push(ChildEffect::Replicate {
             to: to.clone(),
-            replica: Replica {
-                name: self.name.to_string(),
-                owner: self.me.clone(),
-                epoch: self.epoch,
-                seq: self.seq,
-                schema,
-                state,
-                subscribers: self.subscribers.clone(),
-                event_seq: self.event_seq,
-            },
+            replica,
         });
     }
 
