@@ -155,8 +155,8 @@ impl<C: Handoff> Hosted<C> {
             if let Err(e) =
                 crate::protocol::check_size("the event", bytes.len(), self.shared.max_message_bytes)
             {
-                warn!(child = %self.name, error = %e, "event not delivered to other nodes");
-                return;
+                warn!(child = %self.name, error = %e, "event not delivered to a subscriber on another node");
+                continue;
             }
             let wire = Wire::Event {
                 sink: sub.sink,

@@ -311,7 +311,13 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
         steps: g.steps,
         end,
         quiet: 25 * SEC,
-        config: Config::default(),
+        // States of 2 KiB under a 16 KiB budget: a wave of 16 goes as three offers, a
+        // handover or a sync in several parts, under every fault the schedule injects.
+        config: Config {
+            max_message_bytes: 16 * 1024,
+            state_padding: 2 * 1024,
+            ..Config::default()
+        },
     }
 }
 
