@@ -98,6 +98,11 @@ async fn a_drain_of_games_at_their_largest_state_closes_no_link_and_loses_nothin
     let mut opts = ClusterOptions::new(MINOTAUR, 44, 3, "large_states_drain");
     opts.env
         .push(("CLUSTER_MAX_FRAME_BYTES".into(), FRAME.into()));
+    // Filling the games loads the machine: a node starved of CPU for 2 s would be dropped for
+    // missed heartbeats, a "node down" this test is not about (a refused frame closes the
+    // link at once, whatever this timeout).
+    opts.env
+        .push(("CLUSTER_FAILURE_TIMEOUT_MS".into(), "10000".into()));
     // ractor_cluster's warning when it refuses a frame, which the default filter hides.
     opts.env.push((
         "RUST_LOG".into(),
