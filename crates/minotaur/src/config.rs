@@ -836,6 +836,28 @@ mod tests {
     }
 
     #[test]
+    fn the_frame_limit_leaves_room_for_a_game_state_in_half_a_frame() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.max_frame_bytes, 32 * 1024 * 1024);
+        let c = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("CLUSTER_MAX_FRAME_BYTES", "262144"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_frame_bytes, 262_144);
+        assert!(c.max_frame_bytes / 2 > game::MAX_STATE_BYTES as u64 + 1024);
+        for bad in ["262143", "0", "1GiB", "1073741825"] {
+            let err = parse(&[("RELEASE_COOKIE", "s"), ("CLUSTER_MAX_FRAME_BYTES", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("CLUSTER_MAX_FRAME_BYTES: `{bad}` is not valid: expected a whole number of bytes from 262144")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn every_bad_variable_is_reported_at_once() {
         let err = parse(&[
             ("RELEASE_COOKIE", "s"),
