@@ -168,6 +168,9 @@ pub struct NodeInfo {
 pub struct Connector {
     actor: ActorRef<ConnectorMsg>,
     node: NodeId,
+    /// The largest inbound frame its links accept ([`ConnectorConfig::max_frame_size`]):
+    /// senders keep their messages well under it (a larger one closes the link).
+    max_frame_size: u64,
 }
 
 impl Connector {
@@ -177,6 +180,7 @@ impl Connector {
         peers: watch::Receiver<PeerSet>,
     ) -> Result<(Connector, JoinHandle<()>), ConnectorError> {
         let node = config.node.clone();
+        let max_frame_size = config.max_frame_size;
         let addr = SocketAddr::new(config.bind, config.port);
         let (actor, handle) = Actor::spawn(None, ConnectorActor { config }, peers)
             .await
@@ -184,12 +188,25 @@ impl Connector {
                 addr,
                 reason: root_cause(&e),
             })?;
-        Ok((Connector { actor, node }, handle))
+        Ok((
+            Connector {
+                actor,
+                node,
+                max_frame_size,
+            },
+            handle,
+        ))
     }
 
     /// This node.
     pub fn node(&self) -> &NodeId {
         &self.node
+    }
+
+    /// The largest inbound frame this node's links accept (every node should use the same):
+    /// a frame over it closes the link, which its peer sees as this node going down.
+    pub fn max_frame_size(&self) -> u64 {
+        self.max_frame_size
     }
 
     /// The connected nodes, by name.

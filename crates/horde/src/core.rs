@@ -82,6 +82,10 @@ pub struct CoreConfig {
     pub reads: Vec<u16>,
     /// State schemas this build writes.
     pub writes: Vec<u16>,
+    /// The most bytes one message to another member may take (see
+    /// [`crate::protocol::DEFAULT_MAX_MESSAGE_BYTES`]): batches are cut to fit, and an item
+    /// that alone exceeds it is refused with an error rather than sent.
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -503,7 +507,19 @@ impl<T> Core<T> {
             Wire::Abort { names } => self.on_abort(out, names),
             Wire::Replicate(replica) => self.on_replicate(now, out, replica),
             Wire::FetchReplicas { from, id, names } => {
-                let items = self.replicas_of(&names);
+                // One answer per fetch: what fits the budget (a fetch names one child).
+                let fixed = crate::protocol::encoded_len(&Wire::ReplicasFound {
+                    from: self.me.clone(),
+                    id,
+                    items: Vec::new(),
+                });
+                let budget = self.config.max_message_bytes;
+                let crate::protocol::Batches { batches, too_large } =
+                    crate::protocol::batch_by_size(self.replicas_of(&names), fixed, budget);
+                for (r, bytes) in &too_large {
+                    tracing::error!(child = %r.name, to = %from, bytes, budget, "replica too large to send (over the message budget); not given to the failover");
+                }
+                let items = batches.into_iter().next().unwrap_or_default();
                 out.push(Effect::Send {
                     to: from,
                     wire: Wire::ReplicasFound {

@@ -58,6 +58,7 @@ impl<C: Handoff> Actor for Hosted<C> {
         let env = ChildEnv {
             lease: shared.load().core.lease_valid(t),
             is_live: &|n: &NodeId| shared.is_live(n),
+            max_message_bytes: shared.max_message_bytes,
         };
         let effects = core.on(t, msg.0, &env);
         self.execute(&myself, effects);
@@ -119,7 +120,10 @@ impl<C: Handoff> Hosted<C> {
                 };
                 let _ = tx.send(result);
             }
-            ReplyTo::Remote(port) => reply_to(port, &route_reply::<C>(answer)),
+            ReplyTo::Remote(port) => reply_to(
+                port,
+                &route_reply::<C>(answer, self.shared.max_message_bytes),
+            ),
         }
     }
 
@@ -148,6 +152,12 @@ impl<C: Handoff> Hosted<C> {
                     }
                 },
             };
+            if let Err(e) =
+                crate::protocol::check_size("the event", bytes.len(), self.shared.max_message_bytes)
+            {
+                warn!(child = %self.name, error = %e, "event not delivered to a subscriber on another node");
+                continue;
+            }
             let wire = Wire::Event {
                 sink: sub.sink,
                 name: self.name.to_string(),
@@ -192,6 +202,11 @@ impl<C: Handoff> Hosted<C> {
             Ok(e) => e,
             Err(e) => return fail(reply, Unavailable::Malformed(e.to_string())),
         };
+        if let Err(e) =
+            crate::protocol::check_size("the message", env.len(), self.shared.max_message_bytes)
+        {
+            return fail(reply, Unavailable::Malformed(e));
+        }
         match reply {
             None => {
                 let _ = router.cast(MemberMsg::Cast(env));
@@ -229,10 +244,13 @@ impl<C: Handoff> Hosted<C> {
 }
 
 /// A child's answer as a routed call's reply.
-fn route_reply<C: Handoff>(answer: Answer<C::Reply>) -> RouteReply {
+fn route_reply<C: Handoff>(answer: Answer<C::Reply>, budget: usize) -> RouteReply {
     match answer {
         Answer::Reply(r) => match postcard::to_stdvec(&r) {
-            Ok(b) => RouteReply::Ok(b),
+            Ok(b) => match crate::protocol::check_size("the reply", b.len(), budget) {
+                Ok(()) => RouteReply::Ok(b),
+                Err(e) => RouteReply::Unavailable(Unavailable::Malformed(e)),
+            },
             Err(e) => {
                 RouteReply::Unavailable(Unavailable::Malformed(format!("cannot encode reply: {e}")))
             }

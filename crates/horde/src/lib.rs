@@ -190,6 +190,16 @@
 //! - **Rebalance on join** is opt-in ([`HordeConfig::rebalance`], Horde's
 //!   `process_redistribution: :active`): moves at a bounded rate, never while versions differ.
 //!   Leave it off when rolling updates already move children to the new nodes.
+//! - **Bounded messages**: ractor_cluster closes a link on any frame over its limit, and a
+//!   closed link reads as a dead node, so no message between members exceeds
+//!   [`HordeConfig::max_message_bytes`] (4 MiB by default, at most half the connector's frame
+//!   limit). The core cuts every batch by its encoded size, not by a count: a drain's waves
+//!   (a wave whose states do not fit one offer goes as several), handovers, registry syncs,
+//!   deltas and repairs. What cannot be cut is refused where it would be sent, with an error
+//!   naming its size, and nothing is lost: a child whose state alone exceeds the budget is not
+//!   offered (it thaws and keeps running here; a drain leaves it, as at its deadline) and its
+//!   replica is not sent (the answers it holds wait); a start whose name and spec exceed a
+//!   quarter of the budget is refused; a message, reply or event over it fails its call.
 //! - **Routing** ([`Horde::call`], [`Horde::cast`] from any node): a local child is reached
 //!   without encoding; a remote one through its node's router, forwarded by the registry when
 //!   the message reached a stale owner (at most 4 hops). [`Horde::subscribe`] follows a

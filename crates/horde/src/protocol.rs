@@ -35,6 +35,77 @@ pub const MIN_PROTOCOL: u16 = 2;
 /// Routed messages are forwarded at most this many times (stale registries during churn).
 pub const MAX_HOPS: u8 = 4;
 
+/// The most bytes one message between members takes by default (its postcard encoding):
+/// every batch (offers, replicas, handovers, registry syncs, deltas, repairs) is cut so no
+/// message exceeds it. ractor_cluster closes a link on any inbound frame over its limit
+/// (16 MiB by default, `discovery`'s connector sets 32 MiB), and a closed link reads as a
+/// dead node; 4 MiB leaves room for the envelope and the frame's own fields and keeps one
+/// message's copy short. A single item larger than the budget (a child's state, a spec) is
+/// refused where it would be sent, with an error naming its size: see
+/// `HordeConfig::max_message_bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Room kept in a message for what is not counted item by item: the length prefixes of its
+/// lists (varints of at most 10 bytes each) and rounding.
+const SLACK: usize = 64;
+
+/// The size of `value` in postcard (what a message or an item takes on the wire).
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+/// `Err` with what to tell the sender when a single message of `bytes` exceeds `budget`
+/// (an application message, reply or event too large to cross between nodes).
+pub fn check_size(what: &str, bytes: usize, budget: usize) -> Result<(), String> {
+    if bytes > budget {
+        Err(format!(
+            "{what} of {bytes} bytes exceeds the {budget}-byte limit of a message between nodes"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Items cut into batches that fit one message each, and the items too large for any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batches<I> {
+    /// Each batch fits the budget with the message's fixed part.
+    pub batches: Vec<Vec<I>>,
+    /// Items that alone exceed the budget, with their encoded size: never sent.
+    pub too_large: Vec<(I, usize)>,
+}
+
+/// Cuts `items` (in order) into batches whose encoded sizes, plus `fixed` (the message
+/// without its items: [`encoded_len`] of it with empty lists), stay within `budget` bytes.
+pub fn batch_by_size<I: Serialize>(
+    items: impl IntoIterator<Item = I>,
+    fixed: usize,
+    budget: usize,
+) -> Batches<I> {
+    let room = budget.saturating_sub(fixed.saturating_add(SLACK));
+    let mut batches = Vec::new();
+    let mut too_large = Vec::new();
+    let mut current = Vec::new();
+    let mut used = 0usize;
+    for item in items {
+        let size = encoded_len(&item);
+        if size > room {
+            too_large.push((item, size));
+            continue;
+        }
+        if used + size > room && !current.is_empty() {
+            batches.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        used += size;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    Batches { batches, too_large }
+}
+
 /// A member's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MemberStatus {
@@ -697,6 +768,74 @@ mod tests {
         };
         let back: Started = decode_reply(encode_reply(&a).unwrap()).unwrap();
         assert_eq!(back, a);
+    }
+
+    fn replica(name: &str, bytes: usize) -> Replica {
+        Replica {
+            name: name.into(),
+            owner: NodeId {
+                name: "a@127.0.0.1".into(),
+                incarnation: 1,
+            },
+            epoch: 1,
+            seq: 1,
+            schema: 1,
+            state: vec![7; bytes],
+            subscribers: Vec::new(),
+            event_seq: 0,
+        }
+    }
+
+    #[test]
+    fn batches_of_large_items_each_fit_the_budget_and_keep_every_item_in_order() {
+        let budget = 64 * 1024;
+        let from = NodeId {
+            name: "a@127.0.0.1".into(),
+            incarnation: 1,
+        };
+        let fixed = encoded_len(&Wire::Handover {
+            from: from.clone(),
+            id: u64::MAX,
+            items: Vec::new(),
+        });
+        let items: Vec<Replica> = (0..40).map(|i| replica(&format!("g{i}"), 20_000)).collect();
+        let Batches { batches, too_large } = batch_by_size(items.clone(), fixed, budget);
+        assert!(too_large.is_empty());
+        assert!(batches.len() >= 14, "3 states of 20 kB per 64 KiB at most");
+        for (i, items) in batches.iter().enumerate() {
+            let wire = Wire::Handover {
+                from: from.clone(),
+                id: i as u64,
+                items: items.clone(),
+            };
+            let bytes = Envelope::encode(&wire).unwrap().len();
+            assert!(bytes <= budget, "batch {i}: {bytes} bytes");
+        }
+        assert_eq!(batches.concat(), items);
+    }
+
+    #[test]
+    fn an_item_larger_than_the_budget_is_set_apart_never_batched() {
+        let items = vec![
+            replica("small", 100),
+            replica("huge", 70_000),
+            replica("b", 10),
+        ];
+        let Batches { batches, too_large } = batch_by_size(items, 50, 64 * 1024);
+        let kept = batches.concat();
+        let names: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["small", "b"]);
+        assert_eq!(too_large.len(), 1);
+        assert_eq!(too_large[0].0.name, "huge");
+        assert!(too_large[0].1 > 70_000);
+        assert_eq!(
+            check_size("the reply", 70_001, 65_536),
+            Err(
+                "the reply of 70001 bytes exceeds the 65536-byte limit of a message between nodes"
+                    .into()
+            )
+        );
+        assert_eq!(check_size("the reply", 10, 65_536), Ok(()));
     }
 
     proptest! {

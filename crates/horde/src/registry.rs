@@ -141,6 +141,27 @@ pub fn to_wire<'a>(
     (nodes, out)
 }
 
+/// One message's worth of entries on the wire: its node table and its entries.
+pub type WirePart = (Vec<NodeId>, Vec<WireEntry>);
+
+/// Entries on the wire cut into messages of at most `budget` bytes: each part with the node
+/// table of the whole set (a few node ids) and entries that fit beside it and `fixed` (the
+/// message without its entries and node table). Entries that alone exceed the budget (a huge
+/// spec) are returned apart by name and size: they are never sent.
+pub fn to_wire_parts<'a>(
+    entries: impl Iterator<Item = (&'a Arc<str>, &'a Entry)>,
+    fixed: usize,
+    budget: usize,
+) -> (Vec<WirePart>, Vec<(String, usize)>) {
+    let (nodes, wire) = to_wire(entries);
+    let fixed = fixed.saturating_add(crate::protocol::encoded_len(&nodes));
+    let crate::protocol::Batches { batches, too_large } =
+        crate::protocol::batch_by_size(wire, fixed, budget);
+    let parts = batches.into_iter().map(|b| (nodes.clone(), b)).collect();
+    let too_large = too_large.into_iter().map(|(e, n)| (e.name, n)).collect();
+    (parts, too_large)
+}
+
 /// Converts wire entries back; entries whose owner index is out of the table are returned
 /// apart (a malformed message), by name.
 pub fn from_wire(nodes: &[NodeId], entries: Vec<WireEntry>) -> (Vec<(String, Entry)>, Vec<String>) {
@@ -168,6 +189,7 @@ pub fn from_wire(nodes: &[NodeId], entries: Vec<WireEntry>) -> (Vec<(String, Ent
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn node(name: &str, inc: u64) -> Arc<NodeId> {
         Arc::new(NodeId {
@@ -183,6 +205,33 @@ mod tests {
             spec: Arc::from(&b"spec"[..]),
             removed,
         }
+    }
+
+    #[test]
+    fn a_registry_with_large_specs_goes_in_parts_within_the_budget_all_of_it() {
+        let budget = 16 * 1024;
+        let mut r = Registry::new();
+        for i in 0..100 {
+            let mut e = entry(if i % 2 == 0 { "a" } else { "b" }, 1, false);
+            e.spec = Arc::from(vec![1u8; 1000]);
+            r.merge(&format!("g{i}"), e);
+        }
+        let mut huge = entry("a", 1, false);
+        huge.spec = Arc::from(vec![1u8; budget]);
+        r.merge("huge", huge);
+        let (parts, too_large) = to_wire_parts(r.iter(), 100, budget);
+        assert_eq!(too_large.len(), 1);
+        assert_eq!(too_large[0].0, "huge");
+        assert!(parts.len() >= 7, "{} parts", parts.len());
+        let mut names = BTreeSet::new();
+        for (nodes, entries) in &parts {
+            let bytes = crate::protocol::encoded_len(&(nodes, entries)) + 100;
+            assert!(bytes <= budget, "{bytes} bytes");
+            let (back, bad) = from_wire(nodes, entries.clone());
+            assert!(bad.is_empty());
+            names.extend(back.into_iter().map(|(n, _)| n));
+        }
+        assert_eq!(names.len(), 100);
     }
 
     #[test]

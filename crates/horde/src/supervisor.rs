@@ -72,6 +72,14 @@ pub struct HordeConfig {
     /// plus a quarter second after the last grant). Keep it below the connector's failure
     /// timeout.
     pub lease: Duration,
+    /// The most bytes one message between members may take (postcard): offers, replicas,
+    /// handovers, registry syncs, deltas and repairs are cut into messages of at most this
+    /// size, and a child whose state (or a spec) alone exceeds it is refused with an error
+    /// where it would be sent (it does not move, is not backed up; nothing is lost, the
+    /// child keeps running where it is). ractor_cluster closes a link on any frame over its
+    /// limit, so keep this well under the connector's `max_frame_size` on every node:
+    /// [`Horde::start`] lowers it to half that size when it is above.
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for HordeConfig {
@@ -101,6 +109,7 @@ impl HordeConfig {
             max_restarts: 3,
             restart_window: Duration::from_secs(5),
             lease: DEFAULT_LEASE,
+            max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 
@@ -117,6 +126,7 @@ impl HordeConfig {
             lease: self.lease,
             reads: C::reads(),
             writes: C::writes(),
+            max_message_bytes: self.max_message_bytes,
         }
     }
 }
@@ -151,8 +161,19 @@ impl<C: Child> std::fmt::Debug for Horde<C> {
 
 impl<C: Handoff> Horde<C> {
     /// Starts this node's member of the horde `config.scope` on `connector`'s node.
-    pub async fn start(config: HordeConfig, connector: &Connector) -> Result<Self, HordeError> {
+    pub async fn start(mut config: HordeConfig, connector: &Connector) -> Result<Self, HordeError> {
         let me = connector.node().clone();
+        // Half the frame limit at most: the envelope and ractor_cluster's own fields fit in
+        // the other half whatever the message.
+        let frame_half = usize::try_from(connector.max_frame_size() / 2).unwrap_or(usize::MAX);
+        if config.max_message_bytes > frame_half {
+            tracing::info!(
+                budget = config.max_message_bytes,
+                frame = connector.max_frame_size(),
+                "message budget lowered to half the connector's frame limit"
+            );
+            config.max_message_bytes = frame_half;
+        }
         let (events, _) = broadcast::channel(4096);
         let counters = Arc::new(Counters::default());
         let clock = tokio::time::Instant::now().into_std();
@@ -173,6 +194,7 @@ impl<C: Handoff> Horde<C> {
             placement: config.placement.clone(),
             clock,
             on_conflict: config.on_conflict.clone(),
+            max_message_bytes: config.max_message_bytes,
         });
         // The router first: it must be in the initial sync of every link the member sees.
         let (router, _) = Actor::spawn(
@@ -389,6 +411,8 @@ impl<C: Handoff> Horde<C> {
             body: RouteBody::User(bytes),
         });
         let env = Envelope::encode(&wire).map_err(|e| CallError::unavailable(name, e))?;
+        crate::protocol::check_size("the message", env.len(), self.shared.max_message_bytes)
+            .map_err(|e| CallError::unavailable(name, e))?;
         let (tx, rx) = oneshot::channel();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
@@ -431,6 +455,8 @@ impl<C: Handoff> Horde<C> {
             .router_for(&entry.owner)
             .ok_or_else(|| CallError::unavailable(name, "its node is down"))?;
         let bytes = postcard::to_stdvec(&msg).map_err(|e| CallError::unavailable(name, e))?;
+        crate::protocol::check_size("the message", bytes.len(), self.shared.max_message_bytes)
+            .map_err(|e| CallError::unavailable(name, e))?;
         if router::send_route(&router, name.into(), 0, RouteBody::User(bytes), None) {
             Ok(())
         } else {

@@ -146,6 +146,9 @@ pub(crate) struct Shared<C: Child> {
     pub clock: Instant,
     /// Conflict callback.
     pub on_conflict: Option<ConflictHook>,
+    /// The most bytes one message to another member may take (hosted children check their
+    /// replicas against it).
+    pub max_message_bytes: usize,
 }
 
 impl<C: Child> std::fmt::Debug for Shared<C> {

@@ -49,7 +49,14 @@ pub const VARIABLES: &[&str] = &[
     "CLUSTER_TLS_CERT_FILE",
     "CLUSTER_TLS_KEY_FILE",
     "CLUSTER_TLS_CA_FILE",
+    "CLUSTER_MAX_FRAME_BYTES",
 ];
+
+/// Smallest `CLUSTER_MAX_FRAME_BYTES`: horde keeps its messages within half the frame limit,
+/// and a game's state (at most [`game::MAX_STATE_BYTES`]) must fit in one message.
+pub const MIN_CLUSTER_FRAME_BYTES: u64 = 256 * 1024;
+/// Largest `CLUSTER_MAX_FRAME_BYTES` (ractor_cluster allocates a frame whole as it reads it).
+pub const MAX_CLUSTER_FRAME_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// The three variables of mutual TLS: all set or none.
 pub const TLS_VARIABLES: [&str; 3] = [
@@ -207,6 +214,9 @@ pub struct Config {
     pub console_cookie_dir: Option<PathBuf>,
     /// `MAX_CONNECTIONS`: open HTTP + WebSocket connections served at once.
     pub max_connections: usize,
+    /// `CLUSTER_MAX_FRAME_BYTES`: the largest frame a node link accepts (a larger one closes
+    /// the link); horde cuts its messages to half of it.
+    pub max_frame_bytes: u64,
     /// Mutual TLS on node and console links, from `CLUSTER_TLS_CERT_FILE`,
     /// `CLUSTER_TLS_KEY_FILE` and `CLUSTER_TLS_CA_FILE`; `None`: plain TCP.
     pub tls: Option<ClusterTls>,
@@ -484,6 +494,16 @@ impl Config {
                     .filter(|n| (1..=1_000_000).contains(n))
             },
         );
+        let max_frame_bytes = r.parse(
+            "CLUSTER_MAX_FRAME_BYTES",
+            discovery::config::DEFAULT_MAX_FRAME_SIZE,
+            "a whole number of bytes from 262144 (256 KiB: a game's state must fit in half a frame) to 1073741824 (1 GiB), the same on every node",
+            |s| {
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|n| (MIN_CLUSTER_FRAME_BYTES..=MAX_CLUSTER_FRAME_BYTES).contains(n))
+            },
+        );
         let log_format = r.parse(
             "LOG_FORMAT",
             LogFormat::Text,
@@ -608,6 +628,7 @@ impl Config {
                 app_version_source,
                 console_cookie_dir,
                 max_connections,
+                max_frame_bytes,
                 tls,
                 set,
             })
@@ -664,6 +685,7 @@ impl Config {
                 .to_string(),
                 "MINOTAUR_APP_VERSION" => self.app_version.to_string(),
                 "MAX_CONNECTIONS" => self.max_connections.to_string(),
+                "CLUSTER_MAX_FRAME_BYTES" => self.max_frame_bytes.to_string(),
                 _ => return None,
             })
         };
@@ -862,6 +884,28 @@ mod tests {
                 format!(
                     "invalid configuration:\n  MAX_CONNECTIONS: `{bad}` is not valid: expected a whole number of connections from 1 to 1000000\n"
                 )
+            );
+        }
+    }
+
+    #[test]
+    fn the_frame_limit_leaves_room_for_a_game_state_in_half_a_frame() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.max_frame_bytes, 32 * 1024 * 1024);
+        let c = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("CLUSTER_MAX_FRAME_BYTES", "262144"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_frame_bytes, 262_144);
+        assert!(c.max_frame_bytes / 2 > game::MAX_STATE_BYTES as u64 + 1024);
+        for bad in ["262143", "0", "1GiB", "1073741825"] {
+            let err = parse(&[("RELEASE_COOKIE", "s"), ("CLUSTER_MAX_FRAME_BYTES", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("CLUSTER_MAX_FRAME_BYTES: `{bad}` is not valid: expected a whole number of bytes from 262144")),
+                "{err}"
             );
         }
     }

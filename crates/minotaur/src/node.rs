@@ -194,6 +194,7 @@ impl Node {
         let mut cc = ConnectorConfig::new(node.clone(), cookie, bind, config.cluster_port);
         cc.heartbeat_interval = config.heartbeat_interval;
         cc.failure_timeout = config.failure_timeout;
+        cc.max_frame_size = config.max_frame_bytes;
         cc.tls = config.tls.clone();
         if config.distribution == Distribution::None {
             // A single node still runs its endpoint on loopback so that `rpc` works locally.

@@ -8,7 +8,9 @@
 //! - **S4 convergence**: after the faults stop, every replica equals every other and every
 //!   name is served by exactly one copy, at the owner the registry names; every input in
 //!   flight is answered.
-//! - **S5 bounded**: drains end by their deadline; nothing stays frozen.
+//! - **S5 bounded**: drains end by their deadline; nothing stays frozen; no message between
+//!   nodes exceeds the message budget (ractor_cluster closes a link on a frame over its
+//!   limit, which reads as a dead node).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub struct Checker {
     pub violations: Vec<String>,
     /// Answers emitted by children.
     pub acks: u64,
+    /// The largest message between nodes seen (postcard bytes) and its kind.
+    pub largest_message: (usize, &'static str),
 }
 
 impl Checker {

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub acked: u64,
     /// Children restarted from their spec (state lost).
     pub restarts_from_spec: u64,
+    /// The largest message between nodes (postcard bytes) and its kind.
+    pub largest_message: (usize, &'static str),
     /// The trace, when asked for.
     pub trace: Option<Vec<String>>,
 }
@@ -58,7 +60,7 @@ impl Outcome {
 
 /// Runs `schedule` with `seed`'s timings; with `trace`, keeps a readable trace.
 pub fn run(seed: u64, schedule: &Schedule, trace: bool) -> Outcome {
-    let mut w = World::new(seed, world::Config::default(), trace);
+    let mut w = World::new(seed, schedule.config.clone(), trace);
     w.steps = schedule.steps.iter().map(|(_, s)| s.clone()).collect();
     let plan: Vec<(Time, usize)> = schedule
         .steps
@@ -79,6 +81,7 @@ pub fn run(seed: u64, schedule: &Schedule, trace: bool) -> Outcome {
         violations: std::mem::take(&mut w.check.violations),
         acked: w.acked_count(),
         restarts_from_spec: w.restarts_from_spec,
+        largest_message: w.check.largest_message,
         trace: w.trace_lines().map(|t| t.to_vec()),
     }
 }

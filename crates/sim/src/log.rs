@@ -48,12 +48,16 @@ pub struct LogReply {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StateV1 {
     applied: Vec<u64>,
+    /// Ballast: makes the state as large as the spec asks (messages must stay within the
+    /// budget whatever the states weigh).
+    padding: Vec<u8>,
 }
 
 /// Schema v2: v1 plus how many times it moved.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct StateV2 {
     applied: Vec<u64>,
+    padding: Vec<u8>,
     moves: u64,
 }
 
@@ -63,27 +67,38 @@ pub struct Log<const V: u16> {
     applied: Vec<u64>,
     seen: BTreeSet<u64>,
     moves: u64,
+    /// Bytes of ballast its state carries (its spec).
+    padding: u32,
 }
 
 impl<const V: u16> Log<V> {
-    fn from_applied(applied: Vec<u64>, moves: u64) -> Self {
+    fn from_applied(applied: Vec<u64>, moves: u64, padding: usize) -> Self {
         let seen = applied.iter().copied().collect();
         Self {
             applied,
             seen,
             moves,
+            padding: u32::try_from(padding).unwrap_or(u32::MAX),
         }
+    }
+
+    fn ballast(&self) -> Vec<u8> {
+        vec![0xa5; self.padding as usize]
     }
 }
 
 impl<const V: u16> Child for Log<V> {
-    type Spec = ();
+    /// Bytes of ballast in its state.
+    type Spec = u32;
     type Msg = LogMsg;
     type Reply = LogReply;
     type Event = u64;
 
-    fn start(_name: &str, _spec: (), _ctx: &mut Ctx<Self>) -> Self {
-        Self::default()
+    fn start(_name: &str, padding: u32, _ctx: &mut Ctx<Self>) -> Self {
+        Self {
+            padding,
+            ..Self::default()
+        }
     }
 
     fn handle(&mut self, msg: LogMsg, ctx: &mut Ctx<Self>) -> LogReply {
@@ -113,10 +128,12 @@ impl<const V: u16> Handoff for Log<V> {
         let bytes = if V == 1 {
             postcard::to_stdvec(&StateV1 {
                 applied: self.applied.clone(),
+                padding: self.ballast(),
             })
         } else {
             postcard::to_stdvec(&StateV2 {
                 applied: self.applied.clone(),
+                padding: self.ballast(),
                 moves: self.moves,
             })
         };
@@ -132,6 +149,7 @@ impl<const V: u16> Handoff for Log<V> {
             s if s == V => Some(self.dehydrate(ctx)),
             1 => postcard::to_stdvec(&StateV1 {
                 applied: self.applied.clone(),
+                padding: self.ballast(),
             })
             .ok(),
             _ => None,
@@ -148,11 +166,11 @@ impl<const V: u16> Handoff for Log<V> {
         match (V, schema) {
             (_, 1) => {
                 let s: StateV1 = postcard::from_bytes(state).map_err(corrupt)?;
-                Ok(Self::from_applied(s.applied, 0))
+                Ok(Self::from_applied(s.applied, 0, s.padding.len()))
             }
             (2, 2) => {
                 let s: StateV2 = postcard::from_bytes(state).map_err(corrupt)?;
-                Ok(Self::from_applied(s.applied, s.moves + 1))
+                Ok(Self::from_applied(s.applied, s.moves + 1, s.padding.len()))
             }
             (_, got) => Err(HandoffError::UnknownSchema {
                 got,

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     let start = range.start;
     let started = Instant::now();
     let (mut ran, mut failed, mut acked) = (0u64, 0u64, 0u64);
+    let mut largest: (usize, &str) = (0, "");
     let mut first_failure: Option<u64> = None;
     for seed in range {
         let Some(plan) = sim::schedule_named(&schedule, seed) else {
@@ -67,6 +68,9 @@ fn main() -> ExitCode {
         let outcome = sim::run(seed, &plan, trace);
         ran += 1;
         acked += outcome.acked;
+        if outcome.largest_message.0 > largest.0 {
+            largest = outcome.largest_message;
+        }
         if !outcome.passed() {
             failed += 1;
             first_failure.get_or_insert(seed);
@@ -87,8 +91,10 @@ fn main() -> ExitCode {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{schedule}: {ran} schedules in {secs:.1} s ({:.1} schedules/s), {acked} inputs answered, {failed} broke an invariant{}",
+        "{schedule}: {ran} schedules in {secs:.1} s ({:.1} schedules/s), {acked} inputs answered, largest message {} bytes ({}), {failed} broke an invariant{}",
         ran as f64 / secs.max(1e-9),
+        largest.0,
+        largest.1,
         first_failure
             .map(|s| format!(" (first at seed {s}, after {} seeds)", s - start + 1))
             .unwrap_or_default()

@@ -3,7 +3,7 @@
 //! regression scenarios, whose shape is fixed and whose timings come from the seed.
 
 use crate::rng::Rng;
-use crate::world::{MS, SEC, Time, World};
+use crate::world::{Config, MS, SEC, Time, World};
 
 /// One step of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,8 @@ pub struct Schedule {
     pub end: Time,
     /// How long the cluster then has to settle.
     pub quiet: Time,
+    /// The simulated cluster's timings and sizes.
+    pub config: Config,
 }
 
 /// What random schedules may contain.
@@ -309,6 +311,13 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
         steps: g.steps,
         end,
         quiet: 25 * SEC,
+        // States of 2 KiB under a 16 KiB budget: a wave of 16 goes as three offers, a
+        // handover or a sync in several parts, under every fault the schedule injects.
+        config: Config {
+            max_message_bytes: 16 * 1024,
+            state_padding: 2 * 1024,
+            ..Config::default()
+        },
     }
 }
 
@@ -321,6 +330,7 @@ pub const SCENARIOS: &[&str] = &[
     "drain-deadline",
     "clock-behind",
     "relink-at-join",
+    "large-states",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
@@ -344,6 +354,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
     let mut r = Rng::new(seed ^ 0xfa17_fa17);
     let mut steps;
     let end;
+    let mut config = Config::default();
     match name {
         // (a) a rolling update step (n4 joins, n1 drains and exits) moves games to the others,
         // then one of them crashes before any of those games gets an input.
@@ -515,6 +526,33 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
             steps.push((back + 7 * SEC, Step::Crash("n2".into())));
             end = back + 12 * SEC;
         }
+        // Children whose states weigh a third of the message budget: a wave of 16, a
+        // handover, a sync or a failover answer in one message would exceed it. A drain
+        // moves them (and hands its replicas over), a join syncs them, a crash fails them
+        // over; no message may exceed the budget (S5) and nothing answered is lost (S2).
+        "large-states" => {
+            config.max_message_bytes = 64 * 1024;
+            config.state_padding = 20 * 1024;
+            steps = base(&mut r, 4, 60);
+            let t = 6 * SEC + r.range(0, 2 * SEC);
+            steps.push((
+                t,
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: true,
+                },
+            ));
+            steps.push((
+                t + 2 * SEC,
+                Step::Start {
+                    node: "n5".into(),
+                    schema: 1,
+                },
+            ));
+            let victim = format!("n{}", r.range(2, 5));
+            steps.push((t + 6 * SEC + r.range(0, 2 * SEC), Step::Crash(victim)));
+            end = t + 14 * SEC;
+        }
         _ => return None,
     }
     steps.sort_by_key(|(t, _)| *t);
@@ -523,6 +561,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         steps,
         end,
         quiet: 25 * SEC,
+        config,
     })
 }
 

@@ -24,7 +24,7 @@ use horde::core::child::{
     Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
 };
 use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
-use horde::protocol::{Route, RouteBody, RouteReply, Wire};
+use horde::protocol::{Route, RouteBody, RouteReply, Wire, encoded_len};
 use horde::stats::{Counters, HordeEvent};
 use horde::{MoveConfig, Rendezvous, RestartPolicy};
 
@@ -69,6 +69,11 @@ pub struct Config {
     pub join_timeout: Time,
     /// Moves.
     pub moves: MoveConfig,
+    /// The most bytes one message between members may take (horde's budget); a larger one
+    /// on the network is a violation (S5).
+    pub max_message_bytes: usize,
+    /// Bytes of ballast in every child's state (its spec).
+    pub state_padding: u32,
 }
 
 impl Default for Config {
@@ -80,6 +85,8 @@ impl Default for Config {
             drain_deadline: 8 * SEC,
             join_timeout: 3 * SEC,
             moves: MoveConfig::default(),
+            max_message_bytes: horde::protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            state_padding: 0,
         }
     }
 }
@@ -569,6 +576,7 @@ impl World {
             lease: Duration::from_secs(1),
             reads: if schema == 1 { vec![1] } else { vec![1, 2] },
             writes: if schema == 1 { vec![1] } else { vec![2, 1] },
+            max_message_bytes: self.config.max_message_bytes,
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let drift_ppm = self.rng.range(0, 200) as i64 - 100;
@@ -772,7 +780,7 @@ impl World {
                 inc,
                 Input::Request(Request::Start {
                     name: name.into(),
-                    spec: postcard::to_stdvec(&()).unwrap_or_default(),
+                    spec: postcard::to_stdvec(&self.config.state_padding).unwrap_or_default(),
                     reply: Token::Op(op),
                 }),
             ),
@@ -1063,6 +1071,7 @@ impl World {
 
     /// Sends on a given session, held while a partition blocks the direction.
     fn send_on(&mut self, from: usize, to: usize, session: u64, to_inc: u64, msg: NetMsg) {
+        self.check_size(from, to, &msg);
         if self.blocked.contains(&(from, to)) {
             self.held
                 .entry((from, to))
@@ -1086,6 +1095,27 @@ impl World {
                 msg,
             },
         );
+    }
+
+    /// S5: a message over the budget would close the link in production (ractor_cluster
+    /// refuses frames over its limit, and the budget is kept well under it).
+    fn check_size(&mut self, from: usize, to: usize, msg: &NetMsg) {
+        let (bytes, kind) = match msg {
+            NetMsg::Member(w) => (encoded_len(w), w.kind()),
+            // `Wire::Route` adds its variant's tag, one byte.
+            NetMsg::Route { route, .. } => (encoded_len(route) + 1, "Route"),
+            _ => return,
+        };
+        if bytes > self.check.largest_message.0 {
+            self.check.largest_message = (bytes, kind);
+        }
+        if bytes > self.config.max_message_bytes {
+            let v = format!(
+                "S5: s{from} sent s{to} a {kind} of {bytes} bytes, over the {}-byte message budget (the link would close)",
+                self.config.max_message_bytes
+            );
+            self.check.violate(v);
+        }
     }
 
     /// Sends to a node (that incarnation) over the current session, if there is one.
@@ -1157,7 +1187,7 @@ impl World {
                 inc,
                 Input::Request(Request::Start {
                     name,
-                    spec: postcard::to_stdvec(&()).unwrap_or_default(),
+                    spec: postcard::to_stdvec(&self.config.state_padding).unwrap_or_default(),
                     reply: Token::Op(op),
                 }),
             ),
@@ -1338,6 +1368,7 @@ impl World {
         let env = ChildEnv {
             lease,
             is_live: &|_| true,
+            max_message_bytes: self.config.max_message_bytes,
         };
         let effects = inst.core.on(t, input, &env);
         for e in effects {

@@ -66,3 +66,12 @@ fn a_restart_with_the_clock_behind_is_a_member() {
 fn a_join_whose_sessions_are_replaced_still_completes() {
     scenario("relink-at-join");
 }
+
+/// Children whose states weigh a third of the message budget, drained, joined, failed over:
+/// no message exceeds the budget (ractor_cluster would close the link, which reads as a dead
+/// node). With the old batching by count (waves of 16, handovers of 64) every seed sent offers
+/// and handovers of two to three times the budget.
+#[test]
+fn large_states_never_make_a_message_over_the_budget() {
+    scenario("large-states");
+}

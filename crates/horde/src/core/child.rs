@@ -110,6 +110,9 @@ pub struct ChildEnv<'a> {
     pub lease: bool,
     /// True when a subscriber's node is still a live member.
     pub is_live: &'a dyn Fn(&NodeId) -> bool,
+    /// The most bytes a message to another member may take: a replica larger than this is
+    /// not sent (it would close the link); the answers it holds wait, with an error logged.
+    pub max_message_bytes: usize,
 }
 
 impl std::fmt::Debug for ChildEnv<'_> {
@@ -126,6 +129,7 @@ impl ChildEnv<'static> {
         ChildEnv {
             lease: true,
             is_live: &|_| true,
+            max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -474,7 +478,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                         }
                     }
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ChildCmd::Backup { node, lazy } => {
                 let next = match node {
@@ -498,7 +502,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                         out.push(ChildEffect::Report(ChildReport::Durable));
                     }
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ChildCmd::Stop { report } => {
                 if report {
@@ -536,7 +540,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     self.report_durable = false;
                     out.push(ChildEffect::Report(ChildReport::Durable));
                 }
-                self.replicate(now, out);
+                self.replicate(now, out, env);
             }
             ReplicaAnswer::Nack {
                 from,
@@ -692,7 +696,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
             );
         }
         self.apply(ctx, out, env);
-        self.replicate(now, out);
+        self.replicate(now, out, env);
     }
 
     /// Carries out what a callback asked for (its events wait like its answer).
@@ -778,7 +782,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
     }
 
     /// Sends the backup a replica when it lacks changes and none is in flight.
-    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>) {
+    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
         if !self.replicated || self.inflight.is_some() || self.acked >= self.seq {
             return;
         }
@@ -793,19 +797,35 @@ impl<C: Handoff, T> ChildCore<C, T> {
             Some(state) => (*schema, state),
             None => (C::SCHEMA, self.child.dehydrate(&ctx)),
         };
+        let replica = Replica {
+            name: self.name.to_string(),
+            owner: self.me.clone(),
+            epoch: self.epoch,
+            seq: self.seq,
+            schema,
+            state,
+            subscribers: self.subscribers.clone(),
+            event_seq: self.event_seq,
+        };
+        // `Wire::Replicate` adds its variant's tag, one byte.
+        let bytes = crate::protocol::encoded_len(&replica) + 1;
+        if bytes > env.max_message_bytes {
+            // Sending it would close the link (a frame over the limit reads as a dead node).
+            // Nothing answered is lost: the answers it holds wait until a later change makes
+            // the state fit again (or the caller's deadline passes).
+            tracing::error!(
+                child = %self.name,
+                bytes,
+                budget = env.max_message_bytes,
+                held = self.held.len(),
+                "child state too large to back up (over the message budget); its answers wait"
+            );
+            return;
+        }
         self.inflight = Some(self.seq);
         out.push(ChildEffect::Replicate {
             to: to.clone(),
-            replica: Replica {
-                name: self.name.to_string(),
-                owner: self.me.clone(),
-                epoch: self.epoch,
-                seq: self.seq,
-                schema,
-                state,
-                subscribers: self.subscribers.clone(),
-                event_seq: self.event_seq,
-            },
+            replica,
         });
     }
 
@@ -841,4 +861,121 @@ fn refuse<C: Handoff, T>(
 
 fn ms(origin: Instant, now: Instant) -> u64 {
     now.saturating_duration_since(origin).as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::child::HandoffError;
+    use serde::{Deserialize, Serialize};
+
+    /// A child whose state is as many bytes as its last message asked for.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Blob(Vec<u8>);
+
+    impl crate::Child for Blob {
+        type Spec = ();
+        type Msg = usize;
+        type Reply = usize;
+        type Event = ();
+
+        fn start(_name: &str, _spec: (), _ctx: &mut Ctx<Self>) -> Self {
+            Blob(Vec::new())
+        }
+
+        fn handle(&mut self, len: usize, _ctx: &mut Ctx<Self>) -> usize {
+            self.0 = vec![1; len];
+            len
+        }
+
+        fn replication() -> Replication {
+            Replication::BeforeReply
+        }
+    }
+
+    impl Handoff for Blob {
+        const SCHEMA: u16 = 1;
+
+        fn dehydrate(&self, _ctx: &Ctx<Self>) -> Vec<u8> {
+            self.0.clone()
+        }
+
+        fn rehydrate(
+            _name: &str,
+            _schema: u16,
+            state: &[u8],
+            _ctx: &mut Ctx<Self>,
+        ) -> Result<Self, HandoffError> {
+            Ok(Blob(state.to_vec()))
+        }
+    }
+
+    fn node(name: &str) -> NodeId {
+        NodeId {
+            name: name.into(),
+            incarnation: 1,
+        }
+    }
+
+    /// (replica seqs sent, tokens answered).
+    fn sort(effects: Vec<ChildEffect<Blob, u32>>) -> (Vec<u64>, Vec<u32>) {
+        let (mut replicas, mut answered) = (Vec::new(), Vec::new());
+        for effect in effects {
+            match effect {
+                ChildEffect::Replicate { replica, .. } => replicas.push(replica.seq),
+                ChildEffect::Reply { to, .. } => answered.push(to),
+                _ => {}
+            }
+        }
+        (replicas, answered)
+    }
+
+    #[test]
+    fn a_state_over_the_message_budget_is_not_sent_and_its_answers_wait_until_one_fits() {
+        let now = Instant::now();
+        let env = ChildEnv {
+            max_message_bytes: 1024,
+            ..ChildEnv::open()
+        };
+        let init = Init::Fresh {
+            spec: postcard::to_stdvec(&()).unwrap().into(),
+        };
+        let (mut core, _) =
+            ChildCore::<Blob, u32>::start("b".into(), node("a"), now, now, init, 1, false).unwrap();
+        let backup = ChildCmd::Backup {
+            node: Some((node("b"), 1)),
+            lazy: false,
+        };
+        assert_eq!(
+            sort(core.on(now, ChildInput::Cmd(backup), &env)),
+            (vec![1], vec![])
+        );
+        let ack = |seq| {
+            ChildInput::Replica(ReplicaAnswer::Ack {
+                from: node("b"),
+                epoch: 1,
+                seq,
+            })
+        };
+        core.on(now, ack(1), &env);
+        let call = |len: usize, token: u32| {
+            ChildInput::Message(Envelope {
+                body: Body::Typed(len),
+                hops: 0,
+                reply: Some(token),
+            })
+        };
+        // Within the budget: replicated, answered once acknowledged.
+        assert_eq!(sort(core.on(now, call(500, 1), &env)), (vec![2], vec![]));
+        assert_eq!(sort(core.on(now, ack(2), &env)), (vec![], vec![1]));
+        // Over it: no replica (it would close the link), and the answer waits: it was not
+        // made durable, so it is not given.
+        assert_eq!(sort(core.on(now, call(5000, 2), &env)), (vec![], vec![]));
+        assert_eq!(core.held(), 1);
+        // A later change that fits sends the newest state; both answers follow its ack.
+        assert_eq!(sort(core.on(now, call(10, 3), &env)), (vec![4], vec![]));
+        assert_eq!(sort(core.on(now, ack(4), &env)), (vec![], vec![2, 3]));
+        assert_eq!(core.held(), 0);
+    }
 }

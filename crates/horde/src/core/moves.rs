@@ -45,6 +45,9 @@ const FAREWELL_WAIT: Duration = Duration::from_millis(500);
 const NEED_PEERS_EVERY: Duration = Duration::from_millis(500);
 /// How often the rebalancer looks for children to move.
 const REBALANCE_EVERY: Duration = Duration::from_secs(1);
+/// A child whose state was too large to offer is not tried again for this long (a drain's
+/// rounds would otherwise freeze it, and log it, every 50 ms).
+const UNMOVABLE_FOR: Duration = Duration::from_secs(10);
 
 /// How waves are sized and paced.
 #[derive(Debug, Clone, Copy)]
@@ -267,6 +270,9 @@ pub(super) struct Moves<T> {
     drain: Option<Drain<T>>,
     rebalance: Option<Run>,
     last_rebalance: Option<Instant>,
+    /// Children whose state alone exceeds the message budget, until when they are not
+    /// offered again.
+    unmovable: BTreeMap<Arc<str>, Instant>,
 }
 
 impl<T> Default for Moves<T> {
@@ -281,6 +287,7 @@ impl<T> Default for Moves<T> {
             drain: None,
             rebalance: None,
             last_rebalance: None,
+            unmovable: BTreeMap::new(),
         }
     }
 }
@@ -316,6 +323,11 @@ impl<T> Moves<T> {
             subscribers,
             event_seq,
         })
+    }
+
+    /// True when `name` may be offered now (its state did not exceed the budget lately).
+    fn movable(&self, name: &str, now: Instant) -> bool {
+        self.unmovable.get(name).is_none_or(|until| *until <= now)
     }
 
     fn run_mut(&mut self, kind: RunKind) -> Option<&mut Run> {

@@ -20,8 +20,6 @@ use crate::registry::{self, Entry};
 pub const BUCKETS: usize = 64;
 /// How often digests go out.
 pub const EVERY: Duration = Duration::from_secs(2);
-/// Entries per repair message.
-const CHUNK: usize = 20_000;
 
 /// FNV-1a 64 then a splitmix finalizer: the same in every build (std's hashers are not).
 fn fnv(parts: &[&[u8]]) -> u64 {
@@ -149,8 +147,17 @@ impl<T> Core<T> {
             .iter()
             .filter(|(n, _)| wanted[bucket(n)])
             .collect();
-        for chunk in entries.chunks(CHUNK) {
-            let (nodes, wire) = registry::to_wire(chunk.iter().map(|(n, e)| (*n, *e)));
+        let fixed = crate::protocol::encoded_len(&Wire::Entries {
+            from: self.me.clone(),
+            nodes: Vec::new(),
+            entries: Vec::new(),
+        });
+        let (parts, too_large) =
+            registry::to_wire_parts(entries.into_iter(), fixed, self.config.max_message_bytes);
+        for (name, bytes) in too_large {
+            tracing::error!(child = %name, bytes, budget = self.config.max_message_bytes, "registry entry too large to send (over the message budget); not repaired");
+        }
+        for (nodes, wire) in parts {
             out.push(Effect::Send {
                 to: to.clone(),
                 wire: Wire::Entries {

@@ -26,16 +26,14 @@ use discovery::NodeId;
 
 use super::{ChildCmd, Core, Effect};
 use crate::membership::MemberStatus;
-use crate::protocol::{Replica, ReplicaRefusal, Wire};
-use tracing::debug;
+use crate::protocol::{Batches, Replica, ReplicaRefusal, Wire, batch_by_size, encoded_len};
+use tracing::{debug, error};
 
 /// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
 const IDLE_REPLICA: Duration = Duration::from_secs(60);
 /// Children per tick that move to the backup placement now prefers while their own is still
 /// good (after a join): 10,000 children switch in 2.5 s instead of all at once.
 const BACKUP_SWITCHES_PER_TICK: usize = 200;
-/// Replicas per `Handover` message (frames stay bounded).
-const HANDOVER_CHUNK: usize = 64;
 
 #[derive(Debug)]
 struct Kept {
@@ -205,12 +203,24 @@ impl<T> Core<T> {
                 None => debug!(child = %name, "no member to hand this replica to"),
             }
         }
+        let fixed = encoded_len(&Wire::Handover {
+            from: self.me.clone(),
+            id: u64::MAX,
+            items: Vec::new(),
+        });
         for (to, names) in by_target {
-            for chunk in names.chunks(HANDOVER_CHUNK) {
-                let items: Vec<Replica> = chunk
-                    .iter()
-                    .filter_map(|n| self.replicas.held.get(n).map(|k| k.replica.clone()))
-                    .collect();
+            let replicas = names
+                .iter()
+                .filter_map(|n| self.replicas.held.get(n).map(|k| k.replica.clone()));
+            let Batches { batches, too_large } =
+                batch_by_size(replicas, fixed, self.config.max_message_bytes);
+            for (r, size) in too_large {
+                // It could not have arrived in one message: a peer with a larger budget.
+                error!(child = %r.name, to = %to, bytes = size, budget = self.config.max_message_bytes, "replica too large to hand over (over the message budget); not handed over");
+            }
+            for items in batches {
+                let chunk: Vec<Arc<str>> =
+                    items.iter().map(|r| Arc::from(r.name.as_str())).collect();
                 let id = self.next_id();
                 out.push(Effect::Send {
                     to: to.clone(),
@@ -221,7 +231,7 @@ impl<T> Core<T> {
                     },
                 });
                 if let Some(h) = self.replicas.handover.as_mut() {
-                    h.insert(id, (to.clone(), chunk.to_vec()));
+                    h.insert(id, (to.clone(), chunk));
                 }
             }
         }

@@ -6,18 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use discovery::NodeId;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{AckWait, Core, Effect, Link, Reply, SpawnFor};
 use crate::membership::{MemberInfo, MemberStatus, Version};
-use crate::protocol::{Hello, MIN_PROTOCOL, MemberWire, PROTOCOL, StartRefusal, Wire, WireEntry};
-use crate::registry::{self, Entry, Merged};
+use crate::protocol::{
+    Hello, MIN_PROTOCOL, MemberWire, PROTOCOL, StartRefusal, Wire, WireEntry, encoded_len,
+};
+use crate::registry::{self, Merged};
 use crate::stats::{Counters, HordeEvent};
 
 /// A start waits at most this long for every member to acknowledge the new name.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-/// Registry entries per sync message.
-const SYNC_CHUNK: usize = 20_000;
 /// How often a joining member asks again for the hellos and registries it lacks.
 const REINTRODUCE_EVERY: Duration = Duration::from_secs(1);
 
@@ -219,27 +219,40 @@ impl<T> Core<T> {
         let _ = now;
     }
 
+    /// Sends `to` this member's full registry, in parts that each fit the message budget,
+    /// the members it knows on the last.
     fn send_sync(&self, out: &mut Vec<Effect<T>>, to: &NodeId) {
-        let entries: Vec<(&Arc<str>, &Entry)> = self.registry.iter().collect();
-        let chunks: Vec<&[(&Arc<str>, &Entry)]> = if entries.is_empty() {
-            vec![&[]]
-        } else {
-            entries.chunks(SYNC_CHUNK).collect()
-        };
-        let last = chunks.len() - 1;
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let (nodes, wire) = registry::to_wire(chunk.iter().map(|(n, e)| (*n, *e)));
+        let members: Vec<MemberWire> = self
+            .members
+            .iter()
+            .filter(|m| m.node != *to)
+            .map(|m| MemberWire {
+                node: m.node.clone(),
+                status: m.status,
+                version: m.version.0.clone(),
+                reads: m.reads.clone(),
+            })
+            .collect();
+        let fixed = encoded_len(&Wire::Sync {
+            from: self.me.clone(),
+            members: members.clone(),
+            nodes: Vec::new(),
+            entries: Vec::new(),
+            done: true,
+        });
+        let budget = self.config.max_message_bytes;
+        let (mut parts, too_large) = registry::to_wire_parts(self.registry.iter(), fixed, budget);
+        for (name, bytes) in too_large {
+            error!(child = %name, to = %to, bytes, budget, "registry entry too large to send (over the message budget); left out of the sync");
+        }
+        if parts.is_empty() {
+            parts.push((Vec::new(), Vec::new()));
+        }
+        let last = parts.len() - 1;
+        let mut members = Some(members);
+        for (i, (nodes, entries)) in parts.into_iter().enumerate() {
             let members = if i == last {
-                self.members
-                    .iter()
-                    .filter(|m| m.node != *to)
-                    .map(|m| MemberWire {
-                        node: m.node.clone(),
-                        status: m.status,
-                        version: m.version.0.clone(),
-                        reads: m.reads.clone(),
-                    })
-                    .collect()
+                members.take().unwrap_or_default()
             } else {
                 Vec::new()
             };
@@ -249,7 +262,7 @@ impl<T> Core<T> {
                     from: self.me.clone(),
                     members,
                     nodes,
-                    entries: wire,
+                    entries,
                     done: i == last,
                 },
             });
@@ -407,31 +420,56 @@ impl<T> Core<T> {
             return;
         }
         let entries = std::mem::take(&mut self.outbox);
-        self.batch += 1;
-        let batch = self.batch;
-        let (nodes, wire_entries) = registry::to_wire(entries.iter().map(|(n, e)| (n, e)));
         let to: Vec<NodeId> = self.peers.values().cloned().collect();
         if to.is_empty() {
             self.started(out, waiters);
             return;
         }
-        out.push(Effect::Broadcast {
-            to: to.clone(),
-            wire: Wire::Deltas {
-                from: self.me.clone(),
-                batch,
-                nodes,
-                entries: wire_entries,
-            },
+        // In as many batches as the message budget takes; the starts wait for the last one
+        // (a link delivers in order: a member that acknowledged it applied the others).
+        let fixed = encoded_len(&Wire::Deltas {
+            from: self.me.clone(),
+            batch: u64::MAX,
+            nodes: Vec::new(),
+            entries: Vec::new(),
         });
-        self.ack_waits.insert(
-            batch,
-            AckWait {
-                pending: to.into_iter().map(|n| n.name).collect::<BTreeSet<_>>(),
-                waiters,
-                deadline: now + ACK_TIMEOUT,
-            },
-        );
+        let budget = self.config.max_message_bytes;
+        let (parts, too_large) =
+            registry::to_wire_parts(entries.iter().map(|(n, e)| (n, e)), fixed, budget);
+        for (name, bytes) in too_large {
+            error!(child = %name, bytes, budget, "registry change too large to send (over the message budget); peers learn it only by repair, which cannot send it either");
+        }
+        if parts.is_empty() {
+            self.started(out, waiters);
+            return;
+        }
+        let last = parts.len() - 1;
+        let mut waiters = Some(waiters);
+        for (i, (nodes, wire_entries)) in parts.into_iter().enumerate() {
+            self.batch += 1;
+            let batch = self.batch;
+            out.push(Effect::Broadcast {
+                to: to.clone(),
+                wire: Wire::Deltas {
+                    from: self.me.clone(),
+                    batch,
+                    nodes,
+                    entries: wire_entries,
+                },
+            });
+            self.ack_waits.insert(
+                batch,
+                AckWait {
+                    pending: to.iter().map(|n| n.name.clone()).collect::<BTreeSet<_>>(),
+                    waiters: if i == last {
+                        waiters.take().unwrap_or_default()
+                    } else {
+                        Vec::new()
+                    },
+                    deadline: now + ACK_TIMEOUT,
+                },
+            );
+        }
     }
 
     /// Answers starts whose registry change every member acknowledged (or that timed out):
@@ -660,6 +698,19 @@ impl<T> Core<T> {
         if self.spawning.contains_key(&key) || self.local.contains_key(&key) {
             let owner = self.me.name.clone();
             return refuse(out, reply, StartRefusal::AlreadyStarted { owner });
+        }
+        // Its registry entry travels in syncs, deltas and offers: it must leave room there.
+        let most = self.config.max_message_bytes / 4;
+        if name.len() + spec.len() > most {
+            let bytes = name.len() + spec.len();
+            return refuse(
+                out,
+                reply,
+                StartRefusal::Failed(format!(
+                    "its name and spec take {bytes} bytes; at most {most} (a quarter of the \
+                     message budget between members) are allowed"
+                )),
+            );
         }
         let epoch = prev_epoch + 1;
         let spec: Arc<[u8]> = Arc::from(spec);

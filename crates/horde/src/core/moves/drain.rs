@@ -135,6 +135,8 @@ impl<T> Core<T> {
         // (Called after every wave: nothing here may walk every child but a new round.)
         let local = &self.local;
         let acked = self.all_acked() && self.replicas.handover_done();
+        self.moves.unmovable.retain(|_, until| *until > now);
+        let unmovable = &self.moves.unmovable;
         let Some(drain) = self.moves.drain.as_mut() else {
             return DrainNext::Wait;
         };
@@ -160,14 +162,16 @@ impl<T> Core<T> {
                     }
                     *run = None;
                 }
-                if local.is_empty() || now >= end {
+                // Children whose state exceeds the message budget cannot move (each was
+                // logged): they stay, as at the deadline.
+                let movable = local.keys().filter(|n| !unmovable.contains_key(*n));
+                if movable.clone().next().is_none() || now >= end {
                     return DrainNext::Settle;
                 }
                 if not_before.is_some_and(|t| now < t) {
                     return DrainNext::Wait;
                 }
-                let moves: Vec<(String, NodeId)> = local
-                    .keys()
+                let moves: Vec<(String, NodeId)> = movable
                     .filter_map(|n| {
                         self.config
                             .placement

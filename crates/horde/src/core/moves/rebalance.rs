@@ -33,6 +33,7 @@ impl<T> Core<T> {
         let moves: Vec<(String, NodeId)> = self
             .local
             .keys()
+            .filter(|n| self.moves.movable(n, now))
             .filter_map(|n| {
                 let target = self.config.placement.place(n, &candidates)?;
                 (target != self.me).then(|| (n.to_string(), target))

@@ -2,6 +2,8 @@
 //! waves whose answers do not come.
 
 use super::*;
+use crate::protocol::{Batches, batch_by_size, encoded_len};
+use tracing::error;
 
 impl<T> Core<T> {
     pub(super) fn start_run(&mut self, now: Instant, out: &mut Vec<Effect<T>>, kind: RunKind) {
@@ -128,9 +130,11 @@ impl<T> Core<T> {
         }
     }
 
-    /// Every freeze of the wave answered (or timed out): offer what froze.
+    /// Every freeze of the wave answered (or timed out): offer what froze, in as many offers
+    /// as it takes to keep each within the message budget (each further offer is a wave of
+    /// its own, answered on its own). A child whose state alone exceeds the budget is not
+    /// offered: it thaws here at its epoch, with an error (sending it would close the link).
     pub(super) fn offer_wave(&mut self, now: Instant, out: &mut Vec<Effect<T>>, wave_id: u64) {
-        let offer = self.next_id();
         let Some(wave) = self.moves.waves.get_mut(&wave_id) else {
             return;
         };
@@ -138,39 +142,93 @@ impl<T> Core<T> {
             return;
         };
         let frozen = std::mem::take(frozen);
+        let (kind, target, started) = (wave.run, wave.target.clone(), wave.started);
         if frozen.is_empty() {
-            let kind = wave.run;
             self.finish_wave(now, out, wave_id, kind, 0, 0);
             return;
         }
-        let children: Vec<(Arc<str>, u64)> =
-            frozen.iter().map(|f| (f.name.clone(), f.epoch)).collect();
-        let items: Vec<OfferItem> = frozen
-            .into_iter()
-            .map(|f| OfferItem {
-                name: f.name.to_string(),
-                epoch: f.epoch,
-                spec: f.spec.to_vec(),
-                schema: f.frozen.schema,
-                state: f.frozen.state,
-                subscribers: f.frozen.subscribers,
-                event_seq: f.frozen.event_seq,
-            })
-            .collect();
-        out.push(Effect::Send {
-            to: wave.target.clone(),
-            wire: Wire::Offer {
-                from: self.me.clone(),
-                id: offer,
-                items,
-            },
+        let items = frozen.into_iter().map(|f| OfferItem {
+            name: f.name.to_string(),
+            epoch: f.epoch,
+            spec: f.spec.to_vec(),
+            schema: f.frozen.schema,
+            state: f.frozen.state,
+            subscribers: f.frozen.subscribers,
+            event_seq: f.frozen.event_seq,
         });
-        wave.phase = WavePhase::Offered {
-            offer,
-            children,
-            deadline: now + self.config.moves.offer_timeout,
-        };
-        self.moves.offers.insert(offer, wave_id);
+        let fixed = encoded_len(&Wire::Offer {
+            from: self.me.clone(),
+            id: u64::MAX,
+            items: Vec::new(),
+        });
+        let Batches { batches, too_large } =
+            batch_by_size(items, fixed, self.config.max_message_bytes);
+        for (item, size) in &too_large {
+            error!(
+                child = %item.name,
+                target = %target,
+                bytes = size,
+                budget = self.config.max_message_bytes,
+                "child state too large to move (over the message budget); it stays here"
+            );
+            let name: Arc<str> = Arc::from(item.name.as_str());
+            self.moves
+                .unmovable
+                .insert(name.clone(), now + UNMOVABLE_FOR);
+            out.push(Effect::ToChild {
+                name,
+                cmd: ChildCmd::Thaw {
+                    epoch: item.epoch - 1,
+                },
+            });
+        }
+        Counters::add(&self.counters.handoff_failures, too_large.len() as u64);
+        if let Some(run) = self.moves.run_mut(kind) {
+            run.failed += too_large.len();
+        }
+        if batches.is_empty() {
+            self.finish_wave(now, out, wave_id, kind, 0, 0);
+            return;
+        }
+        for (i, items) in batches.into_iter().enumerate() {
+            // The first batch is this wave's offer; the others, waves of their own.
+            let id = if i == 0 {
+                wave_id
+            } else {
+                let id = self.next_id();
+                if let Some(run) = self.moves.run_mut(kind) {
+                    run.in_flight.insert(id);
+                }
+                id
+            };
+            let offer = self.next_id();
+            let children: Vec<(Arc<str>, u64)> = items
+                .iter()
+                .map(|f| (Arc::from(f.name.as_str()), f.epoch))
+                .collect();
+            out.push(Effect::Send {
+                to: target.clone(),
+                wire: Wire::Offer {
+                    from: self.me.clone(),
+                    id: offer,
+                    items,
+                },
+            });
+            self.moves.waves.insert(
+                id,
+                Wave {
+                    run: kind,
+                    target: target.clone(),
+                    started,
+                    phase: WavePhase::Offered {
+                        offer,
+                        children,
+                        deadline: now + self.config.moves.offer_timeout,
+                    },
+                },
+            );
+            self.moves.offers.insert(offer, id);
+        }
     }
 
     pub(in crate::core) fn on_offer_reply(
