@@ -296,17 +296,29 @@ impl<T> Core<T> {
         let mut losers: Vec<(String, NodeId)> = Vec::new();
         let mut commits: Vec<Arc<str>> = Vec::new();
         let mut stale_pending: Vec<Arc<str>> = Vec::new();
+        let mut removals: Vec<Arc<str>> = Vec::new();
         for (name, entry) in entries {
             let mine = *entry.owner == self.me;
             let epoch = entry.epoch;
-            if !mine && self.moves.pending_epoch(&name).is_some_and(|p| p < epoch) {
+            let removed = entry.removed;
+            if !mine
+                && self
+                    .moves
+                    .pending_epoch(&name)
+                    .is_some_and(|p| p < epoch || (removed && p <= epoch))
+            {
                 stale_pending.push(Arc::from(name.as_str()));
             }
             match self.merge_one(&name, entry) {
                 Merged::Kept => continue,
                 Merged::Replaced(old) if *old.owner == self.me && !mine => {
                     if let Some(new) = self.registry.get_any(&name) {
-                        losers.push((name.clone(), (*new.owner).clone()));
+                        if new.removed {
+                            // Stopped from elsewhere while it moved here: not a conflict.
+                            removals.push(Arc::from(name.as_str()));
+                        } else {
+                            losers.push((name.clone(), (*new.owner).clone()));
+                        }
                     }
                 }
                 Merged::Inserted | Merged::Replaced(_)
@@ -333,6 +345,18 @@ impl<T> Core<T> {
                 });
                 out.push(Effect::Forget { name });
             }
+        }
+        for name in removals {
+            if self.local.remove(&name).is_none() {
+                continue;
+            }
+            self.backups.remove(&name);
+            debug!(child = %name, "removed elsewhere; this copy stops");
+            out.push(Effect::ToChild {
+                name: name.clone(),
+                cmd: super::ChildCmd::Stop { report: false },
+            });
+            out.push(Effect::Forget { name });
         }
         for (name, winner) in losers {
             let key: Arc<str> = Arc::from(name.as_str());
@@ -434,14 +458,11 @@ impl<T> Core<T> {
         );
     }
 
-    /// Answers starts whose registry change every member acknowledged (or that timed out):
-    /// the child runs here.
-    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<T>) {
-        for w in waiters {
-            out.push(Effect::Reply {
-                to: w,
-                reply: Reply::Started(Ok(self.me.clone())),
-            });
+    /// Answers starts (and stops) whose registry change every member acknowledged (or that
+    /// timed out).
+    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<(T, Reply)>) {
+        for (to, reply) in waiters {
+            out.push(Effect::Reply { to, reply });
         }
     }
 
@@ -660,6 +681,16 @@ impl<T> Core<T> {
         if self.spawning.contains_key(&key) || self.local.contains_key(&key) {
             let owner = self.me.name.clone();
             return refuse(out, reply, StartRefusal::AlreadyStarted { owner });
+        }
+        if let Some(limit) = self.config.max_children {
+            let starting = self
+                .spawning
+                .values()
+                .filter(|s| matches!(s, SpawnFor::Start { .. }))
+                .count();
+            if self.local.len() + starting >= limit {
+                return refuse(out, reply, StartRefusal::Full { limit });
+            }
         }
         let epoch = prev_epoch + 1;
         let spec: Arc<[u8]> = Arc::from(spec);
