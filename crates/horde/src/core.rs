@@ -448,7 +448,9 @@ impl<T> Core<T> {
         match request {
             Request::Start { name, spec, reply } => self.start_here(out, name, spec, reply),
             Request::Stop { name, reply } => {
-                let found = self.local.contains_key(name.as_str());
+                // Only with the lease: cut off from the majority, the majority may be
+                // restarting it elsewhere, and a removal here would not hold.
+                let found = self.local.contains_key(name.as_str()) && self.quorum.valid(now);
                 if found {
                     let key: Arc<str> = Arc::from(name.as_str());
                     out.push(Effect::ToChild {

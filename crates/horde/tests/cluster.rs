@@ -994,7 +994,7 @@ async fn assert_all_gone(nodes: &[&HordeNode<Counter>], names: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_child_stopped_from_any_node_or_by_itself_is_removed_everywhere_then_forgotten() {
-    let ips = loopbacks(37, 3);
+    let ips = loopbacks(46, 3);
     let port = free_port(&ips).unwrap();
     let mut c = config();
     c.tombstone_grace = Duration::from_millis(500);
@@ -1067,7 +1067,7 @@ async fn a_child_stopped_from_any_node_or_by_itself_is_removed_everywhere_then_f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_child_says_full_once_every_member_hosts_its_limit() {
-    let ips = loopbacks(38, 2);
+    let ips = loopbacks(47, 2);
     let port = free_port(&ips).unwrap();
     let mut c = config();
     c.max_children = Some(3);

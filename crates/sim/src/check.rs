@@ -9,6 +9,8 @@
 //!   name is served by exactly one copy, at the owner the registry names; every input in
 //!   flight is answered.
 //! - **S5 bounded**: drains end by their deadline; nothing stays frozen.
+//! - **S6 removal**: once a stop was answered, no copy of the name answers an input and no
+//!   replica holds it live again; after the quiet period no replica keeps a tombstone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

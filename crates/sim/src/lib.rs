@@ -183,8 +183,38 @@ fn final_checks(w: &mut World) {
             "S4: input {id} to `{name}` still unanswered after the quiet period"
         ));
     }
+    // S6: a removed name never comes back, and every tombstone is collected once the
+    // cluster is quiet.
+    for n in w.nodes.iter().flatten() {
+        if n.life != Life::Running {
+            continue;
+        }
+        for name in w.removed.keys() {
+            if n.core.registry().get(name).is_some() {
+                violations.push(format!(
+                    "S6: `{name}` was removed but is live again in the registry of {}",
+                    n.id
+                ));
+            }
+        }
+        let tombstones = n.core.registry().len() - n.core.registry().live();
+        if tombstones > 0 {
+            violations.push(format!(
+                "S6: {} still keeps {tombstones} tombstones after the quiet period",
+                n.id
+            ));
+        }
+    }
+    for name in w.removed.keys() {
+        if let Some(copies) = servers.get(name) {
+            violations.push(format!("S6: `{name}` was removed but runs on {copies:?}"));
+        }
+    }
     // S2: every answered input is in its log, once.
     for (name, ids) in &w.check.client_acked {
+        if w.removed.contains_key(name) {
+            continue;
+        }
         let Some((owner, _)) = reference.get(name) else {
             violations.push(format!(
                 "S2: `{name}` is gone but {} of its inputs were answered",

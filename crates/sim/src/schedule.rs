@@ -72,6 +72,12 @@ pub enum Step {
     },
     /// Drains from now on get this deadline.
     DrainDeadline(Time),
+    /// Stop `count` started children, each through a random running node (the stop goes to
+    /// the owner its registry names).
+    Remove {
+        /// How many.
+        count: usize,
+    },
 }
 
 /// A schedule: steps at times, then a quiet period in which faults stop (partitions heal,
@@ -298,6 +304,12 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                 }
                 SEC
             }
+            // Some children stopped (removed names must never come back).
+            (_, 95..=99) => {
+                let n = g.r.range(1, 4) as usize;
+                g.push(t, Step::Remove { count: n });
+                SEC
+            }
             _ => g.r.range(500 * MS, 3 * SEC),
         };
         g.t += gap;
@@ -321,6 +333,7 @@ pub const SCENARIOS: &[&str] = &[
     "drain-deadline",
     "clock-behind",
     "relink-at-join",
+    "removals",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
@@ -370,6 +383,34 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 t + 200 * MS + r.range(10 * MS, 3 * SEC),
                 Step::Crash(victim),
             ));
+            end = t + 10 * SEC;
+        }
+        // Children stopped while others drain, a member crashes and one is cut off: a
+        // removed name never comes back, and its tombstone is collected everywhere.
+        "removals" => {
+            steps = base(&mut r, 4, 30);
+            let t = 6 * SEC + r.range(0, 2 * SEC);
+            steps.push((t, Step::Remove { count: 5 }));
+            steps.push((
+                t + r.range(0, 500 * MS),
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: true,
+                },
+            ));
+            steps.push((t + r.range(0, SEC), Step::Remove { count: 5 }));
+            steps.push((t + SEC + r.range(0, SEC), Step::Crash("n2".into())));
+            steps.push((t + 2 * SEC + r.range(0, SEC), Step::Remove { count: 5 }));
+            steps.push((
+                t + 3 * SEC,
+                Step::Partition {
+                    node: "n3".into(),
+                    one_way: false,
+                },
+            ));
+            steps.push((t + 3 * SEC + r.range(0, 2 * SEC), Step::Remove { count: 5 }));
+            steps.push((t + 6 * SEC, Step::Heal));
+            steps.push((t + 6 * SEC + r.range(0, SEC), Step::Remove { count: 3 }));
             end = t + 10 * SEC;
         }
         // (b) an owner crashes right after answering.
@@ -564,6 +605,17 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
                 for _ in 0..count {
                     let name = w.new_child_name();
                     w.op_start(slot, &name);
+                }
+            }
+        }
+        Step::Remove { count } => {
+            for _ in 0..count {
+                let slots = w.up_slots();
+                let names = w.live_names.clone();
+                if let (Some(slot), Some(name)) =
+                    (w.rng.pick(&slots).copied(), w.rng.pick(&names).cloned())
+                {
+                    w.op_stop(slot, &name);
                 }
             }
         }

@@ -96,6 +96,13 @@ pub enum NetMsg {
         /// Where the answer goes.
         reply: Option<Token>,
     },
+    /// A handle's stop request to the member the registry names.
+    StopChild {
+        /// The name.
+        name: String,
+        /// The operation waiting for the answer.
+        op: u64,
+    },
     /// A handle's start request to the member placement chose.
     StartChild {
         /// The name.
@@ -256,6 +263,9 @@ pub(crate) enum Op {
     Start {
         name: String,
     },
+    Stop {
+        name: String,
+    },
     Drain {
         slot: usize,
         inc: u64,
@@ -322,6 +332,8 @@ pub struct World {
     clients: Vec<Client>,
     /// Names started successfully (clients write to them).
     pub(crate) live_names: Vec<String>,
+    /// Names whose stop was answered, and when: they must never come back (S6).
+    pub(crate) removed: BTreeMap<String, Time>,
     pub(crate) check: Checker,
     trace: Option<Vec<String>>,
     base: Instant,
@@ -371,6 +383,7 @@ impl World {
             fifo: BTreeMap::new(),
             clients: Vec::new(),
             live_names: Vec::new(),
+            removed: BTreeMap::new(),
             check: Checker::default(),
             trace: trace.then(Vec::new),
             base: Instant::now(),
@@ -569,6 +582,9 @@ impl World {
             lease: Duration::from_secs(1),
             reads: if schema == 1 { vec![1] } else { vec![1, 2] },
             writes: if schema == 1 { vec![1] } else { vec![2, 1] },
+            max_children: None,
+            // Short, so runs collect tombstones (and check they stay collected).
+            tombstone_grace: Duration::from_secs(3),
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let drift_ppm = self.rng.range(0, 200) as i64 - 100;
@@ -792,6 +808,34 @@ impl World {
         }
     }
 
+    /// Asks `slot` to stop `name` (the handle sends it to the owner its registry names).
+    pub(crate) fn op_stop(&mut self, slot: usize, name: &str) {
+        let Some(node) = self.nodes[slot].as_ref() else {
+            return;
+        };
+        let Some(owner) = node.core.registry().get(name).map(|e| (*e.owner).clone()) else {
+            return;
+        };
+        self.next_op += 1;
+        let op = self.next_op;
+        self.ops.insert(op, Op::Stop { name: name.into() });
+        let (inc, me) = (node.id.incarnation, node.id.clone());
+        self.log(|| format!("stop of {name} asked at slot {slot} (owner {owner})"));
+        if owner == me {
+            self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Stop {
+                    name: name.into(),
+                    reply: Token::Op(op),
+                }),
+            );
+        } else {
+            let name = name.into();
+            self.send_net(slot, &owner, NetMsg::StopChild { name, op });
+        }
+    }
+
     /// Drains `slot` (SIGTERM when `exit`, the console's `drain` otherwise).
     pub(crate) fn op_drain(&mut self, slot: usize, exit: bool) {
         let Some(node) = self.nodes[slot].as_ref() else {
@@ -831,6 +875,13 @@ impl World {
                 self.log(|| format!("start of {name}: {r:?}"));
                 if r.is_ok() && !self.live_names.contains(&name) {
                     self.live_names.push(name);
+                }
+            }
+            (Op::Stop { name }, Reply::Stopped(found)) => {
+                self.log(|| format!("stop of {name}: {found}"));
+                if found {
+                    self.live_names.retain(|n| *n != name);
+                    self.removed.entry(name).or_insert(self.now);
                 }
             }
             (
@@ -1152,6 +1203,14 @@ impl World {
             }) => self.answer_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
             NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
             NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
+            NetMsg::StopChild { name, op } => self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Stop {
+                    name,
+                    reply: Token::Op(op),
+                }),
+            ),
             NetMsg::StartChild { name, op } => self.run_member(
                 slot,
                 inc,
@@ -1747,6 +1806,12 @@ impl World {
                 let think = self.rng.range(5 * MS, 150 * MS);
                 self.at(self.now + think, Ev::ClientNext { client });
             }
+            Err(_) if self.removed.contains_key(&inf.name) => {
+                // Its name was removed: nothing will answer it (not an input to keep).
+                c.inflight = None;
+                let think = self.rng.range(5 * MS, 150 * MS);
+                self.at(self.now + think, Ev::ClientNext { client });
+            }
             Err(_) => {
                 // Same id, to a node picked again, after a pause: `ClientNext` resends an
                 // input whose call number was cleared.
@@ -1768,6 +1833,12 @@ impl World {
         let (name, epoch) = (inst.name.clone(), inst.epoch);
         let node = self.names.get(slot).cloned().unwrap_or_default();
         let now = self.now;
+        if self.removed.get(name.as_ref()).is_some_and(|at| *at < now) {
+            self.check.violate(format!(
+                "S6: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {} after the name was removed",
+                r.id
+            ));
+        }
         let inst_ref = &self.instances[&instance];
         if let Err(v) = self
             .check
