@@ -189,6 +189,9 @@ enum SpawnFor<T> {
 #[derive(Debug)]
 struct AckWait<T> {
     pending: BTreeSet<String>,
+    /// Some member that should hold the change may not: it was not connected when the batch
+    /// went out, went down before acknowledging, or the wait timed out.
+    lost: bool,
     waiters: Vec<(T, Reply)>,
     deadline: Instant,
 }

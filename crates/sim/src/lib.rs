@@ -198,10 +198,20 @@ fn final_checks(w: &mut World) {
             }
         }
         let tombstones = n.core.registry().len() - n.core.registry().live();
-        if tombstones > 0 {
+        // A node killed for good blocks collection for longer than a run (the dead wait).
+        if tombstones > 0 && w.killed.is_empty() {
+            let which: Vec<String> = n
+                .core
+                .registry()
+                .iter()
+                .filter(|(_, e)| e.removed)
+                .take(3)
+                .map(|(k, e)| format!("{k}@{} by {}", e.epoch, e.owner))
+                .collect();
             violations.push(format!(
-                "S6: {} still keeps {tombstones} tombstones after the quiet period",
-                n.id
+                "S6: {} still keeps {tombstones} tombstones after the quiet period ({})",
+                n.id,
+                which.join(", ")
             ));
         }
     }
@@ -212,7 +222,7 @@ fn final_checks(w: &mut World) {
     }
     // S2: every answered input is in its log, once.
     for (name, ids) in &w.check.client_acked {
-        if w.removed.contains_key(name) {
+        if w.stop_asked.contains(name) && !reference.contains_key(name) {
             continue;
         }
         let Some((owner, _)) = reference.get(name) else {

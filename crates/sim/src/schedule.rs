@@ -388,6 +388,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // Children stopped while others drain, a member crashes and one is cut off: a
         // removed name never comes back, and its tombstone is collected everywhere.
         "removals" => {
+            // One fault at a time (three nodes after the drain tolerate one).
             steps = base(&mut r, 4, 30);
             let t = 6 * SEC + r.range(0, 2 * SEC);
             steps.push((t, Step::Remove { count: 5 }));
@@ -398,20 +399,30 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                     exit: true,
                 },
             ));
-            steps.push((t + r.range(0, SEC), Step::Remove { count: 5 }));
-            steps.push((t + SEC + r.range(0, SEC), Step::Crash("n2".into())));
-            steps.push((t + 2 * SEC + r.range(0, SEC), Step::Remove { count: 5 }));
+            steps.push((t + r.range(0, SEC), Step::Remove { count: 4 }));
+            steps.push((t + 2 * SEC + r.range(0, SEC), Step::Crash("n2".into())));
+            steps.push((t + 3 * SEC + r.range(0, SEC), Step::Remove { count: 4 }));
             steps.push((
-                t + 3 * SEC,
+                t + 5 * SEC + r.range(0, 2 * SEC),
+                Step::Start {
+                    node: "n2".into(),
+                    schema: 1,
+                },
+            ));
+            steps.push((
+                t + 12 * SEC,
                 Step::Partition {
                     node: "n3".into(),
                     one_way: false,
                 },
             ));
-            steps.push((t + 3 * SEC + r.range(0, 2 * SEC), Step::Remove { count: 5 }));
-            steps.push((t + 6 * SEC, Step::Heal));
-            steps.push((t + 6 * SEC + r.range(0, SEC), Step::Remove { count: 3 }));
-            end = t + 10 * SEC;
+            steps.push((
+                t + 12 * SEC + r.range(0, 2 * SEC),
+                Step::Remove { count: 4 },
+            ));
+            steps.push((t + 15 * SEC, Step::Heal));
+            steps.push((t + 15 * SEC + r.range(0, SEC), Step::Remove { count: 3 }));
+            end = t + 20 * SEC;
         }
         // (b) an owner crashes right after answering.
         "ack-then-crash" => {
@@ -580,6 +591,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
         Step::Start { node, schema } => {
             if running(w, &node).is_none() {
                 w.start_node(&node, schema);
+                w.killed.remove(&node);
             }
         }
         Step::RestartBehind { node, schema } => {
@@ -589,6 +601,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
                 let wall_now = (1_800_000_000_000_000u64 + w.now) as i64;
                 w.wall_skew[slot] = w.last_inc[slot] as i64 - wall_now - behind;
                 w.start_node(&node, schema);
+                w.killed.remove(&node);
             }
         }
         Step::Create { count } => {
@@ -624,6 +637,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
         Step::Crash(node) => {
             if let Some(slot) = running(w, &node) {
                 w.crash(slot);
+                w.killed.insert(node);
             }
         }
         Step::Pause { node, dur } => {

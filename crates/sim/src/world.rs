@@ -332,8 +332,14 @@ pub struct World {
     clients: Vec<Client>,
     /// Names started successfully (clients write to them).
     pub(crate) live_names: Vec<String>,
-    /// Names whose stop was answered, and when: they must never come back (S6).
+    /// Names whose stop was confirmed, and when: they must never come back (S6).
     pub(crate) removed: BTreeMap<String, Time>,
+    /// Names a stop was asked for, whatever the answer (an unconfirmed stop, cut off from
+    /// some member, may still remove the name once they meet).
+    pub(crate) stop_asked: BTreeSet<String>,
+    /// Nodes killed and not started again under their name (their runs block the collection
+    /// of tombstones for the dead wait, longer than a run).
+    pub(crate) killed: BTreeSet<String>,
     pub(crate) check: Checker,
     trace: Option<Vec<String>>,
     base: Instant,
@@ -384,6 +390,8 @@ impl World {
             clients: Vec::new(),
             live_names: Vec::new(),
             removed: BTreeMap::new(),
+            stop_asked: BTreeSet::new(),
+            killed: BTreeSet::new(),
             check: Checker::default(),
             trace: trace.then(Vec::new),
             base: Instant::now(),
@@ -819,6 +827,7 @@ impl World {
         self.next_op += 1;
         let op = self.next_op;
         self.ops.insert(op, Op::Stop { name: name.into() });
+        self.stop_asked.insert(name.into());
         let (inc, me) = (node.id.incarnation, node.id.clone());
         self.log(|| format!("stop of {name} asked at slot {slot} (owner {owner})"));
         if owner == me {
@@ -1806,7 +1815,7 @@ impl World {
                 let think = self.rng.range(5 * MS, 150 * MS);
                 self.at(self.now + think, Ev::ClientNext { client });
             }
-            Err(_) if self.removed.contains_key(&inf.name) => {
+            Err(why) if why == "not found" && self.stop_asked.contains(&inf.name) => {
                 // Its name was removed: nothing will answer it (not an input to keep).
                 c.inflight = None;
                 let think = self.rng.range(5 * MS, 150 * MS);
@@ -1858,6 +1867,10 @@ impl World {
             return;
         };
         let mut bad = Vec::new();
+        // A collected tombstone leaves no record: the name starts over.
+        let registry = node.core.registry();
+        node.epochs
+            .retain(|name, _| registry.get_any(name).is_some());
         for (name, e) in node.core.registry().iter() {
             let seen = node.epochs.entry(name.clone()).or_insert(0);
             if e.epoch < *seen {

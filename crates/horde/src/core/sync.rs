@@ -297,6 +297,7 @@ impl<T> Core<T> {
         let mut commits: Vec<Arc<str>> = Vec::new();
         let mut stale_pending: Vec<Arc<str>> = Vec::new();
         let mut removals: Vec<Arc<str>> = Vec::new();
+        let mut disowned: Vec<Arc<str>> = Vec::new();
         for (name, entry) in entries {
             let mine = *entry.owner == self.me;
             let epoch = entry.epoch;
@@ -326,6 +327,9 @@ impl<T> Core<T> {
                 {
                     commits.push(Arc::from(name.as_str()));
                 }
+                Merged::Inserted | Merged::Replaced(_) if mine && !removed => {
+                    disowned.push(Arc::from(name.as_str()));
+                }
                 _ => {}
             }
             self.dirty = true;
@@ -345,6 +349,9 @@ impl<T> Core<T> {
                 });
                 out.push(Effect::Forget { name });
             }
+        }
+        for name in disowned {
+            self.disown(&name);
         }
         for name in removals {
             if self.local.remove(&name).is_none() {
@@ -405,9 +412,14 @@ impl<T> Core<T> {
                 self.emit(out, HordeEvent::Member(info));
             }
         }
-        // Nobody waits for its acknowledgements any more.
+        // Nobody waits for its acknowledgements any more (those it owed are lost).
         let batches: Vec<u64> = self.ack_waits.keys().copied().collect();
         for b in batches {
+            if let Some(w) = self.ack_waits.get_mut(&b)
+                && w.pending.contains(&id.name)
+            {
+                w.lost = true;
+            }
             self.on_ack(out, &id.name, b);
         }
         // No more lease for it from here; its writes are refused from now on.
@@ -427,7 +439,7 @@ impl<T> Core<T> {
     pub(super) fn flush(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         let waiters = std::mem::take(&mut self.next_flush_waiters);
         if self.outbox.is_empty() {
-            self.started(out, waiters);
+            self.started(out, waiters, true);
             return;
         }
         let entries = std::mem::take(&mut self.outbox);
@@ -435,8 +447,18 @@ impl<T> Core<T> {
         let batch = self.batch;
         let (nodes, wire_entries) = registry::to_wire(entries.iter().map(|(n, e)| (n, e)));
         let to: Vec<NodeId> = self.peers.values().cloned().collect();
+        // Every member that could serve a name (alive or draining, in the quorum set) must
+        // get the change for it to be complete; one that is not connected will not now.
+        let unreached = self.quorum_set().members().iter().any(|m| {
+            *m != self.me
+                && !to.contains(m)
+                && self
+                    .members
+                    .get(&m.name)
+                    .is_some_and(|i| i.node == *m && i.status != MemberStatus::Dead)
+        });
         if to.is_empty() {
-            self.started(out, waiters);
+            self.started(out, waiters, !unreached);
             return;
         }
         out.push(Effect::Broadcast {
@@ -452,6 +474,7 @@ impl<T> Core<T> {
             batch,
             AckWait {
                 pending: to.into_iter().map(|n| n.name).collect::<BTreeSet<_>>(),
+                lost: unreached,
                 waiters,
                 deadline: now + ACK_TIMEOUT,
             },
@@ -459,9 +482,16 @@ impl<T> Core<T> {
     }
 
     /// Answers starts (and stops) whose registry change every member acknowledged (or that
-    /// timed out).
-    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<(T, Reply)>) {
+    /// timed out). A stop is confirmed only when the change is `complete`: every member
+    /// that could serve the name holds the tombstone, so none restarts it; otherwise it
+    /// answers false (the tombstone is published and wins against older entries once the
+    /// members meet again, but one cut off may serve the name until then).
+    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<(T, Reply)>, complete: bool) {
         for (to, reply) in waiters {
+            let reply = match reply {
+                Reply::Stopped(found) => Reply::Stopped(found && complete),
+                other => other,
+            };
             out.push(Effect::Reply { to, reply });
         }
     }
@@ -475,7 +505,7 @@ impl<T> Core<T> {
             None => false,
         };
         if done && let Some(w) = self.ack_waits.remove(&batch) {
-            self.started(out, w.waiters);
+            self.started(out, w.waiters, !w.lost);
         }
     }
 
@@ -494,7 +524,7 @@ impl<T> Core<T> {
         for b in expired {
             if let Some(w) = self.ack_waits.remove(&b) {
                 warn!(batch = b, missing = ?w.pending, "registry change not acknowledged in time");
-                self.started(out, w.waiters);
+                self.started(out, w.waiters, false);
             }
         }
     }

@@ -11,9 +11,10 @@
 //! 2. sends each waiting member that is connected the tombstone in a `Deltas` batch of its own
 //!    (again every [`RESEND`] until acknowledged) and crosses it off when it acknowledges
 //!    that batch: it then holds the tombstone (or something newer) in its replica. A member
-//!    that is down stays waiting (it may come back after a heal with an older replica): it
-//!    is crossed off only once it is replaced by a new run of its name (which starts with an
-//!    empty replica) or forgotten (it left, or was dead until its children ran elsewhere);
+//!    run that is replaced by a new run of its name (which starts with an empty replica) or
+//!    that left (it drained and exits) is crossed off at once. One that is down (dead, or
+//!    dead and forgotten) stays waiting for [`DEAD_WAIT_GRACES`] graces (10 minutes by
+//!    default): it may come back as the same run after a heal, with an older replica;
 //! 3. once nobody waits and the tombstone is at least [`CoreConfig::tombstone_grace`] old
 //!    here (messages sent before a member got the tombstone, still in flight, arrive within
 //!    it), it drops its record and sends every peer `Collect`; a member drops its record
@@ -26,11 +27,16 @@
 //! its link was replaced at that instant) comes back to the others through anti-entropy
 //! repair, harmlessly (it is a tombstone), and is collected again the same way.
 //!
-//! What the rule does not cover: a member that is cut off for longer than it takes the
-//! others to forget it and then comes back as the same run (a process paused for minutes)
-//! could bring back an entry removed meanwhile; and a tombstone resurfacing as above beats a
-//! new child started under the same name in between (epochs restart at 1 once a name is
-//! collected).
+//! An owner is the authority on its own children: a live entry naming this run as owner for
+//! a child it neither hosts, starts nor receives in a move is one it removed (and collected)
+//! or lost; it removes it again, with a tombstone at the *same* epoch (a removal wins a tie,
+//! and loses to any newer entry, such as a failed move's thaw at a higher epoch). So an old
+//! entry a member brings back after a heal is removed again at once.
+//!
+//! What the rule does not cover: a member cut off for longer than the dead wait that comes
+//! back as the same run, still hosting a child that was failed over, removed and collected
+//! meanwhile, brings that child back; and a tombstone resurfacing as above beats a new child
+//! started under the same name in between (epochs restart at 1 once a name is collected).
 //!
 //! [`CoreConfig::tombstone_grace`]: super::CoreConfig::tombstone_grace
 
@@ -52,6 +58,8 @@ pub const RESEND: Duration = Duration::from_secs(2);
 const BATCH_MEMORY: Duration = Duration::from_secs(30);
 /// Tombstones per reminder or `Collect` message.
 const CHUNK: usize = 1000;
+/// A member run that is down stays waiting this many tombstone graces (see the module docs).
+pub const DEAD_WAIT_GRACES: u32 = 20;
 
 /// A tombstone this member collects.
 #[derive(Debug)]
@@ -59,10 +67,21 @@ struct Tomb {
     epoch: u64,
     owner: Arc<NodeId>,
     since: Instant,
-    /// Member runs that have not acknowledged it yet.
-    waiting: BTreeSet<NodeId>,
+    /// Member runs that have not acknowledged it yet, with since when each is down.
+    waiting: BTreeMap<NodeId, Option<Instant>>,
     /// When each waiting member was last sent it.
     sent: BTreeMap<NodeId, Instant>,
+}
+
+/// A waiting member run, as this member sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Connected.
+    Up,
+    /// Down (dead or forgotten): it may come back as the same run.
+    Down,
+    /// Replaced by a new run, or left: it will never answer and holds no replica.
+    Gone,
 }
 
 /// Tombstones of this replica and those this member collects.
@@ -74,6 +93,8 @@ pub(super) struct Tombstones {
     tracked: BTreeMap<Arc<str>, Tomb>,
     /// Reminder batches: to whom, which names, when.
     batches: BTreeMap<u64, (String, Vec<Arc<str>>, Instant)>,
+    /// Waiting member runs seen leave (once forgotten, they are no longer in the members).
+    left: BTreeSet<NodeId>,
 }
 
 impl Tombstones {
@@ -131,18 +152,19 @@ impl<T> Core<T> {
         out
     }
 
-    /// A waiting member run no longer needs to acknowledge: it was replaced by a new run of
-    /// its name, or forgotten.
-    fn tomb_gone(&self, node: &NodeId) -> bool {
-        if self.superseded.contains(node) {
-            return true;
+    /// Where a waiting member run stands.
+    fn tomb_standing(&self, node: &NodeId) -> Standing {
+        if self.superseded.contains(node) || self.tombs.left.contains(node) {
+            return Standing::Gone;
         }
         if self.peers.get(&node.name) == Some(node) {
-            return false;
+            return Standing::Up;
         }
         match self.members.get(&node.name) {
-            None => true,
-            Some(m) => m.node != *node || m.status == MemberStatus::Left,
+            Some(m) if m.node != *node => Standing::Gone,
+            Some(m) if m.status == MemberStatus::Left => Standing::Gone,
+            // Dead, or forgotten: it may come back as the same run.
+            _ => Standing::Down,
         }
     }
 
@@ -185,28 +207,51 @@ impl<T> Core<T> {
                         epoch: e.epoch,
                         owner: e.owner.clone(),
                         since: now,
-                        waiting: audience.clone(),
+                        waiting: audience.iter().map(|n| (n.clone(), None)).collect(),
                         sent: BTreeMap::new(),
                     },
                 );
             }
         }
-        // Cross off member runs that are gone; remind the connected ones still waiting.
-        let gone: BTreeSet<NodeId> = self
+        // Cross off member runs that are gone (or down too long); remind the connected ones
+        // still waiting.
+        let waiting: BTreeSet<NodeId> = self
             .tombs
             .tracked
             .values()
-            .flat_map(|t| t.waiting.iter())
-            .filter(|n| self.tomb_gone(n))
-            .cloned()
+            .flat_map(|t| t.waiting.keys().cloned())
+            .collect();
+        for m in self.members.iter() {
+            if m.status == MemberStatus::Left && waiting.contains(&m.node) {
+                self.tombs.left.insert(m.node.clone());
+            }
+        }
+        self.tombs.left.retain(|n| waiting.contains(n));
+        let standing: BTreeMap<NodeId, Standing> = self
+            .tombs
+            .tracked
+            .values()
+            .flat_map(|t| t.waiting.keys())
+            .map(|n| (n.clone(), self.tomb_standing(n)))
             .collect();
         let mut remind: BTreeMap<NodeId, Vec<Arc<str>>> = BTreeMap::new();
         let mut due: Vec<Arc<str>> = Vec::new();
         let grace = self.config.tombstone_grace;
+        let dead_wait = grace * DEAD_WAIT_GRACES;
         for (name, t) in self.tombs.tracked.iter_mut() {
-            t.waiting.retain(|n| !gone.contains(n));
-            t.sent.retain(|n, _| t.waiting.contains(n));
-            for n in &t.waiting {
+            t.waiting.retain(|n, down| match standing.get(n) {
+                Some(Standing::Gone) => false,
+                Some(Standing::Down) => {
+                    let since = *down.get_or_insert(now);
+                    now.saturating_duration_since(since) < dead_wait
+                }
+                _ => {
+                    *down = None;
+                    true
+                }
+            });
+            t.sent.retain(|n, _| t.waiting.contains_key(n));
+            for n in t.waiting.keys() {
                 let connected = self.peers.get(&n.name) == Some(n);
                 let stale = t
                     .sent
@@ -299,9 +344,27 @@ impl<T> Core<T> {
         }
         for name in names {
             if let Some(t) = self.tombs.tracked.get_mut(&name) {
-                t.waiting.retain(|n| n.name != node.name);
+                t.waiting.retain(|n, _| n.name != node.name);
             }
         }
+    }
+
+    /// A live entry naming this run arrived for a child it neither hosts, starts nor
+    /// receives: removed (and collected) here, or lost. Removed again at the same epoch (see
+    /// the module docs).
+    pub(super) fn disown(&mut self, name: &Arc<str>) {
+        let Some(e) = self.registry.get(name).cloned() else {
+            return;
+        };
+        if *e.owner != self.me
+            || self.local.contains_key(name)
+            || self.spawning.contains_key(name)
+            || self.moves.pending_epoch(name).is_some()
+        {
+            return;
+        }
+        debug!(child = %name, epoch = e.epoch, "an entry of a child not hosted here came back; removed again");
+        self.publish(name.clone(), Entry { removed: true, ..e });
     }
 
     /// Another member collected these tombstones: drop the same records here.
