@@ -684,9 +684,10 @@ impl<T> Core<T> {
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.failover(now, out);
+            // Before members are forgotten: a waiting member seen leaving is crossed off.
+            self.tombstones_sweep(now, out);
             self.forget_gone_members(now);
             self.replicas_gc(now);
-            self.tombstones_sweep(now, out);
         }
         self.check_ready(now, out);
     }
