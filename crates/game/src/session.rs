@@ -125,8 +125,16 @@ pub struct Snapshot {
     /// How many times the game moved between nodes (known to schema v2 builds; 0 before).
     pub moves: u64,
     /// Why the game ended other than by its rules (`None` while it runs or when it ended
-    /// by them).
+    /// by them). Last, and read as `None` when absent: a reply or event from a build that
+    /// predates it still decodes (and that build ignores it), so a rolling update to this
+    /// version keeps answering.
+    #[serde(default, deserialize_with = "ended_or_none")]
     pub ended: Option<Ended>,
+}
+
+/// `ended`, or `None` when the bytes end before it (an older build's snapshot).
+fn ended_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ended>, D::Error> {
+    Ok(Option::<Ended>::deserialize(d).unwrap_or(None))
 }
 
 /// The answer to a message.
@@ -601,6 +609,37 @@ mod tests {
         assert_eq!(moved.game.deadline_in(77), Some(600));
         assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(601)));
         assert_eq!(moved.game.seq(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_without_ended_decodes_and_older_builds_ignore_it() {
+        /// A snapshot as builds before `ended` encode it.
+        #[derive(Serialize, Deserialize)]
+        struct Old {
+            view: GameView,
+            node: String,
+            schema: u16,
+            moves: u64,
+        }
+        let s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        let ctx = Ctx::for_test("ABCDEF", 5);
+        let mut new = s.snapshot(&ctx);
+        let old = Old {
+            view: new.view.clone(),
+            node: new.node.clone(),
+            schema: new.schema,
+            moves: 3,
+        };
+        let reply: GameReply =
+            postcard::from_bytes(&postcard::to_stdvec(&Ok::<Old, RuleError>(old)).unwrap())
+                .unwrap();
+        let read = reply.unwrap();
+        assert_eq!((read.moves, read.ended), (3, None));
+        new.ended = Some(Ended::Idle);
+        let back: Snapshot = postcard::from_bytes(&postcard::to_stdvec(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+        let old: Old = postcard::from_bytes(&postcard::to_stdvec(&new).unwrap()).unwrap();
+        assert_eq!(old.moves, new.moves);
     }
 
     const SHORT: Lifecycle = Lifecycle {
