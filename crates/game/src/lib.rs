@@ -59,5 +59,8 @@ pub use rules::{
     MIN_PLAYERS, MIN_ROUND_MS, Outcome, Player, RuleError, Spend, StateError, Status,
     validate_round_ms,
 };
-pub use session::{APP_VERSION, GameMsg, GameReply, GameSpec, STATE_SCHEMA, Session, Snapshot};
+pub use session::{
+    APP_VERSION, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_RETENTION_MS, Ended, GameMsg, GameReply,
+    GameSpec, Lifecycle, STATE_SCHEMA, Session, Snapshot, set_lifecycle,
+};
 pub use view::{GameView, PlayerView, RulesView, WorldView};

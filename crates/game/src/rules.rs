@@ -521,6 +521,19 @@ impl Game {
         }
     }
 
+    /// Ends the game because nobody played for the host's idle timeout: `over`, no winner,
+    /// no deadline. Returns whether it changed anything (an over game stays as it is). Does
+    /// not change `seq`, which counts inputs only.
+    pub fn end_idle(&mut self) -> bool {
+        if self.status == Status::Over {
+            return false;
+        }
+        self.status = Status::Over;
+        self.winner = None;
+        self.deadline_ms = None;
+        true
+    }
+
     /// Milliseconds left in the current round at `now_ms` (0 once the deadline has passed);
     /// `None` unless the game is active.
     pub fn deadline_in(&self, now_ms: u64) -> Option<u64> {

@@ -5,10 +5,20 @@
 //! The round deadline survives a move: the state carries the time it was packed on the old
 //! node's clock, and [`Game::rebase`] sets the same time left on the new node's clock.
 //!
+//! Lifecycle ([`Lifecycle`]: `GAME_RETENTION_MS`, `GAME_IDLE_TIMEOUT_MS`): a game with no
+//! applied input for the idle timeout becomes over (`ended: idle`), and a game that is over
+//! stops itself after the retention, which removes its name from the cluster. Both clocks
+//! are kept in the state as time elapsed (like the round deadline), so they survive moves
+//! and failover; the game's one timer wakes it for whichever comes first.
+//!
 //! State schemas: v1 is `{game, packed_at_ms}`. A build with the `schema-v2` feature writes v2
 //! (v1 plus a count of how many moves the game has made, a field a newer version needs) and
-//! reads v1 and v2, which is what lets a rolling update hand v1 games to v2 code.
+//! reads v1 and v2, which is what lets a rolling update hand v1 games to v2 code. Either is
+//! followed by a [`Trailer`] (the lifecycle clocks): a build that predates it decodes the
+//! state and ignores the bytes after it (postcard reads what it needs), and state without it
+//! (from such a build) starts both clocks on arrival.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use horde::{Child, Ctx, Handoff, HandoffError, Replication};
@@ -29,6 +39,57 @@ pub const STATE_SCHEMA: u16 = 1;
 /// The state schema this build writes.
 #[cfg(feature = "schema-v2")]
 pub const STATE_SCHEMA: u16 = 2;
+
+/// Default of `GAME_RETENTION_MS`: an over game stays readable this long.
+pub const DEFAULT_RETENTION_MS: u64 = 300_000;
+/// Default of `GAME_IDLE_TIMEOUT_MS`: a game with no applied input this long is over.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 1_800_000;
+
+/// How long games live, for every game hosted by this process (set once at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// An over game is removed this long after it ended.
+    pub retention_ms: u64,
+    /// A game with no applied input this long becomes over (`ended: idle`).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            retention_ms: DEFAULT_RETENTION_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+        }
+    }
+}
+
+static LIFECYCLE: OnceLock<Lifecycle> = OnceLock::new();
+
+/// Sets the lifecycle of the games this process hosts (the node does it once, from its
+/// configuration, before it hosts any); later calls change nothing. Unset: the defaults.
+pub fn set_lifecycle(l: Lifecycle) {
+    let _ = LIFECYCLE.set(l);
+}
+
+fn lifecycle() -> Lifecycle {
+    LIFECYCLE.get().copied().unwrap_or_default()
+}
+
+/// Why a game ended other than by its rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ended {
+    /// Nobody played for the idle timeout.
+    Idle,
+}
+
+impl Ended {
+    /// As the state JSON shows it (`"ended": "idle"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Idle => "idle",
+        }
+    }
+}
 
 /// How to start a game (kept in the registry for restarts from scratch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +124,17 @@ pub struct Snapshot {
     pub schema: u16,
     /// How many times the game moved between nodes (known to schema v2 builds; 0 before).
     pub moves: u64,
+    /// Why the game ended other than by its rules (`None` while it runs or when it ended
+    /// by them). Last, and read as `None` when absent: a reply or event from a build that
+    /// predates it still decodes (and that build ignores it), so a rolling update to this
+    /// version keeps answering.
+    #[serde(default, deserialize_with = "ended_or_none")]
+    pub ended: Option<Ended>,
+}
+
+/// `ended`, or `None` when the bytes end before it (an older build's snapshot).
+fn ended_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ended>, D::Error> {
+    Ok(Option::<Ended>::deserialize(d).unwrap_or(None))
 }
 
 /// The answer to a message.
@@ -74,6 +146,23 @@ pub struct Session {
     game: Game,
     /// Moves between nodes so far (only a v2 build counts them, and it carries them on).
     moves: u64,
+    /// When an input was last applied (or the game started), host clock.
+    last_input_ms: u64,
+    /// When the game was first seen over, host clock.
+    over_at_ms: Option<u64>,
+    /// Why it ended, if not by its rules.
+    ended: Option<Ended>,
+}
+
+/// The lifecycle clocks after the state of either schema, as time elapsed when packed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Trailer {
+    /// Milliseconds since the last applied input.
+    idle_for_ms: u64,
+    /// Milliseconds since the game was over, if it is.
+    over_for_ms: Option<u64>,
+    /// Why it ended, if not by its rules.
+    ended: Option<Ended>,
 }
 
 /// Schema v1 of the state: the game and when it was packed (sender's clock). Packed from a
@@ -99,15 +188,72 @@ impl Session {
             node: ctx.node().to_string(),
             schema: STATE_SCHEMA,
             moves: self.moves,
+            ended: self.ended,
         }
     }
 
-    /// Arms the round timer for the current deadline.
-    fn arm(&self, ctx: &mut Ctx<Self>) {
-        if let Some(left) = self.game.deadline_in(ctx.now_ms()) {
-            // One millisecond past the deadline so `tick` sees it passed.
-            ctx.set_timer(Duration::from_millis(left + 1));
+    fn is_over(&self) -> bool {
+        self.game.status() == crate::Status::Over
+    }
+
+    /// Notes when the game became over (once).
+    fn note_over(&mut self, now_ms: u64) {
+        if self.is_over() && self.over_at_ms.is_none() {
+            self.over_at_ms = Some(now_ms);
         }
+    }
+
+    /// Arms the one timer for whatever comes first: the round deadline, the idle timeout,
+    /// the end of the retention.
+    fn arm(&self, ctx: &mut Ctx<Self>) {
+        self.arm_for(ctx, lifecycle());
+    }
+
+    fn arm_for(&self, ctx: &mut Ctx<Self>, l: Lifecycle) {
+        let now = ctx.now_ms();
+        // One millisecond past the deadline so `tick` sees it passed.
+        let round = self.game.deadline_in(now).map(|left| left + 1);
+        let next = match self.over_at_ms {
+            Some(at) => Some(at.saturating_add(l.retention_ms).saturating_sub(now)),
+            None => {
+                let idle = self
+                    .last_input_ms
+                    .saturating_add(l.idle_timeout_ms)
+                    .saturating_sub(now);
+                Some(round.map_or(idle, |r| r.min(idle)))
+            }
+        };
+        if let Some(after) = next {
+            ctx.set_timer(Duration::from_millis(after));
+        }
+    }
+
+    fn trailer(&self, now_ms: u64) -> Trailer {
+        Trailer {
+            idle_for_ms: now_ms.saturating_sub(self.last_input_ms),
+            over_for_ms: self.over_at_ms.map(|at| now_ms.saturating_sub(at)),
+            ended: self.ended,
+        }
+    }
+
+    /// The state bytes of schema `schema` followed by the trailer.
+    fn pack(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {
+        let now = ctx.now_ms();
+        let mut bytes = match schema {
+            2 if STATE_SCHEMA >= 2 => postcard::to_stdvec(&StateV2 {
+                game: &self.game,
+                packed_at_ms: now,
+                moves: self.moves,
+            }),
+            1 => postcard::to_stdvec(&StateV1 {
+                game: &self.game,
+                packed_at_ms: now,
+            }),
+            _ => return None,
+        }
+        .ok()?;
+        bytes.extend(postcard::to_stdvec(&self.trailer(now)).ok()?);
+        Some(bytes)
     }
 }
 
@@ -121,6 +267,9 @@ impl Child for Session {
         let s = Session {
             game: Game::new(spec.id, spec.code, spec.round_ms, spec.seed),
             moves: 0,
+            last_input_ms: ctx.now_ms(),
+            over_at_ms: None,
+            ended: None,
         };
         s.arm(ctx);
         s
@@ -141,15 +290,22 @@ impl Child for Session {
                     ctx.unchanged();
                     return Err(e);
                 }
+                let applied = self.game.seq() != before.0;
+                if applied {
+                    self.last_input_ms = ctx.now_ms();
+                    self.note_over(ctx.now_ms());
+                }
                 let snapshot = self.snapshot(ctx);
-                if self.game.seq() != before.0 {
+                if applied {
                     ctx.emit(snapshot.clone());
+                    // The idle timeout starts again (and the round may have changed).
+                    self.arm(ctx);
                 } else {
                     // A retry of an input already applied: nothing new to replicate.
                     ctx.unchanged();
-                }
-                if self.game.deadline_ms() != before.1 {
-                    self.arm(ctx);
+                    if self.game.deadline_ms() != before.1 {
+                        self.arm(ctx);
+                    }
                 }
                 Ok(snapshot)
             }
@@ -157,13 +313,7 @@ impl Child for Session {
     }
 
     fn timer(&mut self, ctx: &mut Ctx<Self>) {
-        if self.game.tick(ctx.now_ms()) {
-            let snapshot = self.snapshot(ctx);
-            ctx.emit(snapshot);
-        } else {
-            ctx.unchanged();
-        }
-        self.arm(ctx);
+        self.on_timer(ctx, lifecycle());
     }
 
     fn subscribed(&self, ctx: &Ctx<Self>) -> Option<Snapshot> {
@@ -177,24 +327,45 @@ impl Child for Session {
     }
 }
 
+impl Session {
+    /// The timer with lifecycle `l`: the round deadline, the idle timeout, the end of the
+    /// retention (the game stops itself then).
+    fn on_timer(&mut self, ctx: &mut Ctx<Self>, l: Lifecycle) {
+        let now = ctx.now_ms();
+        let mut changed = self.game.tick(now);
+        if !self.is_over() && now >= self.last_input_ms.saturating_add(l.idle_timeout_ms) {
+            changed |= self.game.end_idle();
+            self.ended = Some(Ended::Idle);
+        }
+        if self.over_at_ms.is_none() && self.is_over() {
+            self.over_at_ms = Some(now);
+            changed = true;
+        }
+        if self
+            .over_at_ms
+            .is_some_and(|at| now >= at.saturating_add(l.retention_ms))
+        {
+            // Retention over: the name is removed everywhere (a tombstone), and the backup
+            // drops the state.
+            ctx.stop();
+            return;
+        }
+        if changed {
+            let snapshot = self.snapshot(ctx);
+            ctx.emit(snapshot);
+        } else {
+            ctx.unchanged();
+        }
+        self.arm_for(ctx, l);
+    }
+}
+
 impl Handoff for Session {
     const SCHEMA: u16 = STATE_SCHEMA;
 
     fn dehydrate(&self, ctx: &Ctx<Self>) -> Vec<u8> {
-        let bytes = if STATE_SCHEMA >= 2 {
-            postcard::to_stdvec(&StateV2 {
-                game: &self.game,
-                packed_at_ms: ctx.now_ms(),
-                moves: self.moves,
-            })
-        } else {
-            postcard::to_stdvec(&StateV1 {
-                game: &self.game,
-                packed_at_ms: ctx.now_ms(),
-            })
-        };
         // A Game always encodes (plain data); an empty state would be refused by rehydrate.
-        bytes.unwrap_or_default()
+        self.pack(STATE_SCHEMA, ctx).unwrap_or_default()
     }
 
     /// A v2 build also writes v1 (without the move count), for a node of the previous version
@@ -208,15 +379,7 @@ impl Handoff for Session {
     }
 
     fn dehydrate_as(&self, schema: u16, ctx: &Ctx<Self>) -> Option<Vec<u8>> {
-        match schema {
-            s if s == STATE_SCHEMA => Some(self.dehydrate(ctx)),
-            1 => postcard::to_stdvec(&StateV1 {
-                game: &self.game,
-                packed_at_ms: ctx.now_ms(),
-            })
-            .ok(),
-            _ => None,
-        }
+        self.pack(schema, ctx)
     }
 
     fn rehydrate(
@@ -226,14 +389,14 @@ impl Handoff for Session {
         ctx: &mut Ctx<Self>,
     ) -> Result<Self, HandoffError> {
         let corrupt = |e: postcard::Error| HandoffError::Corrupt(e.to_string());
-        let (mut game, packed_at_ms, moves) = match schema {
+        let (mut game, packed_at_ms, moves, rest) = match schema {
             1 => {
-                let s: StateV1 = postcard::from_bytes(state).map_err(corrupt)?;
-                (s.game, s.packed_at_ms, 0)
+                let (s, rest): (StateV1, _) = postcard::take_from_bytes(state).map_err(corrupt)?;
+                (s.game, s.packed_at_ms, 0, rest)
             }
             2 if STATE_SCHEMA >= 2 => {
-                let s: StateV2 = postcard::from_bytes(state).map_err(corrupt)?;
-                (s.game, s.packed_at_ms, s.moves)
+                let (s, rest): (StateV2, _) = postcard::take_from_bytes(state).map_err(corrupt)?;
+                (s.game, s.packed_at_ms, s.moves, rest)
             }
             got => {
                 return Err(HandoffError::UnknownSchema {
@@ -247,11 +410,22 @@ impl Handoff for Session {
             }
         };
         game.rebase(packed_at_ms, ctx.now_ms());
-        let s = Session {
+        // State from a build without the trailer starts the lifecycle clocks now.
+        let trailer: Trailer = if rest.is_empty() {
+            Trailer::default()
+        } else {
+            postcard::from_bytes(rest).map_err(corrupt)?
+        };
+        let now = ctx.now_ms();
+        let mut s = Session {
             game,
             // Only a v2 build counts moves.
             moves: if STATE_SCHEMA >= 2 { moves + 1 } else { 0 },
+            last_input_ms: now.saturating_sub(trailer.idle_for_ms),
+            over_at_ms: trailer.over_for_ms.map(|d| now.saturating_sub(d)),
+            ended: trailer.ended,
         };
+        s.note_over(now);
         s.arm(ctx);
         Ok(s)
     }
@@ -275,7 +449,11 @@ mod tests {
     fn inputs_emit_the_new_state_and_arm_the_round_timer() {
         let mut ctx = Ctx::for_test("ABCDEF", 0);
         let mut s = Session::start("ABCDEF", spec(), &mut ctx);
-        assert_eq!(ctx.timer_requested(), None, "no round before two players");
+        assert_eq!(
+            ctx.timer_requested(),
+            Some(Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS)),
+            "no round before two players: only the idle timeout"
+        );
         let mut ctx = Ctx::for_test("ABCDEF", 10);
         s.handle(
             GameMsg::Input(Input::new("ann", "1", Action::Join)),
@@ -431,6 +609,142 @@ mod tests {
         assert_eq!(moved.game.deadline_in(77), Some(600));
         assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(601)));
         assert_eq!(moved.game.seq(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_without_ended_decodes_and_older_builds_ignore_it() {
+        /// A snapshot as builds before `ended` encode it.
+        #[derive(Serialize, Deserialize)]
+        struct Old {
+            view: GameView,
+            node: String,
+            schema: u16,
+            moves: u64,
+        }
+        let s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        let ctx = Ctx::for_test("ABCDEF", 5);
+        let mut new = s.snapshot(&ctx);
+        let old = Old {
+            view: new.view.clone(),
+            node: new.node.clone(),
+            schema: new.schema,
+            moves: 3,
+        };
+        let reply: GameReply =
+            postcard::from_bytes(&postcard::to_stdvec(&Ok::<Old, RuleError>(old)).unwrap())
+                .unwrap();
+        let read = reply.unwrap();
+        assert_eq!((read.moves, read.ended), (3, None));
+        new.ended = Some(Ended::Idle);
+        let back: Snapshot = postcard::from_bytes(&postcard::to_stdvec(&new).unwrap()).unwrap();
+        assert_eq!(back, new);
+        let old: Old = postcard::from_bytes(&postcard::to_stdvec(&new).unwrap()).unwrap();
+        assert_eq!(old.moves, new.moves);
+    }
+
+    const SHORT: Lifecycle = Lifecycle {
+        retention_ms: 500,
+        idle_timeout_ms: 2_000,
+    };
+
+    fn join(s: &mut Session, who: &str, id: &str, now: u64) {
+        s.handle(
+            GameMsg::Input(Input::new(who, id, Action::Join)),
+            &mut Ctx::for_test("ABCDEF", now),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_idle_game_ends_idle_then_stops_after_the_retention() {
+        let mut s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        join(&mut s, "ann", "1", 100);
+        // Not idle yet at 2_099 (the join at 100 counts).
+        let mut ctx = Ctx::for_test("ABCDEF", 2_099);
+        s.on_timer(&mut ctx, SHORT);
+        assert!(!ctx.is_changed());
+        assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(1)));
+        let mut ctx = Ctx::for_test("ABCDEF", 2_100);
+        s.on_timer(&mut ctx, SHORT);
+        assert!(ctx.is_changed());
+        let snap = &ctx.emitted()[0];
+        assert_eq!(snap.view.status, Status::Over);
+        assert_eq!(snap.ended, Some(Ended::Idle));
+        assert_eq!(ctx.timer_requested(), Some(Duration::from_millis(500)));
+        assert!(!ctx.is_stopping());
+        // Still readable during the retention; inputs are refused.
+        assert!(
+            s.handle(
+                GameMsg::Input(Input::new("bob", "2", Action::Join)),
+                &mut Ctx::for_test("ABCDEF", 2_300),
+            )
+            .is_err()
+        );
+        let mut ctx = Ctx::for_test("ABCDEF", 2_600);
+        s.on_timer(&mut ctx, SHORT);
+        assert!(
+            ctx.is_stopping(),
+            "the game stops itself once the retention is over"
+        );
+    }
+
+    #[test]
+    fn a_game_over_by_its_rules_stops_after_the_retention() {
+        let mut s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        join(&mut s, "ann", "1", 0);
+        join(&mut s, "bob", "2", 0);
+        let r = s
+            .handle(
+                GameMsg::Input(Input::new("bob", "3", Action::Leave)),
+                &mut Ctx::for_test("ABCDEF", 50),
+            )
+            .unwrap();
+        assert_eq!(r.view.status, Status::Over);
+        assert_eq!(r.ended, None);
+        let mut ctx = Ctx::for_test("ABCDEF", 549);
+        s.on_timer(&mut ctx, SHORT);
+        assert!(!ctx.is_stopping());
+        let mut ctx = Ctx::for_test("ABCDEF", 550);
+        s.on_timer(&mut ctx, SHORT);
+        assert!(ctx.is_stopping());
+    }
+
+    #[test]
+    fn the_lifecycle_clocks_survive_a_move_and_old_state_starts_them() {
+        let mut s = Session::start("ABCDEF", spec(), &mut Ctx::for_test("ABCDEF", 0));
+        join(&mut s, "ann", "1", 1_000);
+        // Packed 1_500 ms after the last input on a clock at 2_500...
+        let packed = s.dehydrate(&Ctx::for_test("ABCDEF", 2_500));
+        // ...arrives where the clock reads 10_000: idle since 8_500 there.
+        let mut ctx = Ctx::for_test("ABCDEF", 10_000);
+        let mut moved = Session::rehydrate("ABCDEF", STATE_SCHEMA, &packed, &mut ctx).unwrap();
+        assert_eq!(moved.last_input_ms, 8_500);
+        let mut ctx = Ctx::for_test("ABCDEF", 10_500);
+        moved.on_timer(&mut ctx, SHORT);
+        assert_eq!(moved.ended, Some(Ended::Idle));
+        // Over for 200 ms when it moves again: removed 300 ms after arriving.
+        let packed = moved.dehydrate(&Ctx::for_test("ABCDEF", 10_700));
+        let mut ctx = Ctx::for_test("ABCDEF", 1_050);
+        let mut again = Session::rehydrate("ABCDEF", STATE_SCHEMA, &packed, &mut ctx).unwrap();
+        assert_eq!(again.ended, Some(Ended::Idle));
+        let mut ctx = Ctx::for_test("ABCDEF", 1_349);
+        again.on_timer(&mut ctx, SHORT);
+        assert!(!ctx.is_stopping());
+        let mut ctx = Ctx::for_test("ABCDEF", 1_350);
+        again.on_timer(&mut ctx, SHORT);
+        assert!(ctx.is_stopping());
+        // State without the trailer (an older build): both clocks start on arrival.
+        let old = postcard::to_stdvec(&StateV1 {
+            game: &s.game,
+            packed_at_ms: 0,
+        })
+        .unwrap();
+        let mut ctx = Ctx::for_test("ABCDEF", 7_000);
+        let s = Session::rehydrate("ABCDEF", 1, &old, &mut ctx).unwrap();
+        assert_eq!(
+            (s.last_input_ms, s.over_at_ms, s.ended),
+            (7_000, None, None)
+        );
     }
 
     #[test]

@@ -203,6 +203,11 @@ impl<C: Child> Ctx<C> {
         self.changed
     }
 
+    /// True when [`Ctx::stop`] was called (for tests of a child).
+    pub fn is_stopping(&self) -> bool {
+        self.stop
+    }
+
     /// Events emitted so far in this callback (for tests of a child).
     pub fn emitted(&self) -> &[C::Event] {
         &self.events

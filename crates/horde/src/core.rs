@@ -21,6 +21,7 @@
 //! - `sync`: hellos, membership, registry sync, deltas and their acknowledgements, readiness.
 //! - `moves`: waves of moves out (drain, rebalance) and offers in.
 //! - `failover`: restarts of a dead node's children from the newest replica, crashes.
+//! - `tombstones`: garbage collection of removed names' tombstones (the rule is there).
 //! - [`child`]: one hosted child's core (live, frozen, forwarding).
 //!
 //! `T` is the reply token of a request: a oneshot or a ractor reply port in production, a
@@ -34,6 +35,7 @@ mod quorum;
 mod repair;
 mod replicas;
 mod sync;
+mod tombstones;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -86,6 +88,12 @@ pub struct CoreConfig {
     /// [`crate::protocol::DEFAULT_MAX_MESSAGE_BYTES`]): batches are cut to fit, and an item
     /// that alone exceeds it is refused with an error rather than sent.
     pub max_message_bytes: usize,
+    /// At most this many children start here (moves and failover may exceed it); `None`:
+    /// no limit.
+    pub max_children: Option<usize>,
+    /// A tombstone every member acknowledged is collected once it is this old (see
+    /// `tombstones`).
+    pub tombstone_grace: Duration,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -185,7 +193,10 @@ enum SpawnFor<T> {
 #[derive(Debug)]
 struct AckWait<T> {
     pending: BTreeSet<String>,
-    waiters: Vec<T>,
+    /// Some member that should hold the change may not: it was not connected when the batch
+    /// went out, went down before acknowledging, or the wait timed out.
+    lost: bool,
+    waiters: Vec<(T, Reply)>,
     deadline: Instant,
 }
 
@@ -240,7 +251,7 @@ pub struct Core<T> {
     /// Registry changes to broadcast at the end of this input.
     outbox: Vec<(Arc<str>, Entry)>,
     /// Starts waiting for the next flush's acknowledgements.
-    next_flush_waiters: Vec<T>,
+    next_flush_waiters: Vec<(T, Reply)>,
     /// Last delta batch number.
     batch: u64,
     /// Batches waiting for acknowledgements.
@@ -259,6 +270,8 @@ pub struct Core<T> {
     moves: moves::Moves<T>,
     /// Anti-entropy of the registry.
     repair: repair::Repair,
+    /// Tombstones and their collection.
+    tombs: tombstones::Tombstones,
     /// Correlation ids of requests to other members (offers, fetches) and tickets.
     next_id: u64,
     last_sweep: Instant,
@@ -331,6 +344,7 @@ impl<T> Core<T> {
             failover: failover::Failover::default(),
             moves: moves::Moves::default(),
             repair: repair::Repair::default(),
+            tombs: tombstones::Tombstones::default(),
             next_id: 0,
             last_sweep: now,
             backups_stale: false,
@@ -425,6 +439,15 @@ impl<T> Core<T> {
         if !self.outbox.is_empty() || !self.next_flush_waiters.is_empty() {
             self.flush(now, &mut out);
         }
+        let gauges = &self.counters;
+        let held = self.replicas.len() as u64;
+        gauges
+            .replicas_held
+            .store(held, std::sync::atomic::Ordering::Relaxed);
+        let tombs = self.tombs.len() as u64;
+        gauges
+            .tombstones
+            .store(tombs, std::sync::atomic::Ordering::Relaxed);
         out
     }
 
@@ -432,7 +455,9 @@ impl<T> Core<T> {
         match request {
             Request::Start { name, spec, reply } => self.start_here(out, name, spec, reply),
             Request::Stop { name, reply } => {
-                let found = self.local.contains_key(name.as_str());
+                // Only with the lease: cut off from the majority, the majority may be
+                // restarting it elsewhere, and a removal here would not hold.
+                let found = self.local.contains_key(name.as_str()) && self.quorum.valid(now);
                 if found {
                     let key: Arc<str> = Arc::from(name.as_str());
                     out.push(Effect::ToChild {
@@ -440,11 +465,14 @@ impl<T> Core<T> {
                         cmd: ChildCmd::Stop { report: false },
                     });
                     self.remove_name(out, &name);
+                    // Answered once every member acknowledged the tombstone (as a start).
+                    self.next_flush_waiters.push((reply, Reply::Stopped(true)));
+                } else {
+                    out.push(Effect::Reply {
+                        to: reply,
+                        reply: Reply::Stopped(false),
+                    });
                 }
-                out.push(Effect::Reply {
-                    to: reply,
-                    reply: Reply::Stopped(found),
-                });
             }
             Request::Drain {
                 deadline,
@@ -496,7 +524,11 @@ impl<T> Core<T> {
                 });
             }
             Wire::Entries { nodes, entries, .. } => self.merge_entries(now, out, &nodes, entries),
-            Wire::DeltaAck { node, batch } => self.on_ack(out, &node.name, batch),
+            Wire::DeltaAck { node, batch } => {
+                self.tombstones_acked(&node, batch);
+                self.on_ack(out, &node.name, batch)
+            }
+            Wire::Collect { nodes, entries, .. } => self.on_collect(&nodes, entries),
             Wire::Offer { from, id, items } => self.on_offer(now, out, from, id, items),
             Wire::OfferReply {
                 from,
@@ -545,6 +577,7 @@ impl<T> Core<T> {
             Wire::Digest { from, buckets } => self.on_digest(out, from, buckets),
             Wire::Repair { from, buckets } => self.on_repair(out, from, buckets),
             Wire::StartChild(_)
+            | Wire::StopChild(_)
             | Wire::Route(_)
             | Wire::Event { .. }
             | Wire::ReplicaAck { .. }
@@ -577,7 +610,8 @@ impl<T> Core<T> {
                         removed: false,
                     };
                     self.publish(name, entry);
-                    self.next_flush_waiters.push(reply);
+                    let started = Reply::Started(Ok(self.me.clone()));
+                    self.next_flush_waiters.push((reply, started));
                 }
                 Err(e) => {
                     let refusal = match e {
@@ -666,6 +700,8 @@ impl<T> Core<T> {
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
             self.last_sweep = now;
             self.failover(now, out);
+            // Before members are forgotten: a waiting member seen leaving is crossed off.
+            self.tombstones_sweep(now, out);
             self.forget_gone_members(now);
             self.replicas_gc(now);
         }
@@ -690,7 +726,17 @@ impl<T> Core<T> {
     /// Merges one entry into the replica, keeping the anti-entropy digests current.
     fn merge_one(&mut self, name: &str, entry: Entry) -> Merged {
         let new = repair::entry_hash(name, &entry);
+        let removed = entry.removed;
         let merged = self.registry.merge(name, entry);
+        if !matches!(merged, Merged::Kept) {
+            if let Some(e) = self.registry.get_any(name) {
+                self.tombs.noted(name, e);
+            }
+            if removed {
+                // Backups drop a removed child's state.
+                self.replicas.remove(name);
+            }
+        }
         match &merged {
             Merged::Inserted => self.repair.changed(name, None, Some(new)),
             Merged::Replaced(old) => {

@@ -44,6 +44,13 @@ pub enum StartError {
     /// No member can take children (all joining or draining).
     #[error("no member can take children now (the cluster is starting or draining); retry")]
     NoMember,
+    /// Every member that could take it hosts its limit of children already
+    /// ([`crate::HordeConfig::max_children`]): retry once games ended, or add a node.
+    #[error("every member hosts its limit of {limit} children; retry later or add a node")]
+    Full {
+        /// The limit per member.
+        limit: usize,
+    },
     /// The chosen member refused or failed.
     #[error("starting `{name}` failed: {reason}")]
     Failed {
@@ -62,6 +69,7 @@ impl StartError {
                 name: name.into(),
                 owner,
             },
+            StartRefusal::Full { limit } => StartError::Full { limit },
             other => StartError::Failed {
                 name: name.into(),
                 reason: other.to_string(),

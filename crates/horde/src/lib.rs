@@ -187,6 +187,13 @@
 //!   exits they restart elsewhere from there). With no other member the drain calls
 //!   [`HordeConfig::need_peers`] (ask discovery to look again) and waits. [`Horde::drain`]
 //!   does the same but the member stays, with no children.
+//! - **Removal** ([`Horde::stop_child`] from any node, or [`Ctx::stop`] from the child
+//!   itself): the owner writes a tombstone at `epoch + 1` that every member learns (a stop is
+//!   confirmed once every member that could serve the name acknowledged it), and backups drop
+//!   the state. Tombstones are collected once every member run acknowledged them and
+//!   [`HordeConfig::tombstone_grace`] passed; the rule, and why an older entry cannot revive
+//!   a collected name, is in [`core`]'s `tombstones`. [`HordeConfig::max_children`] caps the
+//!   children started on one member (moves and failover may exceed it).
 //! - **Rebalance on join** is opt-in ([`HordeConfig::rebalance`], Horde's
 //!   `process_redistribution: :active`): moves at a bounded rate, never while versions differ.
 //!   Leave it off when rolling updates already move children to the new nodes.

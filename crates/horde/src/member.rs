@@ -21,7 +21,7 @@ use crate::core::{
 };
 use crate::hosted::Hosted;
 use crate::mailbox::{HostedMsg, LocalMsg, ReplyTo, Token};
-use crate::protocol::{MemberMsg, RouteReply, Started, Unavailable, Wire, reply_to};
+use crate::protocol::{MemberMsg, RouteReply, Started, Stopped, Unavailable, Wire, reply_to};
 use crate::router::{self};
 use crate::view::{Hosting, MemberRef, PeerRefs, Published, RouterRef, Shared};
 
@@ -146,6 +146,10 @@ impl<C: Handoff> Actor for Member<C> {
                 Ok(Wire::StartChild(q)) => Input::Request(Request::Start {
                     name: q.name,
                     spec: q.spec,
+                    reply: Token::Remote(port),
+                }),
+                Ok(Wire::StopChild(q)) => Input::Request(Request::Stop {
+                    name: q.name,
                     reply: Token::Remote(port),
                 }),
                 Ok(w @ Wire::Route(_)) => {

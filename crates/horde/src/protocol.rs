@@ -291,6 +291,12 @@ pub enum StartRefusal {
     MalformedSpec(String),
     /// The child's start failed.
     Failed(String),
+    /// The member hosts its limit of children already (added at the end: older members
+    /// never send it).
+    Full {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl fmt::Display for StartRefusal {
@@ -300,6 +306,9 @@ impl fmt::Display for StartRefusal {
             StartRefusal::Draining => f.write_str("this node is draining; try again"),
             StartRefusal::MalformedSpec(e) => write!(f, "malformed spec: {e}"),
             StartRefusal::Failed(e) => write!(f, "child failed to start: {e}"),
+            StartRefusal::Full { limit } => {
+                write!(f, "this member hosts its limit of {limit} children")
+            }
         }
     }
 }
@@ -376,6 +385,21 @@ pub struct Started {
     pub result: Result<NodeId, StartRefusal>,
 }
 
+/// Stop a child hosted on the receiving member and remove its name (a call from a handle on
+/// any node; answered with [`Stopped`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopChild {
+    /// The name.
+    pub name: String,
+}
+
+/// The answer to [`StopChild`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// The child was hosted there and is removed.
+    pub found: bool,
+}
+
 /// A message for a child (a call from a handle or a forwarder expects a [`RouteReply`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
@@ -399,6 +423,13 @@ impl Request for StartChild {
     type Reply = Started;
     fn into_wire(self) -> Wire {
         Wire::StartChild(self)
+    }
+}
+
+impl Request for StopChild {
+    type Reply = Stopped;
+    fn into_wire(self) -> Wire {
+        Wire::StopChild(self)
     }
 }
 
@@ -593,6 +624,19 @@ pub enum Wire {
     /// plain `Hello`, so two members never ask each other in a loop. (Added at the end: a
     /// protocol 2 node that predates it drops it as undecodable, as before.)
     Reintroduce(Hello),
+    /// Stop a child here (a call from a handle on another node). Added at the end, like what
+    /// follows: a protocol 2 node that predates them drops them as undecodable.
+    StopChild(StopChild),
+    /// Tombstones every member acknowledged (see `core`'s `tombstones`): drop each record
+    /// that is still exactly this tombstone (name, epoch, owner).
+    Collect {
+        /// The member that collects them.
+        from: NodeId,
+        /// Node table.
+        nodes: Vec<NodeId>,
+        /// The tombstones.
+        entries: Vec<WireEntry>,
+    },
 }
 
 impl Wire {
@@ -622,6 +666,8 @@ impl Wire {
             Wire::Repair { .. } => "Repair",
             Wire::Entries { .. } => "Entries",
             Wire::Reintroduce(_) => "Reintroduce",
+            Wire::StopChild(_) => "StopChild",
+            Wire::Collect { .. } => "Collect",
         }
     }
 }

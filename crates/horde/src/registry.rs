@@ -80,6 +80,11 @@ impl Registry {
         }
     }
 
+    /// Drops the record of `name` (a collected tombstone); returns it.
+    pub fn remove(&mut self, name: &str) -> Option<Entry> {
+        self.entries.remove(name)
+    }
+
     /// Merges another replica into this one.
     pub fn merge_all(&mut self, other: &Registry) {
         for (name, entry) in &other.entries {

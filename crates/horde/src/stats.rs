@@ -151,6 +151,10 @@ pub struct Counters {
     pub last_handoff_us: AtomicU64,
     /// Per-child pauses of moves, freeze to release (or to thaw when the move failed).
     pub pauses: Histogram,
+    /// Gauge: replicas this member keeps for other members' children (as backup).
+    pub replicas_held: AtomicU64,
+    /// Gauge: tombstones (removed names not yet collected) in this member's registry.
+    pub tombstones: AtomicU64,
 }
 
 impl Counters {
@@ -177,6 +181,8 @@ impl Counters {
             restarts_from_spec: get(&self.restarts_from_spec),
             drain_fallbacks: get(&self.drain_fallbacks),
             crashes: get(&self.crashes),
+            replicas_held: get(&self.replicas_held),
+            tombstones: get(&self.tombstones),
             last_handoff: Duration::from_micros(get(&self.last_handoff_us)),
             pause_p50: pauses.quantile(0.5),
             pause_p99: pauses.quantile(0.99),
@@ -209,6 +215,10 @@ pub struct Stats {
     pub drain_fallbacks: u64,
     /// See [`Counters::crashes`].
     pub crashes: u64,
+    /// See [`Counters::replicas_held`].
+    pub replicas_held: u64,
+    /// See [`Counters::tombstones`].
+    pub tombstones: u64,
     /// Duration of the last move batch.
     pub last_handoff: Duration,
     /// Median pause of moves since start, estimated from [`Stats::pauses`].

@@ -13,7 +13,7 @@ use discovery::{Connector, Envelope, NodeId};
 use ractor::{Actor, RpcReplyPort};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::child::{Child, Handoff};
 use crate::core::child::{Body, ChildInput, Envelope as ChildMsg};
@@ -25,7 +25,7 @@ use crate::member::{Member, service};
 use crate::membership::{MemberInfo, MemberStatus};
 use crate::placement::{Placement, Rendezvous};
 use crate::protocol::{
-    self, MemberMsg, Route, RouteBody, RouteReply, StartChild, Subscriber, Wire,
+    self, MemberMsg, Route, RouteBody, RouteReply, StartChild, StopChild, Subscriber, Wire,
 };
 use crate::registry::Registry;
 use crate::router::{self, Router};
@@ -36,6 +36,12 @@ use crate::view::{ConflictHook, MemberRef, Published, RouterRef, Shared, Sinks};
 pub const DEFAULT_JOIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default quorum lease (see [`HordeConfig::lease`]).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(1);
+/// Default of [`HordeConfig::tombstone_grace`].
+pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(30);
+/// How long [`Horde::stop_child`] looks for the child's owner.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A stop that did not find the child where the registry said is tried again this often.
+const STOP_RETRY: Duration = Duration::from_millis(50);
 /// A child whose owner is down is waited for this often during a call.
 const OWNER_RETRY: Duration = Duration::from_millis(10);
 /// [`Horde::wait_ready`] looks at the published snapshot this often.
@@ -80,6 +86,15 @@ pub struct HordeConfig {
     /// limit, so keep this well under the connector's `max_frame_size` on every node:
     /// [`Horde::start`] lowers it to half that size when it is above.
     pub max_message_bytes: usize,
+    /// At most this many children start on one member: placement skips members at the
+    /// limit, and [`Horde::start_child`] answers [`StartError::Full`] when every member is.
+    /// Moves (drains, rebalancing) and failover may exceed it, so a drain never fails for
+    /// it. `None` (the default): no limit.
+    pub max_children: Option<usize>,
+    /// How long a tombstone (a stopped child's name) is kept at least, once every member
+    /// acknowledged it, before it is collected: longer than any registry message may take
+    /// to arrive. Default 30 s.
+    pub tombstone_grace: Duration,
 }
 
 impl std::fmt::Debug for HordeConfig {
@@ -110,6 +125,8 @@ impl HordeConfig {
             restart_window: Duration::from_secs(5),
             lease: DEFAULT_LEASE,
             max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            max_children: None,
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
         }
     }
 
@@ -127,6 +144,8 @@ impl HordeConfig {
             reads: C::reads(),
             writes: C::writes(),
             max_message_bytes: self.max_message_bytes,
+            max_children: self.max_children,
+            tombstone_grace: self.tombstone_grace,
         }
     }
 }
@@ -257,9 +276,19 @@ impl<C: Handoff> Horde<C> {
             name: name.into(),
             reason: format!("cannot encode spec: {e}"),
         })?;
-        let candidates = published
+        let limit = self.config.max_children;
+        let mut candidates = published
             .core
-            .candidates(self.shared.placement.wants_load());
+            .candidates(self.shared.placement.wants_load() || limit.is_some());
+        if let Some(limit) = limit {
+            // Placement skips members at the limit; when only full ones could take it, the
+            // cluster is full (not starting or draining).
+            let before = self.shared.placement.place(name, &candidates);
+            candidates.retain(|c| c.load < limit);
+            if before.is_some() && self.shared.placement.place(name, &candidates).is_none() {
+                return Err(StartError::Full { limit });
+            }
+        }
         let target = self
             .shared
             .placement
@@ -297,13 +326,49 @@ impl<C: Handoff> Horde<C> {
         result.map_err(|refusal| StartError::refused(name, refusal))
     }
 
-    /// Stops `name` if it runs on this node and removes it from the registry.
+    /// Stops `name` wherever it runs (the request goes to its owner) and removes it: a
+    /// tombstone every member learns, and its backup drops its state. Returns true once it
+    /// was stopped; false when there is no such child (or it was removed meanwhile), or its
+    /// owner could not be reached within 10 s (it is moving or restarting all that time).
     pub async fn stop_child(&self, name: &str) -> bool {
-        let name = name.to_string();
-        matches!(
-            self.ask(|reply| Request::Stop { name, reply }).await,
-            Some(Reply::Stopped(true))
-        )
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            let published = self.shared.load();
+            let Some(entry) = published.core.entry(name) else {
+                return false;
+            };
+            let owner = (*entry.owner).clone();
+            let found = if owner == self.shared.me {
+                drop(published);
+                let name = name.to_string();
+                matches!(
+                    self.ask(|reply| Request::Stop { name, reply }).await,
+                    Some(Reply::Stopped(true))
+                )
+            } else if let Some(member) = published.peer_of(&owner).map(|p| p.member.clone()) {
+                drop(published);
+                let q = StopChild { name: name.into() };
+                let left = deadline.saturating_duration_since(Instant::now());
+                match protocol::call(&member, q, left).await {
+                    Ok(stopped) => stopped.found,
+                    Err(e) => {
+                        debug!(child = %name, owner = %owner.name, error = %e, "stop not answered");
+                        false
+                    }
+                }
+            } else {
+                false
+            };
+            if found {
+                return true;
+            }
+            // Not hosted where the registry said (moving, restarting, its node down): look
+            // again until the deadline.
+            if Instant::now() + STOP_RETRY >= deadline {
+                return false;
+            }
+            tokio::time::sleep(STOP_RETRY).await;
+        }
     }
 
     /// Sends `msg` to `name` and waits for its reply, wherever it lives, also while it moves.

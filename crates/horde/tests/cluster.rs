@@ -45,6 +45,8 @@ enum CounterMsg {
     },
     /// Panics in the callback (restart policy test).
     Crash,
+    /// Stops itself (its name is removed).
+    Stop,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +83,9 @@ impl Child for Counter {
         }
         if let CounterMsg::Crash = msg {
             panic!("counter told to crash");
+        }
+        if let CounterMsg::Stop = msg {
+            ctx.stop();
         }
         let has = matches!(msg, CounterMsg::Has { id } if self.applied.contains(&id));
         if matches!(msg, CounterMsg::Get | CounterMsg::Has { .. }) {
@@ -955,4 +960,148 @@ async fn wait_ready_waits_for_the_members_asked_for_and_says_what_is_missing() {
     mesh(&[&a, &b]).await;
     a.horde.wait_ready(2, scaled(DEADLINE)).await.unwrap();
     b.horde.wait_ready(2, scaled(DEADLINE)).await.unwrap();
+}
+
+/// Every node's live registry lacks `name`, no node hosts it, and (once the grace is over)
+/// no node keeps a tombstone or a replica of anything.
+async fn assert_all_gone(nodes: &[&HordeNode<Counter>], names: &[String]) {
+    for n in nodes {
+        eventually("names removed everywhere", DEADLINE, || async {
+            let live = live_registry(&n.horde);
+            let local = n.horde.local_names();
+            names
+                .iter()
+                .all(|name| !live.contains_key(name) && !local.contains(name))
+                .then_some(())
+        })
+        .await;
+    }
+    for n in nodes {
+        eventually(
+            "tombstones collected and backups dropped",
+            DEADLINE,
+            || async {
+                let s = n.horde.stats();
+                (n.horde.registry_snapshot().is_empty()
+                    && s.tombstones == 0
+                    && s.replicas_held == 0)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_stopped_from_any_node_or_by_itself_is_removed_everywhere_then_forgotten() {
+    let ips = loopbacks(46, 3);
+    let port = free_port(&ips).unwrap();
+    let mut c = config();
+    c.tombstone_grace = Duration::from_millis(500);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(node::<Counter>(*ip, port, c.clone()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let names: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    for name in &names {
+        nodes[0].horde.start_child(name, &0).await.unwrap();
+        nodes[1]
+            .horde
+            .call(name, CounterMsg::Inc { id: 1 }, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    // Every node hosts some, and backups hold their state.
+    for n in &nodes {
+        assert!(!n.horde.local_names().is_empty());
+    }
+    eventually("backups hold replicas", DEADLINE, || async {
+        let held: u64 = nodes.iter().map(|n| n.horde.stats().replicas_held).sum();
+        (held >= names.len() as u64).then_some(())
+    })
+    .await;
+    // The first 20 stopped from a node that does not host them, the rest stop themselves.
+    for name in &names[..20] {
+        let owner = nodes[0].horde.whereis(name).unwrap().name;
+        let other = nodes
+            .iter()
+            .find(|n| n.connector.node().name != owner)
+            .unwrap();
+        assert!(
+            other.horde.stop_child(name).await,
+            "{name} not stopped from another node"
+        );
+        // Every member knows once it returns; stopping it again finds nothing.
+        assert!(other.horde.whereis(name).is_none());
+        assert!(!other.horde.stop_child(name).await);
+    }
+    for name in &names[20..] {
+        nodes[2]
+            .horde
+            .call(name, CounterMsg::Stop, Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    assert!(!nodes[1].horde.stop_child("never-started").await);
+    assert_all_gone(&nodes.iter().collect::<Vec<_>>(), &names).await;
+    for n in &nodes {
+        for name in &names {
+            assert!(matches!(
+                n.horde
+                    .call(name, CounterMsg::Get, Duration::from_millis(200))
+                    .await,
+                Err(horde::CallError::NotFound(_))
+            ));
+        }
+    }
+    // A name can be started again once collected, and lives.
+    nodes[2].horde.start_child(&names[0], &5).await.unwrap();
+    let s = nodes[1]
+        .horde
+        .call(&names[0], CounterMsg::Get, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(s.value, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_child_says_full_once_every_member_hosts_its_limit() {
+    let ips = loopbacks(47, 2);
+    let port = free_port(&ips).unwrap();
+    let mut c = config();
+    c.max_children = Some(3);
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(node::<Counter>(*ip, port, c.clone()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    for i in 0..6 {
+        nodes[i % 2]
+            .horde
+            .start_child(&format!("f{i}"), &0)
+            .await
+            .unwrap();
+    }
+    for n in &nodes {
+        assert_eq!(n.horde.local_names().len(), 3);
+    }
+    let err = nodes[0].horde.start_child("f6", &0).await.unwrap_err();
+    assert_eq!(err, horde::StartError::Full { limit: 3 });
+    // Room again once one is stopped.
+    assert!(nodes[1].horde.stop_child("f0").await);
+    eventually("room for one more", DEADLINE, || async {
+        nodes[1].horde.start_child("f6", &0).await.ok()
+    })
+    .await;
+    let err = nodes[1].horde.start_child("f7", &0).await.unwrap_err();
+    assert_eq!(err, horde::StartError::Full { limit: 3 });
+    // A drain is not refused for it: the other member takes all six.
+    let report = nodes[1].horde.drain(Duration::from_secs(10)).await;
+    assert_eq!(
+        (report.moved, report.fallback, report.stranded),
+        (3, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(nodes[0].horde.local_names().len(), 6);
 }

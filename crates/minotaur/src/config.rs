@@ -46,6 +46,9 @@ pub const VARIABLES: &[&str] = &[
     "MINOTAUR_APP_VERSION",
     "RELEASE_COOKIE_DIR",
     "MAX_CONNECTIONS",
+    "GAME_RETENTION_MS",
+    "GAME_IDLE_TIMEOUT_MS",
+    "MAX_GAMES_PER_NODE",
     "CLUSTER_TLS_CERT_FILE",
     "CLUSTER_TLS_KEY_FILE",
     "CLUSTER_TLS_CA_FILE",
@@ -57,6 +60,10 @@ pub const VARIABLES: &[&str] = &[
 pub const MIN_CLUSTER_FRAME_BYTES: u64 = 256 * 1024;
 /// Largest `CLUSTER_MAX_FRAME_BYTES` (ractor_cluster allocates a frame whole as it reads it).
 pub const MAX_CLUSTER_FRAME_BYTES: u64 = 1024 * 1024 * 1024;
+/// Default of `MAX_GAMES_PER_NODE`.
+pub const DEFAULT_MAX_GAMES_PER_NODE: usize = 100_000;
+/// Longest `GAME_RETENTION_MS` and `GAME_IDLE_TIMEOUT_MS`: 30 days.
+const MAX_GAME_TIMER_MS: u64 = 30 * 24 * 3_600_000;
 
 /// The three variables of mutual TLS: all set or none.
 pub const TLS_VARIABLES: [&str; 3] = [
@@ -217,6 +224,12 @@ pub struct Config {
     /// `CLUSTER_MAX_FRAME_BYTES`: the largest frame a node link accepts (a larger one closes
     /// the link); horde cuts its messages to half of it.
     pub max_frame_bytes: u64,
+    /// `GAME_RETENTION_MS`: an over game is removed this long after it ended.
+    pub game_retention: Duration,
+    /// `GAME_IDLE_TIMEOUT_MS`: a game with no applied input this long is over.
+    pub game_idle_timeout: Duration,
+    /// `MAX_GAMES_PER_NODE`: games a node starts at most (moves and failover may exceed it).
+    pub max_games_per_node: usize,
     /// Mutual TLS on node and console links, from `CLUSTER_TLS_CERT_FILE`,
     /// `CLUSTER_TLS_KEY_FILE` and `CLUSTER_TLS_CA_FILE`; `None`: plain TCP.
     pub tls: Option<ClusterTls>,
@@ -504,6 +517,29 @@ impl Config {
                     .filter(|n| (MIN_CLUSTER_FRAME_BYTES..=MAX_CLUSTER_FRAME_BYTES).contains(n))
             },
         );
+        // Up to 30 days: a timer of the game, and beyond that a game is not "idle" any more.
+        let game_retention = r.millis(
+            "GAME_RETENTION_MS",
+            Duration::from_millis(game::DEFAULT_RETENTION_MS),
+            0,
+            MAX_GAME_TIMER_MS,
+        );
+        let game_idle_timeout = r.millis(
+            "GAME_IDLE_TIMEOUT_MS",
+            Duration::from_millis(game::DEFAULT_IDLE_TIMEOUT_MS),
+            1,
+            MAX_GAME_TIMER_MS,
+        );
+        let max_games_per_node = r.parse(
+            "MAX_GAMES_PER_NODE",
+            DEFAULT_MAX_GAMES_PER_NODE,
+            "a whole number of games from 1 to 100000000",
+            |s| {
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100_000_000).contains(n))
+            },
+        );
         let log_format = r.parse(
             "LOG_FORMAT",
             LogFormat::Text,
@@ -629,6 +665,9 @@ impl Config {
                 console_cookie_dir,
                 max_connections,
                 max_frame_bytes,
+                game_retention,
+                game_idle_timeout,
+                max_games_per_node,
                 tls,
                 set,
             })
@@ -686,6 +725,9 @@ impl Config {
                 "MINOTAUR_APP_VERSION" => self.app_version.to_string(),
                 "MAX_CONNECTIONS" => self.max_connections.to_string(),
                 "CLUSTER_MAX_FRAME_BYTES" => self.max_frame_bytes.to_string(),
+                "GAME_RETENTION_MS" => ms(self.game_retention),
+                "GAME_IDLE_TIMEOUT_MS" => ms(self.game_idle_timeout),
+                "MAX_GAMES_PER_NODE" => self.max_games_per_node.to_string(),
                 _ => return None,
             })
         };
@@ -906,6 +948,57 @@ mod tests {
             assert!(
                 err.contains(&format!("CLUSTER_MAX_FRAME_BYTES: `{bad}` is not valid: expected a whole number of bytes from 262144")),
                 "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn game_lifecycle_and_limit_variables() {
+        let c = parse(&[("RELEASE_COOKIE", "s")]).unwrap();
+        assert_eq!(c.game_retention, Duration::from_millis(300_000));
+        assert_eq!(c.game_idle_timeout, Duration::from_millis(1_800_000));
+        assert_eq!(c.max_games_per_node, 100_000);
+        let c = parse(&[
+            ("RELEASE_COOKIE", "s"),
+            ("GAME_RETENTION_MS", "0"),
+            ("GAME_IDLE_TIMEOUT_MS", "250"),
+            ("MAX_GAMES_PER_NODE", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.game_retention, Duration::ZERO);
+        assert_eq!(c.game_idle_timeout, Duration::from_millis(250));
+        assert_eq!(c.max_games_per_node, 3);
+        let ms = "a whole number of milliseconds from";
+        for (var, bad, expected) in [
+            ("GAME_RETENTION_MS", "-1", format!("{ms} 0 to 2592000000")),
+            (
+                "GAME_RETENTION_MS",
+                "2592000001",
+                format!("{ms} 0 to 2592000000"),
+            ),
+            ("GAME_IDLE_TIMEOUT_MS", "0", format!("{ms} 1 to 2592000000")),
+            (
+                "GAME_IDLE_TIMEOUT_MS",
+                "soon",
+                format!("{ms} 1 to 2592000000"),
+            ),
+            (
+                "MAX_GAMES_PER_NODE",
+                "0",
+                "a whole number of games from 1 to 100000000".to_string(),
+            ),
+            (
+                "MAX_GAMES_PER_NODE",
+                "many",
+                "a whole number of games from 1 to 100000000".to_string(),
+            ),
+        ] {
+            let err = parse(&[("RELEASE_COOKIE", "s"), (var, bad)]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid configuration:\n  {var}: `{bad}` is not valid: expected {expected}\n"
+                )
             );
         }
     }

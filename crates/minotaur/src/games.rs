@@ -35,6 +35,11 @@ pub enum GameError {
     /// The node is draining and takes no new games (503).
     #[error("this node is shutting down and takes no new games; use another node")]
     Draining,
+    /// Every member hosts `MAX_GAMES_PER_NODE` games (503 with `Retry-After`).
+    #[error(
+        "every node hosts its limit of {0} games (MAX_GAMES_PER_NODE); retry once games have ended, or add a node"
+    )]
+    Full(usize),
     /// The cluster could not answer in time (503).
     #[error("{0}")]
     Unavailable(String),
@@ -96,6 +101,7 @@ impl Games {
                 Ok(_) => return self.get(&code).await,
                 // The code is taken: draw another.
                 Err(StartError::AlreadyStarted { .. }) => continue,
+                Err(StartError::Full { limit }) => return Err(GameError::Full(limit)),
                 Err(StartError::NoMember) => {
                     return Err(GameError::Unavailable(
                         "no node can take new games right now (starting or draining); retry".into(),

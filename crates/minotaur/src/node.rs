@@ -205,7 +205,12 @@ impl Node {
             .map_err(|e| StartError::Runtime(e.to_string()))?;
 
         let version = config.app_version.to_string();
+        game::set_lifecycle(game::Lifecycle {
+            retention_ms: config.game_retention.as_millis() as u64,
+            idle_timeout_ms: config.game_idle_timeout.as_millis() as u64,
+        });
         let mut hc = HordeConfig::new(GAMES_SCOPE, &version);
+        hc.max_children = Some(config.max_games_per_node);
         if let Some(d) = discovery.clone() {
             // A drain with nobody to move to asks discovery to look again at once.
             hc.need_peers = Some(Arc::new(move || d.refresh()));

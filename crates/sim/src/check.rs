@@ -11,6 +11,8 @@
 //! - **S5 bounded**: drains end by their deadline; nothing stays frozen; no message between
 //!   nodes exceeds the message budget (ractor_cluster closes a link on a frame over its
 //!   limit, which reads as a dead node).
+//! - **S6 removal**: once a stop was answered, no copy of the name answers an input and no
+//!   replica holds it live again; after the quiet period no replica keeps a tombstone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -186,8 +186,48 @@ fn final_checks(w: &mut World) {
             "S4: input {id} to `{name}` still unanswered after the quiet period"
         ));
     }
+    // S6: a removed name never comes back, and every tombstone is collected once the
+    // cluster is quiet.
+    for n in w.nodes.iter().flatten() {
+        if n.life != Life::Running {
+            continue;
+        }
+        for name in w.removed.keys() {
+            if n.core.registry().get(name).is_some() {
+                violations.push(format!(
+                    "S6: `{name}` was removed but is live again in the registry of {}",
+                    n.id
+                ));
+            }
+        }
+        let tombstones = n.core.registry().len() - n.core.registry().live();
+        // A node killed for good blocks collection for longer than a run (the dead wait).
+        if tombstones > 0 && w.killed.is_empty() {
+            let which: Vec<String> = n
+                .core
+                .registry()
+                .iter()
+                .filter(|(_, e)| e.removed)
+                .take(3)
+                .map(|(k, e)| format!("{k}@{} by {}", e.epoch, e.owner))
+                .collect();
+            violations.push(format!(
+                "S6: {} still keeps {tombstones} tombstones after the quiet period ({})",
+                n.id,
+                which.join(", ")
+            ));
+        }
+    }
+    for name in w.removed.keys() {
+        if let Some(copies) = servers.get(name) {
+            violations.push(format!("S6: `{name}` was removed but runs on {copies:?}"));
+        }
+    }
     // S2: every answered input is in its log, once.
     for (name, ids) in &w.check.client_acked {
+        if w.stop_asked.contains(name) && !reference.contains_key(name) {
+            continue;
+        }
         let Some((owner, _)) = reference.get(name) else {
             violations.push(format!(
                 "S2: `{name}` is gone but {} of its inputs were answered",

@@ -72,6 +72,12 @@ pub enum Step {
     },
     /// Drains from now on get this deadline.
     DrainDeadline(Time),
+    /// Stop `count` started children, each through a random running node (the stop goes to
+    /// the owner its registry names).
+    Remove {
+        /// How many.
+        count: usize,
+    },
 }
 
 /// A schedule: steps at times, then a quiet period in which faults stop (partitions heal,
@@ -300,6 +306,12 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                 }
                 SEC
             }
+            // Some children stopped (removed names must never come back).
+            (_, 95..=99) => {
+                let n = g.r.range(1, 4) as usize;
+                g.push(t, Step::Remove { count: n });
+                SEC
+            }
             _ => g.r.range(500 * MS, 3 * SEC),
         };
         g.t += gap;
@@ -331,6 +343,7 @@ pub const SCENARIOS: &[&str] = &[
     "clock-behind",
     "relink-at-join",
     "large-states",
+    "removals",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
@@ -382,6 +395,45 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 Step::Crash(victim),
             ));
             end = t + 10 * SEC;
+        }
+        // Children stopped while others drain, a member crashes and one is cut off: a
+        // removed name never comes back, and its tombstone is collected everywhere.
+        "removals" => {
+            // One fault at a time (three nodes after the drain tolerate one).
+            steps = base(&mut r, 4, 30);
+            let t = 6 * SEC + r.range(0, 2 * SEC);
+            steps.push((t, Step::Remove { count: 5 }));
+            steps.push((
+                t + r.range(0, 500 * MS),
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: true,
+                },
+            ));
+            steps.push((t + r.range(0, SEC), Step::Remove { count: 4 }));
+            steps.push((t + 2 * SEC + r.range(0, SEC), Step::Crash("n2".into())));
+            steps.push((t + 3 * SEC + r.range(0, SEC), Step::Remove { count: 4 }));
+            steps.push((
+                t + 5 * SEC + r.range(0, 2 * SEC),
+                Step::Start {
+                    node: "n2".into(),
+                    schema: 1,
+                },
+            ));
+            steps.push((
+                t + 12 * SEC,
+                Step::Partition {
+                    node: "n3".into(),
+                    one_way: false,
+                },
+            ));
+            steps.push((
+                t + 12 * SEC + r.range(0, 2 * SEC),
+                Step::Remove { count: 4 },
+            ));
+            steps.push((t + 15 * SEC, Step::Heal));
+            steps.push((t + 15 * SEC + r.range(0, SEC), Step::Remove { count: 3 }));
+            end = t + 20 * SEC;
         }
         // (b) an owner crashes right after answering.
         "ack-then-crash" => {
@@ -578,6 +630,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
         Step::Start { node, schema } => {
             if running(w, &node).is_none() {
                 w.start_node(&node, schema);
+                w.killed.remove(&node);
             }
         }
         Step::RestartBehind { node, schema } => {
@@ -587,6 +640,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
                 let wall_now = (1_800_000_000_000_000u64 + w.now) as i64;
                 w.wall_skew[slot] = w.last_inc[slot] as i64 - wall_now - behind;
                 w.start_node(&node, schema);
+                w.killed.remove(&node);
             }
         }
         Step::Create { count } => {
@@ -606,11 +660,23 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
                 }
             }
         }
+        Step::Remove { count } => {
+            for _ in 0..count {
+                let slots = w.up_slots();
+                let names = w.live_names.clone();
+                if let (Some(slot), Some(name)) =
+                    (w.rng.pick(&slots).copied(), w.rng.pick(&names).cloned())
+                {
+                    w.op_stop(slot, &name);
+                }
+            }
+        }
         Step::Clients(n) => w.add_clients(n),
         Step::StopClients => w.stop_clients(),
         Step::Crash(node) => {
             if let Some(slot) = running(w, &node) {
                 w.crash(slot);
+                w.killed.insert(node);
             }
         }
         Step::Pause { node, dur } => {

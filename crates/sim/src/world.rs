@@ -103,6 +103,13 @@ pub enum NetMsg {
         /// Where the answer goes.
         reply: Option<Token>,
     },
+    /// A handle's stop request to the member the registry names.
+    StopChild {
+        /// The name.
+        name: String,
+        /// The operation waiting for the answer.
+        op: u64,
+    },
     /// A handle's start request to the member placement chose.
     StartChild {
         /// The name.
@@ -263,6 +270,9 @@ pub(crate) enum Op {
     Start {
         name: String,
     },
+    Stop {
+        name: String,
+    },
     Drain {
         slot: usize,
         inc: u64,
@@ -329,6 +339,14 @@ pub struct World {
     clients: Vec<Client>,
     /// Names started successfully (clients write to them).
     pub(crate) live_names: Vec<String>,
+    /// Names whose stop was confirmed, and when: they must never come back (S6).
+    pub(crate) removed: BTreeMap<String, Time>,
+    /// Names a stop was asked for, whatever the answer (an unconfirmed stop, cut off from
+    /// some member, may still remove the name once they meet).
+    pub(crate) stop_asked: BTreeSet<String>,
+    /// Nodes killed and not started again under their name (their runs block the collection
+    /// of tombstones for the dead wait, longer than a run).
+    pub(crate) killed: BTreeSet<String>,
     pub(crate) check: Checker,
     trace: Option<Vec<String>>,
     base: Instant,
@@ -378,6 +396,9 @@ impl World {
             fifo: BTreeMap::new(),
             clients: Vec::new(),
             live_names: Vec::new(),
+            removed: BTreeMap::new(),
+            stop_asked: BTreeSet::new(),
+            killed: BTreeSet::new(),
             check: Checker::default(),
             trace: trace.then(Vec::new),
             base: Instant::now(),
@@ -577,6 +598,9 @@ impl World {
             reads: if schema == 1 { vec![1] } else { vec![1, 2] },
             writes: if schema == 1 { vec![1] } else { vec![2, 1] },
             max_message_bytes: self.config.max_message_bytes,
+            max_children: None,
+            // Short, so runs collect tombstones (and check they stay collected).
+            tombstone_grace: Duration::from_secs(3),
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let drift_ppm = self.rng.range(0, 200) as i64 - 100;
@@ -800,6 +824,35 @@ impl World {
         }
     }
 
+    /// Asks `slot` to stop `name` (the handle sends it to the owner its registry names).
+    pub(crate) fn op_stop(&mut self, slot: usize, name: &str) {
+        let Some(node) = self.nodes[slot].as_ref() else {
+            return;
+        };
+        let Some(owner) = node.core.registry().get(name).map(|e| (*e.owner).clone()) else {
+            return;
+        };
+        self.next_op += 1;
+        let op = self.next_op;
+        self.ops.insert(op, Op::Stop { name: name.into() });
+        self.stop_asked.insert(name.into());
+        let (inc, me) = (node.id.incarnation, node.id.clone());
+        self.log(|| format!("stop of {name} asked at slot {slot} (owner {owner})"));
+        if owner == me {
+            self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Stop {
+                    name: name.into(),
+                    reply: Token::Op(op),
+                }),
+            );
+        } else {
+            let name = name.into();
+            self.send_net(slot, &owner, NetMsg::StopChild { name, op });
+        }
+    }
+
     /// Drains `slot` (SIGTERM when `exit`, the console's `drain` otherwise).
     pub(crate) fn op_drain(&mut self, slot: usize, exit: bool) {
         let Some(node) = self.nodes[slot].as_ref() else {
@@ -839,6 +892,13 @@ impl World {
                 self.log(|| format!("start of {name}: {r:?}"));
                 if r.is_ok() && !self.live_names.contains(&name) {
                     self.live_names.push(name);
+                }
+            }
+            (Op::Stop { name }, Reply::Stopped(found)) => {
+                self.log(|| format!("stop of {name}: {found}"));
+                if found {
+                    self.live_names.retain(|n| *n != name);
+                    self.removed.entry(name).or_insert(self.now);
                 }
             }
             (
@@ -1182,6 +1242,14 @@ impl World {
             }) => self.answer_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
             NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
             NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
+            NetMsg::StopChild { name, op } => self.run_member(
+                slot,
+                inc,
+                Input::Request(Request::Stop {
+                    name,
+                    reply: Token::Op(op),
+                }),
+            ),
             NetMsg::StartChild { name, op } => self.run_member(
                 slot,
                 inc,
@@ -1778,6 +1846,12 @@ impl World {
                 let think = self.rng.range(5 * MS, 150 * MS);
                 self.at(self.now + think, Ev::ClientNext { client });
             }
+            Err(why) if why == "not found" && self.stop_asked.contains(&inf.name) => {
+                // Its name was removed: nothing will answer it (not an input to keep).
+                c.inflight = None;
+                let think = self.rng.range(5 * MS, 150 * MS);
+                self.at(self.now + think, Ev::ClientNext { client });
+            }
             Err(_) => {
                 // Same id, to a node picked again, after a pause: `ClientNext` resends an
                 // input whose call number was cleared.
@@ -1799,6 +1873,12 @@ impl World {
         let (name, epoch) = (inst.name.clone(), inst.epoch);
         let node = self.names.get(slot).cloned().unwrap_or_default();
         let now = self.now;
+        if self.removed.get(name.as_ref()).is_some_and(|at| *at < now) {
+            self.check.violate(format!(
+                "S6: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {} after the name was removed",
+                r.id
+            ));
+        }
         let inst_ref = &self.instances[&instance];
         if let Err(v) = self
             .check
@@ -1818,6 +1898,10 @@ impl World {
             return;
         };
         let mut bad = Vec::new();
+        // A collected tombstone leaves no record: the name starts over.
+        let registry = node.core.registry();
+        node.epochs
+            .retain(|name, _| registry.get_any(name).is_some());
         for (name, e) in node.core.registry().iter() {
             let seen = node.epochs.entry(name.clone()).or_insert(0);
             if e.epoch < *seen {

@@ -695,8 +695,11 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 env,
             );
         }
+        let stops = ctx.stop;
         self.apply(ctx, out, env);
-        self.replicate(now, out, env);
+        if !stops {
+            self.replicate(now, out, env);
+        }
     }
 
     /// Carries out what a callback asked for (its events wait like its answer).
@@ -727,6 +730,9 @@ impl<C: Handoff, T> ChildCore<C, T> {
             self.subscribers.retain(|s| (env.is_live)(&s.node));
         }
         if ctx.stop {
+            // Its name is removed: nothing waits for its backup any more (which drops its
+            // state), so what was held leaves now, this callback's answer included.
+            self.release(u64::MAX, out, env);
             out.push(ChildEffect::Report(ChildReport::StopRequested));
             out.push(ChildEffect::Stop);
         }

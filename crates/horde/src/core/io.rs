@@ -149,7 +149,9 @@ pub enum Request<T> {
         /// Where the answer goes.
         reply: T,
     },
-    /// Stop a child hosted here and remove its name; answered with [`Reply::Stopped`].
+    /// Stop a child hosted here and remove its name; answered with [`Reply::Stopped`] once
+    /// every member acknowledged the tombstone, `false` at once when it is not hosted here
+    /// (or this member holds no quorum lease).
     Stop {
         /// The name.
         name: String,

@@ -72,6 +72,11 @@ impl Replicas {
         self.held.get(name).map(|k| &k.replica)
     }
 
+    /// Number of replicas kept.
+    pub(super) fn len(&self) -> usize {
+        self.held.len()
+    }
+
     pub(super) fn remove(&mut self, name: &str) {
         self.held.remove(name);
     }
@@ -281,6 +286,10 @@ impl<T> Core<T> {
         for (name, k) in &self.replicas.held {
             let gone = match self.registry.get_any(name) {
                 Some(e) if e.removed => true,
+                // A name the registry no longer knows (its tombstone was collected; a
+                // replica still in flight then arrived): not a new child's, whose entry
+                // arrives within moments.
+                None => now.saturating_duration_since(k.at) > IDLE_REPLICA,
                 Some(e) if *e.owner == self.me && self.local.contains_key(name) => true,
                 Some(e) if !self.is_dead(&e.owner) => {
                     now.saturating_duration_since(k.at) > IDLE_REPLICA

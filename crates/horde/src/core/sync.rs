@@ -309,23 +309,39 @@ impl<T> Core<T> {
         let mut losers: Vec<(String, NodeId)> = Vec::new();
         let mut commits: Vec<Arc<str>> = Vec::new();
         let mut stale_pending: Vec<Arc<str>> = Vec::new();
+        let mut removals: Vec<Arc<str>> = Vec::new();
+        let mut disowned: Vec<Arc<str>> = Vec::new();
         for (name, entry) in entries {
             let mine = *entry.owner == self.me;
             let epoch = entry.epoch;
-            if !mine && self.moves.pending_epoch(&name).is_some_and(|p| p < epoch) {
+            let removed = entry.removed;
+            if !mine
+                && self
+                    .moves
+                    .pending_epoch(&name)
+                    .is_some_and(|p| p < epoch || (removed && p <= epoch))
+            {
                 stale_pending.push(Arc::from(name.as_str()));
             }
             match self.merge_one(&name, entry) {
                 Merged::Kept => continue,
                 Merged::Replaced(old) if *old.owner == self.me && !mine => {
                     if let Some(new) = self.registry.get_any(&name) {
-                        losers.push((name.clone(), (*new.owner).clone()));
+                        if new.removed {
+                            // Stopped from elsewhere while it moved here: not a conflict.
+                            removals.push(Arc::from(name.as_str()));
+                        } else {
+                            losers.push((name.clone(), (*new.owner).clone()));
+                        }
                     }
                 }
                 Merged::Inserted | Merged::Replaced(_)
                     if mine && self.moves.pending_epoch(&name) == Some(epoch) =>
                 {
                     commits.push(Arc::from(name.as_str()));
+                }
+                Merged::Inserted | Merged::Replaced(_) if mine && !removed => {
+                    disowned.push(Arc::from(name.as_str()));
                 }
                 _ => {}
             }
@@ -346,6 +362,21 @@ impl<T> Core<T> {
                 });
                 out.push(Effect::Forget { name });
             }
+        }
+        for name in disowned {
+            self.disown(&name);
+        }
+        for name in removals {
+            if self.local.remove(&name).is_none() {
+                continue;
+            }
+            self.backups.remove(&name);
+            debug!(child = %name, "removed elsewhere; this copy stops");
+            out.push(Effect::ToChild {
+                name: name.clone(),
+                cmd: super::ChildCmd::Stop { report: false },
+            });
+            out.push(Effect::Forget { name });
         }
         for (name, winner) in losers {
             let key: Arc<str> = Arc::from(name.as_str());
@@ -394,9 +425,14 @@ impl<T> Core<T> {
                 self.emit(out, HordeEvent::Member(info));
             }
         }
-        // Nobody waits for its acknowledgements any more.
+        // Nobody waits for its acknowledgements any more (those it owed are lost).
         let batches: Vec<u64> = self.ack_waits.keys().copied().collect();
         for b in batches {
+            if let Some(w) = self.ack_waits.get_mut(&b)
+                && w.pending.contains(&id.name)
+            {
+                w.lost = true;
+            }
             self.on_ack(out, &id.name, b);
         }
         // No more lease for it from here; its writes are refused from now on.
@@ -416,13 +452,23 @@ impl<T> Core<T> {
     pub(super) fn flush(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         let waiters = std::mem::take(&mut self.next_flush_waiters);
         if self.outbox.is_empty() {
-            self.started(out, waiters);
+            self.started(out, waiters, true);
             return;
         }
         let entries = std::mem::take(&mut self.outbox);
         let to: Vec<NodeId> = self.peers.values().cloned().collect();
+        // Every member that could serve a name (alive or draining, in the quorum set) must
+        // get the change for it to be complete; one that is not connected will not now.
+        let unreached = self.quorum_set().members().iter().any(|m| {
+            *m != self.me
+                && !to.contains(m)
+                && self
+                    .members
+                    .get(&m.name)
+                    .is_some_and(|i| i.node == *m && i.status != MemberStatus::Dead)
+        });
         if to.is_empty() {
-            self.started(out, waiters);
+            self.started(out, waiters, !unreached);
             return;
         }
         // In as many batches as the message budget takes; the starts wait for the last one
@@ -440,7 +486,7 @@ impl<T> Core<T> {
             error!(child = %name, bytes, budget, "registry change too large to send (over the message budget); peers learn it only by repair, which cannot send it either");
         }
         if parts.is_empty() {
-            self.started(out, waiters);
+            self.started(out, waiters, false);
             return;
         }
         let last = parts.len() - 1;
@@ -461,6 +507,7 @@ impl<T> Core<T> {
                 batch,
                 AckWait {
                     pending: to.iter().map(|n| n.name.clone()).collect::<BTreeSet<_>>(),
+                    lost: unreached,
                     waiters: if i == last {
                         waiters.take().unwrap_or_default()
                     } else {
@@ -472,14 +519,18 @@ impl<T> Core<T> {
         }
     }
 
-    /// Answers starts whose registry change every member acknowledged (or that timed out):
-    /// the child runs here.
-    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<T>) {
-        for w in waiters {
-            out.push(Effect::Reply {
-                to: w,
-                reply: Reply::Started(Ok(self.me.clone())),
-            });
+    /// Answers starts (and stops) whose registry change every member acknowledged (or that
+    /// timed out). A stop is confirmed only when the change is `complete`: every member
+    /// that could serve the name holds the tombstone, so none restarts it; otherwise it
+    /// answers false (the tombstone is published and wins against older entries once the
+    /// members meet again, but one cut off may serve the name until then).
+    fn started(&self, out: &mut Vec<Effect<T>>, waiters: Vec<(T, Reply)>, complete: bool) {
+        for (to, reply) in waiters {
+            let reply = match reply {
+                Reply::Stopped(found) => Reply::Stopped(found && complete),
+                other => other,
+            };
+            out.push(Effect::Reply { to, reply });
         }
     }
 
@@ -492,7 +543,7 @@ impl<T> Core<T> {
             None => false,
         };
         if done && let Some(w) = self.ack_waits.remove(&batch) {
-            self.started(out, w.waiters);
+            self.started(out, w.waiters, !w.lost);
         }
     }
 
@@ -511,7 +562,7 @@ impl<T> Core<T> {
         for b in expired {
             if let Some(w) = self.ack_waits.remove(&b) {
                 warn!(batch = b, missing = ?w.pending, "registry change not acknowledged in time");
-                self.started(out, w.waiters);
+                self.started(out, w.waiters, false);
             }
         }
     }
@@ -711,6 +762,16 @@ impl<T> Core<T> {
                      message budget between members) are allowed"
                 )),
             );
+        }
+        if let Some(limit) = self.config.max_children {
+            let starting = self
+                .spawning
+                .values()
+                .filter(|s| matches!(s, SpawnFor::Start { .. }))
+                .count();
+            if self.local.len() + starting >= limit {
+                return refuse(out, reply, StartRefusal::Full { limit });
+            }
         }
         let epoch = prev_epoch + 1;
         let spec: Arc<[u8]> = Arc::from(spec);

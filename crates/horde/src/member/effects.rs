@@ -102,11 +102,11 @@ impl<C: Handoff> Member<C> {
                     Token::Local(tx) => {
                         let _ = tx.send(reply);
                     }
-                    Token::Remote(port) => {
-                        if let Reply::Started(result) = reply {
-                            reply_to(port, &Started { result });
-                        }
-                    }
+                    Token::Remote(port) => match reply {
+                        Reply::Started(result) => reply_to(port, &Started { result }),
+                        Reply::Stopped(found) => reply_to(port, &Stopped { found }),
+                        Reply::Drained(_) => {}
+                    },
                 },
                 Effect::Conflict(report) => {
                     if let Some(hook) = &self.shared.on_conflict {

@@ -23,9 +23,20 @@ pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        let mut r = (self.0, Json(json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is worth retrying: a full cluster, a drain, a node cut off.
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_S),
+            );
+        }
+        r
     }
 }
+
+/// `Retry-After` of a 503, in seconds.
+const RETRY_AFTER_S: &str = "5";
 
 impl From<GameError> for ApiError {
     fn from(e: GameError) -> Self {
@@ -33,7 +44,9 @@ impl From<GameError> for ApiError {
             GameError::NotFound(_) => StatusCode::NOT_FOUND,
             GameError::Invalid(_) => StatusCode::BAD_REQUEST,
             GameError::Refused(_) => StatusCode::CONFLICT,
-            GameError::Draining | GameError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GameError::Draining | GameError::Full(_) | GameError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         ApiError(status, e.to_string())
     }
@@ -55,13 +68,17 @@ fn bad_request(reason: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, reason.into())
 }
 
-/// The JSON of a game: the client view plus `node`, `schema` and `moves`.
+/// The JSON of a game: the client view plus `node`, `schema` and `moves`, and `ended` when it
+/// ended other than by its rules (`"idle"`).
 pub fn game_json(s: &Snapshot) -> Value {
     let mut v = serde_json::to_value(&s.view).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut v {
         map.insert("node".into(), json!(s.node));
         map.insert("schema".into(), json!(s.schema));
         map.insert("moves".into(), json!(s.moves));
+        if let Some(ended) = s.ended {
+            map.insert("ended".into(), json!(ended.as_str()));
+        }
     }
     v
 }

@@ -159,7 +159,7 @@ impl Collector for HordeCollector {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        let gauges: [(&str, &str, i64); 4] = [
+        let gauges: [(&str, &str, i64); 6] = [
             (
                 "minotaur_games_hosted",
                 "Games hosted on this node",
@@ -169,6 +169,16 @@ impl Collector for HordeCollector {
                 "minotaur_registry_names",
                 "Games in this node's registry replica",
                 horde.registry_len() as i64,
+            ),
+            (
+                "minotaur_registry_tombstones",
+                "Removed games this node's registry still remembers (collected once every node has them)",
+                s.tombstones as i64,
+            ),
+            (
+                "minotaur_backup_replicas",
+                "Games whose state this node keeps as their backup",
+                s.replicas_held as i64,
             ),
             (
                 "minotaur_members",
