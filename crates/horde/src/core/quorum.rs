@@ -49,12 +49,27 @@ pub(super) struct Quorum {
     granted: BTreeMap<NodeId, Instant>,
     /// Members this member suspects (no more grants), since when.
     suspects: BTreeMap<NodeId, Instant>,
-    /// Effective votes of others: voter name → (voter run, members it voted dead).
-    votes: BTreeMap<String, (NodeId, BTreeSet<NodeId>)>,
+    /// Effective votes of others: voter name → (voter run, members it voted dead, when
+    /// received). A vote is trusted for [`VOTE_TRUST`] after it arrived: a live voter repeats
+    /// it with every lease request, and one that changed its mind stops.
+    votes: BTreeMap<String, (NodeId, BTreeSet<NodeId>, Instant)>,
+    /// When this member last told others it votes each member dead: it grants that member
+    /// again only once the others stopped trusting that vote (see [`Quorum::readmit`]).
+    voted_at: BTreeMap<NodeId, Instant>,
+    /// Suspects found safe to grant again, waiting out [`READMIT_QUIET`]: no longer voted.
+    readmitting: BTreeSet<NodeId>,
     /// Members this member removed from its quorum set, and when: still voted dead for a
     /// while, so that members that decided later can remove them too.
     removed: BTreeMap<NodeId, Instant>,
 }
+
+/// How long a vote received from another member counts (it repeats its votes every
+/// [`LEASE_EVERY`]).
+const VOTE_TRUST: Duration = Duration::from_millis(1000);
+/// How long after it last voted a member dead a member waits before granting it again: the
+/// others trust that vote up to [`VOTE_TRUST`] after it arrived, and it must not arrive to
+/// find the member holding a lease from this one.
+const READMIT_QUIET: Duration = Duration::from_millis(1000 + 2 * 250);
 
 /// How long a removed member is still voted dead.
 const REMOVED_VOTES: Duration = Duration::from_secs(300);
@@ -113,6 +128,8 @@ impl Quorum {
             granted: BTreeMap::new(),
             suspects: BTreeMap::new(),
             votes: BTreeMap::new(),
+            voted_at: BTreeMap::new(),
+            readmitting: BTreeSet::new(),
             removed: BTreeMap::new(),
         }
     }
@@ -204,14 +221,27 @@ impl Quorum {
     }
 
     /// Records another member's votes.
-    pub fn votes_received(&mut self, from: NodeId, votes: Vec<NodeId>) {
+    pub fn votes_received(&mut self, from: NodeId, votes: Vec<NodeId>, now: Instant) {
         self.votes
-            .insert(from.name.clone(), (from, votes.into_iter().collect()));
+            .insert(from.name.clone(), (from, votes.into_iter().collect(), now));
     }
 
     /// This member stops granting `node` (its link went down).
     pub fn suspect(&mut self, node: &NodeId, now: Instant) {
         self.suspects.entry(node.clone()).or_insert(now);
+        self.readmitting.remove(node);
+    }
+
+    /// `node` is known only from another member's list (never connected to here): not
+    /// granted until it connects, and voted dead only once a lease it could have got from
+    /// this member before it learned of it would have run out, as for a member whose link
+    /// went down. (Voting at once let a vote made in the instant between learning of a member
+    /// and its hello outlive the hello at the other members: with one other vote, a member
+    /// cut off right after a join restarted a live member's children.)
+    pub fn suspect_learned(&mut self, node: &NodeId, now: Instant) {
+        self.suspects
+            .entry(node.clone())
+            .or_insert(now + self.lease + DRIFT_MARGIN);
     }
 
     /// True while this member refuses `node`.
@@ -220,7 +250,19 @@ impl Quorum {
     }
 
     /// Grants `node` again (it is back and owns nothing).
-    pub fn readmit(&mut self, node: &NodeId) -> bool {
+    /// Not before every vote this member sent against it stopped counting at the others
+    /// ([`READMIT_QUIET`] after the last): false while it waits (asked again at the member's
+    /// next lease request).
+    pub fn readmit(&mut self, node: &NodeId, now: Instant) -> bool {
+        if let Some(at) = self.voted_at.get(node) {
+            if now.saturating_duration_since(*at) < READMIT_QUIET {
+                // No more votes against it from now on; granted once the last ran out.
+                self.readmitting.insert(node.clone());
+                return false;
+            }
+            self.voted_at.remove(node);
+        }
+        self.readmitting.remove(node);
         self.suspects.remove(node).is_some()
     }
 
@@ -248,12 +290,18 @@ impl Quorum {
         {
             self.grants.remove(&node.name);
         }
-        if self.votes.get(&node.name).is_some_and(|(id, _)| id == node) {
+        if self
+            .votes
+            .get(&node.name)
+            .is_some_and(|(id, _, _)| id == node)
+        {
             self.votes.remove(&node.name);
         }
-        for (_, (_, v)) in self.votes.iter_mut() {
+        for (_, (_, v, _)) in self.votes.iter_mut() {
             v.remove(node);
         }
+        self.voted_at.remove(node);
+        self.readmitting.remove(node);
     }
 
     /// This member's effective votes: suspects whose last grant is older than the lease plus
@@ -261,12 +309,17 @@ impl Quorum {
     pub fn my_votes(&mut self, now: Instant) -> Vec<NodeId> {
         self.removed
             .retain(|_, at| now.saturating_duration_since(*at) < REMOVED_VOTES);
-        self.suspects
+        let votes: Vec<NodeId> = self
+            .suspects
             .keys()
-            .filter(|n| self.voted(n, now))
+            .filter(|n| self.voted(n, now) && !self.readmitting.contains(*n))
             .chain(self.removed.keys())
             .cloned()
-            .collect()
+            .collect();
+        for n in &votes {
+            self.voted_at.insert(n.clone(), now);
+        }
+        votes
     }
 
     fn voted(&self, node: &NodeId, now: Instant) -> bool {
@@ -291,11 +344,11 @@ impl Quorum {
                 return false;
             }
             if m == me {
-                return self.voted(node, now);
+                return self.voted(node, now) && !self.readmitting.contains(node);
             }
-            self.votes
-                .get(&m.name)
-                .is_some_and(|(id, v)| id == m && v.contains(node))
+            self.votes.get(&m.name).is_some_and(|(id, v, at)| {
+                id == m && v.contains(node) && now.saturating_duration_since(*at) < VOTE_TRUST
+            })
         };
         !set.majority(|m| !voted(m))
     }
@@ -364,7 +417,7 @@ impl<T> Core<T> {
         round: u64,
         votes: Vec<NodeId>,
     ) {
-        self.quorum.votes_received(from.clone(), votes);
+        self.quorum.votes_received(from.clone(), votes, now);
         let connected = self.peers.get(&from.name) == Some(&from);
         if connected {
             self.readmit_if_safe(now, &from);
@@ -390,9 +443,10 @@ impl<T> Core<T> {
             return;
         }
         let set = self.quorum_set();
-        if !self.quorum.dead(&self.me, node, &set, now) || !self.owns_any(node) {
+        if (!self.quorum.dead(&self.me, node, &set, now) || !self.owns_any(node))
+            && self.quorum.readmit(node, now)
+        {
             info!(member = %node, "member back after being suspected; granting it leases again");
-            self.quorum.readmit(node);
         }
     }
 
@@ -509,10 +563,30 @@ mod tests {
         assert_eq!(q.my_votes(later), vec![c.clone()]);
         // a alone is not enough (b could still grant c a lease with c itself).
         assert!(!q.dead(&a, &c, &set, later));
-        q.votes_received(b.clone(), vec![c.clone()]);
+        q.votes_received(b.clone(), vec![c.clone()], later);
         assert!(q.dead(&a, &c, &set, later));
-        // Readmitted: no more vote of a's.
-        assert!(q.readmit(&c));
-        assert!(!q.dead(&a, &c, &set, later));
+        // b's vote counts only while b repeats it.
+        assert!(!q.dead(&a, &c, &set, later + VOTE_TRUST));
+        // a told others it votes c dead: it grants c again only once they stopped trusting
+        // that vote.
+        assert!(!q.readmit(&c, later + Duration::from_millis(100)));
+        assert!(q.suspects(&c));
+        let quiet = later + READMIT_QUIET;
+        assert!(q.readmit(&c, quiet));
+        assert!(!q.dead(&a, &c, &set, quiet));
+    }
+
+    #[test]
+    fn a_member_only_heard_of_is_voted_dead_only_after_a_lease() {
+        let c = n("c");
+        let t0 = Instant::now();
+        let mut q = Quorum::new(Duration::from_secs(1));
+        q.suspect_learned(&c, t0);
+        assert!(!q.grant(&c, true, t0), "not granted before it connects");
+        assert!(q.my_votes(t0 + Duration::from_millis(500)).is_empty());
+        assert_eq!(
+            q.my_votes(t0 + Duration::from_secs(1) + DRIFT_MARGIN),
+            vec![c.clone()]
+        );
     }
 }

@@ -282,7 +282,7 @@ impl<T> Core<T> {
             if self.superseded.contains(&m.node) {
                 continue;
             }
-            self.quorum.suspect(&m.node, now);
+            self.quorum.suspect_learned(&m.node, now);
             self.members.upsert(MemberInfo {
                 node: m.node,
                 status: m.status,
