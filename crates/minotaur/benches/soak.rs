@@ -3,7 +3,7 @@
 //! playing each to `over` (two players join, one leaves) and letting them expire. After each
 //! cycle, once every node's registry is empty again, it samples each node's RSS. Goal: flat,
 //! the last cycle within 10% of the first; it also reports the memory per live game (RSS with
-//! every game of a cycle live, minus RSS after the cycle, over the games).
+//! every game of a cycle created and live, minus RSS before the cycle, over the games).
 //!
 //! `MINOTAUR_SOAK_GAMES` (default 10000) games per cycle, `MINOTAUR_SOAK_CYCLES` (default 5);
 //! `MINOTAUR_BIN` runs another build (e.g. a release build; the client may be built in the
@@ -57,15 +57,19 @@ async fn post(http: &reqwest::Client, url: &str, body: Value) -> Value {
     panic!("{url}: no success after 200 tries");
 }
 
-/// One game created on `node`, played to `over`: two players join, one leaves.
-async fn one_game(http: reqwest::Client, node: String, i: usize) {
+/// A game created on `node`: its code.
+async fn create(http: reqwest::Client, node: String) -> String {
     let created = post(
         &http,
         &format!("{node}/api/games"),
         json!({ "round_ms": 600_000 }),
     )
     .await;
-    let code = created["code"].as_str().unwrap().to_string();
+    created["code"].as_str().unwrap().to_string()
+}
+
+/// The game `code`, through `node`, played to `over`: two players join, one leaves.
+async fn play_to_over(http: reqwest::Client, node: String, code: String, i: usize) {
     let input = format!("{node}/api/games/{code}/input");
     for (n, (player, action)) in [("a", "join"), ("b", "join"), ("a", "leave")]
         .into_iter()
@@ -118,14 +122,27 @@ async fn run() {
     for cycle in 1..=cycles {
         let t0 = Instant::now();
         let urls = cluster.urls();
-        futures::stream::iter(0..games)
-            .map(|i| one_game(cluster.http().clone(), urls[i % urls.len()].clone(), i))
+        let before = rss_mb(&cluster);
+        let codes: Vec<String> = futures::stream::iter(0..games)
+            .map(|i| create(cluster.http().clone(), urls[i % urls.len()].clone()))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        // Every game of the cycle live (waiting for players): the peak of the cycle.
+        let live = rss_mb(&cluster);
+        futures::stream::iter(codes.into_iter().enumerate())
+            .map(|(i, code)| {
+                play_to_over(
+                    cluster.http().clone(),
+                    urls[(i + 1) % urls.len()].clone(),
+                    code,
+                    i,
+                )
+            })
             .buffer_unordered(CONCURRENCY)
             .collect::<Vec<()>>()
             .await;
         let played = t0.elapsed();
-        // Every game is over now and still readable (retention): the peak of the cycle.
-        let live = rss_mb(&cluster);
         eventually(
             "every node's registry is empty again (every game removed)",
             Duration::from_secs(120),
@@ -139,13 +156,14 @@ async fn run() {
         )
         .await;
         let after = rss_mb(&cluster);
+        // Each node hosts a third of the games and backs up as many of the others'.
         let per_game_kib: Vec<f64> = live
             .iter()
-            .zip(&after)
-            .map(|(l, a)| (l - a) * 1024.0 * 3.0 / games as f64)
+            .zip(&before)
+            .map(|(l, b)| (l - b) * 1024.0 * 3.0 / games as f64)
             .collect();
         println!(
-            "cycle {cycle:>2}  live {live:.1?}  after expiry {after:.1?}  (~{per_game_kib:.1?} KiB per live game; played in {:.1} s)",
+            "cycle {cycle:>2}  live {live:.1?}  after expiry {after:.1?}  (+{per_game_kib:.1?} KiB per live game over the RSS before; {:.1} s)",
             played.as_secs_f64()
         );
         rows.push(json!({ "cycle": cycle, "live_mb": live, "after_mb": after,
