@@ -28,6 +28,24 @@ fn dns_env(ip: IpAddr, port: u16, dns: &dns::DnsServer) -> HashMap<String, Strin
     env
 }
 
+/// Nodes on `ips`, all published under [`SERVICE`], once they form a full mesh.
+async fn dns_mesh(
+    ips: &[IpAddr],
+    port: u16,
+    dns: &dns::DnsServer,
+    logs: &std::path::Path,
+) -> Vec<NodeProcess> {
+    dns.set_addresses(SERVICE, ips);
+    let nodes: Vec<NodeProcess> = ips
+        .iter()
+        .map(|ip| {
+            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, dns), logs).expect("start a node")
+        })
+        .collect();
+    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    nodes
+}
+
 async fn wait_for_mesh(nodes: &[&NodeProcess]) {
     let all: Vec<IpAddr> = nodes.iter().map(|n| n.ip).collect();
     for n in nodes {
@@ -47,15 +65,7 @@ async fn nodes_find_each_other_through_dns_and_a_new_name_joins() {
     let port = free_port(&ips).expect("a free port");
     let dns = dns::start().await.expect("start the DNS server");
     let logs = logs::test_dir("dns_mesh");
-    dns.set_addresses(SERVICE, &ips[..3]);
-    let nodes: Vec<NodeProcess> = ips[..3]
-        .iter()
-        .map(|ip| {
-            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
-                .expect("start a node")
-        })
-        .collect();
-    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let nodes = dns_mesh(&ips[..3], port, &dns, &logs).await;
 
     // A fourth task appears in DNS: everyone connects to it, it connects to everyone.
     let fourth = NodeProcess::start(MINOTAUR, ips[3], dns_env(ips[3], port, &dns), &logs)
@@ -90,15 +100,7 @@ async fn a_killed_node_is_reported_down_and_a_frozen_one_too_until_it_thaws() {
     let port = free_port(&ips).expect("a free port");
     let dns = dns::start().await.expect("start the DNS server");
     let logs = logs::test_dir("failures");
-    dns.set_addresses(SERVICE, &ips);
-    let mut nodes: Vec<NodeProcess> = ips
-        .iter()
-        .map(|ip| {
-            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
-                .expect("start a node")
-        })
-        .collect();
-    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let mut nodes = dns_mesh(&ips, port, &dns, &logs).await;
 
     // SIGSTOP: TCP stays open, only heartbeats can tell. Reported down, then back on SIGCONT.
     nodes[1].signal(Signal::SIGSTOP);
@@ -288,15 +290,7 @@ async fn a_flood_of_unauthenticated_connections_is_capped_closed_and_keeps_no_on
     let port = free_port(&ips).expect("a free port");
     let dns = dns::start().await.expect("start the DNS server");
     let logs = logs::test_dir("flood");
-    dns.set_addresses(SERVICE, &ips[..3]);
-    let nodes: Vec<NodeProcess> = ips[..3]
-        .iter()
-        .map(|ip| {
-            NodeProcess::start(MINOTAUR, *ip, dns_env(*ip, port, &dns), &logs)
-                .expect("start a node")
-        })
-        .collect();
-    wait_for_mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let nodes = dns_mesh(&ips[..3], port, &dns, &logs).await;
     let target = nodes[0].cluster_addr();
     let rss_before = nodes[0].rss_bytes() / 1024;
 
