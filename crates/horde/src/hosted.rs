@@ -29,13 +29,58 @@ pub(crate) struct Hosted<C: Handoff> {
     pub member: MemberRef,
 }
 
+/// A pending timer of the child: aborted when another replaces it and when the actor stops, so
+/// neither a child that resets its timer on every input nor one that stopped leaves a sleeping
+/// task behind (each holds the actor's cell, mailbox included, until it fires).
+type Timer = tokio::task::JoinHandle<()>;
+
+/// What the hosting actor holds: the child's core and its pending timers.
+pub(crate) struct HostedState<C: Handoff> {
+    core: ChildCore<C, ReplyTo<C>>,
+    timers: Timers,
+}
+
+/// The child's timer and its delayed stop (each at most one).
+#[derive(Default)]
+pub(crate) struct Timers {
+    timer: Option<Timer>,
+    stop: Option<Timer>,
+}
+
+impl Timers {
+    fn replace(slot: &mut Option<Timer>, new: Timer) {
+        if let Some(old) = slot.replace(new) {
+            old.abort();
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for t in [self.timer.take(), self.stop.take()].into_iter().flatten() {
+            t.abort();
+        }
+    }
+}
+
+/// Sends `msg()` to `to` after `after`, as a task the caller can abort.
+fn send_after<C: Handoff>(
+    to: &ActorRef<HostedMsg<C>>,
+    after: std::time::Duration,
+    msg: impl FnOnce() -> HostedMsg<C> + Send + 'static,
+) -> Timer {
+    let to = to.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = to.cast(msg());
+    })
+}
+
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
 impl<C: Handoff> Actor for Hosted<C> {
     type Msg = HostedMsg<C>;
-    type State = ChildCore<C, ReplyTo<C>>;
+    type State = HostedState<C>;
     type Arguments = (ChildCore<C, ReplyTo<C>>, FirstEffects<C>);
 
     async fn pre_start(
@@ -43,15 +88,25 @@ impl<C: Handoff> Actor for Hosted<C> {
         myself: ActorRef<Self::Msg>,
         (core, first): Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        self.execute(&myself, first);
-        Ok(core)
+        let mut timers = Timers::default();
+        self.execute(&myself, first, &mut timers);
+        Ok(HostedState { core, timers })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.timers.abort_all();
+        Ok(())
     }
 
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
-        core: &mut Self::State,
+        state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let shared = &self.shared;
         let t = now();
@@ -60,23 +115,31 @@ impl<C: Handoff> Actor for Hosted<C> {
             is_live: &|n: &NodeId| shared.is_live(n),
             max_message_bytes: shared.max_message_bytes,
         };
-        let effects = core.on(t, msg.0, &env);
-        self.execute(&myself, effects);
+        let effects = state.core.on(t, msg.0, &env);
+        self.execute(&myself, effects, &mut state.timers);
         Ok(())
     }
 }
 
 impl<C: Handoff> Hosted<C> {
-    fn execute(&self, myself: &ActorRef<HostedMsg<C>>, effects: Vec<ChildEffect<C, ReplyTo<C>>>) {
+    fn execute(
+        &self,
+        myself: &ActorRef<HostedMsg<C>>,
+        effects: Vec<ChildEffect<C, ReplyTo<C>>>,
+        timers: &mut Timers,
+    ) {
         for effect in effects {
             match effect {
                 ChildEffect::Reply { to, answer } => self.answer(to, answer),
                 ChildEffect::Forward { to, msg } => {
                     self.forward(&to, msg.body, msg.hops, msg.reply)
                 }
-                ChildEffect::SetTimer { after, generation } => {
-                    myself.send_after(after, move || HostedMsg(ChildInput::Timer { generation }));
-                }
+                ChildEffect::SetTimer { after, generation } => Timers::replace(
+                    &mut timers.timer,
+                    send_after(myself, after, move || {
+                        HostedMsg(ChildInput::Timer { generation })
+                    }),
+                ),
                 ChildEffect::Deliver { seq, event, to } => self.deliver(seq, &event, &to),
                 ChildEffect::Replicate { to, replica } => {
                     // Straight to the backup's member; its answer comes back through our router.
@@ -101,11 +164,12 @@ impl<C: Handoff> Hosted<C> {
                     pause,
                 }),
                 ChildEffect::Stop => myself.stop(None),
-                ChildEffect::StopAfter(d) => {
-                    myself.send_after(d, || {
+                ChildEffect::StopAfter(d) => Timers::replace(
+                    &mut timers.stop,
+                    send_after(myself, d, || {
                         HostedMsg(ChildInput::Cmd(ChildCmd::Stop { report: false }))
-                    });
-                }
+                    }),
+                ),
             }
         }
     }

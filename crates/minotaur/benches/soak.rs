@@ -1,7 +1,8 @@
 //! Memory over a long uptime (`cargo bench -p minotaur --bench soak`): three real `minotaur`
 //! processes with a short `GAME_RETENTION_MS`, through repeated cycles of creating many games,
 //! playing each to `over` (two players join, one leaves) and letting them expire. After each
-//! cycle, once every node's registry is empty again, it samples each node's RSS. Goal: flat,
+//! cycle, once every node's registry is empty again and its tombstones are collected, it
+//! samples each node's RSS. Goal: flat,
 //! the last cycle within 10% of the first; it also reports the memory per live game (RSS with
 //! every game of a cycle created and live, minus RSS before the cycle, over the games).
 //!
@@ -100,6 +101,19 @@ async fn registry_games(cluster: &Cluster) -> Vec<u64> {
     out
 }
 
+/// Tombstones in every node's registry, as `/metrics` counts them.
+async fn tombstones(cluster: &Cluster) -> f64 {
+    let mut total = 0.0;
+    for url in cluster.urls() {
+        let text = match cluster.http().get(format!("{url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => return f64::MAX,
+        };
+        total += harness::node::metric_sum(&text, "minotaur_registry_tombstones");
+    }
+    total
+}
+
 fn rss_mb(cluster: &Cluster) -> Vec<f64> {
     cluster
         .nodes
@@ -153,6 +167,14 @@ async fn run() {
                     .all(|n| *n == 0)
                     .then_some(())
             },
+        )
+        .await;
+        // And their tombstones collected (`tombstone_grace`, 30 s, after every member
+        // acknowledged them): nothing of the cycle is left.
+        eventually(
+            "every node collected the cycle's tombstones",
+            Duration::from_secs(180),
+            || async { (tombstones(&cluster).await == 0.0).then_some(()) },
         )
         .await;
         let after = rss_mb(&cluster);
