@@ -51,12 +51,7 @@ async fn routed_targets(cluster: &Cluster) -> Vec<String> {
             .unwrap();
         let code = created["code"].as_str().unwrap().to_string();
         // The node that answers names the host; any other node routes.
-        let read: Value = http
-            .get(format!("{}/api/games/{code}", urls[0]))
-            .send()
-            .await
-            .unwrap()
-            .json()
+        let read = harness::node::get_json(http, &format!("{}/api/games/{code}", urls[0]))
             .await
             .unwrap();
         let host = read["node"].as_str().unwrap_or_default().to_string();
