@@ -319,6 +319,11 @@ impl Quorum {
         for n in &votes {
             self.voted_at.insert(n.clone(), now);
         }
+        // Only members still suspected or removed can be granted again; a removed one whose
+        // votes expired is never asked about again: forget it (no entry per member ever lost).
+        let (suspects, removed) = (&self.suspects, &self.removed);
+        self.voted_at
+            .retain(|n, _| suspects.contains_key(n) || removed.contains_key(n));
         votes
     }
 
