@@ -1,7 +1,9 @@
 //! The game server end to end: real `minotaur` processes on 127.0.x.y behind a real DNS
 //! server, games played over HTTP and WebSocket by clients that retry failed inputs with the
 //! same `input_id`, and a full rolling update (start a new node, take the old one out of DNS,
-//! SIGTERM it; for every node). Uses the same driver as `minotaur demo`.
+//! SIGTERM it; for every node). Uses the same driver as `minotaur demo`. The state-migration
+//! tests run this source's `schema-v2` build as the next version; `tests/upgrade.rs` runs the
+//! previous release's own build.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::{Load, verify};
+use harness::releases::{V2_VERSION, v2_binary};
 use harness::wait::{POLL_INTERVAL, poll, scaled};
 use serde_json::{Value, json};
 use support::MINOTAUR;
@@ -368,32 +371,6 @@ async fn bad_requests_get_clear_errors() {
     cluster.shutdown().await;
 }
 
-/// The "next version" build: game state schema v2 (reads v1), app version 0.2.0. Taken from
-/// `MINOTAUR_V2_BIN` (CI builds it once), else built here into its own target directory.
-fn v2_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("MINOTAUR_V2_BIN") {
-        return PathBuf::from(p);
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = root.join("target/v2");
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .env("MINOTAUR_APP_VERSION", "0.2.0")
-        .args([
-            "build",
-            "-p",
-            "minotaur",
-            "--features",
-            "schema-v2",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the v2 binary failed");
-    target.join("debug/minotaur")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     let v2 = tokio::task::spawn_blocking(v2_binary).await.unwrap();
@@ -413,12 +390,12 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     integrity.assert_nothing_lost();
     // Only the new version is left, and every game runs v2 code on v1-born state.
-    let members = settled_members(&cluster, |s, v| s == "alive" && v == "0.2.0").await;
+    let members = settled_members(&cluster, |s, v| s == "alive" && v == V2_VERSION).await;
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(
         members
             .values()
-            .all(|(status, version)| status == "alive" && version == "0.2.0"),
+            .all(|(status, version)| status == "alive" && version == V2_VERSION),
         "{members:?}"
     );
     let url = cluster.urls()[0].clone();
@@ -460,11 +437,11 @@ async fn a_rollback_to_the_previous_build_keeps_every_game() {
         result.interleaved()
     );
     // Only the previous version is left, running every game on v1 state.
-    let members = settled_members(&cluster, |s, v| s == "alive" && v != "0.2.0").await;
+    let members = settled_members(&cluster, |s, v| s == "alive" && v != V2_VERSION).await;
     assert!(
         members
             .values()
-            .all(|(status, version)| status == "alive" && version != "0.2.0"),
+            .all(|(status, version)| status == "alive" && version != V2_VERSION),
         "{members:?}"
     );
     let url = cluster.urls()[0].clone();

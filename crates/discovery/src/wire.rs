@@ -37,8 +37,20 @@ impl Envelope {
         Ok(Self(postcard::to_stdvec(&(ENVELOPE_VERSION, msg))?))
     }
 
+    /// Encodes `msg` followed by `appended`: fields a later protocol adds after a message
+    /// whose layout an older reader knows. That reader decodes `msg` and never looks further
+    /// ([`Envelope::decode`] ignores what follows); a newer one reads both with
+    /// [`Envelope::decode_head`].
+    pub fn encode_appended<T: Serialize, A: Serialize>(
+        msg: &T,
+        appended: &A,
+    ) -> Result<Self, WireError> {
+        let bytes = postcard::to_stdvec(&(ENVELOPE_VERSION, msg))?;
+        Ok(Self(postcard::to_extend(appended, bytes)?))
+    }
+
     /// The payload after the envelope version, refused when a newer envelope wrote it.
-    fn payload(&self) -> Result<&[u8], WireError> {
+    pub fn payload(&self) -> Result<&[u8], WireError> {
         let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(&self.0)?;
         if version > ENVELOPE_VERSION {
             return Err(WireError::NewerEnvelope(version));
@@ -50,6 +62,12 @@ impl Envelope {
     /// ractor_cluster bounds the input by its frame limit.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, WireError> {
         Ok(postcard::from_bytes(self.payload()?)?)
+    }
+
+    /// Decodes a `T` and returns the bytes that follow it (fields a newer sender appended, for
+    /// the caller to read or count).
+    pub fn decode_head<T: DeserializeOwned>(&self) -> Result<(T, &[u8]), WireError> {
+        Ok(postcard::take_from_bytes(self.payload()?)?)
     }
 
     /// Decodes a message whose later versions may append fields: `H` is what every version
@@ -132,6 +150,15 @@ mod tests {
         );
         // An old reader ignores what it does not know.
         assert_eq!(new.decode::<Head>().unwrap(), (7, "a".into()));
+    }
+
+    #[test]
+    fn appended_fields_are_invisible_to_an_old_reader_and_read_by_a_new_one() {
+        let e = Envelope::encode_appended(&(7u64, "a".to_string()), &9u16).unwrap();
+        assert_eq!(e.decode::<(u64, String)>().unwrap(), (7, "a".into()));
+        let (head, rest) = e.decode_head::<(u64, String)>().unwrap();
+        assert_eq!(head, (7, "a".into()));
+        assert_eq!(postcard::from_bytes::<u16>(rest).unwrap(), 9);
     }
 
     #[test]

@@ -280,6 +280,26 @@ impl Cluster {
         Ok(last)
     }
 
+    /// Starts one more node running `binary` and puts it in DNS at once, without waiting for
+    /// it to become healthy (one that should not join: it is not given to clients); its index.
+    pub fn add_unready(&mut self, binary: &Path) -> Result<usize, Error> {
+        let new = self.spawn(binary)?;
+        self.nodes.push(new);
+        let ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        self.dns.set_addresses(SERVICE, &ips);
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Takes node `i` out of the cluster (DNS, the players' targets) as it is, running or not;
+    /// the process is the caller's (killed when dropped).
+    pub fn remove(&mut self, i: usize) -> NodeProcess {
+        let node = self.nodes.remove(i);
+        let ips: Vec<IpAddr> = self.nodes.iter().map(|n| n.ip).collect();
+        self.dns.set_addresses(SERVICE, &ips);
+        self.set_targets();
+        node
+    }
+
     /// Scales the cluster in by node `i`, as a rolling update does to an old task without
     /// starting a new one: out of DNS and the targets, SIGTERM, wait for it to exit (its
     /// games move to the others first); returns its exit code.

@@ -38,6 +38,8 @@
 //! - `kubernetes` (feature `kubernetes`): docker/kubernetes read as the kubelet and cluster
 //!   DNS use it (a pod's environment, SRV names), and a read-only root file system.
 //! - [`prometheus`]: a real Prometheus server scraping nodes, PromQL, `promtool check metrics`.
+//! - [`releases`]: other builds to run beside this one: the previous release, built from its
+//!   own sources, and this source's `schema-v2` build.
 //! - [`tls`]: a CA and node certificates for mutual TLS tests (the `openssl` CLI).
 //! - [`latency`]: percentiles and milliseconds.
 //! - [`echo`]: the raw ractor_cluster echo actor, the benchmarks' baseline.
@@ -60,6 +62,7 @@ pub mod node;
 pub mod ports;
 pub mod process;
 pub mod prometheus;
+pub mod releases;
 pub mod tls;
 pub mod wait;
 

@@ -336,6 +336,24 @@ impl Load {
         out
     }
 
+    /// Inputs acknowledged so far after the joins (to wait for traffic, never to sleep for it).
+    pub fn answered(&self) -> usize {
+        self.answers.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
+    /// Waits until `more` inputs beyond those acknowledged now are acknowledged, for at most
+    /// `timeout` (scaled); false when they were not.
+    pub async fn wait_for_play(&self, more: usize, timeout: Duration) -> bool {
+        let want = self.answered() + more;
+        crate::wait::poll(
+            crate::wait::scaled(timeout),
+            crate::wait::POLL_INTERVAL,
+            || async { (self.answered() >= want).then_some(()) },
+        )
+        .await
+        .is_some()
+    }
+
     /// Starts or stops measuring pauses.
     pub fn measure(&self, on: bool) {
         self.measuring.store(on, Ordering::Relaxed);

@@ -45,9 +45,12 @@ use discovery::{DownReason, NodeId};
 use tracing::info;
 
 use crate::child::RestartPolicy;
+use crate::membership::Incompatible;
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Candidate, Placement};
-use crate::protocol::{MAX_HOPS, RouteReply, StartRefusal, Subscriber, Unavailable, Wire};
+use crate::protocol::{
+    MAX_HOPS, Protocols, RouteReply, StartRefusal, Subscriber, Unavailable, Wire,
+};
 use crate::registry::{Entry, Merged, Registry};
 use crate::stats::{Counters, HordeEvent};
 
@@ -94,6 +97,9 @@ pub struct CoreConfig {
     /// A tombstone every member acknowledged is collected once it is this old (see
     /// `tombstones`).
     pub tombstone_grace: Duration,
+    /// The protocol versions this member speaks ([`Protocols::THIS`]; the simulator runs
+    /// members of the previous release's range beside current ones).
+    pub protocols: Protocols,
 }
 
 impl std::fmt::Debug for CoreConfig {
@@ -154,6 +160,9 @@ struct Link {
     sync_sent: bool,
     /// The link was replaced (same run): messages in flight on the old one were lost.
     relinked: bool,
+    /// Its member speaks no protocol version this cluster speaks: it is not a member, and
+    /// nothing waits for it (readiness, introductions).
+    refused: bool,
 }
 
 /// A child hosted here and serving.
@@ -173,12 +182,7 @@ enum SpawnFor<T> {
         epoch: u64,
     },
     /// A child arriving in a move.
-    Offer {
-        incoming: u64,
-        epoch: u64,
-        from: NodeId,
-        spec: Arc<[u8]>,
-    },
+    Offer(moves::Arrival),
     /// A dead node's child restarting here.
     Restart {
         entry: Entry,
@@ -281,6 +285,17 @@ pub struct Core<T> {
     force_backups: bool,
     /// Backups that refused replicas from this node (they suspect it), and when.
     refusing: BTreeMap<NodeId, Instant>,
+    /// The highest protocol version every member speaks, as last worked out (see
+    /// `sync::protocol_in_use`): what this member sends.
+    in_use: u16,
+    /// This member found it cannot join the cluster (a member speaks no version it speaks): it
+    /// never becomes alive, and the node refuses at the door.
+    refusal: Option<Incompatible>,
+    /// Messages from other members that did not decode (counted; while joining, many and no
+    /// hello that does is a refusal).
+    undecodable: u64,
+    /// Members refused for their protocol, each logged once.
+    refused: BTreeSet<NodeId>,
     /// Something the read side sees changed since the last [`Core::take_view`].
     dirty: bool,
 }
@@ -309,6 +324,7 @@ impl<T> Core<T> {
         now: Instant,
     ) -> Self {
         let lease = config.lease;
+        let in_use = config.protocols.max;
         Self {
             config,
             me,
@@ -350,6 +366,10 @@ impl<T> Core<T> {
             backups_stale: false,
             force_backups: false,
             refusing: BTreeMap::new(),
+            in_use,
+            refusal: None,
+            undecodable: 0,
+            refused: BTreeSet::new(),
             dirty: true,
         }
     }
@@ -403,6 +423,9 @@ impl<T> Core<T> {
             peers: self.peers.clone(),
             lease_until: self.quorum.until(),
             reads: self.config.reads.clone(),
+            protocols: self.config.protocols,
+            protocol_in_use: self.in_use,
+            refusal: self.refusal.clone(),
         }
     }
 
@@ -426,6 +449,8 @@ impl<T> Core<T> {
                 self.on_down(now, &mut out, &id);
             }
             Input::Peer(wire) => self.on_wire(now, &mut out, wire),
+            Input::ForeignHello(head) => self.on_foreign_hello(now, &mut out, head),
+            Input::Undecodable => self.on_undecodable(now, &mut out),
             Input::Request(request) => self.on_request(now, &mut out, request),
             Input::Spawned { name, result } => self.on_spawned(now, &mut out, name, result),
             Input::Child { name, report } => self.on_child(now, &mut out, name, report),
@@ -439,6 +464,7 @@ impl<T> Core<T> {
         if !self.outbox.is_empty() || !self.next_flush_waiters.is_empty() {
             self.flush(now, &mut out);
         }
+        self.note_protocol_in_use();
         let gauges = &self.counters;
         let held = self.replicas.len() as u64;
         gauges
@@ -529,7 +555,12 @@ impl<T> Core<T> {
                 self.on_ack(out, &node.name, batch)
             }
             Wire::Collect { nodes, entries, .. } => self.on_collect(&nodes, entries),
-            Wire::Offer { from, id, items } => self.on_offer(now, out, from, id, items),
+            Wire::Offer {
+                from,
+                id,
+                items,
+                frozen_us,
+            } => self.on_offer(now, out, from, id, items, frozen_us),
             Wire::OfferReply {
                 from,
                 id,
@@ -624,12 +655,7 @@ impl<T> Core<T> {
                     });
                 }
             },
-            SpawnFor::Offer {
-                incoming,
-                epoch,
-                from,
-                spec,
-            } => self.offer_spawned(now, out, incoming, name, epoch, from, spec, result),
+            SpawnFor::Offer(arrival) => self.offer_spawned(now, out, name, arrival, result),
             SpawnFor::Restart {
                 entry,
                 epoch,

@@ -28,6 +28,10 @@ pub enum HordeError {
         /// Whether it held its quorum lease.
         quorum: bool,
     },
+    /// This node cannot join the cluster it found: a member speaks no protocol version it
+    /// speaks. The text names both sides' versions and what to do.
+    #[error("{0}")]
+    Incompatible(crate::membership::Incompatible),
 }
 
 /// Why a child could not be started.

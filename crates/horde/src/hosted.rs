@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use discovery::{Envelope, NodeId};
+use discovery::NodeId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
@@ -144,9 +144,10 @@ impl<C: Handoff> Hosted<C> {
                 ChildEffect::Replicate { to, replica } => {
                     // Straight to the backup's member; its answer comes back through our router.
                     let member = self.shared.load().peer_of(&to).map(|p| p.member.clone());
-                    if let (Some(m), Ok(env)) =
-                        (member, Envelope::encode(&Wire::Replicate(replica)))
-                    {
+                    if let (Some(m), Ok(env)) = (
+                        member,
+                        crate::protocol::encode_wire(&Wire::Replicate(replica)),
+                    ) {
                         let _ = m.cast(MemberMsg::Cast(env));
                     }
                 }
@@ -228,7 +229,7 @@ impl<C: Handoff> Hosted<C> {
                 seq,
                 event: bytes,
             };
-            if let Ok(env) = Envelope::encode(&wire) {
+            if let Ok(env) = crate::protocol::encode_wire(&wire) {
                 let _ = peer.router.cast(MemberMsg::Cast(env));
             }
         }
@@ -262,7 +263,7 @@ impl<C: Handoff> Hosted<C> {
             hops,
             body,
         });
-        let env = match Envelope::encode(&wire) {
+        let env = match crate::protocol::encode_wire(&wire) {
             Ok(e) => e,
             Err(e) => return fail(reply, Unavailable::Malformed(e.to_string())),
         };

@@ -21,8 +21,11 @@ use crate::core::{
 };
 use crate::hosted::Hosted;
 use crate::mailbox::{HostedMsg, LocalMsg, ReplyTo, Token};
-use crate::protocol::{MemberMsg, RouteReply, Started, Stopped, Unavailable, Wire, reply_to};
+use crate::protocol::{
+    MemberMsg, RouteReply, Started, Stopped, Unavailable, Undecodable, Wire, decode_wire, reply_to,
+};
 use crate::router::{self};
+use crate::stats::Counters;
 use crate::view::{Hosting, MemberRef, PeerRefs, Published, RouterRef, Shared};
 
 mod effects;
@@ -125,7 +128,7 @@ impl<C: Handoff> Actor for Member<C> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let input = match msg {
-            MemberMsg::Cast(env) => match env.decode::<Wire>() {
+            MemberMsg::Cast(env) => match decode_wire(&env) {
                 Ok(
                     w @ (Wire::Route(_)
                     | Wire::Event { .. }
@@ -137,12 +140,15 @@ impl<C: Handoff> Actor for Member<C> {
                     return Ok(());
                 }
                 Ok(w) => Input::Peer(w),
-                Err(error) => {
-                    warn!(%error, "undecodable horde message dropped");
-                    return Ok(());
+                Err(u) => {
+                    self.count_undecodable(&u);
+                    match u.hello {
+                        Some(head) => Input::ForeignHello(head),
+                        None => Input::Undecodable,
+                    }
                 }
             },
-            MemberMsg::Call(env, port) => match env.decode::<Wire>() {
+            MemberMsg::Call(env, port) => match decode_wire(&env) {
                 Ok(Wire::StartChild(q)) => Input::Request(Request::Start {
                     name: q.name,
                     spec: q.spec,
@@ -161,11 +167,11 @@ impl<C: Handoff> Actor for Member<C> {
                     reply_to(port, &RouteReply::Unavailable(Unavailable::NotRouted));
                     return Ok(());
                 }
-                Err(error) => {
-                    warn!(%error, "undecodable horde request dropped");
+                Err(u) => {
+                    self.count_undecodable(&u);
                     reply_to(
                         port,
-                        &RouteReply::Unavailable(Unavailable::Malformed(error.to_string())),
+                        &RouteReply::Unavailable(Unavailable::Malformed(u.error.to_string())),
                     );
                     return Ok(());
                 }
@@ -249,6 +255,11 @@ impl<C: Handoff> Actor for Member<C> {
 }
 
 impl<C: Handoff> Member<C> {
+    /// Counts a message that did not decode (and logs the first of its kind).
+    fn count_undecodable(&self, u: &Undecodable) {
+        count_undecodable(&self.shared.counters, u);
+    }
+
     /// Looks the peer's member actor up through its current link; once found, tells the core.
     async fn lookup(
         &self,
@@ -303,6 +314,9 @@ impl<C: Handoff> Member<C> {
             return;
         }
         if let Some(v) = changed_view {
+            if v.refusal.is_some() && self.shared.refusal.borrow().is_none() {
+                self.shared.refusal.send_replace(v.refusal.clone());
+            }
             state.view = v;
         }
         state.dirty = false;
@@ -327,5 +341,20 @@ impl<C: Handoff> Member<C> {
             children: state.children.clone(),
             peers,
         }));
+    }
+}
+
+/// Counts a message from another member that did not decode, and logs the first of each kind
+/// (a member of another release sends them as long as it runs: one line, then the metric).
+pub(crate) fn count_undecodable(counters: &Counters, u: &Undecodable) {
+    if counters.undecodable(u.kind) {
+        match &u.hello {
+            Some(h) => {
+                warn!(kind = u.kind, error = %u.error, from = %h.node, version = %h.version, protocol = h.protocol, "undecodable horde message dropped (the first of its kind; the others are counted in minotaur_undecodable_messages_total): the sender runs another release")
+            }
+            None => {
+                warn!(kind = u.kind, error = %u.error, "undecodable horde message dropped (the first of its kind; the others are counted in minotaur_undecodable_messages_total): is a node of another release in the cluster?")
+            }
+        }
     }
 }

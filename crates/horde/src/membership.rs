@@ -13,6 +13,7 @@ use discovery::NodeId;
 use serde::{Deserialize, Serialize};
 
 pub use crate::protocol::MemberStatus;
+use crate::protocol::Protocols;
 
 /// An app version as a member announces it, compared as SemVer (`1.10.0` > `1.9.0` >
 /// `1.9.0-rc1`: a pre-release comes before its release). The text is kept as sent, so a
@@ -65,6 +66,71 @@ pub struct MemberInfo {
     pub version: Version,
     /// The state schemas its build reads.
     pub reads: Vec<u16>,
+    /// The protocol versions it speaks, from its hello (`None`: known only from another
+    /// member's list, not heard from yet).
+    pub protocols: Option<Protocols>,
+}
+
+/// Why this node may not join the cluster it found: a member of it speaks no protocol
+/// version this build speaks (or nothing it sends can be decoded). The node refuses at the
+/// door (`minotaur start` exits 3 with this text): nothing was handed to it and no member
+/// counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incompatible {
+    /// This node.
+    pub node: NodeId,
+    /// This node's app version.
+    pub version: Version,
+    /// The protocol versions this node speaks.
+    pub protocols: Protocols,
+    /// The member it cannot speak with (`None`: several, none of whose messages decode).
+    pub peer: Option<NodeId>,
+    /// That member's app version, when its hello said it.
+    pub peer_version: Option<String>,
+    /// The protocol versions that member speaks (`None`: not known, its messages do not
+    /// decode).
+    pub peer_protocols: Option<Protocols>,
+    /// Messages received that did not decode.
+    pub undecodable: u64,
+}
+
+impl fmt::Display for Incompatible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "this node ({}, version {}, protocol {}) cannot join the cluster: ",
+            self.node.name, self.version, self.protocols
+        )?;
+        let peer = self.peer.as_ref().map_or_else(
+            || "its members".to_string(),
+            |p| format!("member {}", p.name),
+        );
+        let version = self.peer_version.as_deref().unwrap_or("unknown");
+        match self.peer_protocols {
+            Some(theirs) if theirs.max < self.protocols.min => write!(
+                f,
+                "{peer} runs version {version}, protocol {theirs}, which this release no longer \
+                 speaks. A release rolls forward only from the one before it: upgrade the \
+                 cluster to a release that speaks protocol {} first (see CHANGELOG.md), or run \
+                 version {version} on this node",
+                self.protocols.min
+            ),
+            Some(theirs) => write!(
+                f,
+                "{peer} runs version {version}, protocol {theirs}, newer than this release \
+                 speaks. Run version {version} (or a release that speaks protocol {}) on this \
+                 node",
+                theirs.min
+            ),
+            None => write!(
+                f,
+                "{peer} send messages this release cannot decode ({} received, none readable; \
+                 version {version}): they run a release this one cannot speak with. Run the \
+                 cluster's release on this node (see CHANGELOG.md)",
+                self.undecodable
+            ),
+        }
+    }
 }
 
 /// The membership view: one entry per node name (the current incarnation).
@@ -172,6 +238,7 @@ mod tests {
     fn the_run_heard_from_last_replaces_the_other_whatever_its_incarnation() {
         let mut m = Members::new();
         let info = |inc, status| MemberInfo {
+            protocols: None,
             node: NodeId {
                 name: "a".into(),
                 incarnation: inc,

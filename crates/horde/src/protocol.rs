@@ -6,16 +6,36 @@
 //! Every member exposes two remotable actors (a member for control, a router for data) whose
 //! message type has exactly two wire variants, `Cast` and `Call`, carrying a
 //! [`discovery::Envelope`]; they never change, so nodes of two releases always reach each
-//! other's decoder. Inside, [`Wire`] is versioned by [`PROTOCOL`]: a peer outside
-//! [`MIN_PROTOCOL`]..=[`PROTOCOL`] is refused with a log line at `Hello`. New variants go at
-//! the end (postcard numbers them); a node that cannot decode one logs and drops it.
+//! other's decoder. Requests between members are casts carrying a correlation id and answered
+//! by a cast (`Offer` → `OfferReply`, `FetchReplicas` → `ReplicasFound`), so the pure core
+//! needs no reply channels. Requests from an application's handle to a member or router are
+//! ractor calls: their payload types implement [`Request`], which names the reply type, and
+//! refusals travel as enums ([`StartRefusal`], [`OfferRefusal`], [`Unavailable`]), never as
+//! text to parse back.
 //!
-//! Requests between members are casts carrying a correlation id and answered by a cast
-//! (`Offer` → `OfferReply`, `FetchSnapshots` → `SnapshotsFound`), so the pure core needs no
-//! reply channels. Requests from an application's handle to a member or router are ractor
-//! calls: their payload types implement [`Request`], which names the reply type, and refusals
-//! travel as enums ([`StartRefusal`], [`OfferRefusal`], [`Unavailable`]), never as text to
-//! parse back.
+//! # Versions, and how the protocol changes between releases
+//! A build speaks a range of protocol versions, [`MIN_PROTOCOL`]..=[`PROTOCOL`]
+//! ([`Protocols::THIS`]): the newest, and that of the previous release, so a cluster of the
+//! previous release rolls forward to this build node by node and back. Every member says
+//! which it speaks in its [`Hello`]; the cluster uses the highest version every member speaks
+//! (`CoreView::protocol_in_use`), worked out again at every membership change, so it falls
+//! again when a node of the previous release joins in a rollback. A message kind or field a
+//! version added ([`Feature`]) is sent only while the version in use has it: the sender
+//! decides, and a receiver handles whatever it can decode.
+//!
+//! postcard is not self-describing, so the rules for changing what is on the wire are strict
+//! (they are checked by the wire corpus of every release under `tests/corpus`):
+//! - a variant of [`Wire`] or of any enum inside it is only ever added at the end (postcard
+//!   numbers variants by position), never removed or reordered;
+//! - a struct already on the wire never gains, loses or reorders a field; a field a new
+//!   version adds to a message travels *appended* after the whole message
+//!   ([`encode_wire`]: the fields marked `#[serde(skip)]` below), where an older reader never
+//!   looks (postcard's `from_bytes` ignores what follows a value), and reads as its default
+//!   from an older sender;
+//! - what a node cannot decode is counted per kind ([`Undecodable`], the
+//!   `minotaur_undecodable_messages_total` metric), logged once per kind and dropped; it
+//!   never closes a link. A hello whose first fields ([`HelloHead`], the same in every
+//!   release) decode is enough to tell a member of another protocol, which is refused.
 
 use std::fmt;
 use std::time::Duration;
@@ -27,11 +47,78 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-/// This build's protocol version (2: requests between members carry correlation ids,
-/// refusals are enums, answers wait for replicas and quorum leases).
-pub const PROTOCOL: u16 = 2;
-/// The oldest protocol version this build talks to.
+/// The newest protocol version this build speaks. 1: the builds before release 0.1.0; 2:
+/// release 0.1.0 (requests between members carry correlation ids, refusals are enums,
+/// answers wait for replicas and quorum leases); 3: release 0.2.0 (hellos say the range of
+/// versions their sender speaks, and the [`Feature`]s of version 3).
+pub const PROTOCOL: u16 = 3;
+/// The oldest protocol version this build speaks: the previous release's.
 pub const MIN_PROTOCOL: u16 = 2;
+
+/// A range of protocol versions, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Protocols {
+    /// The oldest.
+    pub min: u16,
+    /// The newest.
+    pub max: u16,
+}
+
+impl Protocols {
+    /// What this build speaks.
+    pub const THIS: Protocols = Protocols {
+        min: MIN_PROTOCOL,
+        max: PROTOCOL,
+    };
+
+    /// The range `min..=max`.
+    pub const fn new(min: u16, max: u16) -> Self {
+        Protocols { min, max }
+    }
+
+    /// True when the two ranges have a version in common.
+    pub fn overlaps(&self, other: &Protocols) -> bool {
+        self.min <= other.max && other.min <= self.max
+    }
+
+    /// True when `version` is in the range.
+    pub fn speaks(&self, version: u16) -> bool {
+        (self.min..=self.max).contains(&version)
+    }
+}
+
+impl fmt::Display for Protocols {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "{}", self.min)
+        } else {
+            write!(f, "{}-{}", self.min, self.max)
+        }
+    }
+}
+
+/// What each protocol version added to the wire, for the code that sends it: a feature is
+/// used only while the protocol version in use has it ([`Feature::since`]), so a member of
+/// the previous release never receives what it cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    /// An `Offer` carries how long each child has been frozen (appended), so the member
+    /// where the child resumes records its whole pause (the giving member may exit before
+    /// its metrics are read).
+    PauseAtTarget,
+}
+
+impl Feature {
+    /// Every feature, oldest first.
+    pub const ALL: [Feature; 1] = [Feature::PauseAtTarget];
+
+    /// The protocol version that added it.
+    pub const fn since(self) -> u16 {
+        match self {
+            Feature::PauseAtTarget => 3,
+        }
+    }
+}
 /// Routed messages are forwarded at most this many times (stale registries during churn).
 pub const MAX_HOPS: u8 = 4;
 
@@ -355,7 +442,8 @@ pub struct MemberWire {
 pub struct Hello {
     /// The sender.
     pub node: NodeId,
-    /// Its protocol version.
+    /// The oldest protocol version it speaks (release 0.1.0 read it as the one version its
+    /// sender speaks, and talks to a sender of 2 only: a build that still speaks 2 says 2).
     pub protocol: u16,
     /// Its app version.
     pub version: String,
@@ -367,6 +455,50 @@ pub struct Hello {
     /// The state schemas its build reads (a move or a backup only goes where the state can be
     /// read; a newer build writes an older schema for an older reader).
     pub reads: Vec<u16>,
+    /// The newest protocol version it speaks (protocol 3: appended, see [`HelloAppended`];
+    /// `None` from a sender of protocol 2, which speaks `protocol` only).
+    #[serde(skip)]
+    pub max_protocol: Option<u16>,
+}
+
+impl Hello {
+    /// The protocol versions its sender speaks.
+    pub fn protocols(&self) -> Protocols {
+        let max = self
+            .max_protocol
+            .unwrap_or(self.protocol)
+            .max(self.protocol);
+        Protocols::new(self.protocol, max)
+    }
+}
+
+/// The first fields of every hello any release has sent (protocol 1's `Hello` variant and
+/// every later one start with them, as variant 0 of the message): enough to tell who a peer
+/// is, what it runs and which protocol it speaks when the rest of its hello does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloHead {
+    /// The sender.
+    pub node: NodeId,
+    /// The oldest protocol version it speaks.
+    pub protocol: u16,
+    /// Its app version.
+    pub version: String,
+    /// Its status.
+    pub status: MemberStatus,
+}
+
+/// What protocol 3 appends to a hello (and a `Reintroduce`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloAppended {
+    /// The newest protocol version the sender speaks.
+    pub max_protocol: u16,
+}
+
+/// What [`Feature::PauseAtTarget`] appends to an `Offer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferAppended {
+    /// For each item, in order: how long it had been frozen when the offer left, in µs.
+    pub frozen_us: Vec<u64>,
 }
 
 /// Start a child on the receiving member (a call from a handle; answered with [`Started`]).
@@ -499,6 +631,11 @@ pub enum Wire {
         id: u64,
         /// The children.
         items: Vec<OfferItem>,
+        /// For each item, how long it had been frozen when the offer left, in µs
+        /// ([`Feature::PauseAtTarget`], appended: see [`OfferAppended`]); empty from a sender
+        /// that records pauses itself.
+        #[serde(skip)]
+        frozen_us: Vec<u64>,
     },
     /// The answer to an `Offer`.
     OfferReply {
@@ -639,35 +776,195 @@ pub enum Wire {
     },
 }
 
+/// The kinds of [`Wire`] by variant index (postcard's numbering): the names logs, traces and
+/// the undecodable-message metric use.
+pub const WIRE_KINDS: [&str; 25] = [
+    "Hello",
+    "Sync",
+    "Deltas",
+    "DeltaAck",
+    "Route",
+    "Event",
+    "Offer",
+    "OfferReply",
+    "Abort",
+    "StartChild",
+    "Replicate",
+    "ReplicaAck",
+    "ReplicaNack",
+    "FetchReplicas",
+    "ReplicasFound",
+    "Handover",
+    "HandoverAck",
+    "Lease",
+    "LeaseGrant",
+    "Digest",
+    "Repair",
+    "Entries",
+    "Reintroduce",
+    "StopChild",
+    "Collect",
+];
+
+/// The label of a message kind this build does not know (a variant a newer release added).
+pub const UNKNOWN_KIND: &str = "unknown";
+
 impl Wire {
+    /// Its variant index on the wire.
+    pub fn index(&self) -> usize {
+        match self {
+            Wire::Hello(_) => 0,
+            Wire::Sync { .. } => 1,
+            Wire::Deltas { .. } => 2,
+            Wire::DeltaAck { .. } => 3,
+            Wire::Route(_) => 4,
+            Wire::Event { .. } => 5,
+            Wire::Offer { .. } => 6,
+            Wire::OfferReply { .. } => 7,
+            Wire::Abort { .. } => 8,
+            Wire::StartChild(_) => 9,
+            Wire::Replicate(_) => 10,
+            Wire::ReplicaAck { .. } => 11,
+            Wire::ReplicaNack { .. } => 12,
+            Wire::FetchReplicas { .. } => 13,
+            Wire::ReplicasFound { .. } => 14,
+            Wire::Handover { .. } => 15,
+            Wire::HandoverAck { .. } => 16,
+            Wire::Lease { .. } => 17,
+            Wire::LeaseGrant { .. } => 18,
+            Wire::Digest { .. } => 19,
+            Wire::Repair { .. } => 20,
+            Wire::Entries { .. } => 21,
+            Wire::Reintroduce(_) => 22,
+            Wire::StopChild(_) => 23,
+            Wire::Collect { .. } => 24,
+        }
+    }
+
     /// A short name for logs and traces.
     pub fn kind(&self) -> &'static str {
+        WIRE_KINDS[self.index()]
+    }
+
+    /// The oldest protocol version that can read this message whole: what it uses of the
+    /// [`Feature`]s (every kind here is of protocol 2 or older; a hello's appended range is
+    /// read by version 3 and ignored, harmlessly, by 2).
+    pub fn needs(&self) -> u16 {
         match self {
-            Wire::Hello(_) => "Hello",
-            Wire::Sync { .. } => "Sync",
-            Wire::Deltas { .. } => "Deltas",
-            Wire::DeltaAck { .. } => "DeltaAck",
-            Wire::Route(_) => "Route",
-            Wire::Event { .. } => "Event",
-            Wire::Offer { .. } => "Offer",
-            Wire::OfferReply { .. } => "OfferReply",
-            Wire::Abort { .. } => "Abort",
-            Wire::StartChild(_) => "StartChild",
-            Wire::Replicate(_) => "Replicate",
-            Wire::ReplicaAck { .. } => "ReplicaAck",
-            Wire::ReplicaNack { .. } => "ReplicaNack",
-            Wire::FetchReplicas { .. } => "FetchReplicas",
-            Wire::ReplicasFound { .. } => "ReplicasFound",
-            Wire::Handover { .. } => "Handover",
-            Wire::HandoverAck { .. } => "HandoverAck",
-            Wire::Lease { .. } => "Lease",
-            Wire::LeaseGrant { .. } => "LeaseGrant",
-            Wire::Digest { .. } => "Digest",
-            Wire::Repair { .. } => "Repair",
-            Wire::Entries { .. } => "Entries",
-            Wire::Reintroduce(_) => "Reintroduce",
-            Wire::StopChild(_) => "StopChild",
-            Wire::Collect { .. } => "Collect",
+            Wire::Offer { frozen_us, .. } if !frozen_us.is_empty() => {
+                Feature::PauseAtTarget.since()
+            }
+            _ => MIN_PROTOCOL,
+        }
+    }
+
+    /// The fields appended after this message (see [`encode_wire`]), when it has any.
+    fn appended(&self) -> Option<Appended<'_>> {
+        match self {
+            Wire::Hello(h) | Wire::Reintroduce(h) => Some(Appended::Hello(HelloAppended {
+                max_protocol: h.max_protocol?,
+            })),
+            Wire::Offer { frozen_us, .. } if !frozen_us.is_empty() => {
+                Some(Appended::Offer(frozen_us))
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads the fields appended after this message from `rest` (what followed it); an older
+    /// sender appended none (`rest` empty), a newer one may have appended more than this build
+    /// knows (ignored).
+    fn read_appended(&mut self, rest: &[u8]) -> Result<(), WireError> {
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Wire::Hello(h) | Wire::Reintroduce(h) => {
+                let (a, _): (HelloAppended, _) = postcard::take_from_bytes(rest)?;
+                h.max_protocol = Some(a.max_protocol);
+            }
+            Wire::Offer {
+                frozen_us, items, ..
+            } => {
+                let (a, _): (OfferAppended, _) = postcard::take_from_bytes(rest)?;
+                // One per item, or none: anything else is not what this build sent.
+                if a.frozen_us.len() == items.len() {
+                    *frozen_us = a.frozen_us;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Appended fields, borrowed for encoding.
+enum Appended<'a> {
+    Hello(HelloAppended),
+    Offer(&'a [u64]),
+}
+
+/// Encodes a message for another member: its layout as every supported protocol version
+/// reads it, then the fields later versions appended (marked `#[serde(skip)]` in [`Wire`]),
+/// which an older reader never looks at.
+pub fn encode_wire(wire: &Wire) -> Result<Envelope, WireError> {
+    match wire.appended() {
+        None => Envelope::encode(wire),
+        Some(Appended::Hello(a)) => Envelope::encode_appended(wire, &a),
+        Some(Appended::Offer(frozen_us)) => Envelope::encode_appended(wire, &(frozen_us,)),
+    }
+}
+
+/// The encoded size of `wire` with its appended fields (what [`encode_wire`] sends, without
+/// the envelope's own version).
+pub fn wire_len(wire: &Wire) -> usize {
+    let appended = match wire.appended() {
+        None => 0,
+        Some(Appended::Hello(a)) => encoded_len(&a),
+        Some(Appended::Offer(frozen_us)) => encoded_len(&(frozen_us,)),
+    };
+    encoded_len(wire).saturating_add(appended)
+}
+
+/// A message this build could not decode, and what could be read of it.
+#[derive(Debug)]
+pub struct Undecodable {
+    /// Its kind as this build names the variant it starts with ([`WIRE_KINDS`]), or
+    /// [`UNKNOWN_KIND`] (a kind a newer release added, or not a horde message at all).
+    pub kind: &'static str,
+    /// When it is a hello (of another protocol): who sent it, what it runs and speaks.
+    pub hello: Option<HelloHead>,
+    /// Why it did not decode.
+    pub error: WireError,
+}
+
+/// Decodes a message from another member, with the fields its sender appended.
+pub fn decode_wire(env: &Envelope) -> Result<Wire, Undecodable> {
+    match env.decode_head::<Wire>() {
+        Ok((mut wire, rest)) => match wire.read_appended(rest) {
+            Ok(()) => Ok(wire),
+            Err(error) => Err(Undecodable {
+                kind: wire.kind(),
+                hello: None,
+                error,
+            }),
+        },
+        Err(error) => {
+            let index = env
+                .payload()
+                .ok()
+                .and_then(|p| postcard::take_from_bytes::<u32>(p).ok());
+            let kind = index
+                .and_then(|(i, _)| WIRE_KINDS.get(i as usize).copied())
+                .unwrap_or(UNKNOWN_KIND);
+            // Variant 0 is a hello in every release; a `Reintroduce` carries one too.
+            let hello = match index {
+                Some((0 | 22, rest)) => postcard::take_from_bytes::<HelloHead>(rest)
+                    .ok()
+                    .map(|(h, _)| h),
+                _ => None,
+            };
+            Err(Undecodable { kind, hello, error })
         }
     }
 }
@@ -760,7 +1057,7 @@ pub async fn call<L: Send + 'static, Q: Request>(
     request: Q,
     timeout: Duration,
 ) -> Result<Q::Reply, CallFailed> {
-    let env = Envelope::encode(&request.into_wire()).map_err(CallFailed::Encode)?;
+    let env = encode_wire(&request.into_wire()).map_err(CallFailed::Encode)?;
     let (tx, rx) = oneshot::channel();
     let port: RpcReplyPort<Vec<u8>> = (tx, timeout).into();
     actor

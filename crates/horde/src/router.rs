@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use discovery::Envelope;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
@@ -53,14 +52,14 @@ impl<C: Handoff> Actor for Router<C> {
             MemberMsg::Call(env, port) => (env, Some(port)),
             MemberMsg::Local(()) => return Ok(()),
         };
-        match env.decode::<Wire>() {
+        match crate::protocol::decode_wire(&env) {
             Ok(wire) => dispatch(&self.shared, wire, port),
-            Err(error) => {
-                warn!(%error, "undecodable routed message dropped");
+            Err(u) => {
+                crate::member::count_undecodable(&self.shared.counters, &u);
                 if let Some(p) = port {
                     reply_to(
                         p,
-                        &RouteReply::Unavailable(Unavailable::Malformed(error.to_string())),
+                        &RouteReply::Unavailable(Unavailable::Malformed(u.error.to_string())),
                     );
                 }
             }
@@ -204,7 +203,7 @@ pub(crate) fn send_route(
     body: RouteBody,
     port: Option<RpcReplyPort<Vec<u8>>>,
 ) -> bool {
-    let Ok(env) = Envelope::encode(&Wire::Route(Route { name, hops, body })) else {
+    let Ok(env) = crate::protocol::encode_wire(&Wire::Route(Route { name, hops, body })) else {
         return false;
     };
     match port {

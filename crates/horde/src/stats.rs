@@ -149,15 +149,32 @@ pub struct Counters {
     pub drain_fallbacks: AtomicU64,
     /// Duration of the last move batch, in microseconds.
     pub last_handoff_us: AtomicU64,
-    /// Per-child pauses of moves, freeze to release (or to thaw when the move failed).
+    /// Per-child pauses of moves, recorded where the child resumes: from its freeze to its
+    /// commit on the member it moved to (or to its release here when that member is of the
+    /// previous release, or to its thaw here when the move failed).
     pub pauses: Histogram,
     /// Gauge: replicas this member keeps for other members' children (as backup).
     pub replicas_held: AtomicU64,
     /// Gauge: tombstones (removed names not yet collected) in this member's registry.
     pub tombstones: AtomicU64,
+    /// Messages from other members that did not decode, by kind (see
+    /// [`crate::protocol::Undecodable`]); the kinds are this build's names, so the map is
+    /// bounded.
+    pub undecodable: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Counters {
+    /// Counts a message of `kind` that did not decode; true for the first of its kind (the
+    /// one to log).
+    pub(crate) fn undecodable(&self, kind: &'static str) -> bool {
+        let Ok(mut m) = self.undecodable.lock() else {
+            return false;
+        };
+        let n = m.entry(kind).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
     pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
@@ -188,6 +205,11 @@ impl Counters {
             pause_p99: pauses.quantile(0.99),
             pause_max: (pauses.count > 0).then_some(pauses.max),
             pauses,
+            undecodable: self
+                .undecodable
+                .lock()
+                .map(|m| m.iter().map(|(k, n)| (*k, *n)).collect())
+                .unwrap_or_default(),
         }
     }
 }
@@ -229,6 +251,8 @@ pub struct Stats {
     pub pause_max: Option<Duration>,
     /// Every move's pause since start, by bucket (see [`Counters::pauses`]).
     pub pauses: HistogramSnapshot,
+    /// See [`Counters::undecodable`]: (kind, count), by kind.
+    pub undecodable: Vec<(&'static str, u64)>,
 }
 
 /// Something that happened in the horde, for subscribers of [`crate::Horde::events`].

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use discovery::{Connector, Envelope, NodeId};
+use discovery::{Connector, NodeId};
 use ractor::{Actor, RpcReplyPort};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -146,6 +146,7 @@ impl HordeConfig {
             max_message_bytes: self.max_message_bytes,
             max_children: self.max_children,
             tombstone_grace: self.tombstone_grace,
+            protocols: crate::protocol::Protocols::THIS,
         }
     }
 }
@@ -214,6 +215,7 @@ impl<C: Handoff> Horde<C> {
             clock,
             on_conflict: config.on_conflict.clone(),
             max_message_bytes: config.max_message_bytes,
+            refusal: tokio::sync::watch::Sender::new(None),
         });
         // The router first: it must be in the initial sync of every link the member sees.
         let (router, _) = Actor::spawn(
@@ -475,7 +477,8 @@ impl<C: Handoff> Horde<C> {
             hops: 0,
             body: RouteBody::User(bytes),
         });
-        let env = Envelope::encode(&wire).map_err(|e| CallError::unavailable(name, e))?;
+        let env =
+            crate::protocol::encode_wire(&wire).map_err(|e| CallError::unavailable(name, e))?;
         crate::protocol::check_size("the message", env.len(), self.shared.max_message_bytes)
             .map_err(|e| CallError::unavailable(name, e))?;
         let (tx, rx) = oneshot::channel();
@@ -698,6 +701,9 @@ impl<C: Child> Horde<C> {
             if alive >= members && self.is_ready() {
                 return Ok(());
             }
+            if let Some(refusal) = self.refusal() {
+                return Err(HordeError::Incompatible(refusal));
+            }
             if Instant::now() >= deadline {
                 return Err(HordeError::NotReady {
                     node: self.shared.me.name.clone(),
@@ -712,6 +718,34 @@ impl<C: Child> Horde<C> {
             // lease runs out without an event): look again shortly.
             tokio::time::sleep(READY_POLL).await;
         }
+    }
+
+    /// Why this node cannot join the cluster it found, once it knows (see
+    /// [`crate::membership::Incompatible`]): it never becomes ready, holds nothing, and no
+    /// member counts it; the application should stop it and say why (`minotaur start` exits
+    /// 3).
+    pub fn refusal(&self) -> Option<crate::membership::Incompatible> {
+        self.shared.refusal.borrow().clone()
+    }
+
+    /// Waits until this node finds it cannot join the cluster (forever, if it can).
+    pub async fn refused(&self) -> crate::membership::Incompatible {
+        let mut rx = self.shared.refusal.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The protocol versions this node speaks, and the highest every member speaks (the one
+    /// in use).
+    pub fn protocols(&self) -> (crate::protocol::Protocols, u16) {
+        let p = self.shared.load();
+        (p.core.protocols, p.core.protocol_in_use)
     }
 
     /// True while this member holds its quorum lease: it is on the majority side and its

@@ -149,6 +149,9 @@ pub(crate) struct Shared<C: Child> {
     /// The most bytes one message to another member may take (hosted children check their
     /// replicas against it).
     pub max_message_bytes: usize,
+    /// Set once this node found it cannot join the cluster (written by the member actor when
+    /// its core says so; the handle waits on it).
+    pub refusal: tokio::sync::watch::Sender<Option<crate::membership::Incompatible>>,
 }
 
 impl<C: Child> std::fmt::Debug for Shared<C> {

@@ -111,6 +111,23 @@ pub fn app_version_text(env: &dyn Fn(&str) -> Option<String>) -> (String, Versio
     }
 }
 
+/// What `minotaur --version` prints after the program's name: the app version, the horde
+/// protocol versions this build speaks and the game state schemas it reads, e.g.
+/// `0.2.0 (protocol 2-3, state schemas 1)`: the two numbers that decide which releases can
+/// run in one cluster.
+pub fn version_line(app: &str) -> String {
+    let reads = <game::Session as horde::Handoff>::reads();
+    let schemas = match (reads.iter().min(), reads.iter().max()) {
+        (Some(a), Some(b)) if a != b => format!("{a}-{b}"),
+        (Some(a), _) => a.to_string(),
+        _ => "none".to_string(),
+    };
+    format!(
+        "{app} (protocol {}, state schemas {schemas})",
+        horde::protocol::Protocols::THIS
+    )
+}
+
 /// Shortest cookie accepted when peer discovery is on (a node reachable by peers).
 pub const MIN_COOKIE_BYTES: usize = 16;
 

@@ -226,8 +226,16 @@ impl Games {
                 node: m.node.name,
                 status: m.status.to_string(),
                 version: m.version.to_string(),
+                protocol: m
+                    .protocols
+                    .map_or_else(|| "unknown".to_string(), |p| p.to_string()),
             })
             .collect()
+    }
+
+    /// The horde protocol version in use: the highest every member speaks.
+    pub fn protocol_in_use(&self) -> u16 {
+        self.horde.protocols().1
     }
 }
 
@@ -240,6 +248,8 @@ pub struct MemberRow {
     pub status: String,
     /// App version.
     pub version: String,
+    /// The horde protocol versions it speaks (`2-3`; `unknown` until its hello arrives).
+    pub protocol: String,
     /// Games it hosts.
     pub games: usize,
 }

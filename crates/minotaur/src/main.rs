@@ -73,9 +73,10 @@ enum Command {
 
 fn main() -> ExitCode {
     // `--version` prints the app version `members` shows (`MINOTAUR_APP_VERSION`), not the
-    // crate's.
+    // crate's, with the protocol versions and state schemas that decide which releases can
+    // share a cluster.
     let (version, _) = config::app_version_text(&|k| std::env::var(k).ok());
-    let version: &'static str = Box::leak(version.into_boxed_str());
+    let version: &'static str = Box::leak(config::version_line(&version).into_boxed_str());
     let cli = match Cli::from_arg_matches(&Cli::command().version(version).get_matches()) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

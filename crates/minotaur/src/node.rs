@@ -314,6 +314,19 @@ impl Node {
         }
     }
 
+    /// Stops a node that holds nothing (it never joined): no drain, each part given a
+    /// moment.
+    pub async fn stop_at_once(self) {
+        let moment = Duration::from_secs(2);
+        let _ = self.http_stop.send(true);
+        let _ = tokio::time::timeout(moment, self.http_task).await;
+        if let Some(d) = &self.discovery {
+            d.abort();
+        }
+        let _ = tokio::time::timeout(moment, self.ctx.games.horde().shutdown()).await;
+        let _ = tokio::time::timeout(moment, self.ctx.connector.stop()).await;
+    }
+
     /// The ordered shutdown (see the module docs), within `budget`.
     pub async fn shutdown(self, budget: Duration) {
         let started = tokio::time::Instant::now();
@@ -350,6 +363,10 @@ impl Node {
     }
 }
 
+/// The exit code of a node that cannot join the cluster it found (see
+/// [`horde::membership::Incompatible`]).
+pub const EXIT_INCOMPATIBLE: u8 = 3;
+
 /// Waits for SIGTERM or SIGINT.
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
@@ -383,7 +400,17 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let signal = shutdown_signal().await;
+    let signal = tokio::select! {
+        signal = shutdown_signal() => signal,
+        refusal = node.ctx.games.horde().refused() => {
+            // Refused at the door: a member of the cluster speaks no protocol version this
+            // build speaks. It holds nothing and no member counts it: stop, and say why.
+            error!(%refusal, "cannot join the cluster; exiting");
+            eprintln!("error: {refusal}");
+            node.stop_at_once().await;
+            return ExitCode::from(EXIT_INCOMPATIBLE);
+        }
+    };
     info!(
         signal,
         timeout_ms = config.shutdown_timeout.as_millis() as u64,

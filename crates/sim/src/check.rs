@@ -13,6 +13,9 @@
 //!   limit, which reads as a dead node).
 //! - **S6 removal**: once a stop was answered, no copy of the name answers an input and no
 //!   replica holds it live again; after the quiet period no replica keeps a tombstone.
+//! - **S7 versions**: no member receives a message that needs a newer protocol version than
+//!   its build speaks (a node of the previous release beside current ones; checked on every
+//!   delivery).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -140,6 +140,9 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
         t: 0,
     };
     let nodes = g.r.range(3, 8) as usize;
+    // Half the schedules begin on the previous release (schema 1, protocol 2), half on this
+    // one: rolling updates then mix the two (and roll back, in fault schedules).
+    let first = if g.r.chance(0.5) { 2 } else { 1 };
     for _ in 0..nodes {
         let name = g.new_name();
         let at = g.r.range(0, 300 * MS);
@@ -147,10 +150,10 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
             at,
             Step::Start {
                 node: name.clone(),
-                schema: 1,
+                schema: first,
             },
         );
-        g.up.push((name, 1));
+        g.up.push((name, first));
     }
     let names = g.r.range(5, 25) as usize;
     g.push(3500 * MS, Step::Create { count: names });

@@ -24,7 +24,7 @@ use horde::core::child::{
     Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
 };
 use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
-use horde::protocol::{Route, RouteBody, RouteReply, Wire, encoded_len};
+use horde::protocol::{Protocols, Route, RouteBody, RouteReply, Wire, encoded_len, wire_len};
 use horde::stats::{Counters, HordeEvent};
 use horde::{MoveConfig, Rendezvous, RestartPolicy};
 
@@ -210,6 +210,9 @@ pub(crate) struct Node {
     pub slot: usize,
     pub id: NodeId,
     pub schema: u16,
+    /// The protocol versions its build speaks: a node of schema 1 is of the previous release
+    /// (protocol 2 only), one of schema 2 of this one.
+    pub protocols: Protocols,
     pub life: Life,
     pub core: Core<Token>,
     /// What the router sees: name → (instance, pending).
@@ -586,6 +589,12 @@ impl World {
             incarnation: inc,
         };
         let version = if schema == 1 { "1.0.0" } else { "2.0.0" };
+        // A node of schema 1 is of the previous release: it speaks its protocol only.
+        let protocols = if schema == 1 {
+            Protocols::new(Protocols::THIS.min, Protocols::THIS.min)
+        } else {
+            Protocols::THIS
+        };
         let config = CoreConfig {
             join_timeout: Duration::from_micros(self.config.join_timeout),
             max_restarts: 3,
@@ -601,6 +610,7 @@ impl World {
             max_children: None,
             // Short, so runs collect tombstones (and check they stay collected).
             tombstone_grace: Duration::from_secs(3),
+            protocols,
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let drift_ppm = self.rng.range(0, 200) as i64 - 100;
@@ -608,6 +618,7 @@ impl World {
             slot,
             id: id.clone(),
             schema,
+            protocols,
             life: Life::Running,
             core: Core::new(
                 id.clone(),
@@ -1161,7 +1172,7 @@ impl World {
     /// refuses frames over its limit, and the budget is kept well under it).
     fn check_size(&mut self, from: usize, to: usize, msg: &NetMsg) {
         let (bytes, kind) = match msg {
-            NetMsg::Member(w) => (encoded_len(w), w.kind()),
+            NetMsg::Member(w) => (wire_len(w), w.kind()),
             // `Wire::Route` adds its variant's tag, one byte.
             NetMsg::Route { route, .. } => (encoded_len(route) + 1, "Route"),
             _ => return,
@@ -1240,7 +1251,36 @@ impl World {
                 epoch,
                 why,
             }) => self.answer_child(slot, inc, &name, ReplicaAnswer::Nack { from, epoch, why }),
-            NetMsg::Member(wire) => self.run_member(slot, inc, Input::Peer(wire)),
+            NetMsg::Member(wire) => {
+                let speaks = node.protocols;
+                if wire.needs() > speaks.max {
+                    let v = format!(
+                        "S7: s{from} sent s{slot} (protocol {speaks}) a {} that needs protocol {}",
+                        wire.kind(),
+                        wire.needs()
+                    );
+                    self.check.violate(v);
+                }
+                // Through the codec, as the receiver's release decodes it: the fields a newer
+                // protocol appended are not read by an older one.
+                let kind = wire.kind();
+                let decoded = horde::protocol::encode_wire(&wire)
+                    .map_err(|e| e.to_string())
+                    .and_then(|env| {
+                        horde::protocol::decode_wire(&env).map_err(|u| u.error.to_string())
+                    });
+                match decoded {
+                    Ok(back) if back == wire => {
+                        self.run_member(slot, inc, Input::Peer(read_as(back, speaks)))
+                    }
+                    other => {
+                        let v = format!(
+                            "codec: a {kind} from s{from} does not decode as sent: {other:?}"
+                        );
+                        self.check.violate(v);
+                    }
+                }
+            }
             NetMsg::Route { route, reply } => self.route(slot, inc, route, reply),
             NetMsg::StopChild { name, op } => self.run_member(
                 slot,
@@ -1994,4 +2034,18 @@ fn describe(w: &Wire) -> String {
         Wire::Lease { round, votes, .. } => format!("Lease#{round}(votes {votes:?})"),
         other => other.kind().to_string(),
     }
+}
+
+/// `wire` as a member speaking `speaks` reads it: what a newer protocol appended after a
+/// message is invisible to a reader of an older one.
+fn read_as(mut wire: Wire, speaks: Protocols) -> Wire {
+    if speaks.max >= horde::protocol::PROTOCOL {
+        return wire;
+    }
+    match &mut wire {
+        Wire::Hello(h) | Wire::Reintroduce(h) => h.max_protocol = None,
+        Wire::Offer { frozen_us, .. } => frozen_us.clear(),
+        _ => {}
+    }
+    wire
 }

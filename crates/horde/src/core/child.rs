@@ -437,7 +437,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 };
                 out.push(ChildEffect::Report(ChildReport::Frozen { ticket, frozen }));
             }
-            ChildCmd::Release { to } => {
+            ChildCmd::Release { to, record_pause } => {
                 if let Mode::Frozen { .. } = self.mode {
                     let Mode::Frozen { buffer, since } =
                         std::mem::replace(&mut self.mode, Mode::Forwarding { to: to.clone() })
@@ -448,7 +448,9 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     // node's backup may go.
                     self.release(u64::MAX, out, env);
                     let pause = now.saturating_duration_since(since);
-                    out.push(ChildEffect::Paused(pause));
+                    if record_pause {
+                        out.push(ChildEffect::Paused(pause));
+                    }
                     out.push(ChildEffect::Forwarded(buffer.len() as u64));
                     for m in buffer {
                         self.forward(&to, m, out);

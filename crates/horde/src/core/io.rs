@@ -54,6 +54,8 @@ pub enum ChildCmd {
     Release {
         /// The new owner.
         to: NodeId,
+        /// Record the pause here (false: the new owner records it, where the child resumes).
+        record_pause: bool,
     },
     /// The move failed: apply the buffer here and carry on, at `epoch` (raised when the
     /// target may hold a pending copy, so that copy can never be served).
@@ -202,6 +204,11 @@ pub enum Input<T> {
     },
     /// A decoded message from another member.
     Peer(Wire),
+    /// A hello that did not decode whole, but whose first fields did: a member of another
+    /// protocol (refused when it speaks no version in common).
+    ForeignHello(crate::protocol::HelloHead),
+    /// A message from another member that did not decode at all.
+    Undecodable,
     /// A local request.
     Request(Request<T>),
     /// The outcome of an [`Effect::Spawn`].
@@ -301,6 +308,12 @@ pub struct CoreView {
     pub lease_until: Option<Instant>,
     /// The state schemas this build reads.
     pub reads: Vec<u16>,
+    /// The protocol versions this member speaks.
+    pub protocols: Protocols,
+    /// The highest protocol version every member speaks: the one in use.
+    pub protocol_in_use: u16,
+    /// Set when this node cannot join the cluster it found (see [`Incompatible`]).
+    pub refusal: Option<Incompatible>,
 }
 
 impl CoreView {
@@ -321,6 +334,7 @@ impl CoreView {
             status: self.status,
             version: self.version.clone(),
             reads: self.reads.clone(),
+            protocols: Some(self.protocols),
         }];
         out.extend(self.members.iter().cloned());
         out

@@ -131,6 +131,21 @@ pub(super) struct PendingIn {
     /// The state it arrived with (a replica for a failover if its previous owner dies).
     state: (u16, Vec<u8>, Vec<crate::protocol::Subscriber>, u64),
     since: Instant,
+    /// How long it had been frozen when its offer left its previous owner, when the offer
+    /// said ([`crate::protocol::Feature::PauseAtTarget`]): its pause is recorded here.
+    frozen_before: Option<Duration>,
+}
+
+/// A child arriving in a move, while it spawns.
+#[derive(Debug)]
+pub(super) struct Arrival {
+    /// The offer being answered (`Moves::incoming`).
+    pub incoming: u64,
+    pub epoch: u64,
+    pub from: NodeId,
+    pub spec: Arc<[u8]>,
+    /// How long it had been frozen when offered, when the offer said so.
+    pub frozen_before: Option<Duration>,
 }
 
 /// An offer being answered: its children spawn, then each waits until its backup holds its
@@ -163,6 +178,8 @@ struct FrozenChild {
     frozen: Frozen,
     epoch: u64,
     spec: Arc<[u8]>,
+    /// When its freeze was reported (its pause runs from about then).
+    frozen_at: Instant,
 }
 
 #[derive(Debug)]
@@ -178,6 +195,9 @@ enum WavePhase {
         offer: u64,
         children: Vec<(Arc<str>, u64)>,
         deadline: Instant,
+        /// The offer told the target how long its children had been frozen: the target
+        /// records their pauses ([`crate::protocol::Feature::PauseAtTarget`]), not this member.
+        pause_at_target: bool,
     },
 }
 

@@ -9,9 +9,9 @@ use discovery::NodeId;
 use tracing::{debug, error, info, warn};
 
 use super::{AckWait, Core, Effect, Link, Reply, SpawnFor};
-use crate::membership::{MemberInfo, MemberStatus, Version};
+use crate::membership::{Incompatible, MemberInfo, MemberStatus, Version};
 use crate::protocol::{
-    Hello, MIN_PROTOCOL, MemberWire, PROTOCOL, StartRefusal, Wire, WireEntry, encoded_len,
+    Feature, Hello, HelloHead, MemberWire, Protocols, StartRefusal, Wire, WireEntry, encoded_len,
 };
 use crate::registry::{self, Merged};
 use crate::stats::{Counters, HordeEvent};
@@ -20,6 +20,11 @@ use crate::stats::{Counters, HordeEvent};
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a joining member asks again for the hellos and registries it lacks.
 const REINTRODUCE_EVERY: Duration = Duration::from_secs(1);
+/// A joining member that received this many messages it could not decode, and no hello it
+/// could, refuses to join (the cluster speaks a protocol it does not know at all)...
+const UNDECODABLE_REFUSAL: u64 = 10;
+/// ... once it has been trying this long.
+const UNDECODABLE_GRACE: Duration = Duration::from_secs(2);
 
 impl<T> Core<T> {
     pub(super) fn hello(&mut self) -> Wire {
@@ -29,13 +34,18 @@ impl<T> Core<T> {
     /// This member's hello, numbered after the last one.
     pub(super) fn next_hello(&mut self) -> Hello {
         self.hello_seq += 1;
+        let speaks = self.config.protocols;
         Hello {
             node: self.me.clone(),
-            protocol: PROTOCOL,
+            // The oldest version it speaks: a member of release 0.1.0 reads this as the one
+            // version this member speaks, and talks to a member of 2 only.
+            protocol: speaks.min,
             version: self.version.0.clone(),
             status: self.status,
             seq: self.hello_seq,
             reads: self.config.reads.clone(),
+            // Protocol 2 (release 0.1.0) appended nothing.
+            max_protocol: (speaks.max > 2).then_some(speaks.max),
         }
     }
 
@@ -66,10 +76,12 @@ impl<T> Core<T> {
             hello_sent: false,
             sync_sent: false,
             relinked: false,
+            refused: false,
         });
         if fresh {
             link.hello_sent = false;
             link.sync_sent = false;
+            link.refused = false;
         } else {
             // The same run on a new link: what was in flight on the old one is lost. (A
             // joining member's lost introductions are asked for again: `reintroduce`.)
@@ -111,6 +123,11 @@ impl<T> Core<T> {
     }
 
     pub(super) fn on_hello(&mut self, now: Instant, out: &mut Vec<Effect<T>>, hello: Hello) {
+        let theirs = hello.protocols();
+        if !self.speaks_with(&hello.node, theirs) {
+            self.incompatible(out, &hello.node, &hello.version, hello.status, Some(theirs));
+            return;
+        }
         let Hello {
             node,
             protocol,
@@ -118,11 +135,8 @@ impl<T> Core<T> {
             status,
             seq,
             reads,
+            max_protocol,
         } = hello;
-        if !(MIN_PROTOCOL..=PROTOCOL).contains(&protocol) {
-            warn!(member = %node, protocol, supported = ?(MIN_PROTOCOL..=PROTOCOL), "refusing member: incompatible horde protocol (upgrade the older node)");
-            return;
-        }
         let ready = self
             .links
             .get(&node.name)
@@ -144,6 +158,7 @@ impl<T> Core<T> {
                         status,
                         seq,
                         reads,
+                        max_protocol,
                     },
                 );
             }
@@ -168,6 +183,7 @@ impl<T> Core<T> {
             status,
             version: Version::parse(&version),
             reads,
+            protocols: Some(theirs),
         };
         let fresh_info = self.hello_seen.get(&node).is_none_or(|last| seq > *last);
         let previous = if fresh_info {
@@ -288,6 +304,8 @@ impl<T> Core<T> {
                 status: m.status,
                 version: Version::parse(&m.version),
                 reads: m.reads,
+                // Until its own hello says (a list does not carry it).
+                protocols: None,
             });
             self.dirty = true;
         }
@@ -297,7 +315,7 @@ impl<T> Core<T> {
     /// arriving copies a newer epoch superseded.
     pub(super) fn merge_entries(
         &mut self,
-        _now: Instant,
+        now: Instant,
         out: &mut Vec<Effect<T>>,
         nodes: &[NodeId],
         entries: Vec<WireEntry>,
@@ -349,7 +367,7 @@ impl<T> Core<T> {
         }
         for name in commits {
             if let Some(p) = self.moves.take_pending(&name) {
-                self.commit_pending(out, name, p, false);
+                self.commit_pending(now, out, name, p, false);
             }
         }
         for name in stale_pending {
@@ -582,7 +600,7 @@ impl<T> Core<T> {
         let to: Vec<NodeId> = self
             .links
             .values()
-            .filter(|l| l.ready && l.hello_sent)
+            .filter(|l| l.ready && l.hello_sent && !l.refused)
             .filter(|l| {
                 if joining {
                     !self.introduced(l)
@@ -637,18 +655,22 @@ impl<T> Core<T> {
     }
 
     pub(super) fn check_ready(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
-        if self.status != MemberStatus::Joining {
+        if self.status != MemberStatus::Joining || self.refusal.is_some() {
             return;
         }
         // Every connected peer introduced itself and sent its registry (not only those whose
-        // hello arrived: one lost with a replaced link is asked for again).
+        // hello arrived: one lost with a replaced link is asked for again), but the ones
+        // refused for their protocol.
         let synced_all = self.peers.keys().all(|n| self.synced.contains(n))
             && self
                 .links
                 .values()
-                .filter(|l| l.ready)
+                .filter(|l| l.ready && !l.refused)
                 .all(|l| self.introduced(l));
-        let waiting_for_link = self.links.values().any(|l| !l.ready && !l.unreachable);
+        let waiting_for_link = self
+            .links
+            .values()
+            .any(|l| !l.ready && !l.unreachable && !l.refused);
         let someone = !self.peers.is_empty();
         let timed_out = now.duration_since(self.started) >= self.config.join_timeout;
         if synced_all && !waiting_for_link && (someone || self.alone || timed_out) {
@@ -790,5 +812,133 @@ impl<T> Core<T> {
             pending: false,
         });
         debug!(child = %name, epoch, "starting child here");
+    }
+
+    // === protocol versions ===
+
+    /// True when a member speaking `theirs` can be one of this cluster: it shares a version
+    /// with this member, and with every member heard from (the cluster uses the highest
+    /// version all speak; one it would leave none to is refused whoever it meets first).
+    fn speaks_with(&self, node: &NodeId, theirs: Protocols) -> bool {
+        self.config.protocols.overlaps(&theirs)
+            && self
+                .members
+                .live()
+                .filter(|m| m.node.name != node.name)
+                .filter_map(|m| m.protocols)
+                .all(|p| p.overlaps(&theirs))
+    }
+
+    /// The highest protocol version every member speaks (this one included): what may be sent.
+    /// A member known only from a list counts as speaking the oldest version this one does.
+    pub(super) fn protocol_in_use(&self) -> u16 {
+        let mine = self.config.protocols;
+        self.members
+            .iter()
+            .map(|m| m.protocols.map_or(mine.min, |p| p.max))
+            .fold(mine.max, u16::min)
+            .max(mine.min)
+    }
+
+    /// True while every member speaks the version that added `feature`.
+    pub(super) fn uses(&self, feature: Feature) -> bool {
+        self.protocol_in_use() >= feature.since()
+    }
+
+    /// Logs (and publishes) a change of the protocol version in use.
+    pub(super) fn note_protocol_in_use(&mut self) {
+        let now_in_use = self.protocol_in_use();
+        if now_in_use != self.in_use {
+            info!(
+                from = self.in_use,
+                to = now_in_use,
+                "horde protocol in use changed (the highest version every member speaks)"
+            );
+            self.in_use = now_in_use;
+            self.dirty = true;
+        }
+    }
+
+    /// A member speaks no version this cluster speaks. A joining member that meets such an
+    /// established member (alive or draining) cannot join: it refuses, and never becomes
+    /// alive. Anyone else refuses that member: no hello back, no registry, no lease, no
+    /// children, and nothing waits for it.
+    fn incompatible(
+        &mut self,
+        out: &mut Vec<Effect<T>>,
+        node: &NodeId,
+        version: &str,
+        status: MemberStatus,
+        theirs: Option<Protocols>,
+    ) {
+        let _ = out;
+        if let Some(link) = self.links.get_mut(&node.name).filter(|l| l.id == *node) {
+            link.refused = true;
+        }
+        self.early_hellos.remove(&node.name);
+        let established = matches!(status, MemberStatus::Alive | MemberStatus::Draining);
+        if self.status == MemberStatus::Joining && established {
+            if self.refusal.is_none() {
+                let refusal = Incompatible {
+                    node: self.me.clone(),
+                    version: self.version.clone(),
+                    protocols: self.config.protocols,
+                    peer: Some(node.clone()),
+                    peer_version: Some(version.to_string()),
+                    peer_protocols: theirs,
+                    undecodable: self.undecodable,
+                };
+                error!(%refusal, "refusing to join");
+                self.refusal = Some(refusal);
+                self.dirty = true;
+            }
+            return;
+        }
+        if self.refused.insert(node.clone()) {
+            let theirs = theirs.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+            warn!(member = %node, version, protocol = %theirs, ours = %self.config.protocols, in_use = self.protocol_in_use(), "refusing member: it speaks no horde protocol version this cluster speaks (a node of this release or newer refuses to join by itself; an older one must be replaced by a node of a release the cluster speaks)");
+        }
+    }
+
+    /// A hello whose first fields decoded but not the rest: a member of another protocol, or a
+    /// malformed hello of this one (then only counted).
+    pub(super) fn on_foreign_hello(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        head: HelloHead,
+    ) {
+        let theirs = Protocols::new(head.protocol, head.protocol);
+        if self.config.protocols.overlaps(&theirs) {
+            return self.on_undecodable(now, out);
+        }
+        self.incompatible(out, &head.node, &head.version, head.status, Some(theirs));
+    }
+
+    /// A message that did not decode at all. While joining, with no member's hello decoded
+    /// and many such messages, the cluster speaks something this build does not know: refuse.
+    pub(super) fn on_undecodable(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let _ = out;
+        self.undecodable += 1;
+        let stuck = self.status == MemberStatus::Joining
+            && self.refusal.is_none()
+            && self.peers.is_empty()
+            && self.undecodable >= UNDECODABLE_REFUSAL
+            && now.saturating_duration_since(self.started) >= UNDECODABLE_GRACE
+            && self.links.values().any(|l| l.ready);
+        if stuck {
+            let refusal = Incompatible {
+                node: self.me.clone(),
+                version: self.version.clone(),
+                protocols: self.config.protocols,
+                peer: None,
+                peer_version: None,
+                peer_protocols: None,
+                undecodable: self.undecodable,
+            };
+            error!(%refusal, "refusing to join");
+            self.refusal = Some(refusal);
+            self.dirty = true;
+        }
     }
 }

@@ -41,13 +41,13 @@ impl<C: Handoff> Member<C> {
             match effect {
                 Effect::Send { to, wire } => {
                     let data = matches!(wire, Wire::ReplicaAck { .. } | Wire::ReplicaNack { .. });
-                    match Envelope::encode(&wire) {
+                    match crate::protocol::encode_wire(&wire) {
                         Ok(env) => Self::send(state, &to, env, data),
                         Err(error) => warn!(%error, "cannot encode horde message"),
                     }
                 }
                 Effect::Broadcast { to, wire } => {
-                    let env = match Envelope::encode(&wire) {
+                    let env = match crate::protocol::encode_wire(&wire) {
                         Ok(env) => env,
                         Err(error) => {
                             warn!(%error, "cannot encode horde message");

@@ -59,7 +59,7 @@ fn fail(text: impl Into<String>) -> Response {
 }
 
 /// `version`: what this node runs, as far as another build cares.
-fn version_info(app: &str) -> Value {
+fn version_info(app: &str, in_use: u16) -> Value {
     let features: Vec<&str> = [("schema-v2", cfg!(feature = "schema-v2"))]
         .into_iter()
         .filter_map(|(f, on)| on.then_some(f))
@@ -70,6 +70,7 @@ fn version_info(app: &str) -> Value {
         "schema_reads": game::Session::reads(),
         "protocol": horde::protocol::PROTOCOL,
         "protocol_min": horde::protocol::MIN_PROTOCOL,
+        "protocol_in_use": in_use,
         "envelope": discovery::wire::ENVELOPE_VERSION,
         "build": {
             "crate": env!("CARGO_PKG_VERSION"),
@@ -121,7 +122,12 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
             let rows = ctx.games.members();
             let text = rows
                 .iter()
-                .map(|r| format!("{}  {}  {}  {} games", r.node, r.status, r.version, r.games))
+                .map(|r| {
+                    format!(
+                        "{}  {}  {}  protocol {}  {} games",
+                        r.node, r.status, r.version, r.protocol, r.games
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
             ok(text, json!(rows))
@@ -218,7 +224,8 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
             ok(text, v)
         }
         ["version"] => {
-            let v = version_info(&ctx.config.app_version.to_string());
+            let in_use = ctx.games.protocol_in_use();
+            let v = version_info(&ctx.config.app_version.to_string(), in_use);
             let reads = game::Session::reads()
                 .iter()
                 .map(|r| format!("v{r}"))
@@ -236,12 +243,10 @@ pub async fn execute(ctx: &NodeContext, args: &[String]) -> Response {
                 .filter(|f| !f.is_empty())
                 .unwrap_or_else(|| "none".into());
             let text = format!(
-                "app       {}\nschema    v{} (reads {reads})\nprotocol  horde {} (accepts {}..={}), envelope {}\nbuild     minotaur {}, {}, {}, features: {features}",
+                "app       {}\nschema    v{} (reads {reads})\nprotocol  horde {} (in use by the cluster: {in_use}), envelope {}\nbuild     minotaur {}, {}, {}, features: {features}",
                 ctx.config.app_version,
                 game::STATE_SCHEMA,
-                horde::protocol::PROTOCOL,
-                horde::protocol::MIN_PROTOCOL,
-                horde::protocol::PROTOCOL,
+                horde::protocol::Protocols::THIS,
                 discovery::wire::ENVELOPE_VERSION,
                 env!("CARGO_PKG_VERSION"),
                 b["profile"].as_str().unwrap_or_default(),

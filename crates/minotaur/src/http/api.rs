@@ -144,7 +144,12 @@ pub async fn cluster(State(state): State<AppState>) -> Json<Value> {
         .map(|n| n.into_iter().map(|i| i.id.name).collect())
         .unwrap_or_default();
     let members = state.games.members();
-    Json(json!({ "node": state.connector.node().name, "nodes": nodes, "members": members }))
+    Json(json!({
+        "node": state.connector.node().name,
+        "nodes": nodes,
+        "members": members,
+        "protocol": state.games.protocol_in_use(),
+    }))
 }
 
 #[derive(Deserialize)]

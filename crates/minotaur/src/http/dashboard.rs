@@ -301,6 +301,7 @@ mod tests {
             status,
             version: Version::parse("1.2.0"),
             reads: vec![1],
+            protocols: None,
         }
     }
 

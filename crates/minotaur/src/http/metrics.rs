@@ -50,6 +50,13 @@ struct RequestLabels {
     status: u16,
 }
 
+/// Labels of `minotaur_undecodable_messages_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    /// The message kind as this build names it, or `unknown` (a bounded set).
+    kind: &'static str,
+}
+
 /// Labels of `minotaur_build_info`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -159,7 +166,26 @@ impl Collector for HordeCollector {
             let c = ConstCounter::new(value);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        let gauges: [(&str, &str, i64); 6] = [
+        // Messages from other members that did not decode, by kind: a node of another release
+        // in the cluster (see the README's "Upgrading"). Only kinds seen have a sample.
+        {
+            let mut family = encoder.encode_descriptor(
+                "minotaur_undecodable_messages",
+                "Messages from other nodes that could not be decoded, by kind (dropped; the first of each kind is logged)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (kind, n) in &s.undecodable {
+                let c = ConstCounter::new(*n);
+                c.encode(family.encode_family(&KindLabels { kind })?)?;
+            }
+        }
+        let gauges: [(&str, &str, i64); 7] = [
+            (
+                "minotaur_protocol_in_use",
+                "The horde protocol version the cluster uses: the highest every member speaks",
+                i64::from(horde.protocols().1),
+            ),
             (
                 "minotaur_games_hosted",
                 "Games hosted on this node",
@@ -202,7 +228,7 @@ impl Collector for HordeCollector {
         encode_histogram(
             &mut encoder,
             "minotaur_handoff_pause_seconds",
-            "How long each game moving away from this node could not process inputs (freeze to release, or to resume here when the move failed)",
+            "How long each game that resumed on this node after a move could not process inputs (freeze at its previous node to resume here; recorded by the previous node when it is of the previous release, and by this node for a move that failed)",
             &s.pauses,
         )?;
         encode_histogram(

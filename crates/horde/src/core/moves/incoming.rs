@@ -11,8 +11,11 @@ impl<T> Core<T> {
         from: NodeId,
         offer: u64,
         items: Vec<OfferItem>,
+        frozen_us: Vec<u64>,
     ) {
         let id = self.next_id();
+        // How long each item had been frozen, when the offer says (one per item or none).
+        let mut frozen_us = frozen_us.into_iter();
         let mut incoming = Incoming {
             from: from.clone(),
             offer,
@@ -24,6 +27,7 @@ impl<T> Core<T> {
             deadline: now + self.config.moves.offer_timeout / 2,
         };
         for item in items {
+            let frozen_before = frozen_us.next().map(Duration::from_micros);
             if self.status != MemberStatus::Alive {
                 incoming
                     .refused
@@ -50,12 +54,13 @@ impl<T> Core<T> {
             }
             self.spawning.insert(
                 key.clone(),
-                SpawnFor::Offer {
+                SpawnFor::Offer(Arrival {
                     incoming: id,
                     epoch: item.epoch,
                     from: from.clone(),
                     spec: Arc::from(item.spec),
-                },
+                    frozen_before,
+                }),
             );
             self.moves.arriving.insert(
                 key.clone(),
@@ -131,18 +136,22 @@ impl<T> Core<T> {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// An arriving child spawned (or not).
     pub(in crate::core) fn offer_spawned(
         &mut self,
         now: Instant,
         out: &mut Vec<Effect<T>>,
-        incoming: u64,
         name: Arc<str>,
-        epoch: u64,
-        from: NodeId,
-        spec: Arc<[u8]>,
+        arrival: Arrival,
         result: Result<(), SpawnError>,
     ) {
+        let Arrival {
+            incoming,
+            epoch,
+            from,
+            spec,
+            frozen_before,
+        } = arrival;
         let state = self.moves.arriving.remove(&name);
         let Some(inc) = self.moves.incoming.get_mut(&incoming) else {
             return;
@@ -158,6 +167,7 @@ impl<T> Core<T> {
                         spec,
                         state,
                         since: now,
+                        frozen_before,
                     },
                 );
                 // Accepted once its backup holds it (`on_durable`).
@@ -205,11 +215,18 @@ impl<T> Core<T> {
 
     pub(in crate::core) fn commit_pending(
         &mut self,
+        now: Instant,
         out: &mut Vec<Effect<T>>,
         name: Arc<str>,
         pending: PendingIn,
         publish: bool,
     ) {
+        // Where the child resumes, its whole pause: frozen at the source until offered, then
+        // here until now (the offer's time on the wire is not counted).
+        if let Some(before) = pending.frozen_before {
+            let pause = before + now.saturating_duration_since(pending.since);
+            self.counters.record_pause(pause);
+        }
         self.local.insert(
             name.clone(),
             Local {

@@ -2,7 +2,7 @@
 //! waves whose answers do not come.
 
 use super::*;
-use crate::protocol::{Batches, batch_by_size, encoded_len};
+use crate::protocol::{Batches, Feature, batch_by_size, encoded_len};
 use tracing::error;
 
 impl<T> Core<T> {
@@ -115,6 +115,7 @@ impl<T> Core<T> {
                     frozen: f,
                     epoch: e.epoch + 1,
                     spec: e.spec.clone(),
+                    frozen_at: now,
                 }),
                 _ => {
                     let epoch = entry.map(|e| e.epoch).unwrap_or(0);
@@ -147,23 +148,32 @@ impl<T> Core<T> {
             self.finish_wave(now, out, wave_id, kind, 0, 0);
             return;
         }
-        let items = frozen.into_iter().map(|f| OfferItem {
-            name: f.name.to_string(),
-            epoch: f.epoch,
-            spec: f.spec.to_vec(),
-            schema: f.frozen.schema,
-            state: f.frozen.state,
-            subscribers: f.frozen.subscribers,
-            event_seq: f.frozen.event_seq,
+        // Each item with how long it has been frozen (sent only while every member reads it:
+        // the target then records the pause, where the child resumes).
+        let pause_at_target = self.uses(Feature::PauseAtTarget);
+        let items = frozen.into_iter().map(|f| {
+            let frozen_us = now.saturating_duration_since(f.frozen_at).as_micros() as u64;
+            let item = OfferItem {
+                name: f.name.to_string(),
+                epoch: f.epoch,
+                spec: f.spec.to_vec(),
+                schema: f.frozen.schema,
+                state: f.frozen.state,
+                subscribers: f.frozen.subscribers,
+                event_seq: f.frozen.event_seq,
+            };
+            // Batched with the appended time, so it counts towards the size.
+            (item, pause_at_target.then_some(frozen_us))
         });
         let fixed = encoded_len(&Wire::Offer {
             from: self.me.clone(),
             id: u64::MAX,
             items: Vec::new(),
+            frozen_us: Vec::new(),
         });
         let Batches { batches, too_large } =
             batch_by_size(items, fixed, self.config.max_message_bytes);
-        for (item, size) in &too_large {
+        for ((item, _), size) in &too_large {
             error!(
                 child = %item.name,
                 target = %target,
@@ -190,7 +200,9 @@ impl<T> Core<T> {
             self.finish_wave(now, out, wave_id, kind, 0, 0);
             return;
         }
-        for (i, items) in batches.into_iter().enumerate() {
+        for (i, batch) in batches.into_iter().enumerate() {
+            let (items, frozen_us): (Vec<OfferItem>, Vec<Option<u64>>) = batch.into_iter().unzip();
+            let frozen_us: Vec<u64> = frozen_us.into_iter().flatten().collect();
             // The first batch is this wave's offer; the others, waves of their own.
             let id = if i == 0 {
                 wave_id
@@ -212,6 +224,7 @@ impl<T> Core<T> {
                     from: self.me.clone(),
                     id: offer,
                     items,
+                    frozen_us,
                 },
             });
             self.moves.waves.insert(
@@ -224,6 +237,7 @@ impl<T> Core<T> {
                         offer,
                         children,
                         deadline: now + self.config.moves.offer_timeout,
+                        pause_at_target,
                     },
                 },
             );
@@ -246,7 +260,12 @@ impl<T> Core<T> {
         let Some(wave) = self.moves.waves.remove(&wave_id) else {
             return;
         };
-        let WavePhase::Offered { children, .. } = wave.phase else {
+        let WavePhase::Offered {
+            children,
+            pause_at_target,
+            ..
+        } = wave.phase
+        else {
             return;
         };
         if wave.target != from {
@@ -281,6 +300,7 @@ impl<T> Core<T> {
             let cmd = if accepted.contains(&**name) {
                 ChildCmd::Release {
                     to: wave.target.clone(),
+                    record_pause: !pause_at_target,
                 }
             } else {
                 // Refused: the target holds no copy, the child carries on at its epoch.
