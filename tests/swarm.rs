@@ -1,9 +1,10 @@
-//! The client side of the Swarm scenario (`tests/swarm/run.sh` deploys the stack, then runs
-//! this with `--ignored`): play games against the stack's tasks while `docker service update`
-//! rolls out a second build (app version 0.2.0, game state schema v2) and then while `docker
-//! service rollback` brings the first back; check that every game then answered in schema 2
-//! with only v2 members, and at the end that every game survived with its state in schema 1,
-//! every acknowledged input was applied once, and only v1 members are left.
+//! The client side of the Swarm scenario (`tests/swarm/run.sh` deploys the stack with the
+//! previous release's image, then runs this with `--ignored`): play games against the stack's
+//! tasks while `docker service update` rolls this release out and then while `docker service
+//! rollback` brings the previous one back; check that after the update every member runs this
+//! release and uses its protocol and every game answers, and at the end that every game
+//! survived with its state, every acknowledged input was applied once, and only members of
+//! the previous release are left.
 //!
 //! Clients play through the service's published port, the routing mesh, when it answers. On
 //! an engine without IPVS (this one: the published port answers "Connection refused" while
@@ -97,10 +98,11 @@ fn tasks(service: &str) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the Swarm stack that tests/swarm/run.sh deploys"]
-async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
+async fn a_swarm_rolling_update_to_this_release_and_its_rollback_keep_every_game() {
     let service = env("MINOTAUR_SWARM_SERVICE");
-    let v2_image = env("MINOTAUR_SWARM_V2_IMAGE");
-    let v2_version = env("MINOTAUR_SWARM_V2_VERSION");
+    let new_image = env("MINOTAUR_SWARM_NEW_IMAGE");
+    let new_version = env("MINOTAUR_SWARM_NEW_VERSION");
+    let old_version = env("MINOTAUR_SWARM_OLD_VERSION");
     let games: usize = std::env::var("MINOTAUR_SWARM_GAMES")
         .ok()
         .and_then(|g| g.parse().ok())
@@ -236,7 +238,7 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
     let update = service_cmd(&[
         "update",
         "--image",
-        &v2_image,
+        &new_image,
         "--update-parallelism",
         "1",
         "--update-order",
@@ -258,21 +260,29 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         "docker service update failed: {}",
         String::from_utf8_lossy(&update.stderr)
     );
-    // On v2, players still playing: every game answers with its v1-born state in schema 2;
-    // only the new version is a member.
-    eventually("only v2 members", Duration::from_secs(30), || async {
-        members_all_at(&service, &v2_version).then_some(())
-    })
+    // On this release, players still playing: only it is a member, and it uses its own
+    // protocol now that no member of the previous release is left; every game answers.
+    eventually(
+        "only members of this release",
+        Duration::from_secs(30),
+        || async { members_all_at(&service, &new_version).then_some(()) },
+    )
     .await;
+    let in_use = protocol_in_use(&service);
+    assert_eq!(
+        in_use,
+        Some(u64::from(horde::protocol::PROTOCOL)),
+        "the protocol in use after the update"
+    );
     let urls = targets.read().unwrap().clone();
-    let on_v2 = schemas(&http, &urls, &load.codes().await).await;
+    let after_update = schemas(&http, &urls, &load.codes().await).await;
     assert!(
-        on_v2.iter().all(|(_, s)| *s == Some(2)),
-        "after the update: {on_v2:?}"
+        after_update.iter().all(|(_, s)| *s == Some(1)),
+        "after the update: {after_update:?}"
     );
 
-    // Back to v1 as operators do it: `docker service rollback` (the stack's rollback_config:
-    // one task at a time, start-first). v2 nodes hand v1 nodes state they can read.
+    // Back to the previous release as operators do it: `docker service rollback` (the
+    // stack's rollback_config: one task at a time, start-first).
     let rollback_started = Instant::now();
     let rollback = service_cmd(&["rollback", "--detach=false", "--quiet", &service]).await;
     let rollback_took = rollback_started.elapsed();
@@ -338,16 +348,25 @@ async fn a_swarm_rolling_update_to_a_new_build_keeps_every_game() {
         "three tasks replaced by the update, three by the rollback: {report}"
     );
 
-    // Every game back on v1 code in schema 1, with every input; only v1 members.
+    // Every game answers on the previous release, with every input; only its members.
     let codes: Vec<String> = result.games.iter().map(|g| g.code.clone()).collect();
     for (code, schema) in &schemas(&http, &urls, &codes).await {
         assert_eq!(*schema, Some(1), "{code} after the rollback");
     }
-    let v1 = env!("CARGO_PKG_VERSION");
     assert!(
-        members_all_at(&service, v1),
-        "after the rollback every member runs {v1}"
+        members_all_at(&service, &old_version),
+        "after the rollback every member runs {old_version}"
     );
+}
+
+/// The horde protocol the service uses, as a task's `minotaur rpc --json version` says.
+fn protocol_in_use(service: &str) -> Option<u64> {
+    let any = tasks(service).into_keys().next()?;
+    let v: Value = serde_json::from_str(&docker(&[
+        "exec", &any, "minotaur", "rpc", "--json", "version",
+    ]))
+    .ok()?;
+    v["protocol_in_use"].as_u64()
 }
 
 /// `docker service <args>`, off the runtime's threads.

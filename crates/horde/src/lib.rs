@@ -125,9 +125,17 @@
 //!   children stay local-typed and all traffic crosses through the member (moves, registry,
 //!   membership, replicas, leases) and the router (application messages, events), so control
 //!   never waits behind data. Both speak a versioned postcard envelope
-//!   ([`discovery::Envelope`]); a peer outside the supported [`protocol::PROTOCOL`] range is
-//!   refused with a log line (protocol 2 members do not talk to protocol 1 ones: upgrade such
-//!   a cluster by replacing it, not node by node).
+//!   ([`discovery::Envelope`]).
+//! - **Releases side by side** ([`protocol`]): a build speaks a range of protocol versions,
+//!   its own and the previous release's ([`protocol::Protocols::THIS`]), and says so in its
+//!   hello. The cluster uses the highest version every member speaks, worked out again at
+//!   every membership change (it falls again when a node of the previous release joins in a
+//!   rollback), and what a version added ([`protocol::Feature`]) is sent only while it is in
+//!   use; fields a version adds to a message travel appended after it, where an older reader
+//!   never looks. A message that does not decode is counted per kind and logged once; it never
+//!   closes a link. A joining member that meets an established member it shares no version
+//!   with refuses to join ([`Horde::refused`], [`HordeError::Incompatible`] naming both sides'
+//!   versions) and never becomes alive; the others refuse it too, and never count it.
 //! - **[`registry`]**: name → (owner node and incarnation, epoch, spec), replicated on every
 //!   node, read without a message from the published snapshot. A change raises the epoch and
 //!   only the owner at epoch `e` writes `e + 1`; replicas merge by (epoch, removal, owner), a

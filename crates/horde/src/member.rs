@@ -347,7 +347,7 @@ impl<C: Handoff> Member<C> {
 /// Counts a message from another member that did not decode, and logs the first of each kind
 /// (a member of another release sends them as long as it runs: one line, then the metric).
 pub(crate) fn count_undecodable(counters: &Counters, u: &Undecodable) {
-    if counters.undecodable(u.kind) {
+    if counters.note_undecodable(u.kind) {
         match &u.hello {
             Some(h) => {
                 warn!(kind = u.kind, error = %u.error, from = %h.node, version = %h.version, protocol = h.protocol, "undecodable horde message dropped (the first of its kind; the others are counted in minotaur_undecodable_messages_total): the sender runs another release")

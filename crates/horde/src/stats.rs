@@ -166,7 +166,7 @@ pub struct Counters {
 impl Counters {
     /// Counts a message of `kind` that did not decode; true for the first of its kind (the
     /// one to log).
-    pub(crate) fn undecodable(&self, kind: &'static str) -> bool {
+    pub(crate) fn note_undecodable(&self, kind: &'static str) -> bool {
         let Ok(mut m) = self.undecodable.lock() else {
             return false;
         };

@@ -3,8 +3,10 @@
 //! write inputs with ids to any node and retry, and injects faults: crashes (volatile state
 //! lost) and restarts as a new incarnation (some with the wall clock behind), pauses,
 //! symmetric and one-way partitions, session flaps that lose messages, joins, drains (SIGTERM
-//! and the console's), and version mixes (state schema v1 and v2). It checks the invariants
-//! S1-S5 of DESIGN.md after every step and at the end ([`check`]).
+//! and the console's), and version mixes: nodes of the previous release (state schema v1,
+//! horde protocol 2 only) beside nodes of this one (schema v2, protocols 2-3), every message
+//! passing through the codec as its receiver's release reads it. It checks the invariants
+//! S1-S7 after every step and at the end ([`check`]).
 //!
 //! One seed is one schedule, replayed exactly: `HORDE_SIM_SEED=<seed>` runs it again with a
 //! readable trace. `cargo run -p sim --release -- --seeds N` runs many and reports schedules

@@ -942,3 +942,192 @@ impl<T> Core<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use discovery::NodeId;
+
+    use super::super::{CoreConfig, Effect, Input, MoveConfig, Request};
+    use super::Core;
+    use crate::child::RestartPolicy;
+    use crate::membership::MemberStatus;
+    use crate::placement::Rendezvous;
+    use crate::protocol::{Hello, HelloHead, Protocols, Wire};
+    use crate::stats::Counters;
+
+    fn node(n: &str) -> NodeId {
+        NodeId {
+            name: format!("{n}@127.0.0.1"),
+            incarnation: 1,
+        }
+    }
+
+    fn core(name: &str, protocols: Protocols, now: Instant) -> Core<u32> {
+        let config = CoreConfig {
+            join_timeout: Duration::from_secs(3),
+            max_restarts: 3,
+            restart_window: Duration::from_secs(5),
+            restart_policy: RestartPolicy::Permanent,
+            moves: MoveConfig::default(),
+            rebalance: None,
+            placement: Arc::new(Rendezvous),
+            lease: Duration::from_secs(1),
+            reads: vec![1],
+            writes: vec![1],
+            max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            max_children: None,
+            tombstone_grace: Duration::from_secs(30),
+            protocols,
+        };
+        Core::new(
+            node(name),
+            "0.2.0",
+            config,
+            Arc::new(Counters::default()),
+            now,
+        )
+    }
+
+    fn hello(name: &str, protocols: Protocols, status: MemberStatus) -> Hello {
+        Hello {
+            node: node(name),
+            protocol: protocols.min,
+            version: format!("v-{name}"),
+            status,
+            seq: 1,
+            reads: vec![1],
+            max_protocol: (protocols.max > 2).then_some(protocols.max),
+        }
+    }
+
+    /// Connects `peer` to `core` (its link is up and its member actor found).
+    fn connect(core: &mut Core<u32>, peer: &str, now: Instant) -> Vec<Effect<u32>> {
+        core.on(now, Input::NodeUp(node(peer)));
+        core.on(now, Input::PeerReady(node(peer)))
+    }
+
+    fn sent_to(effects: &[Effect<u32>], to: &str, kind: &str) -> bool {
+        effects.iter().any(|e| match e {
+            Effect::Send { to: t, wire } => t.name.starts_with(to) && wire.kind() == kind,
+            Effect::Broadcast { to: ts, wire } => {
+                wire.kind() == kind && ts.iter().any(|t| t.name.starts_with(to))
+            }
+            _ => false,
+        })
+    }
+
+    #[test]
+    fn a_joining_member_refuses_a_cluster_it_shares_no_version_with_and_never_becomes_alive() {
+        let t0 = Instant::now();
+        let mut b = core("b", Protocols::THIS, t0);
+        connect(&mut b, "a", t0);
+        // Release 367b6ad's hello: the first fields decode, the rest does not.
+        b.on(
+            t0,
+            Input::ForeignHello(HelloHead {
+                node: node("a"),
+                protocol: 1,
+                version: "0.1.0-367b6ad".into(),
+                status: MemberStatus::Alive,
+            }),
+        );
+        let refusal = b.view().refusal.expect("refused");
+        let text = refusal.to_string();
+        for part in [
+            "version 0.2.0",
+            "protocol 2-3",
+            "0.1.0-367b6ad",
+            "protocol 1",
+            "upgrade",
+        ] {
+            assert!(text.contains(part), "`{part}` missing from: {text}");
+        }
+        b.on(t0 + Duration::from_secs(10), Input::Tick);
+        assert_eq!(b.status(), MemberStatus::Joining, "never alive");
+        assert!(b.view().members.iter().next().is_none(), "a is no member");
+
+        // A newer one: the text says this node is the older.
+        let mut c = core("c", Protocols::THIS, t0);
+        connect(&mut c, "a", t0);
+        let h = hello("a", Protocols::new(4, 5), MemberStatus::Alive);
+        c.on(t0, Input::Peer(Wire::Hello(h)));
+        let text = c.view().refusal.expect("refused").to_string();
+        assert!(text.contains("protocol 4-5, newer"), "{text}");
+    }
+
+    #[test]
+    fn a_joining_member_is_not_refused_for_another_newcomer_it_cannot_speak_with() {
+        let t0 = Instant::now();
+        let mut b = core("b", Protocols::THIS, t0);
+        connect(&mut b, "x", t0);
+        b.on(
+            t0,
+            Input::Peer(Wire::Hello(hello(
+                "x",
+                Protocols::new(5, 5),
+                MemberStatus::Joining,
+            ))),
+        );
+        assert!(b.view().refusal.is_none(), "x is no established member");
+        // Nothing waits for x: alone otherwise, b becomes alive.
+        b.on(t0, Input::Request(Request::NoPeersExpected));
+        b.on(t0 + Duration::from_secs(4), Input::Tick);
+        assert_eq!(b.status(), MemberStatus::Alive);
+    }
+
+    #[test]
+    fn an_established_member_refuses_a_newcomer_it_shares_no_version_with() {
+        let t0 = Instant::now();
+        let mut a = core("a", Protocols::THIS, t0);
+        a.on(t0, Input::Request(Request::NoPeersExpected));
+        assert_eq!(a.status(), MemberStatus::Alive);
+        connect(&mut a, "z", t0);
+        let out = a.on(
+            t0,
+            Input::Peer(Wire::Hello(hello(
+                "z",
+                Protocols::new(4, 4),
+                MemberStatus::Joining,
+            ))),
+        );
+        assert!(
+            !sent_to(&out, "z", "Sync"),
+            "no registry for a refused member"
+        );
+        assert!(a.view().members.iter().next().is_none(), "z is no member");
+        assert!(a.view().peers.is_empty(), "nothing is routed to z");
+        // It is not asked again for its hello.
+        let later = a.on(t0 + Duration::from_secs(3), Input::Tick);
+        assert!(!sent_to(&later, "z", "Reintroduce"), "{later:?}");
+    }
+
+    #[test]
+    fn the_protocol_in_use_is_the_highest_every_member_speaks() {
+        let t0 = Instant::now();
+        let mut a = core("a", Protocols::THIS, t0);
+        a.on(t0, Input::Request(Request::NoPeersExpected));
+        assert_eq!(a.view().protocol_in_use, 3, "alone: its own newest");
+        connect(&mut a, "b", t0);
+        a.on(
+            t0,
+            Input::Peer(Wire::Hello(hello(
+                "b",
+                Protocols::THIS,
+                MemberStatus::Alive,
+            ))),
+        );
+        assert_eq!(a.view().protocol_in_use, 3);
+        // A node of the previous release joins (a rollback): the protocol falls at once.
+        connect(&mut a, "c", t0);
+        let old = hello("c", Protocols::new(2, 2), MemberStatus::Joining);
+        assert_eq!(old.max_protocol, None, "0.1.0 appends nothing");
+        a.on(t0, Input::Peer(Wire::Hello(old)));
+        assert_eq!(a.view().protocol_in_use, 2);
+        let members = a.view().members;
+        let c = members.get(&node("c").name).expect("c is a member");
+        assert_eq!(c.protocols, Some(Protocols::new(2, 2)));
+    }
+}
