@@ -154,12 +154,17 @@ async fn three_pods_of_the_deployment_form_one_cluster_through_the_headless_serv
         )
         .await;
         assert_eq!(seen, (n.name.clone(), others, all.clone()));
-        let ready = http
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .expect("/healthz answers");
-        assert_eq!(ready.status(), 200, "{} ready", n.name);
+        // Every member alive is not yet every member ready: one that just saw the others
+        // join needs a majority's lease first (503 until then).
+        eventually(
+            &format!("{} ready (/healthz 200)", n.name),
+            Duration::from_secs(10),
+            || async {
+                let r = http.get(format!("{url}/healthz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            },
+        )
+        .await;
     }
     for n in &nodes {
         let log = n.log();

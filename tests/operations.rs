@@ -115,7 +115,13 @@ async fn version_flag_prints_the_version_members_show_and_version_and_config_com
         .output()
         .expect("run --version");
     assert!(out.status.success());
-    assert_eq!(stdout(&out), "minotaur 1.10.0-rc.1\n");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "minotaur 1.10.0-rc.1 (protocol {}, state schemas 1)\n",
+            horde::protocol::Protocols::THIS
+        )
+    );
 
     let node = NodeProcess::start(MINOTAUR, ip, env.clone(), &logs).expect("start a node");
     let members = eventually("members answers", Duration::from_secs(10), || async {
@@ -125,7 +131,11 @@ async fn version_flag_prints_the_version_members_show_and_version_and_config_com
     .await;
     assert_eq!(
         members.trim(),
-        format!("{}  alive  1.10.0-rc.1  0 games", node.name)
+        format!(
+            "{}  alive  1.10.0-rc.1  protocol {}  0 games",
+            node.name,
+            horde::protocol::Protocols::THIS
+        )
     );
 
     let out = node.rpc(&["version"]).await;
@@ -139,6 +149,9 @@ async fn version_flag_prints_the_version_members_show_and_version_and_config_com
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["app"], "1.10.0-rc.1");
     assert_eq!(v["schema"], 1);
+    // Alone, it uses the newest protocol it speaks.
+    assert_eq!(v["protocol_in_use"], horde::protocol::PROTOCOL);
+    assert_eq!(v["protocol_min"], horde::protocol::MIN_PROTOCOL);
 
     let out = node.rpc(&["config"]).await;
     assert!(out.status.success(), "{out:?}");
@@ -180,7 +193,14 @@ async fn version_flag_prints_the_version_members_show_and_version_and_config_com
         .env_clear()
         .output()
         .expect("run --version");
-    assert_eq!(stdout(&out), format!("minotaur {}\n", game::APP_VERSION));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "minotaur {} (protocol {}, state schemas 1)\n",
+            game::APP_VERSION,
+            horde::protocol::Protocols::THIS
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

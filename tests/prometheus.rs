@@ -216,6 +216,8 @@ async fn prometheus_scrapes_three_nodes_through_a_drain() {
     let opts = ClusterOptions::new(MINOTAUR, net, 3, "prometheus-drain");
     let log_dir = opts.log_dir.clone();
     let cluster = Cluster::start(opts).await.unwrap();
+    // A node that drains and exits must not take its games' pauses with it: they are recorded
+    // where each game resumes (README, "Metrics").
     let load = Load::start(cluster.http(), 30, 6, 100.0, cluster.targets())
         .await
         .unwrap();
@@ -249,36 +251,37 @@ async fn prometheus_scrapes_three_nodes_through_a_drain() {
     })
     .await;
 
-    let out = cluster.nodes[0].rpc(&["--json", "drain"]).await;
-    assert!(out.status.success(), "drain: {out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let moved = report["moved"].as_u64().unwrap();
-    println!("drained {drained}: {report}");
-    assert!(moved >= 1, "the drain moved nothing: {report}");
+    // Replaced as an update does it: out of DNS, SIGTERM, its games handed off, exit. Its
+    // pauses are recorded by the nodes where its games resume, which stay to be scraped.
+    let hosted = format!("minotaur_games_hosted{{instance=\"{drained}\"}}");
+    let moved = scalar(&prom, &hosted, |v| v >= 1.0).await as u64;
+    let mut cluster = cluster;
+    let code = cluster.drain(0).await;
+    assert_eq!(code, Some(0), "the drained node exits 0");
+    println!("drained and stopped {drained}, which hosted {moved} games");
 
     println!("after the drain:");
-    // The drained node's own count, once Prometheus scraped it after the drain, equals what
-    // the console's `stats` reads from the same histogram.
-    let on_drained = format!("minotaur_handoff_pause_seconds_count{{instance=\"{drained}\"}}");
-    let scraped = scalar(&prom, &on_drained, |v| v >= moved as f64).await;
-    let out = cluster.nodes[0].rpc(&["--json", "stats"]).await;
-    assert!(out.status.success(), "stats: {out:?}");
-    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
-    println!("console stats on {drained}: {stats}");
-    assert_eq!(stats["handoff_pauses"].as_f64(), Some(scraped), "{stats}");
-    assert!(stats["handoffs_out"].as_u64() >= Some(moved), "{stats}");
-    let p99 = stats["handoff_pause_p99_ms"].as_f64().unwrap();
-    assert!(p99 > 0.0, "{stats}");
-
-    let total = scalar(&prom, "sum(minotaur_handoff_pause_seconds_count)", |v| {
-        v >= moved as f64
-    })
-    .await;
-    assert!(total >= moved as f64);
-    scalar(&prom, "sum(minotaur_handoffs_out_total)", |v| {
-        v >= moved as f64
-    })
-    .await;
+    let elsewhere = format!("sum(minotaur_handoff_pause_seconds_count{{instance!=\"{drained}\"}})");
+    let scraped = scalar(&prom, &elsewhere, |v| v >= moved as f64).await;
+    // What Prometheus scraped is what the console's `stats` reads from the same histograms.
+    let mut pauses = 0.0;
+    let mut handed_in = 0;
+    for node in &cluster.nodes {
+        let out = node.rpc(&["--json", "stats"]).await;
+        assert!(out.status.success(), "stats: {out:?}");
+        let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+        println!("console stats on {}: {stats}", node.name);
+        pauses += stats["handoff_pauses"].as_f64().unwrap();
+        handed_in += stats["handoffs_in"].as_u64().unwrap();
+        if stats["handoff_pauses"].as_f64() > Some(0.0) {
+            assert!(
+                stats["handoff_pause_p99_ms"].as_f64().unwrap() > 0.0,
+                "{stats}"
+            );
+        }
+    }
+    assert_eq!(pauses, scraped, "console stats and Prometheus disagree");
+    assert!(handed_in >= moved, "{handed_in} handed in, {moved} moved");
     scalar(&prom, "sum(minotaur_handoffs_in_total)", |v| {
         v >= moved as f64
     })
@@ -327,7 +330,7 @@ async fn prometheus_scrapes_three_nodes_through_a_drain() {
     let info = "minotaur_build_info";
     let r = prom.try_query(info).await.unwrap();
     show(info, &r);
-    assert_eq!(r.len(), 3, "{r:?}");
+    assert!(r.len() >= 2, "{r:?}");
     for s in &r {
         assert_eq!(s.labels["version"], game::APP_VERSION);
         assert_eq!(s.labels["schema"], game::STATE_SCHEMA.to_string());

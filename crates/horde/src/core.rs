@@ -22,6 +22,8 @@
 //! - `moves`: waves of moves out (drain, rebalance) and offers in.
 //! - `failover`: restarts of a dead node's children from the newest replica, crashes.
 //! - `tombstones`: garbage collection of removed names' tombstones (the rule is there).
+//! - [`planted`]: each safety rule switched off on demand (feature `planted`: the
+//!   simulator's proof that it catches the bug the rule prevents).
 //! - [`child`]: one hosted child's core (live, frozen, forwarding).
 //!
 //! `T` is the reply token of a request: a oneshot or a ractor reply port in production, a
@@ -31,6 +33,7 @@ pub mod child;
 mod failover;
 mod io;
 mod moves;
+pub mod planted;
 mod quorum;
 mod repair;
 mod replicas;

@@ -1,6 +1,8 @@
 //! `cargo run -p sim --release -- [--seeds N] [--from S] [--schedule NAME] [--trace]`: runs
 //! schedules and reports schedules per second and every invariant violation, with the command
-//! that replays it. `HORDE_SIM_SEED=S` runs that one seed with its trace.
+//! that replays it. `HORDE_SIM_SEED=S` runs that one seed with its trace. `--planted BUG`
+//! switches one safety rule off (see `horde::core::planted`): a run that then breaks no
+//! invariant shows a rule the simulator cannot see.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -12,6 +14,7 @@ fn main() -> ExitCode {
     let mut schedule = "random-faults".to_string();
     let mut trace = false;
     let mut keep_going = false;
+    let mut planted: Option<horde::core::planted::Bug> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| -> Option<String> {
@@ -34,14 +37,31 @@ fn main() -> ExitCode {
                 Some(s) => schedule = s,
                 None => return ExitCode::from(2),
             },
+            "--planted" => match value("--planted").map(|v| horde::core::planted::Bug::parse(&v)) {
+                Some(Some(b)) => planted = Some(b),
+                _ => {
+                    let all: Vec<&str> = horde::core::planted::Bug::ALL
+                        .iter()
+                        .map(|b| b.name())
+                        .collect();
+                    eprintln!("--planted takes one of: {}", all.join(", "));
+                    return ExitCode::from(2);
+                }
+            },
             "--trace" => trace = true,
             "--keep-going" => keep_going = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: sim [--seeds N] [--from S] [--schedule NAME] [--trace] [--keep-going]\n\
+                    "usage: sim [--seeds N] [--from S] [--schedule NAME] [--planted BUG] [--trace] [--keep-going]\n\
                      schedules: random-planned, random-faults, {}\n\
+                     bugs (--planted: that safety rule off, to see the simulator catch it): {}\n\
                      HORDE_SIM_SEED=S replays one seed with its trace",
-                    sim::schedule::SCENARIOS.join(", ")
+                    sim::schedule::SCENARIOS.join(", "),
+                    horde::core::planted::Bug::ALL
+                        .iter()
+                        .map(|b| b.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 return ExitCode::SUCCESS;
             }
@@ -56,6 +76,7 @@ fn main() -> ExitCode {
         None => (from..from + seeds, trace),
     };
     let start = range.start;
+    horde::core::planted::plant(planted);
     let started = Instant::now();
     let (mut ran, mut failed, mut acked) = (0u64, 0u64, 0u64);
     let mut largest: (usize, &str) = (0, "");

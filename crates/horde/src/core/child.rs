@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use discovery::NodeId;
 
+use super::planted::{self, Bug};
 use super::{ChildCmd, ChildReport, Frozen, Init, SpawnError};
 use crate::child::{Ctx, Handoff, Replication};
 use crate::protocol::{Replica, ReplicaRefusal, RouteBody, Subscriber, Unavailable};
@@ -453,6 +454,9 @@ impl<C: Handoff, T> ChildCore<C, T> {
                     }
                     out.push(ChildEffect::Forwarded(buffer.len() as u64));
                     for m in buffer {
+                        if planted::on(Bug::DropBufferedOnMove) {
+                            continue;
+                        }
                         self.forward(&to, m, out);
                     }
                     out.push(ChildEffect::HandedOff { to, pause });
@@ -600,7 +604,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
             ChildInput::Message(Envelope { body, reply, .. }) => {
                 // Without the lease nothing is applied: another copy may be taking over.
                 let needs_lease = !matches!(body, Body::Routed(RouteBody::Unsubscribe(_)));
-                if needs_lease && !env.lease {
+                if needs_lease && !env.lease && !planted::on(Bug::IgnoreLease) {
                     if let Some(to) = reply {
                         out.push(ChildEffect::Reply {
                             to,
@@ -744,7 +748,8 @@ impl<C: Handoff, T> ChildCore<C, T> {
     fn hold(&mut self, h: Held<C, T>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
         let now_ok = !self.replicated
             || self.backup == Backup::Alone
-            || (self.held.is_empty() && h.seq() <= self.acked);
+            || (self.held.is_empty() && h.seq() <= self.acked)
+            || planted::on(Bug::AnswerBeforeBackup);
         if now_ok {
             self.emit(h, out, env);
         } else {
@@ -765,7 +770,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
         match h {
             Held::Reply { to, answer, .. } => {
                 // The change is durable; whether this copy may still say so is the lease's.
-                let answer = if env.lease {
+                let answer = if env.lease || planted::on(Bug::IgnoreLease) {
                     answer
                 } else {
                     Answer::Failed(Unavailable::NoLease)
@@ -778,7 +783,7 @@ impl<C: Handoff, T> ChildCore<C, T> {
                 to,
                 ..
             } => {
-                if env.lease {
+                if env.lease || planted::on(Bug::EventsWithoutLease) {
                     out.push(ChildEffect::Deliver {
                         seq: event_seq,
                         event,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use discovery::NodeId;
 use tracing::info;
 
+use super::planted::{self, Bug};
 use super::{Core, Effect};
 use crate::membership::MemberStatus;
 use crate::protocol::Wire;
@@ -198,7 +199,12 @@ impl Quorum {
                             .is_some_and(|(id, r)| id == m && r >= round)
                 });
                 if ok {
-                    best = Some(*at + self.lease);
+                    let lease = if planted::on(Bug::LeaseTwiceAsLong) {
+                        self.lease * 2
+                    } else {
+                        self.lease
+                    };
+                    best = Some(*at + lease);
                     break;
                 }
             }
@@ -332,6 +338,7 @@ impl Quorum {
             return false;
         };
         let from = match self.granted.get(node) {
+            Some(_) if planted::on(Bug::VoteBeforeLeaseEnds) => *since,
             Some(g) => (*g + self.lease + DRIFT_MARGIN).max(*since),
             None => *since,
         };
@@ -355,6 +362,9 @@ impl Quorum {
                 id == m && v.contains(node) && now.saturating_duration_since(*at) < VOTE_TRUST
             })
         };
+        if planted::on(Bug::FailoverOnOneVote) {
+            return set.members().iter().any(voted);
+        }
         !set.majority(|m| !voted(m))
     }
 }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use discovery::NodeId;
 
+use super::planted::{self, Bug};
 use super::{ChildCmd, Core, Effect};
 use crate::membership::MemberStatus;
 use crate::protocol::{Batches, Replica, ReplicaRefusal, Wire, batch_by_size, encoded_len};
@@ -100,15 +101,17 @@ impl<T> Core<T> {
         if self.replicas.handover.is_some() {
             return out.push(refuse(ReplicaRefusal::Leaving));
         }
-        if self
-            .registry
-            .get_any(&r.name)
-            .is_some_and(|e| e.epoch > r.epoch)
+        let fencing = !planted::on(Bug::AcceptOlderEpoch);
+        if fencing
+            && self
+                .registry
+                .get_any(&r.name)
+                .is_some_and(|e| e.epoch > r.epoch)
         {
             return out.push(refuse(ReplicaRefusal::Stale));
         }
         if let Some(k) = self.replicas.held.get(r.name.as_str()) {
-            if k.replica.epoch > r.epoch {
+            if fencing && k.replica.epoch > r.epoch {
                 return out.push(refuse(ReplicaRefusal::Stale));
             }
             if (k.replica.epoch, k.replica.seq) >= (r.epoch, r.seq) {

@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use discovery::NodeId;
 use tracing::debug;
 
+use super::planted::{self, Bug};
 use super::{Core, Effect, repair};
 use crate::membership::MemberStatus;
 use crate::protocol::{Wire, WireEntry};
@@ -262,7 +263,8 @@ impl<T> Core<T> {
                     remind.entry(n.clone()).or_default().push(name.clone());
                 }
             }
-            if t.waiting.is_empty() && now.saturating_duration_since(t.since) >= grace {
+            let all_hold = t.waiting.is_empty() || planted::on(Bug::CollectBeforeAllAcked);
+            if all_hold && now.saturating_duration_since(t.since) >= grace {
                 due.push(name.clone());
             }
         }

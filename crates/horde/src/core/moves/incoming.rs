@@ -2,6 +2,7 @@
 //! backup holds their state, and commits them when the source's registry change arrives.
 
 use super::*;
+use crate::core::planted::{self, Bug};
 
 impl<T> Core<T> {
     pub(in crate::core) fn on_offer(
@@ -171,7 +172,11 @@ impl<T> Core<T> {
                     },
                 );
                 // Accepted once its backup holds it (`on_durable`).
-                inc.durable.insert(name.clone());
+                if planted::on(Bug::AcceptMoveBeforeBackup) {
+                    inc.accepted.push(name.to_string());
+                } else {
+                    inc.durable.insert(name.clone());
+                }
                 self.tell_backup(out, &name);
             }
             (Ok(()), None) => inc.refused.push((
