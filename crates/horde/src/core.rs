@@ -222,6 +222,9 @@ pub struct Core<T> {
     /// Earlier runs of a name that a newer run replaced (whatever their incarnation numbers:
     /// a restarted node's clock may be behind its previous run's).
     superseded: BTreeSet<NodeId>,
+    /// Member runs that left and were forgotten here, and when: a member that missed their
+    /// farewell may still list them (as dead) and must not bring them back. Kept a while.
+    departed: BTreeMap<NodeId, Instant>,
     /// Connected peers by node name.
     links: BTreeMap<String, Link>,
     /// Members that said hello (routing goes only to them), by node name.
@@ -338,6 +341,7 @@ impl<T> Core<T> {
             registry: Registry::new(),
             members: Members::new(),
             superseded: BTreeSet::new(),
+            departed: BTreeMap::new(),
             links: BTreeMap::new(),
             peers: BTreeMap::new(),
             early_hellos: BTreeMap::new(),
@@ -520,7 +524,7 @@ impl<T> Core<T> {
             Wire::Hello(hello) => {
                 let from = hello.node.name.clone();
                 self.on_hello(now, out, hello);
-                self.farewell_heard(now, out, &from);
+                self.farewell_heard(now, out, &from, false);
             }
             Wire::Reintroduce(hello) => self.on_reintroduce(now, out, hello),
             Wire::Sync {
@@ -531,7 +535,7 @@ impl<T> Core<T> {
                 done,
             } => {
                 self.learn_members(now, members);
-                self.merge_entries(now, out, &nodes, entries);
+                self.merge_entries(now, out, &from, &nodes, entries);
                 if done {
                     self.synced.insert(from.name);
                     self.check_ready(now, out);
@@ -543,7 +547,7 @@ impl<T> Core<T> {
                 nodes,
                 entries,
             } => {
-                self.merge_entries(now, out, &nodes, entries);
+                self.merge_entries(now, out, &from, &nodes, entries);
                 out.push(Effect::Send {
                     to: from,
                     wire: Wire::DeltaAck {
@@ -552,12 +556,17 @@ impl<T> Core<T> {
                     },
                 });
             }
-            Wire::Entries { nodes, entries, .. } => self.merge_entries(now, out, &nodes, entries),
+            Wire::Entries {
+                from,
+                nodes,
+                entries,
+            } => self.merge_entries(now, out, &from, &nodes, entries),
             Wire::DeltaAck { node, batch } => {
                 self.tombstones_acked(&node, batch);
                 self.on_ack(out, &node.name, batch)
             }
-            Wire::Collect { nodes, entries, .. } => self.on_collect(&nodes, entries),
+            Wire::Collect { nodes, entries, .. } => self.on_collect(now, &nodes, entries),
+            Wire::FarewellAck { from, seq } => self.farewell_acked(now, out, &from, seq),
             Wire::Offer {
                 from,
                 id,

@@ -171,6 +171,19 @@ impl Members {
         }
     }
 
+    /// Marks `node` as having left (if that run is the one known and it had not): another
+    /// member heard its farewell. A member that left stays left, whatever this member thought
+    /// of it (a farewell sent while its link to this member was down is relayed so).
+    pub fn mark_left(&mut self, node: &NodeId) -> bool {
+        match self.by_name.get_mut(&node.name) {
+            Some(m) if m.node == *node && m.status != MemberStatus::Left => {
+                m.status = MemberStatus::Left;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The member called `name`.
     pub fn get(&self, name: &str) -> Option<&MemberInfo> {
         self.by_name.get(name)

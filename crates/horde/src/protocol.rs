@@ -106,16 +106,21 @@ pub enum Feature {
     /// where the child resumes records its whole pause (the giving member may exit before
     /// its metrics are read).
     PauseAtTarget,
+    /// A member that hears another's `Left` hello answers `FarewellAck` with its number: the
+    /// leaving member exits only once every member acknowledged that very hello (any hello
+    /// counted before, so one sent for another reason could stand for a farewell that was
+    /// lost with the leaving process's send queue).
+    FarewellReceipt,
 }
 
 impl Feature {
     /// Every feature, oldest first.
-    pub const ALL: [Feature; 1] = [Feature::PauseAtTarget];
+    pub const ALL: [Feature; 2] = [Feature::PauseAtTarget, Feature::FarewellReceipt];
 
     /// The protocol version that added it.
     pub const fn since(self) -> u16 {
         match self {
-            Feature::PauseAtTarget => 3,
+            Feature::PauseAtTarget | Feature::FarewellReceipt => 3,
         }
     }
 }
@@ -774,11 +779,19 @@ pub enum Wire {
         /// The tombstones.
         entries: Vec<WireEntry>,
     },
+    /// The receiver's `Left` hello numbered `seq` was heard (protocol 3,
+    /// [`Feature::FarewellReceipt`]): the leaving member no longer waits for the sender.
+    FarewellAck {
+        /// Who heard it.
+        from: NodeId,
+        /// The hello's number.
+        seq: u64,
+    },
 }
 
 /// The kinds of [`Wire`] by variant index (postcard's numbering): the names logs, traces and
 /// the undecodable-message metric use.
-pub const WIRE_KINDS: [&str; 25] = [
+pub const WIRE_KINDS: [&str; 26] = [
     "Hello",
     "Sync",
     "Deltas",
@@ -804,6 +817,7 @@ pub const WIRE_KINDS: [&str; 25] = [
     "Reintroduce",
     "StopChild",
     "Collect",
+    "FarewellAck",
 ];
 
 /// The label of a message kind this build does not know (a variant a newer release added).
@@ -838,6 +852,7 @@ impl Wire {
             Wire::Reintroduce(_) => 22,
             Wire::StopChild(_) => 23,
             Wire::Collect { .. } => 24,
+            Wire::FarewellAck { .. } => 25,
         }
     }
 
@@ -854,6 +869,7 @@ impl Wire {
             Wire::Offer { frozen_us, .. } if !frozen_us.is_empty() => {
                 Feature::PauseAtTarget.since()
             }
+            Wire::FarewellAck { .. } => Feature::FarewellReceipt.since(),
             _ => MIN_PROTOCOL,
         }
     }

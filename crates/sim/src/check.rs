@@ -45,13 +45,20 @@ pub struct Checker {
     pub acks: u64,
     /// The largest message between nodes seen (postcard bytes) and its kind.
     pub largest_message: (usize, &'static str),
+    /// Virtual time now (violations say when they were seen).
+    pub(crate) now: Time,
 }
 
 impl Checker {
     /// Records a violation.
     pub fn violate(&mut self, v: String) {
         if self.violations.len() < 50 {
-            self.violations.push(v);
+            let now = self.now;
+            self.violations.push(format!(
+                "[{:>4}.{:06}] {v}",
+                now / 1_000_000,
+                now % 1_000_000
+            ));
         }
     }
 

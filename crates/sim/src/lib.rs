@@ -72,8 +72,9 @@ pub fn run(seed: u64, schedule: &Schedule, trace: bool) -> Outcome {
         .collect();
     w.plan(&plan);
     w.run_until(schedule.end);
-    // Faults stop: partitions heal, clients finish what they started.
+    // Faults stop: partitions heal, links stop stalling, clients finish what they started.
     w.heal();
+    w.config.stall_chance = 0.0;
     w.stop_clients();
     w.run_until(schedule.end + schedule.quiet);
     final_checks(&mut w);
@@ -94,6 +95,24 @@ type Live = BTreeMap<String, (String, u64)>;
 /// S2 (final), S4 and S5 after the quiet period.
 fn final_checks(w: &mut World) {
     let mut violations = Vec::new();
+    // What every node thinks of the members, in the trace (a failed run's last lines).
+    let views: Vec<String> = w
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| {
+            let v = n.core.view();
+            let members: Vec<String> = v
+                .members
+                .iter()
+                .map(|m| format!("{}:{}", m.node, m.status))
+                .collect();
+            format!("{} ({}) sees {}", n.id, v.status, members.join(" "))
+        })
+        .collect();
+    for line in views {
+        w.log(|| line);
+    }
     // S4: every replica agrees.
     let mut replicas: Vec<(String, Live)> = Vec::new();
     for n in w.nodes.iter().flatten() {

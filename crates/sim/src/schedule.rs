@@ -56,6 +56,17 @@ pub enum Step {
     },
     /// End partitions.
     Heal,
+    /// One direction of the session between two nodes stalls for a while (TCP
+    /// retransmissions backing off): what is sent meanwhile arrives late, in order; both nodes
+    /// run (each end's failure detector may close the session meanwhile).
+    Stall {
+        /// The sending end.
+        from: String,
+        /// The receiving end.
+        to: String,
+        /// How long.
+        dur: Time,
+    },
     /// A drain: SIGTERM (`exit`) or the console's `drain`.
     Drain {
         /// The node.
@@ -161,7 +172,13 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
     g.push(4500 * MS, Step::Clients(clients));
     g.t = 6 * SEC;
     let end = g.t + g.r.range(20, 40) * SEC;
-    let ft = 2 * SEC;
+    // The connector's failure timeout, shorter and longer than the lease: with a short one,
+    // a member is suspected before its lease ran out, and only the lease wait keeps its
+    // children from being restarted early.
+    let ft = [600 * MS, 1200 * MS, 2 * SEC, 3500 * MS][g.r.range(0, 4) as usize];
+    // Faults come one at a time: the next one only once the last was dealt with (its node
+    // seen down, voted dead after its lease, its children restarted).
+    let settle = ft.max(2 * SEC);
     while g.t < end {
         let roll = g.r.range(0, 100);
         let t = g.t;
@@ -266,7 +283,7 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                         },
                     );
                     g.up.push((new, schema));
-                    back + ft + 3 * SEC
+                    back + settle + 3 * SEC
                 } else if g.r.chance(0.7) {
                     let back = g.r.range(500 * MS, 5 * SEC);
                     let step = if g.r.chance(0.15) {
@@ -282,24 +299,44 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                     };
                     g.push(t + back, step);
                     g.up.push((victim, schema));
-                    back + ft + 3 * SEC
+                    back + settle + 3 * SEC
                 } else {
-                    ft + 3 * SEC
+                    settle + 3 * SEC
                 }
             }
             (Profile::Faults, 55..=69) => {
                 let Some((node, _)) = g.pick_up() else { break };
                 let dur = g.r.range(200 * MS, 6 * SEC);
                 g.push(t, Step::Pause { node, dur });
-                dur + ft + 2 * SEC
+                dur + settle + 2 * SEC
             }
-            (Profile::Faults, 70..=84) if g.up.len() >= 3 => {
+            (Profile::Faults, 70..=79) if g.up.len() >= 3 => {
                 let Some((node, _)) = g.pick_up() else { break };
                 let dur = g.r.range(500 * MS, 10 * SEC);
                 let one_way = g.r.chance(0.3);
                 g.push(t, Step::Partition { node, one_way });
                 g.push(t + dur, Step::Heal);
-                dur + ft + 3 * SEC
+                dur + settle + 3 * SEC
+            }
+            (Profile::Faults, 80..=84) if g.up.len() >= 2 => {
+                let Some((a, _)) = g.pick_up() else { break };
+                let Some((b, _)) = g.pick_up() else { break };
+                if a == b {
+                    SEC
+                } else {
+                    // Retransmissions: 0.2, 0.6, 1.4, 3, 6.2 s after the first.
+                    let tries = g.r.range(1, 6) as u32;
+                    let dur = g.r.range(100 * MS, 200 * MS * ((1 << tries) - 1) + 1);
+                    g.push(
+                        t,
+                        Step::Stall {
+                            from: a,
+                            to: b,
+                            dur,
+                        },
+                    );
+                    dur + settle + 3 * SEC
+                }
             }
             (Profile::Faults, 85..=94) if g.up.len() >= 2 => {
                 let Some((a, _)) = g.pick_up() else { break };
@@ -321,18 +358,29 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
     }
     let end = g.t.max(end);
     g.steps.sort_by_key(|(t, _)| *t);
+    let faults = profile == Profile::Faults;
+    let config = Config {
+        // States of 2 KiB under a 16 KiB budget: a wave of 16 goes as three offers, a
+        // handover or a sync in several parts, under every fault the schedule injects.
+        max_message_bytes: 16 * 1024,
+        state_padding: 2 * 1024,
+        failure_timeout: ft,
+        heartbeat: ft / 4,
+        // Now and then a message held a while, with what follows it on its link (faults
+        // only: a planned update must never make an input wait for a retry); longer stalls
+        // are faults of their own (`Step::Stall`).
+        stall_chance: if faults { 0.000_05 } else { 0.0 },
+        stall_max: 1400 * MS,
+        // Clock rates 1% apart at most.
+        drift_ppm: 10_000,
+        ..Config::default()
+    };
     Schedule {
         name: format!("random-{profile:?}-{seed}").to_lowercase(),
         steps: g.steps,
         end,
-        quiet: 25 * SEC,
-        // States of 2 KiB under a 16 KiB budget: a wave of 16 goes as three offers, a
-        // handover or a sync in several parts, under every fault the schedule injects.
-        config: Config {
-            max_message_bytes: 16 * 1024,
-            state_padding: 2 * 1024,
-            ..Config::default()
-        },
+        quiet: quiet(&config),
+        config,
     }
 }
 
@@ -615,9 +663,15 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         name: name.into(),
         steps,
         end,
-        quiet: 25 * SEC,
+        quiet: quiet(&config),
         config,
     })
+}
+
+/// How long a schedule runs on after its faults stop: long enough for every tombstone to be
+/// collected (a tombstone grace, then reminders) and everything to converge.
+fn quiet(config: &Config) -> Time {
+    config.tombstone_grace.as_micros() as Time + 20 * SEC
 }
 
 /// Carries out step `i` of the world's schedule.
@@ -693,6 +747,11 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
             }
         }
         Step::Heal => w.heal(),
+        Step::Stall { from, to, dur } => {
+            if let (Some(a), Some(b)) = (running(w, &from), running(w, &to)) {
+                w.stall(a, b, dur);
+            }
+        }
         Step::Drain { node, exit } => {
             if let Some(slot) = running(w, &node) {
                 w.op_drain(slot, exit);

@@ -74,19 +74,39 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Bytes of ballast in every child's state (its spec).
     pub state_padding: u32,
+    /// Horde's quorum lease.
+    pub lease: Duration,
+    /// Horde's tombstone grace.
+    pub tombstone_grace: Duration,
+    /// The chance that a message on a running session stalls: it is held, with everything
+    /// behind it in its direction, as TCP's retransmissions hold a connection (0.2, 0.4, 0.8
+    /// s ... apart), while both ends run.
+    pub stall_chance: f64,
+    /// The longest stall.
+    pub stall_max: Time,
+    /// Each node's clock runs at a rate within this many parts per million of real time.
+    pub drift_ppm: u64,
 }
 
 impl Default for Config {
+    /// Horde's production defaults (lease, tombstone grace, join timeout, moves), the
+    /// connector's (heartbeat, failure timeout), a kind network.
     fn default() -> Self {
+        let horde = horde::HordeConfig::new("sim", "0.0.0");
         Self {
             heartbeat: 500 * MS,
             failure_timeout: 2 * SEC,
             client_timeout: 2 * SEC,
             drain_deadline: 8 * SEC,
-            join_timeout: 3 * SEC,
-            moves: MoveConfig::default(),
-            max_message_bytes: horde::protocol::DEFAULT_MAX_MESSAGE_BYTES,
+            join_timeout: horde.join_timeout.as_micros() as Time,
+            moves: horde.moves,
+            max_message_bytes: horde.max_message_bytes,
             state_padding: 0,
+            lease: horde.lease,
+            tombstone_grace: horde.tombstone_grace,
+            stall_chance: 0.0,
+            stall_max: 0,
+            drift_ppm: 100,
         }
     }
 }
@@ -185,6 +205,8 @@ pub(crate) enum Ev {
     Step(usize),
     /// A paused node resumes.
     Resume { slot: usize, inc: u64 },
+    /// A stalled direction delivers again.
+    Unstall { from: usize, to: usize },
 }
 
 /// A live node's life.
@@ -467,6 +489,7 @@ impl World {
                 break;
             };
             self.now = q.at;
+            self.check.now = q.at;
             self.dispatch(q.ev);
         }
         self.now = self.now.max(until);
@@ -573,6 +596,7 @@ impl World {
             } => self.client_result(client, call, result),
             Ev::Step(i) => self.step(i),
             Ev::Resume { slot, inc } => self.resume(slot, inc),
+            Ev::Unstall { from, to } => self.unstall(from, to),
         }
     }
 
@@ -603,17 +627,17 @@ impl World {
             moves: self.config.moves,
             rebalance: None,
             placement: Arc::new(Rendezvous),
-            lease: Duration::from_secs(1),
+            lease: self.config.lease,
             reads: if schema == 1 { vec![1] } else { vec![1, 2] },
             writes: if schema == 1 { vec![1] } else { vec![2, 1] },
             max_message_bytes: self.config.max_message_bytes,
             max_children: None,
-            // Short, so runs collect tombstones (and check they stay collected).
-            tombstone_grace: Duration::from_secs(3),
+            tombstone_grace: self.config.tombstone_grace,
             protocols,
         };
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
-        let drift_ppm = self.rng.range(0, 200) as i64 - 100;
+        let spread = self.config.drift_ppm;
+        let drift_ppm = self.rng.range(0, 2 * spread + 1) as i64 - spread as i64;
         let mut node = Node {
             slot,
             id: id.clone(),
@@ -751,6 +775,25 @@ impl World {
                     self.blocked.insert((other, slot));
                 }
             }
+        }
+    }
+
+    /// Holds what `from` sends `to` for `dur`, then delivers it in order.
+    pub(crate) fn stall(&mut self, from: usize, to: usize, dur: Time) {
+        self.log(|| format!("s{from} -> s{to}: stalls {} ms", dur / MS));
+        self.blocked.insert((from, to));
+        self.at(self.now + dur, Ev::Unstall { from, to });
+    }
+
+    fn unstall(&mut self, from: usize, to: usize) {
+        self.blocked.remove(&(from, to));
+        let held = self.held.remove(&(from, to)).unwrap_or_default();
+        for (session, msg) in held {
+            let inc = self.nodes[to]
+                .as_ref()
+                .map(|n| n.id.incarnation)
+                .unwrap_or(0);
+            self.send_on(from, to, session, inc, msg);
         }
     }
 
@@ -1150,7 +1193,15 @@ impl World {
                 .push_back((session, msg));
             return;
         }
-        let delay = if self.rng.chance(0.05) {
+        let delay = if self.config.stall_chance > 0.0 && self.rng.chance(self.config.stall_chance) {
+            // A stall: retransmissions back off 200 ms, 400 ms, 800 ms ...; what follows in
+            // this direction waits behind it (the channel is FIFO).
+            let tries = self.rng.range(1, 6) as u32;
+            let stall = (200 * MS * ((1 << tries) - 1)).min(self.config.stall_max);
+            let stall = self.rng.range(stall / 2, stall + 1);
+            self.log(|| format!("s{from} -> s{to}: stalls {} ms", stall / MS));
+            stall
+        } else if self.rng.chance(0.05) {
             self.rng.range(MS, 20 * MS)
         } else {
             self.rng.range(100, 800)
@@ -1913,6 +1964,12 @@ impl World {
         let (name, epoch) = (inst.name.clone(), inst.epoch);
         let node = self.names.get(slot).cloned().unwrap_or_default();
         let now = self.now;
+        self.log(|| {
+            format!(
+                "{name}#{instance} on {node} (epoch {epoch}) answers input {}",
+                r.id
+            )
+        });
         if self.removed.get(name.as_ref()).is_some_and(|at| *at < now) {
             self.check.violate(format!(
                 "S6: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {} after the name was removed",
@@ -2009,6 +2066,24 @@ fn describe(w: &Wire) -> String {
                 .join(" ")
         ),
         Wire::DeltaAck { batch, .. } => format!("DeltaAck#{batch}"),
+        Wire::Handover { items, .. } | Wire::ReplicasFound { items, .. } => format!(
+            "{}({})",
+            w.kind(),
+            items
+                .iter()
+                .map(|r| format!("{}@{}/{}", r.name, r.epoch, r.seq))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Wire::Collect { entries, .. } | Wire::Entries { entries, .. } => format!(
+            "{}({})",
+            w.kind(),
+            entries
+                .iter()
+                .map(|e| format!("{}@{}{}", e.name, e.epoch, if e.removed { "†" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
         Wire::Offer { id, items, .. } => format!(
             "Offer#{id}({})",
             items

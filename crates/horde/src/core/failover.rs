@@ -4,8 +4,13 @@
 //!
 //! Only a member that holds its quorum lease restarts anything (the majority side), and only
 //! the children of a member a majority voted dead (its lease surely ran out). The replicas of
-//! a child are asked of every connected member and the restart waits for all of them: the
-//! backup that acknowledged its last answers is among them.
+//! a child are asked of every member that may hold one (every member not surely gone:
+//! connected or not, since a link that stalls or was refused says nothing of the member
+//! behind it) and the restart waits for all of them, however long: the backup that
+//! acknowledged the child's last answers is among them. Only a member that is surely gone
+//! (voted dead by a majority, replaced by a new run, departed) is not waited for; if it was
+//! the backup too (two faults at once), the child restarts from the newest replica found, or
+//! its spec, and the loss is logged and counted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,10 +26,9 @@ use crate::protocol::{Replica, Wire};
 use crate::registry::Entry;
 use crate::stats::{Counters, HordeEvent};
 
-/// How long a failover waits for the replicas every connected member holds.
+/// How long a replica fetch waits before it is asked again (of the members that may hold a
+/// replica then).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(1);
-/// After this many fetches with members that did not answer, the restart takes what it has.
-const FETCH_ATTEMPTS: u32 = 3;
 
 /// A request for the replicas of one orphan, sent to every peer.
 #[derive(Debug)]
@@ -43,8 +47,8 @@ pub(super) struct Failover {
     restarting: BTreeSet<String>,
     /// Fetches in flight, by correlation id.
     fetches: BTreeMap<u64, Fetch>,
-    /// Fetches that timed out, per name.
-    attempts: BTreeMap<String, u32>,
+    /// Names whose fetch went unanswered by some member, with those members (logged once).
+    waiting_for: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn newer(a: &Replica, b: &Option<Replica>) -> bool {
@@ -70,11 +74,11 @@ impl<T> Core<T> {
                 orphans.push((n.to_string(), e.clone()));
             }
         }
-        // Counts of unanswered fetches are kept only for names still orphaned.
-        if !self.failover.attempts.is_empty() {
+        // What unanswered fetches were waiting for is kept only for names still orphaned.
+        if !self.failover.waiting_for.is_empty() {
             let orphaned: BTreeSet<&str> = orphans.iter().map(|(n, _)| n.as_str()).collect();
             self.failover
-                .attempts
+                .waiting_for
                 .retain(|n, _| orphaned.contains(n.as_str()));
         }
         if orphans.is_empty() {
@@ -95,20 +99,7 @@ impl<T> Core<T> {
                     best = Some(r);
                 }
             }
-            // Every member that may hold a replica: the connected ones, and the ones known but
-            // not connected yet (they cannot answer: after a few fetches, what was found
-            // goes).
-            let mut peers: Vec<NodeId> = self
-                .peers
-                .values()
-                .filter(|p| **p != *entry.owner)
-                .cloned()
-                .collect();
-            for m in self.members.live() {
-                if m.node != *entry.owner && !peers.contains(&m.node) && !self.is_dead(&m.node) {
-                    peers.push(m.node.clone());
-                }
-            }
+            let peers = self.replica_holders(&entry.owner, now);
             if peers.is_empty() {
                 self.restart(now, out, name, entry, best);
                 continue;
@@ -157,12 +148,16 @@ impl<T> Core<T> {
         if f.waiting.is_empty()
             && let Some(f) = self.failover.fetches.remove(&id)
         {
-            self.failover.attempts.remove(&f.name);
+            self.failover.waiting_for.remove(&f.name);
             self.restart(now, out, f.name, f.entry, f.best);
         }
     }
 
+    /// Fetches not answered in time are asked again at the next sweep, of the members that may
+    /// hold a replica then: one that is slow, stalled or cut off is waited for until it
+    /// answers or is surely gone (a majority voted it dead), never given up on by a timer.
     pub(super) fn fetches_tick(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let _ = out;
         let expired: Vec<u64> = self
             .failover
             .fetches
@@ -174,38 +169,27 @@ impl<T> Core<T> {
             let Some(f) = self.failover.fetches.remove(&id) else {
                 continue;
             };
-            if self.last_attempt(&f.name) {
-                warn!(child = %f.name, silent = ?f.waiting, "members did not answer a replica fetch; restarting from the newest replica found");
-                self.restart(now, out, f.name, f.entry, f.best);
+            let known = self.failover.waiting_for.get(&f.name);
+            if known != Some(&f.waiting) {
+                warn!(child = %f.name, waiting = ?f.waiting, "restart waits for members that may hold a newer replica of it");
+                self.failover
+                    .waiting_for
+                    .insert(f.name.clone(), f.waiting.clone());
             }
+            self.failover.restarting.remove(&f.name);
         }
     }
 
-    /// Counts a replica fetch for `name` that will not be answered in full: true once it was
-    /// the last allowed (the count is forgotten; the caller restarts from what it found),
-    /// else the name is asked again at the next sweep (a member that holds the newest
-    /// replica may just be slow, or a leaving one's handover may not have arrived yet).
-    fn last_attempt(&mut self, name: &str) -> bool {
-        let attempts = self.failover.attempts.entry(name.to_string()).or_insert(0);
-        *attempts += 1;
-        if *attempts >= FETCH_ATTEMPTS {
-            self.failover.attempts.remove(name);
-            true
-        } else {
-            self.failover.restarting.remove(name);
-            false
-        }
-    }
-
+    /// A member a fetch waits for went down: the fetch is asked again at the next sweep, of
+    /// the members that may hold a replica then (a leaving member hands its replicas over
+    /// before it goes: the others may have answered before theirs arrived).
     pub(super) fn fetches_peer_down(
         &mut self,
         now: Instant,
         out: &mut Vec<Effect<T>>,
         id: &NodeId,
     ) {
-        // A member that leaves hands its replicas over before it goes: the others may have
-        // answered this fetch before theirs arrived. Asked again (at the next sweep, which
-        // leaves the gone one out), a few times at most.
+        let _ = (now, out);
         let unanswered: Vec<u64> = self
             .failover
             .fetches
@@ -214,19 +198,32 @@ impl<T> Core<T> {
             .map(|(fid, _)| *fid)
             .collect();
         for fid in unanswered {
-            let Some(f) = self.failover.fetches.remove(&fid) else {
-                continue;
-            };
-            if self.last_attempt(&f.name) {
-                let mut f = f;
-                f.waiting.remove(&id.name);
-                if f.waiting.is_empty() {
-                    self.restart(now, out, f.name, f.entry, f.best);
-                } else {
-                    self.failover.fetches.insert(fid, f);
-                }
+            if let Some(f) = self.failover.fetches.remove(&fid) {
+                self.failover.restarting.remove(&f.name);
             }
         }
+    }
+
+    /// The members that may hold a replica of a child of `owner`: every member known but
+    /// `owner` and this one, connected or not, unless it is surely gone (an earlier run of a
+    /// name, a member that left and is gone, one a majority voted dead).
+    fn replica_holders(&self, owner: &NodeId, now: Instant) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = self
+            .peers
+            .values()
+            .filter(|p| **p != *owner && **p != self.me)
+            .cloned()
+            .collect();
+        for m in self.members.iter() {
+            if m.node != *owner
+                && m.node != self.me
+                && !out.contains(&m.node)
+                && !self.dead_for_failover(&m.node, now)
+            {
+                out.push(m.node.clone());
+            }
+        }
+        out
     }
 
     fn restart(

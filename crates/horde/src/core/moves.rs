@@ -236,13 +236,16 @@ enum DrainPhase {
     /// changes, so no peer learns of this node's exit before it learns where its children
     /// went, and for the replicas this node held for others to be kept elsewhere.
     Barrier,
-    /// Left: waiting (until `until` at most) for every peer to answer this member's `Left`
-    /// hello, so that none learns of its exit only from the link going down (it would count
-    /// it dead, not left, and still in its quorum set: with one more member lost it would
-    /// see no majority where the others see one).
+    /// Left: waiting (until `until` at most) for every member to acknowledge this member's
+    /// `Left` hello, so that none learns of its exit only from the link going down (it would
+    /// count it dead, not left, and still in its quorum set: with one more member lost it
+    /// would see no majority where the others see one).
     Farewell {
         waiting: BTreeSet<String>,
         until: Instant,
+        /// The `Left` hello's number, which a `FarewellAck` must carry (`None`: a member of
+        /// the previous protocol is in the cluster; any hello from a peer answers, as then).
+        receipt: Option<u64>,
     },
 }
 

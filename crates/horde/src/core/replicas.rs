@@ -389,6 +389,14 @@ impl<T> Core<T> {
         None
     }
 
+    /// True when this member is the only one in its quorum set: a cluster of one, whose
+    /// children answer with no backup. Any other member, even unreachable, means a child with
+    /// no reachable backup waits instead.
+    pub(super) fn alone_in_quorum(&self) -> bool {
+        let set = self.quorum_set();
+        set.members().iter().all(|m| *m == self.me)
+    }
+
     /// A member went down: children that left it lazily (it was draining) send their state
     /// to their backup now (what it held may be gone with it); one that left cleanly handed
     /// it over.
@@ -420,6 +428,11 @@ impl<T> Core<T> {
     pub(super) fn tell_backup(&mut self, out: &mut Vec<Effect<T>>, name: &Arc<str>) {
         let b = self.backup_choice(&self.me.clone(), name);
         self.backups.insert(name.clone(), b.clone());
+        if b.is_none() && !self.alone_in_quorum() {
+            // No member to back up on now, though there are members: its answers wait
+            // (told once one is reachable), never leave unreplicated.
+            return;
+        }
         out.push(Effect::ToChild {
             name: name.clone(),
             cmd: ChildCmd::Backup {
@@ -439,9 +452,18 @@ impl<T> Core<T> {
             .iter()
             .map(|(n, b)| (n.clone(), b.clone()))
             .collect();
+        let alone = self.alone_in_quorum();
         for (name, current) in children {
             let b = self.backup_in(&lists, &name);
             if b == current && !force {
+                continue;
+            }
+            if b.is_none() && !alone {
+                // No member reachable to back up on, but this is not a cluster of one: the
+                // child keeps waiting for its current backup's acknowledgements (it is told
+                // of the next backup that can be reached); answering without a backup would
+                // leave answers on one member only.
+                self.backups.insert(name, None);
                 continue;
             }
             if !force
@@ -518,6 +540,9 @@ impl<T> Core<T> {
                 continue;
             };
             let b = self.backup_in(&lists, &name);
+            if b.is_none() {
+                continue;
+            }
             if b != current {
                 self.lazy_from.remove(&name);
                 self.backups.insert(name.clone(), b.clone());

@@ -20,6 +20,9 @@ use crate::stats::{Counters, HordeEvent};
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a joining member asks again for the hellos and registries it lacks.
 const REINTRODUCE_EVERY: Duration = Duration::from_secs(1);
+/// How long a member run that left is remembered after it was forgotten (a peer that missed
+/// its farewell lists it until it forgets it too).
+const DEPARTED_MEMORY: Duration = Duration::from_secs(600);
 /// A joining member that received this many messages it could not decode, and no hello it
 /// could, refuses to join (the cluster speaks a protocol it does not know at all)...
 const UNDECODABLE_REFUSAL: u64 = 10;
@@ -228,6 +231,16 @@ impl<T> Core<T> {
         if send_sync {
             self.send_sync(out, &node);
         }
+        if status == MemberStatus::Left && theirs.max >= Feature::FarewellReceipt.since() {
+            // Its farewell is heard: say so, with its number (it exits once every member did).
+            out.push(Effect::Send {
+                to: node.clone(),
+                wire: Wire::FarewellAck {
+                    from: self.me.clone(),
+                    seq,
+                },
+            });
+        }
         if changed && status == MemberStatus::Alive {
             // It may be the failover target some orphans wait for.
             self.failover(now, out);
@@ -292,10 +305,21 @@ impl<T> Core<T> {
     /// from a majority against it); one that connects is granted again at its next request.
     pub(super) fn learn_members(&mut self, now: Instant, members: Vec<MemberWire>) {
         for m in members {
-            if m.node.name == self.me.name || self.members.get(&m.node.name).is_some() {
+            if m.node.name == self.me.name
+                || self.superseded.contains(&m.node)
+                || self.departed.contains_key(&m.node)
+            {
                 continue;
             }
-            if self.superseded.contains(&m.node) {
+            if self.members.get(&m.node.name).is_some() {
+                // A farewell this member missed (its link was down when it went out): the
+                // member that heard it says so. A run that left stays left.
+                if m.status == MemberStatus::Left && self.members.mark_left(&m.node) {
+                    info!(member = %m.node, "member left (its farewell relayed by a peer)");
+                    self.quorum.forget(&m.node);
+                    self.backups_stale = true;
+                    self.dirty = true;
+                }
                 continue;
             }
             self.quorum.suspect_learned(&m.node, now);
@@ -317,6 +341,7 @@ impl<T> Core<T> {
         &mut self,
         now: Instant,
         out: &mut Vec<Effect<T>>,
+        from: &NodeId,
         nodes: &[NodeId],
         entries: Vec<WireEntry>,
     ) {
@@ -329,7 +354,16 @@ impl<T> Core<T> {
         let mut stale_pending: Vec<Arc<str>> = Vec::new();
         let mut removals: Vec<Arc<str>> = Vec::new();
         let mut disowned: Vec<Arc<str>> = Vec::new();
+        let mut echoes: Vec<(Arc<str>, crate::registry::Entry)> = Vec::new();
         for (name, entry) in entries {
+            if self.registry.get_any(&name).is_none() && self.tombs.is_echo(&name, &entry) {
+                // A tombstone collected here lately, from a member that missed the
+                // collection (it was not connected when it went out): already gone here, and
+                // it is told so (with a record of the name here, it is news instead: a name
+                // used again, removed again).
+                echoes.push((Arc::from(name.as_str()), entry));
+                continue;
+            }
             let mine = *entry.owner == self.me;
             let epoch = entry.epoch;
             let removed = entry.removed;
@@ -364,6 +398,17 @@ impl<T> Core<T> {
                 _ => {}
             }
             self.dirty = true;
+        }
+        if !echoes.is_empty() && *from != self.me {
+            let (nodes, entries) = registry::to_wire(echoes.iter().map(|(n, e)| (n, e)));
+            out.push(Effect::Send {
+                to: from.clone(),
+                wire: Wire::Collect {
+                    from: self.me.clone(),
+                    nodes,
+                    entries,
+                },
+            });
         }
         for name in commits {
             if let Some(p) = self.moves.take_pending(&name) {
@@ -460,7 +505,7 @@ impl<T> Core<T> {
         self.moves_peer_down(now, out, id);
         self.fetches_peer_down(now, out, id);
         self.handover_peer_down(out, id);
-        self.farewell_heard(now, out, &id.name);
+        self.farewell_heard(now, out, &id.name, true);
         // Children it was moving here stay pending: they commit only by its registry change;
         // if it died first, they are replicas for the failover like any other.
         self.failover(now, out);
@@ -715,10 +760,16 @@ impl<T> Core<T> {
             .collect();
         for node in departed {
             self.members.forget(&node);
-            self.quorum.forget(&node);
+            // Still voted dead a while, as a removed member is: a member that missed its
+            // farewell counts it dead, in its quorum set, and needs the others' votes to
+            // remove it (it left: it holds no lease from this member).
+            self.quorum.removed(&node, now);
             self.hello_seen.remove(&node);
+            self.departed.insert(node, now);
             self.dirty = true;
         }
+        self.departed
+            .retain(|_, at| now.saturating_duration_since(*at) < DEPARTED_MEMORY);
         if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
             return;
         }

@@ -96,6 +96,11 @@ pub(super) struct Tombstones {
     batches: BTreeMap<u64, (String, Vec<Arc<str>>, Instant)>,
     /// Waiting member runs seen leave (once forgotten, they are no longer in the members).
     left: BTreeSet<NodeId>,
+    /// Tombstones collected here lately (epoch, owner, when): the same tombstone arriving
+    /// again from a member that had not applied the `Collect` yet (an anti-entropy repair
+    /// crossing it) is an echo, not news: taking it back would start its collection over,
+    /// a grace later each time. Kept two graces.
+    collected: BTreeMap<Arc<str>, (u64, Arc<NodeId>, Instant)>,
 }
 
 impl Tombstones {
@@ -113,6 +118,15 @@ impl Tombstones {
     /// Number of tombstones in the replica.
     pub fn len(&self) -> usize {
         self.seen.len()
+    }
+
+    /// True when `entry` is a tombstone of `name` collected here lately (an echo).
+    pub fn is_echo(&self, name: &str, entry: &Entry) -> bool {
+        entry.removed
+            && self
+                .collected
+                .get(name)
+                .is_some_and(|(epoch, owner, _)| *epoch == entry.epoch && *owner == entry.owner)
     }
 }
 
@@ -172,6 +186,10 @@ impl<T> Core<T> {
     /// Runs every sweep: tracks the tombstones this member collects, reminds waiting members,
     /// collects what is due.
     pub(super) fn tombstones_sweep(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
+        let echoes = self.config.tombstone_grace * 2;
+        self.tombs
+            .collected
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < echoes);
         if !matches!(self.status, MemberStatus::Alive | MemberStatus::Draining) {
             return;
         }
@@ -297,7 +315,7 @@ impl<T> Core<T> {
         let mut collected: Vec<(Arc<str>, Entry)> = Vec::with_capacity(due.len());
         for name in due {
             self.tombs.tracked.remove(&name);
-            if let Some(e) = self.collect_one(&name, None) {
+            if let Some(e) = self.collect_one(now, &name, None) {
                 collected.push((name, e));
             }
         }
@@ -321,11 +339,14 @@ impl<T> Core<T> {
 
     /// Drops the record of `name` if it is a tombstone (and exactly `expected` when given);
     /// returns what was dropped.
-    fn collect_one(&mut self, name: &str, expected: Option<&Entry>) -> Option<Entry> {
+    fn collect_one(&mut self, now: Instant, name: &str, expected: Option<&Entry>) -> Option<Entry> {
         let e = self.registry.get_any(name)?.clone();
         if !e.removed || expected.is_some_and(|x| x.epoch != e.epoch || x.owner != e.owner) {
             return None;
         }
+        self.tombs
+            .collected
+            .insert(Arc::from(name), (e.epoch, e.owner.clone(), now));
         self.registry.remove(name);
         self.repair
             .changed(name, Some(repair::entry_hash(name, &e)), None);
@@ -370,10 +391,10 @@ impl<T> Core<T> {
     }
 
     /// Another member collected these tombstones: drop the same records here.
-    pub(super) fn on_collect(&mut self, nodes: &[NodeId], entries: Vec<WireEntry>) {
+    pub(super) fn on_collect(&mut self, now: Instant, nodes: &[NodeId], entries: Vec<WireEntry>) {
         let (entries, _bad) = registry::from_wire(nodes, entries);
         for (name, e) in entries {
-            self.collect_one(&name, Some(&e));
+            self.collect_one(now, &name, Some(&e));
         }
     }
 }

@@ -213,7 +213,7 @@ impl<T> Core<T> {
                 );
                 DrainNext::Finish
             }
-            DrainPhase::Farewell { waiting, until } => {
+            DrainPhase::Farewell { waiting, until, .. } => {
                 if waiting.is_empty() || now >= *until {
                     if !waiting.is_empty() {
                         warn!(
@@ -229,19 +229,45 @@ impl<T> Core<T> {
         }
     }
 
-    /// A peer said hello (an answer to this member's `Left` one), or went: one fewer to wait
-    /// for before a leaving drain answers.
+    /// A peer said hello (`went`: its link went down): one fewer to wait for before a leaving
+    /// drain answers, unless farewells need their receipt (then only a link that went down
+    /// counts here; see [`Core::farewell_acked`]).
     pub(in crate::core) fn farewell_heard(
         &mut self,
         now: Instant,
         out: &mut Vec<Effect<T>>,
         name: &str,
+        went: bool,
     ) {
         if let Some(Drain {
-            phase: DrainPhase::Farewell { waiting, .. },
+            phase: DrainPhase::Farewell {
+                waiting, receipt, ..
+            },
             ..
         }) = self.moves.drain.as_mut()
+            && (went || receipt.is_none())
             && waiting.remove(name)
+        {
+            self.drain_step(now, out);
+        }
+    }
+
+    /// A member acknowledged this member's `Left` hello (protocol 3).
+    pub(in crate::core) fn farewell_acked(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<Effect<T>>,
+        from: &NodeId,
+        seq: u64,
+    ) {
+        if let Some(Drain {
+            phase: DrainPhase::Farewell {
+                waiting, receipt, ..
+            },
+            ..
+        }) = self.moves.drain.as_mut()
+            && receipt.is_none_or(|r| seq >= r)
+            && waiting.remove(&from.name)
         {
             self.drain_step(now, out);
         }
@@ -301,10 +327,28 @@ impl<T> Core<T> {
                         wire: Wire::Reintroduce(hello.clone()),
                     });
                 }
+                let strict = self.uses(crate::protocol::Feature::FarewellReceipt);
+                if strict {
+                    // Every member that may count this one (in its quorum set), connected
+                    // now or not (one whose link is down may only be slow; it gets a `Left`
+                    // hello when it connects again), until the drain's deadline; not one a
+                    // majority voted dead.
+                    let set = self.quorum_set();
+                    for m in set.members() {
+                        if *m != self.me && !self.dead_for_failover(m, now) {
+                            waiting.insert(m.name.clone());
+                        }
+                    }
+                }
                 if !waiting.is_empty() {
                     d.phase = DrainPhase::Farewell {
                         waiting,
-                        until: now + FAREWELL_WAIT,
+                        until: if strict {
+                            d.end.max(now + FAREWELL_WAIT)
+                        } else {
+                            now + FAREWELL_WAIT
+                        },
+                        receipt: strict.then_some(hello.seq),
                     };
                     self.moves.drain = Some(d);
                     return;

@@ -282,7 +282,12 @@ impl<T> Core<T> {
             if self.local.remove(name).is_some() {
                 out.push(Effect::Forget { name: name.clone() });
             }
-            self.replicas.remove(name);
+            // A replica of an older copy is dropped; one of the copy that arrived there (this
+            // member may be its new backup: it acknowledged it before the target accepted)
+            // is what makes the move durable, and stays.
+            if self.replicas.get(name).is_some_and(|r| r.epoch < *epoch) {
+                self.replicas.remove(name);
+            }
             self.publish(
                 name.clone(),
                 Entry {
