@@ -328,6 +328,13 @@ pub fn all() -> Vec<(&'static str, Item)> {
             }),
         ),
         (
+            "wire-farewell-ack",
+            w(Wire::FarewellAck {
+                from: node(2),
+                seq: 17,
+            }),
+        ),
+        (
             "reply-started-ok",
             I::Started(Started {
                 result: Ok(node(2)),
