@@ -17,12 +17,17 @@
 #   rel/build-previous.sh worktree        prints the path of the previous release's worktree
 #   rel/build-previous.sh describe        prints "<commit> <version>" of the previous release
 #
-# The sources are a git worktree per commit under target/previous/ (made once, reused); cargo
-# builds them into this repository's own target directory (or $CARGO_TARGET_DIR), so the
-# dependencies the builds share are compiled once. Binaries are copied out to
-# target/previous/bin/ right away and the target's own copy removed: cargo does not link this
-# repository's `minotaur` again when it is fresh, and puts its own back only when the file is
-# missing. Needs the commits in this clone's history (a shallow clone: `git fetch --unshallow`).
+# The sources are a git worktree per commit under target/previous/ (made once, reused). The
+# debug builds (bin, bin-at) go to $MINOTAUR_EARLIER_TARGET, by default target/previous/target,
+# a target directory of their own: a test that builds one on demand must not touch the
+# binary the other tests run (target/debug/minotaur). CI builds them before the tests into
+# the repository's own target directory (MINOTAUR_EARLIER_TARGET=target), so the
+# dependencies the builds share are compiled once; then the binary is copied out to
+# target/previous/bin/ and the target's own copy removed at once (cargo does not link this
+# repository's `minotaur` again while it is fresh, and puts it back only when the file is
+# missing). The image's static build goes to target/static, which the Swarm test's build of
+# this repository shares. Needs the commits in this clone's history (a shallow clone: `git
+# fetch --unshallow`).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +47,7 @@ ours=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/Cargo.toml" | head -n 1)
     die "this build's version ($ours, Cargo.toml) is the previous release's: raise it (every release raises it) before building both"
 
 target=${CARGO_TARGET_DIR:-$repo/target}
+earlier=${MINOTAUR_EARLIER_TARGET:-$repo/target/previous/target}
 work=$repo/target/previous
 bin_dir=$work/bin
 
@@ -70,11 +76,11 @@ debug_build() {
     if [ -x "$out" ] && [ "$(cat "$out.built" 2>/dev/null)" = "$mark" ]; then
         return
     fi
-    printf 'build-previous: cargo build -p minotaur in %s (target %s)\n' "$src" "$target" >&2
-    (cd "$src" && cargo build "$@" -p minotaur --target-dir "$target") >&2
+    printf 'build-previous: cargo build -p minotaur in %s (target %s)\n' "$src" "$earlier" >&2
+    (cd "$src" && cargo build "$@" -p minotaur --target-dir "$earlier") >&2
     mkdir -p "$bin_dir"
-    install -m 0755 "$target/debug/minotaur" "$out"
-    rm -f "$target/debug/minotaur"
+    install -m 0755 "$earlier/debug/minotaur" "$out"
+    rm -f "$earlier/debug/minotaur"
     printf '%s\n' "$mark" >"$out.built"
 }
 

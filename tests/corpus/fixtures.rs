@@ -335,6 +335,15 @@ pub fn all() -> Vec<(&'static str, Item)> {
             }),
         ),
         (
+            "wire-lease-answer",
+            w(Wire::LeaseAnswer {
+                from: node(3),
+                round: 1_001,
+                granted: false,
+                votes: vec![node(4)],
+            }),
+        ),
+        (
             "reply-started-ok",
             I::Started(Started {
                 result: Ok(node(2)),

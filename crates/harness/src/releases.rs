@@ -66,9 +66,14 @@ pub fn previous_version() -> String {
 }
 
 /// `minotaur` as of an earlier `commit` of main (before any release), renamed
-/// `<version>-<commit>` (see `rel/build-previous.sh bin-at`). Blocking.
+/// `<version>-<commit>` (see `rel/build-previous.sh bin-at`): `MINOTAUR_BIN_<COMMIT>` (CI
+/// builds it before the tests, e.g. `MINOTAUR_BIN_367B6AD`), else built here. Blocking.
 pub fn binary_at(commit: &str) -> PathBuf {
-    build_previous(&["bin-at", commit])
+    let var = format!("MINOTAUR_BIN_{}", commit.to_uppercase());
+    match std::env::var_os(&var) {
+        Some(p) => PathBuf::from(p),
+        None => build_previous(&["bin-at", commit]),
+    }
 }
 
 /// This source built with `--features schema-v2` as app version [`V2_VERSION`]:

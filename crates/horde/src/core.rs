@@ -439,6 +439,7 @@ impl<T> Core<T> {
     /// Handles one input; returns what to do, in order.
     pub fn on(&mut self, now: Instant, input: Input<T>) -> Vec<Effect<T>> {
         let mut out = Vec::new();
+        self.quorum.by_round = self.uses(crate::protocol::Feature::VotesByRound);
         match input {
             Input::NodeUp(id) => {
                 self.on_up(id);
@@ -615,6 +616,18 @@ impl<T> Core<T> {
             Wire::Lease { from, round, votes } => self.on_lease(now, out, from, round, votes),
             Wire::LeaseGrant { from, round } => {
                 self.quorum.grant_received(from, round);
+                self.refresh_lease(now);
+            }
+            Wire::LeaseAnswer {
+                from,
+                round,
+                granted,
+                votes,
+            } => {
+                if granted {
+                    self.quorum.grant_received(from.clone(), round);
+                }
+                self.quorum.answer_received(from, round, votes);
                 self.refresh_lease(now);
             }
             Wire::Digest { from, buckets } => self.on_digest(out, from, buckets),

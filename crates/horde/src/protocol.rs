@@ -111,16 +111,26 @@ pub enum Feature {
     /// counted before, so one sent for another reason could stand for a farewell that was
     /// lost with the leaving process's send queue).
     FarewellReceipt,
+    /// A member answers every lease request with `LeaseAnswer`: whether it grants it, and the
+    /// members it votes dead as it answers. The asker counts a vote only until a while after
+    /// it *sent* the request the vote answers (its own clock), never after the vote arrived:
+    /// a vote held up in the network cannot outlive the voter's promise not to grant the
+    /// member again meanwhile.
+    VotesByRound,
 }
 
 impl Feature {
     /// Every feature, oldest first.
-    pub const ALL: [Feature; 2] = [Feature::PauseAtTarget, Feature::FarewellReceipt];
+    pub const ALL: [Feature; 3] = [
+        Feature::PauseAtTarget,
+        Feature::FarewellReceipt,
+        Feature::VotesByRound,
+    ];
 
     /// The protocol version that added it.
     pub const fn since(self) -> u16 {
         match self {
-            Feature::PauseAtTarget | Feature::FarewellReceipt => 3,
+            Feature::PauseAtTarget | Feature::FarewellReceipt | Feature::VotesByRound => 3,
         }
     }
 }
@@ -787,11 +797,23 @@ pub enum Wire {
         /// The hello's number.
         seq: u64,
     },
+    /// The answer to a `Lease` (protocol 3, [`Feature::VotesByRound`]; `LeaseGrant` before).
+    LeaseAnswer {
+        /// The answering member.
+        from: NodeId,
+        /// The request's round.
+        round: u64,
+        /// Whether it grants the lease.
+        granted: bool,
+        /// The members it votes dead as it answers (it will not grant them a lease for a
+        /// while: see `core`'s `quorum`).
+        votes: Vec<NodeId>,
+    },
 }
 
 /// The kinds of [`Wire`] by variant index (postcard's numbering): the names logs, traces and
 /// the undecodable-message metric use.
-pub const WIRE_KINDS: [&str; 26] = [
+pub const WIRE_KINDS: [&str; 27] = [
     "Hello",
     "Sync",
     "Deltas",
@@ -818,6 +840,7 @@ pub const WIRE_KINDS: [&str; 26] = [
     "StopChild",
     "Collect",
     "FarewellAck",
+    "LeaseAnswer",
 ];
 
 /// The label of a message kind this build does not know (a variant a newer release added).
@@ -853,6 +876,7 @@ impl Wire {
             Wire::StopChild(_) => 23,
             Wire::Collect { .. } => 24,
             Wire::FarewellAck { .. } => 25,
+            Wire::LeaseAnswer { .. } => 26,
         }
     }
 
@@ -870,6 +894,7 @@ impl Wire {
                 Feature::PauseAtTarget.since()
             }
             Wire::FarewellAck { .. } => Feature::FarewellReceipt.since(),
+            Wire::LeaseAnswer { .. } => Feature::VotesByRound.since(),
             _ => MIN_PROTOCOL,
         }
     }

@@ -62,6 +62,13 @@ pub(super) struct Quorum {
     /// Members this member removed from its quorum set, and when: still voted dead for a
     /// while, so that members that decided later can remove them too.
     removed: BTreeMap<NodeId, Instant>,
+    /// Votes answered to this member's lease requests (protocol 3): voter name → (voter run,
+    /// members it voted dead, the round it answered, until when the vote counts: the round's
+    /// *sending* time plus [`VOTE_TRUST`], on this member's clock).
+    answers: BTreeMap<String, (NodeId, BTreeSet<NodeId>, u64, Instant)>,
+    /// Count votes by the rounds they answer (every member speaks protocol 3), not by when
+    /// they arrived.
+    pub by_round: bool,
 }
 
 /// How long a vote received from another member counts (it repeats its votes every
@@ -132,6 +139,8 @@ impl Quorum {
             voted_at: BTreeMap::new(),
             readmitting: BTreeSet::new(),
             removed: BTreeMap::new(),
+            answers: BTreeMap::new(),
+            by_round: false,
         }
     }
 
@@ -226,7 +235,28 @@ impl Quorum {
         true
     }
 
-    /// Records another member's votes.
+    /// Records the votes another member answered to this member's request of `round`: they
+    /// count until the round was sent plus [`VOTE_TRUST`] (a round too old to be remembered
+    /// has nothing to count). The newest round answered wins.
+    pub fn answer_received(&mut self, from: NodeId, round: u64, votes: Vec<NodeId>) {
+        let Some((_, sent)) = self.sent.iter().find(|(r, _)| *r == round) else {
+            return;
+        };
+        let until = *sent + VOTE_TRUST;
+        let newer = self
+            .answers
+            .get(&from.name)
+            .is_none_or(|(id, _, r, _)| *id != from || *r < round);
+        if newer {
+            self.answers.insert(
+                from.name.clone(),
+                (from, votes.into_iter().collect(), round, until),
+            );
+        }
+    }
+
+    /// Records another member's votes (protocol 2: carried by its own lease requests, and
+    /// counted from when they arrived).
     pub fn votes_received(&mut self, from: NodeId, votes: Vec<NodeId>, now: Instant) {
         self.votes
             .insert(from.name.clone(), (from, votes.into_iter().collect(), now));
@@ -306,6 +336,16 @@ impl Quorum {
         for (_, (_, v, _)) in self.votes.iter_mut() {
             v.remove(node);
         }
+        if self
+            .answers
+            .get(&node.name)
+            .is_some_and(|(id, ..)| id == node)
+        {
+            self.answers.remove(&node.name);
+        }
+        for (_, (_, v, _, _)) in self.answers.iter_mut() {
+            v.remove(node);
+        }
         self.voted_at.remove(node);
         self.readmitting.remove(node);
     }
@@ -357,6 +397,12 @@ impl Quorum {
             }
             if m == me {
                 return self.voted(node, now) && !self.readmitting.contains(node);
+            }
+            if self.by_round {
+                return self
+                    .answers
+                    .get(&m.name)
+                    .is_some_and(|(id, v, _, until)| id == m && v.contains(node) && now < *until);
             }
             self.votes.get(&m.name).is_some_and(|(id, v, at)| {
                 id == m && v.contains(node) && now.saturating_duration_since(*at) < VOTE_TRUST
@@ -438,7 +484,23 @@ impl<T> Core<T> {
             self.readmit_if_safe(now, &from);
         }
         let in_set = self.quorum_set().contains(&from);
-        if connected && self.quorum.grant(&from, in_set, now) {
+        let granted = connected && self.quorum.grant(&from, in_set, now);
+        if self.quorum.by_round {
+            // Every request is answered, granted or not, with this member's votes as it
+            // answers (it grants none of them for a while from now: `Quorum::readmit`).
+            if connected {
+                let votes = self.quorum.my_votes(now);
+                out.push(Effect::Send {
+                    to: from,
+                    wire: Wire::LeaseAnswer {
+                        from: self.me.clone(),
+                        round,
+                        granted,
+                        votes,
+                    },
+                });
+            }
+        } else if granted {
             out.push(Effect::Send {
                 to: from,
                 wire: Wire::LeaseGrant {
