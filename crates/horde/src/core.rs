@@ -439,7 +439,7 @@ impl<T> Core<T> {
     /// Handles one input; returns what to do, in order.
     pub fn on(&mut self, now: Instant, input: Input<T>) -> Vec<Effect<T>> {
         let mut out = Vec::new();
-        self.quorum.by_round = self.uses(crate::protocol::Feature::VotesByRound);
+        self.note_round_voters();
         match input {
             Input::NodeUp(id) => {
                 self.on_up(id);

@@ -244,9 +244,13 @@ fn final_checks(w: &mut World) {
             violations.push(format!("S6: `{name}` was removed but runs on {copies:?}"));
         }
     }
-    // S2: every answered input is in its log, once.
+    // S2: every answered input is in its log, once (a log that is not replicated keeps
+    // nothing across a crash, by design); E2: every event told is in it too.
     for (name, ids) in &w.check.client_acked {
         if w.stop_asked.contains(name) && !reference.contains_key(name) {
+            continue;
+        }
+        if log::unreplicated(name) {
             continue;
         }
         let Some((owner, _)) = reference.get(name) else {
@@ -275,6 +279,13 @@ fn final_checks(w: &mut World) {
         let mut seen = std::collections::BTreeSet::new();
         if let Some(twice) = applied.iter().find(|id| !seen.insert(**id)) {
             violations.push(format!("S2: `{name}` applied input {twice} twice"));
+        }
+        let phantoms = w.check.phantom_events(name, applied);
+        if let Some((seq, e)) = phantoms.first() {
+            violations.push(format!(
+                "E2: `{name}` told its subscribers of {} changes it does not hold (e.g. event {seq}: {e:?})",
+                phantoms.len()
+            ));
         }
     }
     // S5: drains end by their deadline (plus the registry barrier's 500 ms), nothing frozen.

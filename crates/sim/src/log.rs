@@ -9,7 +9,10 @@
 //! first attempt.
 //!
 //! Two schema versions, as a rolling update meets them: v1 writes and reads v1; v2 writes v2
-//! (v1 plus a move count) and reads both.
+//! (v1 plus a move count) and reads both. Two kinds: replicated before every answer (`R`, the
+//! kind every durability promise is about) and not replicated (a crash loses its state, by
+//! design: only the one-owner promise and the quorum lease keep it safe). Every applied input
+//! emits an event (the input and the log's length after it) to the log's subscribers.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -61,9 +64,18 @@ struct StateV2 {
     moves: u64,
 }
 
-/// A log of schema `V` (1 or 2).
+/// What a log tells its subscribers: an input it applied, and its length after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// The input's id.
+    pub id: u64,
+    /// Inputs applied so far, this one included.
+    pub len: u64,
+}
+
+/// A log of schema `V` (1 or 2), replicated before its answers when `R`.
 #[derive(Debug, Clone, Default)]
-pub struct Log<const V: u16> {
+pub struct Log<const V: u16, const R: bool = true> {
     applied: Vec<u64>,
     seen: BTreeSet<u64>,
     moves: u64,
@@ -71,7 +83,7 @@ pub struct Log<const V: u16> {
     padding: u32,
 }
 
-impl<const V: u16> Log<V> {
+impl<const V: u16, const R: bool> Log<V, R> {
     fn from_applied(applied: Vec<u64>, moves: u64, padding: usize) -> Self {
         let seen = applied.iter().copied().collect();
         Self {
@@ -87,12 +99,12 @@ impl<const V: u16> Log<V> {
     }
 }
 
-impl<const V: u16> Child for Log<V> {
+impl<const V: u16, const R: bool> Child for Log<V, R> {
     /// Bytes of ballast in its state.
     type Spec = u32;
     type Msg = LogMsg;
     type Reply = LogReply;
-    type Event = u64;
+    type Event = LogEvent;
 
     fn start(_name: &str, padding: u32, _ctx: &mut Ctx<Self>) -> Self {
         Self {
@@ -108,6 +120,10 @@ impl<const V: u16> Child for Log<V> {
             ctx.unchanged();
         } else {
             self.applied.push(id);
+            ctx.emit(LogEvent {
+                id,
+                len: self.applied.len() as u64,
+            });
         }
         LogReply {
             id,
@@ -117,11 +133,15 @@ impl<const V: u16> Child for Log<V> {
     }
 
     fn replication() -> Replication {
-        Replication::BeforeReply
+        if R {
+            Replication::BeforeReply
+        } else {
+            Replication::None
+        }
     }
 }
 
-impl<const V: u16> Handoff for Log<V> {
+impl<const V: u16, const R: bool> Handoff for Log<V, R> {
     const SCHEMA: u16 = V;
 
     fn dehydrate(&self, _ctx: &Ctx<Self>) -> Vec<u8> {
@@ -199,8 +219,10 @@ pub trait Hosted {
     fn is_forwarding(&self) -> bool;
 }
 
-/// Effects of a v2 child in the v1 child's type (the types they carry are the same).
-fn convert(e: ChildEffect<Log<2>, Token>) -> ChildEffect<Log<1>, Token> {
+/// Effects of any log in the replicated v1 log's type (the types they carry are the same).
+fn convert<const V: u16, const R: bool>(
+    e: ChildEffect<Log<V, R>, Token>,
+) -> ChildEffect<Log<1>, Token> {
     match e {
         ChildEffect::Reply { to, answer } => ChildEffect::Reply { to, answer },
         ChildEffect::Forward { to, msg } => ChildEffect::Forward { to, msg },
@@ -216,30 +238,7 @@ fn convert(e: ChildEffect<Log<2>, Token>) -> ChildEffect<Log<1>, Token> {
     }
 }
 
-impl Hosted for ChildCore<Log<1>, Token> {
-    fn on(
-        &mut self,
-        now: Instant,
-        input: ChildInput<LogMsg, Token>,
-        env: &ChildEnv<'_>,
-    ) -> Vec<ChildEffect<Log<1>, Token>> {
-        ChildCore::on(self, now, input, env)
-    }
-    fn applied(&self) -> &[u64] {
-        &self.child().applied
-    }
-    fn has(&self, id: u64) -> bool {
-        self.child().seen.contains(&id)
-    }
-    fn is_frozen(&self) -> bool {
-        ChildCore::is_frozen(self)
-    }
-    fn is_forwarding(&self) -> bool {
-        ChildCore::is_forwarding(self)
-    }
-}
-
-impl Hosted for ChildCore<Log<2>, Token> {
+impl<const V: u16, const R: bool> Hosted for ChildCore<Log<V, R>, Token> {
     fn on(
         &mut self,
         now: Instant,
@@ -268,7 +267,12 @@ impl Hosted for ChildCore<Log<2>, Token> {
 /// A started child and its first effects.
 pub type Started = (Box<dyn Hosted>, Vec<ChildEffect<Log<1>, Token>>);
 
-/// Starts a child of schema `schema` (1 or 2).
+/// True for the name of a log that is not replicated (`u…`; the others are `g…`).
+pub fn unreplicated(name: &str) -> bool {
+    name.starts_with('u')
+}
+
+/// Starts a child of schema `schema` (1 or 2), replicated unless its name says otherwise.
 #[allow(clippy::too_many_arguments)]
 pub fn start(
     schema: u16,
@@ -280,13 +284,26 @@ pub fn start(
     epoch: u64,
     durable: bool,
 ) -> Result<Started, SpawnError> {
-    if schema == 1 {
+    fn go<const V: u16, const R: bool>(
+        name: Arc<str>,
+        node: NodeId,
+        origin: Instant,
+        now: Instant,
+        init: Init,
+        epoch: u64,
+        durable: bool,
+    ) -> Result<Started, SpawnError>
+    where
+        ChildCore<Log<V, R>, Token>: Hosted,
+    {
         let (core, first) =
-            ChildCore::<Log<1>, Token>::start(name, node, origin, now, init, epoch, durable)?;
-        Ok((Box::new(core), first))
-    } else {
-        let (core, first) =
-            ChildCore::<Log<2>, Token>::start(name, node, origin, now, init, epoch, durable)?;
+            ChildCore::<Log<V, R>, Token>::start(name, node, origin, now, init, epoch, durable)?;
         Ok((Box::new(core), first.into_iter().map(convert).collect()))
+    }
+    match (schema, unreplicated(&name)) {
+        (1, false) => go::<1, true>(name, node, origin, now, init, epoch, durable),
+        (1, true) => go::<1, false>(name, node, origin, now, init, epoch, durable),
+        (_, false) => go::<2, true>(name, node, origin, now, init, epoch, durable),
+        (_, true) => go::<2, false>(name, node, origin, now, init, epoch, durable),
     }
 }

@@ -8,6 +8,13 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 fn main() -> ExitCode {
+    if let Ok(filter) = std::env::var("HORDE_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut seeds: u64 = 100;
     let mut from: u64 = 0;

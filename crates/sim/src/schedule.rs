@@ -47,6 +47,13 @@ pub enum Step {
         /// How long.
         dur: Time,
     },
+    /// A freeze: paused, and its clock stops (a suspended virtual machine).
+    Freeze {
+        /// The node.
+        node: String,
+        /// How long.
+        dur: Time,
+    },
     /// Cut the node off from every other (its clients still reach it).
     Partition {
         /// The node.
@@ -307,7 +314,12 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
             (Profile::Faults, 55..=69) => {
                 let Some((node, _)) = g.pick_up() else { break };
                 let dur = g.r.range(200 * MS, 6 * SEC);
-                g.push(t, Step::Pause { node, dur });
+                if g.r.chance(0.3) {
+                    // A suspended virtual machine: its clock stops too.
+                    g.push(t, Step::Freeze { node, dur });
+                } else {
+                    g.push(t, Step::Pause { node, dur });
+                }
                 dur + settle + 2 * SEC
             }
             (Profile::Faults, 70..=79) if g.up.len() >= 3 => {
@@ -373,6 +385,8 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
         stall_max: 1400 * MS,
         // Clock rates 1% apart at most.
         drift_ppm: 10_000,
+        // Without faults, every input is answered without its client having to retry.
+        no_retries: !faults,
         ..Config::default()
     };
     Schedule {
@@ -739,6 +753,11 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
         Step::Pause { node, dur } => {
             if let Some(slot) = running(w, &node) {
                 w.pause(slot, dur);
+            }
+        }
+        Step::Freeze { node, dur } => {
+            if let Some(slot) = running(w, &node) {
+                w.freeze(slot, dur);
             }
         }
         Step::Partition { node, one_way } => {

@@ -86,6 +86,9 @@ pub struct Config {
     pub stall_max: Time,
     /// Each node's clock runs at a rate within this many parts per million of real time.
     pub drift_ppm: u64,
+    /// A fault-free schedule: no input may wait for its client's retry (a timeout is a
+    /// violation: a move, a drain or a join lost it and only the retry saved it).
+    pub no_retries: bool,
 }
 
 impl Default for Config {
@@ -107,6 +110,7 @@ impl Default for Config {
             stall_chance: 0.0,
             stall_max: 0,
             drift_ppm: 100,
+            no_retries: false,
         }
     }
 }
@@ -207,6 +211,12 @@ pub(crate) enum Ev {
     Resume { slot: usize, inc: u64 },
     /// A stalled direction delivers again.
     Unstall { from: usize, to: usize },
+    /// A frozen node wakes, its clock behind by the freeze.
+    Thaw {
+        slot: usize,
+        inc: u64,
+        duration: Time,
+    },
 }
 
 /// A live node's life.
@@ -244,14 +254,20 @@ pub(crate) struct Node {
     conns: BTreeMap<usize, Conn>,
     dial: BTreeMap<usize, (Time, u32)>,
     backlog: Vec<Ev>,
-    /// Virtual time of this boot.
+    /// Virtual time of this boot (moved on by a freeze, whose time the clock never saw).
     pub boot: Time,
+    /// Paused with the clock stopped (a virtual machine suspended): the clock resumes where
+    /// it stopped.
+    frozen_clock: bool,
     /// Clock rate error (parts per million).
     drift_ppm: i64,
     /// Origin of this boot's monotonic clock.
     origin: Instant,
     /// Registry epochs seen in this run (monotone epochs, S3).
     pub epochs: BTreeMap<Arc<str>, u64>,
+    /// Names this run saw removed (a tombstone in its registry), kept after the tombstone is
+    /// collected (S6: none comes back).
+    pub seen_removed: BTreeSet<Arc<str>>,
 }
 
 impl Node {
@@ -279,6 +295,9 @@ struct Inflight {
     call: u64,
     name: String,
     id: u64,
+    /// The node the call went to (slot, incarnation): its connection closes if that node
+    /// dies, and the client retries at once (no timeout to wait for).
+    via: Option<(usize, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -372,6 +391,8 @@ pub struct World {
     /// Nodes killed and not started again under their name (their runs block the collection
     /// of tombstones for the dead wait, longer than a run).
     pub(crate) killed: BTreeSet<String>,
+    /// Node runs (slot, incarnation) whose clock stopped during a freeze.
+    clock_stopped: BTreeSet<(usize, u64)>,
     pub(crate) check: Checker,
     trace: Option<Vec<String>>,
     base: Instant,
@@ -424,6 +445,7 @@ impl World {
             removed: BTreeMap::new(),
             stop_asked: BTreeSet::new(),
             killed: BTreeSet::new(),
+            clock_stopped: BTreeSet::new(),
             check: Checker::default(),
             trace: trace.then(Vec::new),
             base: Instant::now(),
@@ -436,9 +458,16 @@ impl World {
     }
 
     /// A fresh child name.
+    /// Every fourth is a log that is not replicated (`u…`): only the one-owner promise holds
+    /// for it.
     pub(crate) fn new_child_name(&mut self) -> String {
         self.next_child += 1;
-        format!("g{}", self.next_child)
+        let kind = if self.next_child.is_multiple_of(4) {
+            "u"
+        } else {
+            "g"
+        };
+        format!("{kind}{}", self.next_child)
     }
 
     /// The trace, when tracing.
@@ -587,6 +616,18 @@ impl World {
             } => self.handle_call(slot, inc, client, call, name, id, deadline),
             Ev::ClientNext { client } => self.client_next(client),
             Ev::ClientTimeout { client, call } => {
+                if self.config.no_retries
+                    && let Some(inf) = self.clients.get(client).and_then(|c| c.inflight.as_ref())
+                    && inf.call == call
+                {
+                    let v = format!(
+                        "S8: input {} to `{}` got no answer within {} ms in a schedule without faults (only its retry would save it)",
+                        inf.id,
+                        inf.name,
+                        self.config.client_timeout / MS
+                    );
+                    self.check.violate(v);
+                }
                 self.client_result(client, call, Err("timeout".into()))
             }
             Ev::ClientReply {
@@ -597,6 +638,11 @@ impl World {
             Ev::Step(i) => self.step(i),
             Ev::Resume { slot, inc } => self.resume(slot, inc),
             Ev::Unstall { from, to } => self.unstall(from, to),
+            Ev::Thaw {
+                slot,
+                inc,
+                duration,
+            } => self.thaw(slot, inc, duration),
         }
     }
 
@@ -656,10 +702,12 @@ impl World {
             conns: BTreeMap::new(),
             dial: BTreeMap::new(),
             backlog: Vec::new(),
+            frozen_clock: false,
             boot: self.now,
             drift_ppm,
             origin,
             epochs: BTreeMap::new(),
+            seen_removed: BTreeSet::new(),
         };
         for other in 0..self.names.len() {
             if other != slot {
@@ -687,6 +735,20 @@ impl World {
         };
         self.log(|| format!("{} crashes", node.id));
         self.lose_unsent(slot);
+        // Its clients' connections close: each retries elsewhere.
+        let inc = node.id.incarnation;
+        let closed: Vec<(usize, u64)> = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(c, cl)| {
+                let inf = cl.inflight.as_ref()?;
+                (inf.via == Some((slot, inc)) && inf.call != 0).then_some((c, inf.call))
+            })
+            .collect();
+        for (client, call) in closed {
+            self.reply_client(client, call, Err("connection closed".into()));
+        }
         for inst in self.instances.values_mut() {
             if inst.slot == slot && inst.inc == node.id.incarnation {
                 inst.alive = false;
@@ -746,6 +808,41 @@ impl World {
         let (id, inc) = (node.id.clone(), node.id.incarnation);
         self.log(|| format!("{id} paused for {} ms", duration / MS));
         self.at(now + duration, Ev::Resume { slot, inc });
+    }
+
+    /// A freeze for `duration`: paused, and its monotonic clock stops too (a suspended virtual
+    /// machine; Linux's CLOCK_MONOTONIC does not count a suspend), so on waking the node
+    /// believes no time passed: a lease it held looks valid still.
+    pub(crate) fn freeze(&mut self, slot: usize, duration: Time) {
+        let now = self.now;
+        let Some(node) = self.nodes[slot].as_mut() else {
+            return;
+        };
+        if node.life == Life::Paused {
+            return;
+        }
+        node.life = Life::Paused;
+        node.frozen_clock = true;
+        let (id, inc) = (node.id.clone(), node.id.incarnation);
+        self.clock_stopped.insert((slot, inc));
+        self.log(|| format!("{id} frozen for {} ms (its clock stops)", duration / MS));
+        self.at(
+            now + duration,
+            Ev::Thaw {
+                slot,
+                inc,
+                duration,
+            },
+        );
+    }
+
+    fn thaw(&mut self, slot: usize, inc: u64, duration: Time) {
+        if let Some(node) = self.node_mut(slot, inc)
+            && std::mem::take(&mut node.frozen_clock)
+        {
+            node.boot += duration;
+        }
+        self.resume(slot, inc);
     }
 
     fn resume(&mut self, slot: usize, inc: u64) {
@@ -989,7 +1086,6 @@ impl World {
         }
         self.on_tick_connector(slot, inc);
         self.run_member(slot, inc, Input::Tick);
-        self.check_epochs(slot, inc);
         let jitter = self.rng.range(0, 2 * MS);
         self.at(
             self.now + TICK.as_micros() as Time + jitter,
@@ -1364,6 +1460,8 @@ impl World {
             };
             let t = node.local(now);
             let effects = node.core.on(t, input);
+            // S3 and S6 on every change of the registry, not on a tick.
+            self.check_registry(slot, inc);
             for e in effects {
                 self.member_effect(slot, inc, e, &mut queue);
             }
@@ -1593,7 +1691,19 @@ impl World {
                     },
                 );
             }
-            ChildEffect::Deliver { .. } => {}
+            ChildEffect::Deliver { seq, event, .. } => {
+                if let Some(inst) = self.instances.get(&instance) {
+                    let name = inst.name.clone();
+                    let node = self.names.get(slot).cloned().unwrap_or_default();
+                    self.log(|| {
+                        format!(
+                            "{name}#{instance} on {node} emits event {seq} ({}, {})",
+                            event.id, event.len
+                        )
+                    });
+                    self.check.event(&name, instance, seq, event);
+                }
+            }
             ChildEffect::Replicate { to, replica } => {
                 self.send_net(slot, &to, NetMsg::Member(Wire::Replicate(replica)));
             }
@@ -1870,7 +1980,12 @@ impl World {
         let c = &mut self.clients[client];
         c.next_id += 1;
         let id = c.next_id;
-        c.inflight = Some(Inflight { call: 0, name, id });
+        c.inflight = Some(Inflight {
+            call: 0,
+            name,
+            id,
+            via: None,
+        });
         self.client_send(client);
     }
 
@@ -1892,6 +2007,9 @@ impl World {
             .as_ref()
             .map(|n| n.id.incarnation)
             .unwrap_or(0);
+        if let Some(inf) = self.clients[client].inflight.as_mut() {
+            inf.via = Some((slot, inc));
+        }
         let d = self.rng.range(100, 400);
         let deadline = self.now + timeout;
         self.at(
@@ -1977,17 +2095,25 @@ impl World {
             ));
         }
         let inst_ref = &self.instances[&instance];
-        if let Err(v) = self
-            .check
-            .ack(now, &name, instance, &node, epoch, r.id, &|id| {
-                inst_ref.core.has(id)
-            })
-        {
+        let clock_stopped = self.clock_stopped.contains(&(slot, inst_ref.inc));
+        if let Err(v) = self.check.ack(
+            now,
+            &name,
+            instance,
+            &node,
+            epoch,
+            r.id,
+            &|id| inst_ref.core.has(id),
+            clock_stopped,
+        ) {
             self.check.violate(v);
         }
     }
 
-    fn check_epochs(&mut self, slot: usize, inc: u64) {
+    /// S3 (no epoch goes back in a replica) and S6 (a name whose stop was confirmed is never
+    /// live again in any replica), after every input of a member.
+    fn check_registry(&mut self, slot: usize, inc: u64) {
+        let now = self.now;
         let Some(node) = self.nodes[slot]
             .as_mut()
             .filter(|n| n.id.incarnation == inc)
@@ -1995,6 +2121,23 @@ impl World {
             return;
         };
         let mut bad = Vec::new();
+        // A member cut off while a name was stopped may still hold it live (it never heard);
+        // one that held its tombstone must never hold it live again.
+        let registry = node.core.registry();
+        for (name, at) in &self.removed {
+            let key = name.as_str();
+            match registry.get_any(key) {
+                Some(e) if e.removed && !node.seen_removed.contains(key) => {
+                    node.seen_removed.insert(Arc::from(key));
+                }
+                Some(e) if e.removed => {}
+                Some(_) if *at < now && node.seen_removed.contains(key) => bad.push(format!(
+                    "S6: `{name}` was removed but is live again in the registry of {}",
+                    node.id
+                )),
+                _ => {}
+            }
+        }
         // A collected tombstone leaves no record: the name starts over.
         let registry = node.core.registry();
         node.epochs
@@ -2066,6 +2209,7 @@ fn describe(w: &Wire) -> String {
                 .join(" ")
         ),
         Wire::DeltaAck { batch, .. } => format!("DeltaAck#{batch}"),
+        Wire::FetchReplicas { id, names, .. } => format!("FetchReplicas#{id}({})", names.join(" ")),
         Wire::Handover { items, .. } | Wire::ReplicasFound { items, .. } => format!(
             "{}({})",
             w.kind(),

@@ -60,6 +60,7 @@ impl<T> Core<T> {
     /// Restarts, here, the children of dead owners that placement gives to this node.
     pub(super) fn failover(&mut self, now: Instant, out: &mut Vec<Effect<T>>) {
         if self.status != MemberStatus::Alive || !self.quorum.valid(now) {
+            tracing::trace!(node = %self.me, status = %self.status, lease = self.quorum.valid(now), "no failover from here");
             return;
         }
         // One verdict per owner (a few nodes), not per entry (this runs every second over
@@ -87,9 +88,12 @@ impl<T> Core<T> {
         let mut candidates = self.candidates();
         candidates.retain(|c| !self.is_dead(&c.node) && !self.dead_for_failover(&c.node, now));
         for (name, entry) in orphans {
-            if self.failover.restarting.contains(&name)
-                || self.config.placement.place(&name, &candidates).as_ref() != Some(&self.me)
-            {
+            if self.failover.restarting.contains(&name) {
+                continue;
+            }
+            let target = self.config.placement.place(&name, &candidates);
+            if target.as_ref() != Some(&self.me) {
+                tracing::debug!(child = %name, target = ?target.map(|t| t.name), "orphan placed on another member");
                 continue;
             }
             self.failover.restarting.insert(name.clone());

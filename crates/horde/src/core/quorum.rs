@@ -26,7 +26,7 @@ use tracing::info;
 use super::planted::{self, Bug};
 use super::{Core, Effect};
 use crate::membership::MemberStatus;
-use crate::protocol::Wire;
+use crate::protocol::{Feature, Wire};
 
 /// How often lease requests go out.
 pub const LEASE_EVERY: Duration = Duration::from_millis(200);
@@ -66,9 +66,10 @@ pub(super) struct Quorum {
     /// members it voted dead, the round it answered, until when the vote counts: the round's
     /// *sending* time plus [`VOTE_TRUST`], on this member's clock).
     answers: BTreeMap<String, (NodeId, BTreeSet<NodeId>, u64, Instant)>,
-    /// Count votes by the rounds they answer (every member speaks protocol 3), not by when
-    /// they arrived.
-    pub by_round: bool,
+    /// Members that answer lease requests with their votes (they speak protocol 3): their
+    /// votes count by the rounds they answer, and only so; the others' (protocol 2, release
+    /// 0.1.0) by when they arrived, as that release does.
+    pub round_voters: BTreeSet<NodeId>,
 }
 
 /// How long a vote received from another member counts (it repeats its votes every
@@ -140,7 +141,7 @@ impl Quorum {
             readmitting: BTreeSet::new(),
             removed: BTreeMap::new(),
             answers: BTreeMap::new(),
-            by_round: false,
+            round_voters: BTreeSet::new(),
         }
     }
 
@@ -398,7 +399,7 @@ impl Quorum {
             if m == me {
                 return self.voted(node, now) && !self.readmitting.contains(node);
             }
-            if self.by_round {
+            if self.round_voters.contains(m) {
                 return self
                     .answers
                     .get(&m.name)
@@ -410,6 +411,14 @@ impl Quorum {
         };
         if planted::on(Bug::FailoverOnOneVote) {
             return set.members().iter().any(voted);
+        }
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let who: Vec<String> = set
+                .members()
+                .iter()
+                .map(|m| format!("{}:{}", m.name, voted(m)))
+                .collect();
+            tracing::trace!(%me, %node, votes = ?who, "votes");
         }
         !set.majority(|m| !voted(m))
     }
@@ -485,7 +494,14 @@ impl<T> Core<T> {
         }
         let in_set = self.quorum_set().contains(&from);
         let granted = connected && self.quorum.grant(&from, in_set, now);
-        if self.quorum.by_round {
+        // What the asker reads decides the answer (it counts votes by round if it speaks 3).
+        let asker_reads_answers = self
+            .members
+            .get(&from.name)
+            .filter(|m| m.node == from)
+            .and_then(|m| m.protocols)
+            .is_some_and(|p| p.max >= Feature::VotesByRound.since());
+        if asker_reads_answers {
             // Every request is answered, granted or not, with this member's votes as it
             // answers (it grants none of them for a while from now: `Quorum::readmit`).
             if connected {

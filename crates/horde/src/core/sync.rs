@@ -891,6 +891,27 @@ impl<T> Core<T> {
             .max(mine.min)
     }
 
+    /// Tells the quorum which members answer lease requests with their votes (they speak
+    /// protocol 3): only those answers count for them.
+    pub(super) fn note_round_voters(&mut self) {
+        let since = Feature::VotesByRound.since();
+        let reads = |m: &&MemberInfo| m.protocols.is_some_and(|p| p.max >= since);
+        let same = self.members.iter().filter(reads).count() == self.quorum.round_voters.len()
+            && self
+                .members
+                .iter()
+                .filter(reads)
+                .all(|m| self.quorum.round_voters.contains(&m.node));
+        if !same {
+            self.quorum.round_voters = self
+                .members
+                .iter()
+                .filter(reads)
+                .map(|m| m.node.clone())
+                .collect();
+        }
+    }
+
     /// True while every member speaks the version that added `feature`.
     pub(super) fn uses(&self, feature: Feature) -> bool {
         self.protocol_in_use() >= feature.since()
