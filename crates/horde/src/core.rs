@@ -52,7 +52,7 @@ use crate::membership::Incompatible;
 use crate::membership::{MemberInfo, MemberStatus, Members, Version};
 use crate::placement::{Candidate, Placement};
 use crate::protocol::{
-    MAX_HOPS, Protocols, RouteReply, StartRefusal, Subscriber, Unavailable, Wire,
+    MAX_HOPS, MemberWire, Protocols, RouteReply, StartRefusal, Subscriber, Unavailable, Wire,
 };
 use crate::registry::{Entry, Merged, Registry};
 use crate::stats::{Counters, HordeEvent};
@@ -223,8 +223,9 @@ pub struct Core<T> {
     /// a restarted node's clock may be behind its previous run's).
     superseded: BTreeSet<NodeId>,
     /// Member runs that left and were forgotten here, and when: a member that missed their
-    /// farewell may still list them (as dead) and must not bring them back. Kept a while.
-    departed: BTreeMap<NodeId, Instant>,
+    /// farewell may still list them (as dead) and must not bring them back. Kept a while,
+    /// with what a sync tells a peer of them ([`protocol::Feature::DepartedInSync`]).
+    departed: BTreeMap<NodeId, (Instant, MemberWire)>,
     /// Connected peers by node name.
     links: BTreeMap<String, Link>,
     /// Members that said hello (routing goes only to them), by node name.

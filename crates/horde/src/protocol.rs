@@ -117,20 +117,28 @@ pub enum Feature {
     /// a vote held up in the network cannot outlive the voter's promise not to grant the
     /// member again meanwhile.
     VotesByRound,
+    /// A registry sync's member list also names the runs that left and that the sender
+    /// already forgot (as `Left`): a member that was cut off when they left learns it from
+    /// any peer, later than the farewell relay of a peer that still lists them.
+    DepartedInSync,
 }
 
 impl Feature {
     /// Every feature, oldest first.
-    pub const ALL: [Feature; 3] = [
+    pub const ALL: [Feature; 4] = [
         Feature::PauseAtTarget,
         Feature::FarewellReceipt,
         Feature::VotesByRound,
+        Feature::DepartedInSync,
     ];
 
     /// The protocol version that added it.
     pub const fn since(self) -> u16 {
         match self {
-            Feature::PauseAtTarget | Feature::FarewellReceipt | Feature::VotesByRound => 3,
+            Feature::PauseAtTarget
+            | Feature::FarewellReceipt
+            | Feature::VotesByRound
+            | Feature::DepartedInSync => 3,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! regression scenarios, whose shape is fixed and whose timings come from the seed.
 
 use crate::rng::Rng;
+use std::time::Duration;
+
 use crate::world::{Config, MS, SEC, Time, World};
 
 /// One step of a schedule.
@@ -409,16 +411,19 @@ pub const SCENARIOS: &[&str] = &[
     "relink-at-join",
     "large-states",
     "removals",
+    "cut-off-owner",
+    "frozen-owner",
+    "removals-cut-off",
 ];
 
-fn base(r: &mut Rng, nodes: usize, names: usize) -> Vec<(Time, Step)> {
+fn base(r: &mut Rng, nodes: usize, names: usize, schema: u16) -> Vec<(Time, Step)> {
     let mut steps = Vec::new();
     for i in 1..=nodes {
         steps.push((
             r.range(0, 300 * MS),
             Step::Start {
                 node: format!("n{i}"),
-                schema: 1,
+                schema,
             },
         ));
     }
@@ -433,17 +438,20 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
     let mut steps;
     let end;
     let mut config = Config::default();
+    // Odd seeds run this release (protocol 3), even ones the previous release's protocol
+    // (a mixed cluster's rules); the scenarios aimed at this release's rules run it always.
+    let schema: u16 = if seed % 2 == 1 { 2 } else { 1 };
     match name {
         // (a) a rolling update step (n4 joins, n1 drains and exits) moves games to the others,
         // then one of them crashes before any of those games gets an input.
         "drain-then-crash" => {
-            steps = base(&mut r, 3, 30);
+            steps = base(&mut r, 3, 30, schema);
             let t = 7 * SEC + r.range(0, 2 * SEC);
             steps.push((
                 t - 3 * SEC,
                 Step::Start {
                     node: "n4".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             steps.push((t, Step::StopClients));
@@ -465,7 +473,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // removed name never comes back, and its tombstone is collected everywhere.
         "removals" => {
             // One fault at a time (three nodes after the drain tolerate one).
-            steps = base(&mut r, 4, 30);
+            steps = base(&mut r, 4, 30, schema);
             let t = 6 * SEC + r.range(0, 2 * SEC);
             steps.push((t, Step::Remove { count: 5 }));
             steps.push((
@@ -482,7 +490,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 t + 5 * SEC + r.range(0, 2 * SEC),
                 Step::Start {
                     node: "n2".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             steps.push((
@@ -502,7 +510,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         }
         // (b) an owner crashes right after answering.
         "ack-then-crash" => {
-            steps = base(&mut r, 3, 20);
+            steps = base(&mut r, 3, 20, schema);
             let t = 6 * SEC + r.range(0, 3 * SEC);
             let victim = format!("n{}", r.range(1, 4));
             steps.push((t, Step::Crash(victim)));
@@ -512,14 +520,14 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // timeout: n2 wakes after its children were restarted elsewhere, from the replicas
         // n1 held for them if it backed them up.
         "paused-target" => {
-            steps = base(&mut r, 3, 30);
+            steps = base(&mut r, 3, 30, schema);
             let t = 6 * SEC + r.range(0, SEC);
             let dur = r.range(3 * SEC, 5 * SEC);
             steps.push((
                 t - r.range(500 * MS, 2 * SEC),
                 Step::Start {
                     node: "n4".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             steps.push((
@@ -541,7 +549,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // (d) a registry delta between two members is lost: their session is replaced (a
         // relink, no Down) while n1 publishes new names.
         "lost-delta" => {
-            steps = base(&mut r, 3, 10);
+            steps = base(&mut r, 3, 10, schema);
             let t = 6 * SEC + r.range(0, SEC);
             steps.push((
                 t,
@@ -567,13 +575,13 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // sides dialled at once: ractor_cluster closes one of the two links), so the hellos
         // and registries in flight are lost; it must still join and be granted its lease.
         "relink-at-join" => {
-            steps = base(&mut r, 3, 20);
+            steps = base(&mut r, 3, 20, schema);
             let t = 6 * SEC + r.range(0, SEC);
             steps.push((
                 t,
                 Step::Start {
                     node: "n4".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             for peer in ["n1", "n2", "n3"] {
@@ -596,7 +604,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // (e) a console drain's deadline passes mid-wave (its target is slow to answer); the
         // node keeps running.
         "drain-deadline" => {
-            steps = base(&mut r, 3, 30);
+            steps = base(&mut r, 3, 30, schema);
             let t = 6 * SEC + r.range(0, SEC);
             steps.push((t, Step::DrainDeadline(r.range(20 * MS, 200 * MS))));
             steps.push((
@@ -619,7 +627,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // older), takes new children, then crashes again. Clients pause around each crash, so
         // no answered input is at stake there: what breaks is this fault's.
         "clock-behind" => {
-            steps = base(&mut r, 3, 10);
+            steps = base(&mut r, 3, 10, schema);
             let t = 6 * SEC + r.range(0, SEC);
             steps.push((t - 500 * MS, Step::StopClients));
             steps.push((t, Step::Crash("n2".into())));
@@ -628,7 +636,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 back,
                 Step::RestartBehind {
                     node: "n2".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             steps.push((
@@ -650,7 +658,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         "large-states" => {
             config.max_message_bytes = 64 * 1024;
             config.state_padding = 20 * 1024;
-            steps = base(&mut r, 4, 60);
+            steps = base(&mut r, 4, 60, schema);
             let t = 6 * SEC + r.range(0, 2 * SEC);
             steps.push((
                 t,
@@ -663,12 +671,90 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 t + 2 * SEC,
                 Step::Start {
                     node: "n5".into(),
-                    schema: 1,
+                    schema,
                 },
             ));
             let victim = format!("n{}", r.range(2, 5));
             steps.push((t + 6 * SEC + r.range(0, 2 * SEC), Step::Crash(victim)));
             end = t + 14 * SEC;
+        }
+        // Owners cut off from the others, again and again, with a failure timeout shorter
+        // than the lease: the others suspect a cut-off node long before the lease it was
+        // granted ends, and only the wait for that lease (the voters') and its end (the
+        // owner's, which stops answering) keep two copies from answering, old ones through
+        // the clients that still reach the cut-off node (the lease rules' planted bugs).
+        "cut-off-owner" => {
+            config.failure_timeout = 600 * MS;
+            config.heartbeat = 150 * MS;
+            let nodes = r.range(3, 6) as usize;
+            steps = base(&mut r, nodes, 40, 2);
+            steps.push((4600 * MS, Step::Clients(6)));
+            let mut t = 7 * SEC;
+            for _ in 0..4 {
+                let victim = format!("n{}", r.range(1, nodes as u64 + 1));
+                steps.push((
+                    t,
+                    Step::Partition {
+                        node: victim,
+                        one_way: false,
+                    },
+                ));
+                t += r.range(3 * SEC, 5 * SEC);
+                steps.push((t, Step::Heal));
+                t += 8 * SEC;
+            }
+            end = t;
+        }
+        // Owners frozen (a suspended virtual machine: paused, clock stopped) for longer than
+        // the failure timeout, again and again, while clients write: a frozen owner wakes
+        // with inputs and replications of an epoch that was failed over meanwhile (the
+        // fencing rules' planted bugs).
+        "frozen-owner" => {
+            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
+            config.heartbeat = config.failure_timeout / 4;
+            steps = base(&mut r, 3, 30, 2);
+            steps.push((4600 * MS, Step::Clients(5)));
+            let mut t = 7 * SEC;
+            for _ in 0..4 {
+                let victim = format!("n{}", r.range(1, 4));
+                let dur = r.range(2 * SEC, 5 * SEC);
+                let step = if r.chance(0.5) {
+                    Step::Freeze { node: victim, dur }
+                } else {
+                    Step::Pause { node: victim, dur }
+                };
+                steps.push((t, step));
+                t += dur + 8 * SEC;
+            }
+            end = t;
+        }
+        // Children stopped while a member is cut off for longer than the tombstone grace,
+        // and their owner then leaves: the cut-off member still holds them live when it
+        // comes back, and only the tombstones the others kept for it remove them there (the
+        // collection rule's planted bug).
+        "removals-cut-off" => {
+            config.tombstone_grace = Duration::from_secs(2);
+            steps = base(&mut r, 4, 30, 2);
+            let t = 6 * SEC + r.range(0, SEC);
+            steps.push((
+                t,
+                Step::Partition {
+                    node: "n4".into(),
+                    one_way: false,
+                },
+            ));
+            steps.push((t + r.range(200 * MS, SEC), Step::Remove { count: 6 }));
+            steps.push((t + 2 * SEC + r.range(0, SEC), Step::Remove { count: 6 }));
+            let back = t + r.range(5 * SEC, 9 * SEC);
+            steps.push((
+                back - SEC,
+                Step::Drain {
+                    node: format!("n{}", r.range(1, 4)),
+                    exit: true,
+                },
+            ));
+            steps.push((back, Step::Heal));
+            end = back + 10 * SEC;
         }
         _ => return None,
     }

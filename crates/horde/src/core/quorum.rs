@@ -310,6 +310,12 @@ impl Quorum {
         self.removed.insert(node.clone(), now);
     }
 
+    /// Runs removed from the quorum set lately (dead and forgotten, or departed): they may
+    /// come back as the same run (a dead one, after a heal) while they are remembered here.
+    pub fn removed_runs(&self) -> impl Iterator<Item = &NodeId> {
+        self.removed.keys()
+    }
+
     /// `node` is back (it said hello): it counts again, and this member stops voting it dead
     /// for its removal.
     pub fn unremove(&mut self, node: &NodeId) {

@@ -251,7 +251,7 @@ impl<T> Core<T> {
     /// Sends `to` this member's full registry, in parts that each fit the message budget,
     /// the members it knows on the last.
     fn send_sync(&self, out: &mut Vec<Effect<T>>, to: &NodeId) {
-        let members: Vec<MemberWire> = self
+        let mut members: Vec<MemberWire> = self
             .members
             .iter()
             .filter(|m| m.node != *to)
@@ -262,6 +262,16 @@ impl<T> Core<T> {
                 reads: m.reads.clone(),
             })
             .collect();
+        if self.protocol_in_use() >= Feature::DepartedInSync.since() {
+            // Runs that left and were forgotten here: a member that was cut off when they
+            // left learns it (it would wait for them as for a dead member otherwise).
+            members.extend(
+                self.departed
+                    .iter()
+                    .filter(|(n, _)| *n != to)
+                    .map(|(_, (_, w))| w.clone()),
+            );
+        }
         let fixed = encoded_len(&Wire::Sync {
             from: self.me.clone(),
             members: members.clone(),
@@ -309,6 +319,19 @@ impl<T> Core<T> {
                 || self.superseded.contains(&m.node)
                 || self.departed.contains_key(&m.node)
             {
+                continue;
+            }
+            if m.status == MemberStatus::Left
+                && self
+                    .members
+                    .get(&m.node.name)
+                    .is_none_or(|k| k.node != m.node)
+            {
+                // A run that left, unknown here (or another run of a known name): nothing to
+                // learn but that it never comes back.
+                if self.members.get(&m.node.name).is_none() {
+                    self.departed.insert(m.node.clone(), (now, m));
+                }
                 continue;
             }
             if self.members.get(&m.node.name).is_some() {
@@ -748,7 +771,7 @@ impl<T> Core<T> {
         };
         self.superseded.retain(|n| owners.contains(n));
         // Members that left and are gone own nothing: forget them.
-        let departed: Vec<NodeId> = self
+        let departed: Vec<MemberWire> = self
             .members
             .iter()
             .filter(|i| {
@@ -756,20 +779,26 @@ impl<T> Core<T> {
                     && !self.peers.contains_key(&i.node.name)
                     && !owners.contains(&i.node)
             })
-            .map(|i| i.node.clone())
+            .map(|m| MemberWire {
+                node: m.node.clone(),
+                status: MemberStatus::Left,
+                version: m.version.0.clone(),
+                reads: m.reads.clone(),
+            })
             .collect();
-        for node in departed {
+        for wire in departed {
+            let node = wire.node.clone();
             self.members.forget(&node);
             // Still voted dead a while, as a removed member is: a member that missed its
             // farewell counts it dead, in its quorum set, and needs the others' votes to
             // remove it (it left: it holds no lease from this member).
             self.quorum.removed(&node, now);
             self.hello_seen.remove(&node);
-            self.departed.insert(node, now);
+            self.departed.insert(node, (now, wire));
             self.dirty = true;
         }
         self.departed
-            .retain(|_, at| now.saturating_duration_since(*at) < DEPARTED_MEMORY);
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < DEPARTED_MEMORY);
         if !self.members.iter().any(|i| i.status == MemberStatus::Dead) {
             return;
         }

@@ -164,12 +164,26 @@ impl<T> Core<T> {
             .map(|m| m.node.clone())
             .collect();
         out.extend(self.peers.values().filter(|p| **p != self.me).cloned());
+        // Dead runs already removed from the quorum set and forgotten: one cut off (not
+        // crashed) comes back as the same run after a heal, with its old replica, and must
+        // hold the tombstone before it goes (it would bring the name back otherwise). Runs
+        // that departed, or that a new run of their name replaced, never come back.
+        out.extend(
+            self.quorum
+                .removed_runs()
+                .filter(|n| **n != self.me && !self.departed.contains_key(*n))
+                .filter(|n| self.members.get(&n.name).is_none_or(|m| m.node == **n))
+                .cloned(),
+        );
         out
     }
 
     /// Where a waiting member run stands.
     fn tomb_standing(&self, node: &NodeId) -> Standing {
-        if self.superseded.contains(node) || self.tombs.left.contains(node) {
+        if self.superseded.contains(node)
+            || self.tombs.left.contains(node)
+            || self.departed.contains_key(node)
+        {
             return Standing::Gone;
         }
         if self.peers.get(&node.name) == Some(node) {
@@ -281,6 +295,7 @@ impl<T> Core<T> {
                     remind.entry(n.clone()).or_default().push(name.clone());
                 }
             }
+            tracing::trace!(child = %name, waiting = ?t.waiting.keys().collect::<Vec<_>>(), "tombstone");
             let all_hold = t.waiting.is_empty() || planted::on(Bug::CollectBeforeAllAcked);
             if all_hold && now.saturating_duration_since(t.since) >= grace {
                 due.push(name.clone());
