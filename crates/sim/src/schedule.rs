@@ -414,6 +414,7 @@ pub const SCENARIOS: &[&str] = &[
     "cut-off-owner",
     "frozen-owner",
     "removals-cut-off",
+    "move-then-crash",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize, schema: u16) -> Vec<(Time, Step)> {
@@ -686,6 +687,10 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         "cut-off-owner" => {
             config.failure_timeout = 600 * MS;
             config.heartbeat = 150 * MS;
+            // Leases of one to three seconds (`HordeConfig::lease`): the longer, the wider
+            // the window in which only the lease rules keep the cut-off copy quiet.
+            let lease_s = r.range(1, 4);
+            config.lease = Duration::from_secs(lease_s);
             let nodes = r.range(3, 6) as usize;
             steps = base(&mut r, nodes, 40, 2);
             steps.push((4600 * MS, Step::Clients(6)));
@@ -699,7 +704,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                         one_way: false,
                     },
                 ));
-                t += r.range(3 * SEC, 5 * SEC);
+                t += lease_s * SEC + r.range(1500 * MS, 3500 * MS);
                 steps.push((t, Step::Heal));
                 t += 8 * SEC;
             }
@@ -755,6 +760,25 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
             ));
             steps.push((back, Step::Heal));
             end = back + 10 * SEC;
+        }
+        // A drain while clients write (answers wait for backups at both ends of each move),
+        // and one of the members receiving its children crashes within milliseconds: a
+        // child it accepted must already be backed up elsewhere, and an input answered
+        // anywhere along the move must survive (the move rules' planted bugs).
+        "move-then-crash" => {
+            steps = base(&mut r, 4, 40, schema);
+            steps.push((4600 * MS, Step::Clients(3)));
+            let t = 7 * SEC + r.range(0, SEC);
+            steps.push((
+                t,
+                Step::Drain {
+                    node: "n1".into(),
+                    exit: r.chance(0.5),
+                },
+            ));
+            let victim = format!("n{}", r.range(2, 5));
+            steps.push((t + r.range(0, 40 * MS), Step::Crash(victim)));
+            end = t + 10 * SEC;
         }
         _ => return None,
     }

@@ -5,7 +5,23 @@
 //! branches it guards vanish.
 //!
 //! The switch is per thread (the simulator runs one world per thread), off unless
-//! [`plant`] turned one bug on.
+//! [`plant`] turned one bug on. `crates/sim/tests/planted.rs` runs each bug against the
+//! schedule aimed at it and fails unless a violation shows within a bounded number of seeds.
+//!
+//! Two rules no schedule reaches, because another rule shadows each (defence in depth, kept;
+//! their bugs stay here so the day a change removes the shadow, a schedule can show it):
+//! - [`Bug::AcceptOlderEpoch`]: a backup refuses a replica of an older epoch than it knows.
+//!   A copy sends replicas only under its lease, which ends before a newer epoch can exist
+//!   (a failover waits for the lease; a move freezes the copy first, and what it sent
+//!   before is at most the moved state, which the `(epoch, seq)` order keeps). The one copy
+//!   that outlives its lease is one whose clock stopped (a frozen virtual machine): its old
+//!   sessions were closed (their messages are dropped), its backups suspect it (`Fenced`),
+//!   and on a new session a backup sends its registry before it reads anything the copy
+//!   sends, so the copy learns it was superseded before any acknowledgement reaches it.
+//! - [`Bug::EventsWithoutLease`]: a copy emits events only with its lease. Events leave
+//!   only after the backups acknowledged the change, so the change is durable: a newer copy
+//!   starts from a replica that holds it, and the same event number means the same event
+//!   (E1, E2) whoever emits it.
 
 /// A rule switched off (see each variant for the rule and where it lives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
