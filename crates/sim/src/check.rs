@@ -1,7 +1,10 @@
 //! The invariants, checked after every step and at the end of a run (DESIGN.md, "Second
 //! round"):
 //! - **S1 one acking owner**: once a copy of a name has answered an input, no older copy of
-//!   that name answers again.
+//!   that name answers again; and in overlapping time, while a newer copy runs, an older one
+//!   answers no input the newer one lacks (checked by the world, which sees both copies). A
+//!   copy whose node's clock stopped (SIGSTOP, a frozen VM) is outside the clock-rate model:
+//!   its late answers are recorded, never taken as the current copy.
 //! - **S2 durable ack**: a copy that answers holds every input of its name answered before,
 //!   by any copy; at the end the log of each name holds every acknowledged input once.
 //! - **S3 monotone epochs**: no node's registry replica sees a name's epoch go back.
@@ -98,6 +101,17 @@ impl Checker {
             return Err(format!(
                 "S1: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {id} after copy #{cur} on {cur_node} (epoch {cur_epoch}) had answered"
             ));
+        }
+        if outside_the_model
+            && a.current
+                .as_ref()
+                .is_some_and(|(cur, _, cur_epoch)| *cur != instance && *cur_epoch > epoch)
+        {
+            // A stale copy whose clock stopped answers before it learns of the newer one: it
+            // does not become the current copy (nor retire the newer one).
+            a.retired.insert(instance);
+            a.acked.insert(id);
+            return Ok(());
         }
         if let Some((cur, ..)) = &a.current
             && *cur != instance

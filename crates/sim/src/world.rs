@@ -1973,7 +1973,18 @@ impl World {
             }
             return;
         }
-        let name = match self.rng.pick(&self.live_names) {
+        // Now and then a name whose stop was asked: it must answer "not found" once the stop
+        // was confirmed, never an input (S6, checked on every answer).
+        let stopped: Vec<String> = if self.rng.chance(0.03) {
+            self.stop_asked.iter().cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let name = match self
+            .rng
+            .pick(&stopped)
+            .or_else(|| self.rng.pick(&self.live_names))
+        {
             Some(n) => n.clone(),
             None => return,
         };
@@ -2096,6 +2107,32 @@ impl World {
         }
         let inst_ref = &self.instances[&instance];
         let clock_stopped = self.clock_stopped.contains(&(slot, inst_ref.inc));
+        // S1, in overlapping time: once a newer copy runs, an older one may still answer an
+        // input it applied before the newer copy's state was taken (a move's source, its
+        // backup's acknowledgement arriving after the handover), never one the newer copy
+        // lacks: that is two copies answering at once, whether or not the newer one has
+        // answered anything yet. A newer copy still pending (spawned for a move not yet
+        // handed over, which its source may still abort) does not run: its router does not
+        // serve it.
+        if !clock_stopped {
+            let newer = self.instances.iter().find(|(i, x)| {
+                **i != instance
+                    && x.alive
+                    && x.name == name
+                    && x.epoch > epoch
+                    && !x.core.has(r.id)
+                    && self
+                        .node(x.slot, x.inc)
+                        .is_some_and(|n| n.routes.get(&*x.name) == Some(&(**i, false)))
+            });
+            if let Some((i, x)) = newer {
+                let other = self.names.get(x.slot).cloned().unwrap_or_default();
+                self.check.violate(format!(
+                    "S1: `{name}`: copy #{instance} on {node} (epoch {epoch}) answered input {} while copy #{i} on {other} (epoch {}) already ran without it",
+                    r.id, x.epoch
+                ));
+            }
+        }
         if let Err(v) = self.check.ack(
             now,
             &name,

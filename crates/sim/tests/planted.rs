@@ -48,7 +48,7 @@ fn a_child_answering_before_its_backup_acknowledged_is_caught() {
 
 #[test]
 fn a_failover_on_one_vote_is_caught() {
-    caught(Bug::FailoverOnOneVote, "paused-target", 10);
+    caught(Bug::FailoverOnOneVote, "cut-off-owner", 10);
 }
 
 #[test]

@@ -517,6 +517,18 @@ impl<C: Handoff, T> ChildCore<C, T> {
                         state: Some((C::SCHEMA, self.child.dehydrate(&ctx))),
                     }));
                 }
+                // Answers still waiting for the backup go out as errors, at once: their
+                // callers learn the child stopped (a stop raced their input, or this copy
+                // lost to another, where their retry lands) instead of waiting out their
+                // timeout.
+                for held in std::mem::take(&mut self.held) {
+                    if let Held::Reply { to, .. } = held {
+                        out.push(ChildEffect::Reply {
+                            to,
+                            answer: Answer::Failed(Unavailable::Stopped),
+                        });
+                    }
+                }
                 out.push(ChildEffect::Stop);
             }
         }

@@ -5,7 +5,7 @@
 //! branches it guards vanish.
 //!
 //! The switch is per thread (the simulator runs one world per thread), off unless
-//! [`plant`] turned one bug on. `crates/sim/tests/planted.rs` runs each bug against the
+//! `plant` turned one bug on. `crates/sim/tests/planted.rs` runs each bug against the
 //! schedule aimed at it and fails unless a violation shows within a bounded number of seeds.
 //!
 //! Two rules no schedule reaches, because another rule shadows each (defence in depth, kept;

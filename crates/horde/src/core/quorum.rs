@@ -16,6 +16,45 @@
 //!   still hold needs one of them, and they granted none that is still running. Only then
 //!   are its children restarted, and only by a member that holds a lease itself (the
 //!   majority side). A member seen again is granted again once it owns nothing any more.
+//!
+//! # Why no two copies answer, whatever the delays
+//! The argument assumes nothing of how long a message takes or how long a process pauses;
+//! only that every clock's *rate* stays within ρ of real time (its offset may be anything):
+//! with the lease `L` (1 s by default) and [`DRIFT_MARGIN`] `M` (250 ms), ρ ≤ M / (2L + M),
+//! 11% by default. The simulator draws rates 1% apart and also stops clocks outright (a
+//! frozen virtual machine, outside the model: the checker notes what such a copy answers).
+//! - *A lease ends before a vote against it counts.* A holder's lease runs from when it sent
+//!   round `r` (its clock): at most `L / (1-ρ)` of real time after that send. A granter
+//!   granted `r` after it was sent, and votes the holder dead only `L + M` after its last
+//!   grant on its own clock: at least `(L + M) / (1+ρ)` of real time after the send.
+//!   `L / (1-ρ) ≤ (L + M) / (1+ρ)` is the bound on ρ above. A delayed request or grant only
+//!   moves the granter's clock reading later, never the holder's lease.
+//!   Planted bugs: `lease-twice-as-long`, `vote-before-lease-ends`.
+//! - *A vote counts only while its voter still keeps it.* Protocol 3: a vote answers one lease
+//!   round and counts until that round's *sending* time plus [`VOTE_TRUST`] on the asker's
+//!   clock, not from when it arrived, so a vote held up in the network expires as early as a
+//!   prompt one. The voter grants the member again only [`READMIT_QUIET`] (`VOTE_TRUST + 2M`)
+//!   after its last vote, on its own clock; the answer left after the round was sent, so the
+//!   asker stops counting it first as long as `VOTE_TRUST / (1-ρ) ≤ READMIT_QUIET / (1+ρ)`
+//!   (ρ ≤ 20%). (Protocol 2, 0.1.0's rule, counts a vote from its arrival, and needed it to
+//!   arrive within `M`; it is used only while a 0.1.0 member is in the cluster.)
+//! - *Dead takes a majority of voters.* The voters that leave no majority without them each
+//!   refuse the dead member's lease from the vote on, so no lease it could hold now or later
+//!   (one round needs a majority of the same set) is still running. Planted bug:
+//!   `failover-on-one-vote`.
+//! - *Only a lease holder answers, restarts or moves.* A copy applies and answers only under its
+//!   member's lease (planted bug `ignore-lease`) and only once its backups acknowledged the
+//!   change (`answer-before-backup`); a failover runs only on a member that holds a lease and
+//!   waits for every member that may hold a replica. So the newer copy starts from every
+//!   answered input, and the older one has stopped answering before it starts.
+//! - *Quorum sets that differ.* Weights (2 each, the lowest member 3 with an even count) make
+//!   two disjoint subsets of one set unable to both be majorities. Sets change only by a
+//!   member's own hello (a join, a drain's farewell, acknowledged by every member with
+//!   `FarewellAck`) or by a removal after a majority voted a member dead; a lease round counts
+//!   grants against the set of the moment it is recomputed, and a grant is refused to a
+//!   member outside the granter's set. What is not yet argued here, and is left to the
+//!   simulator's joins, drains and removals under faults: a lease and a failover decided on
+//!   sets that differ by more than one member at once.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
