@@ -7,6 +7,11 @@
 //! exit. The cluster also plays the load balancer in front of the service: [`Cluster::targets`]
 //! lists the nodes clients may use, a node being in it once healthy and out of it when it
 //! leaves DNS, before its SIGTERM.
+//!
+//! With [`ClusterOptions::netns`] every node runs in a network namespace of its own instead
+//! (10.77.NET.x, see [`crate::netns`]), the DNS server on the bridge's address: then
+//! [`Cluster::cut`] cuts a node off from the others (clients still reach it) and
+//! [`Cluster::heal`] ends it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,6 +24,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::dns::{self, DnsServer};
+use crate::netns::Netns;
 use crate::node::{self, NodeProcess};
 use crate::ports::{free_ports, loopbacks};
 use crate::{Error, wait};
@@ -56,6 +62,10 @@ pub struct ClusterOptions {
     pub dns_grace: Duration,
     /// Extra environment for every node.
     pub env: Vec<(String, String)>,
+    /// Run the nodes in network namespaces, this many at most over the cluster's life (every
+    /// node started, replacements included, takes a namespace of its own); `None`: loopback
+    /// addresses. Needs root.
+    pub netns: Option<usize>,
 }
 
 impl ClusterOptions {
@@ -69,6 +79,7 @@ impl ClusterOptions {
             log_dir: crate::logs::test_dir(test),
             dns_grace: Duration::from_millis(300),
             env: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -84,20 +95,35 @@ pub struct Cluster {
     http_port: u16,
     /// Last byte of the next node's address: replacements get new addresses, as new tasks do.
     next_host: u8,
+    /// The next node's namespace, in netns mode.
+    next_ns: usize,
     /// The running nodes (replaced ones are removed).
     pub nodes: Vec<NodeProcess>,
     http: reqwest::Client,
     targets: Targets,
+    /// The namespaces, in netns mode (dropped after the nodes: declared after them).
+    ns: Option<Netns>,
 }
 
 impl Cluster {
     /// Starts the DNS server and `opts.nodes` nodes, and waits until they form one cluster.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, Error> {
         std::fs::create_dir_all(&opts.log_dir)?;
-        let dns = dns::start().await?;
-        // Room for the first nodes and one replacement each (at most 127.0.NET.254).
-        let count = (opts.nodes * 2 + 2).min(253) as u8;
-        let (cluster_port, http_port) = free_ports(&loopbacks(opts.net, count))?;
+        let (dns, ns, cluster_port, http_port) = match opts.netns {
+            Some(count) => {
+                // Every namespace has a network stack of its own: fixed ports are free.
+                let ns = Netns::create(opts.net, count)?;
+                let dns = DnsServer::start(std::net::SocketAddr::new(ns.gateway(), 0)).await?;
+                (dns, Some(ns), 9000, 4000)
+            }
+            None => {
+                let dns = dns::start().await?;
+                // Room for the first nodes and one replacement each (at most 127.0.NET.254).
+                let count = (opts.nodes * 2 + 2).min(253) as u8;
+                let (cluster_port, http_port) = free_ports(&loopbacks(opts.net, count))?;
+                (dns, None, cluster_port, http_port)
+            }
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
@@ -109,6 +135,8 @@ impl Cluster {
             cluster_port,
             http_port,
             next_host: 2,
+            ns,
+            next_ns: 0,
             nodes: Vec::new(),
             http,
             targets: Arc::new(RwLock::new(Vec::new())),
@@ -134,8 +162,24 @@ impl Cluster {
     }
 
     fn spawn(&mut self, binary: &Path) -> Result<NodeProcess, Error> {
-        let ip = IpAddr::from([127, 0, self.opts.net, self.next_host]);
-        self.next_host += 1;
+        let (ip, prefix) = match &self.ns {
+            Some(ns) => {
+                let k = self.next_ns;
+                if k >= self.opts.netns.unwrap_or(0) {
+                    return Err(Error::Setup(format!(
+                        "all {k} network namespaces of the cluster are used: give it more \
+                         (ClusterOptions::netns)"
+                    )));
+                }
+                self.next_ns += 1;
+                (ns.ip(k), ns.exec_prefix(k))
+            }
+            None => {
+                let ip = IpAddr::from([127, 0, self.opts.net, self.next_host]);
+                self.next_host += 1;
+                (ip, Vec::new())
+            }
+        };
         let mut env: HashMap<String, String> = [
             ("RELEASE_NODE", node::name(ip)),
             ("RELEASE_COOKIE", self.cookie.expose().to_string()),
@@ -155,7 +199,34 @@ impl Cluster {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         env.extend(self.opts.env.iter().cloned());
-        NodeProcess::start(binary, ip, env, &self.opts.log_dir)
+        NodeProcess::start_with(&prefix, binary, ip, env, &self.opts.log_dir)
+    }
+
+    /// Node `i`'s namespace, in netns mode.
+    fn ns_of(&self, i: usize) -> Result<(&Netns, usize), Error> {
+        let ns = self.ns.as_ref().ok_or_else(|| {
+            Error::Setup(
+                "a cut needs a cluster in network namespaces (ClusterOptions::netns)".into(),
+            )
+        })?;
+        let ip = self.nodes[i].ip;
+        let k = (0..self.next_ns)
+            .find(|k| ns.ip(*k) == ip)
+            .ok_or_else(|| Error::Setup(format!("no namespace holds {ip}")))?;
+        Ok((ns, k))
+    }
+
+    /// Cuts node `i` off from every other node, both ways (netns mode); clients, DNS and the
+    /// console still reach it.
+    pub fn cut(&self, i: usize) -> Result<(), Error> {
+        let (ns, k) = self.ns_of(i)?;
+        ns.isolate(k)
+    }
+
+    /// Ends node `i`'s cut.
+    pub fn heal(&self, i: usize) -> Result<(), Error> {
+        let (ns, k) = self.ns_of(i)?;
+        ns.heal(k)
     }
 
     /// The HTTP client the cluster uses.

@@ -43,7 +43,8 @@ struct Tracked {
     ended: [bool; 2],
     /// Last state seen: `(round, seq)`; never goes back.
     last: (u64, u64),
-    /// States seen going back (must stay 0).
+    /// Answers whose state was not after the last one seen (gone back, or another copy's
+    /// history); must stay 0.
     regressions: u64,
     /// Longest input while the measurement window was open, in ms.
     pause_ms: f64,
@@ -301,7 +302,11 @@ impl Load {
                                 }
                                 let round = state["round"].as_u64().unwrap_or(0);
                                 let seq = state["seq"].as_u64().unwrap_or(0);
-                                if (round, seq) < t.last {
+                                // Each input is new and a game's inputs go one at a time:
+                                // the state after it is after the last one seen. One not
+                                // after it is a state gone back, or two copies answering
+                                // with diverged histories.
+                                if (round, seq) <= t.last {
                                     t.regressions += 1;
                                 }
                                 t.last = t.last.max((round, seq));
@@ -406,7 +411,8 @@ pub struct LoadResult {
     pub answers: Vec<Answer>,
     /// Per game, in the order they were created.
     pub games: Vec<GameResult>,
-    /// States that went back in time (must be 0).
+    /// Answers whose state was not after the last one its game's players saw: gone back
+    /// in time, or another copy's history (must be 0).
     pub regressions: u64,
     /// Requests that failed and were retried.
     pub failed_attempts: u64,

@@ -120,6 +120,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
         log_dir: opts.log_dir.clone(),
         dns_grace: Duration::from_millis(500),
         env: Vec::new(),
+        netns: None,
     })
     .await?;
     let base_rss: u64 = cluster.nodes.iter().map(NodeProcess::rss_bytes).sum();
