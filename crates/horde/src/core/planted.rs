@@ -9,7 +9,10 @@
 //! schedule aimed at it and fails unless a violation shows within a bounded number of seeds.
 //!
 //! Two rules no schedule reaches, because another rule shadows each (defence in depth, kept;
-//! their bugs stay here so the day a change removes the shadow, a schedule can show it):
+//! their bugs stay here so the day a change removes the shadow, a schedule can show it).
+//! The planted suite proves each at the core instead, by the step it exists for (a late
+//! replica of an older epoch; an acknowledgement reaching a copy that lost its lease): the
+//! check passes with the rule and fails with its bug.
 //! - [`Bug::AcceptOlderEpoch`]: a backup refuses a replica of an older epoch than it knows.
 //!   A copy sends replicas only under its lease, which ends before a newer epoch can exist
 //!   (a failover waits for the lease; a move freezes the copy first, and what it sent
