@@ -6,7 +6,9 @@
 //!   copy whose node's clock stopped (SIGSTOP, a frozen VM) is outside the clock-rate model:
 //!   its late answers are recorded, never taken as the current copy.
 //! - **S2 durable ack**: a copy that answers holds every input of its name answered before,
-//!   by any copy; at the end the log of each name holds every acknowledged input once.
+//!   by any copy; at the end the log of each name holds every acknowledged input once, at
+//!   the position its answer gave (what an answer showed, the child's timer ticks before it
+//!   included, is never rewritten).
 //! - **S3 monotone epochs**: no node's registry replica sees a name's epoch go back.
 //! - **S4 convergence**: after the faults stop, every replica equals every other and every
 //!   name is served by exactly one copy, at the owner the registry names; every input in
@@ -46,6 +48,9 @@ pub struct Checker {
     names: BTreeMap<Arc<str>, NameAcks>,
     /// Inputs whose answer reached the client, by name.
     pub(crate) client_acked: BTreeMap<String, BTreeSet<u64>>,
+    /// Per name, each answered input with the log's length its answer gave: an answered
+    /// state is a prefix of every later one (S2), timers' ticks included.
+    pub(crate) positions: BTreeMap<String, Vec<(u64, u64)>>,
     /// Violations found, first one first.
     pub violations: Vec<String>,
     /// Answers emitted by children.
@@ -169,11 +174,19 @@ impl Checker {
             .collect()
     }
 
-    /// A client received the answer to input `id`.
-    pub fn client_acked(&mut self, name: &str, id: u64) {
+    /// A client received the answer to input `id`; `at`: the log's length the answer gave
+    /// (the input's position, plus one), unless it answered a retry of an input applied
+    /// before.
+    pub fn client_acked(&mut self, name: &str, id: u64, at: Option<u64>) {
         self.client_acked
             .entry(name.to_string())
             .or_default()
             .insert(id);
+        if let Some(at) = at {
+            self.positions
+                .entry(name.to_string())
+                .or_default()
+                .push((id, at));
+        }
     }
 }

@@ -32,7 +32,7 @@ pub mod world;
 use std::collections::BTreeMap;
 
 use schedule::Schedule;
-use world::{Life, SEC, Time, World};
+use world::{Life, MS, SEC, Time, World};
 
 /// What one run found.
 #[derive(Debug)]
@@ -63,6 +63,17 @@ impl Outcome {
 /// Runs `schedule` with `seed`'s timings; with `trace`, keeps a readable trace.
 pub fn run(seed: u64, schedule: &Schedule, trace: bool) -> Outcome {
     let mut w = World::new(seed, schedule.config.clone(), trace);
+    let c = &schedule.config;
+    w.log(|| {
+        format!(
+            "config: failure timeout {} ms, lease {:?}, tombstone grace {:?}, rebalance {:?}, drift ±{} ppm",
+            c.failure_timeout / MS,
+            c.lease,
+            c.tombstone_grace,
+            c.rebalance.map(|r| r.rate_per_sec),
+            c.drift_ppm
+        )
+    });
     w.steps = schedule.steps.iter().map(|(_, s)| s.clone()).collect();
     let plan: Vec<(Time, usize)> = schedule
         .steps
@@ -274,6 +285,24 @@ fn final_checks(w: &mut World) {
                 "S2: `{name}` lacks {} answered inputs (e.g. {:?})",
                 missing.len(),
                 missing.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
+        let moved: Vec<String> = w
+            .check
+            .positions
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|(id, at)| *at == 0 || applied.get(*at as usize - 1) != Some(id))
+            .map(|(id, at)| {
+                let now = applied.iter().position(|x| x == id).map(|p| p + 1);
+                format!("input {id} answered at {at}, now at {now:?}")
+            })
+            .collect();
+        if let Some(first) = moved.first() {
+            violations.push(format!(
+                "S2: `{name}`: {} answered states were rewritten ({first})",
+                moved.len()
             ));
         }
         let mut seen = std::collections::BTreeSet::new();

@@ -64,6 +64,10 @@ struct StateV2 {
     moves: u64,
 }
 
+/// The high bit marks a timer's tick in a log (with its position below): never a client's
+/// input id.
+pub const TICK: u64 = 1 << 63;
+
 /// What a log tells its subscribers: an input it applied, and its length after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogEvent {
@@ -124,12 +128,23 @@ impl<const V: u16, const R: bool> Child for Log<V, R> {
                 id,
                 len: self.applied.len() as u64,
             });
+            // Every third input sets a timer: its tick is a change of the child's own, made
+            // where it runs, replicated as any other, and made durable by the next answer.
+            if id % 3 == 0 {
+                ctx.set_timer(std::time::Duration::from_millis(150));
+            }
         }
         LogReply {
             id,
             len: self.applied.len() as u64,
             dup,
         }
+    }
+
+    fn timer(&mut self, _ctx: &mut Ctx<Self>) {
+        let tick = TICK | self.applied.len() as u64;
+        self.seen.insert(tick);
+        self.applied.push(tick);
     }
 
     fn replication() -> Replication {

@@ -5,6 +5,8 @@
 use crate::rng::Rng;
 use std::time::Duration;
 
+use horde::RebalanceConfig;
+
 use crate::world::{Config, MS, SEC, Time, World};
 
 /// One step of a schedule.
@@ -389,6 +391,12 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
         drift_ppm: 10_000,
         // Without faults, every input is answered without its client having to retry.
         no_retries: !faults,
+        // Half the schedules run horde's rebalancer: children move toward their placement
+        // after every join, under the same faults.
+        rebalance: g
+            .r
+            .chance(0.5)
+            .then_some(RebalanceConfig { rate_per_sec: 50 }),
         ..Config::default()
     };
     Schedule {

@@ -26,7 +26,7 @@ use horde::core::child::{
 use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
 use horde::protocol::{Protocols, Route, RouteBody, RouteReply, Wire, encoded_len, wire_len};
 use horde::stats::{Counters, HordeEvent};
-use horde::{MoveConfig, Rendezvous, RestartPolicy};
+use horde::{MoveConfig, RebalanceConfig, Rendezvous, RestartPolicy};
 
 use crate::check::Checker;
 use crate::log::{self, Hosted, Log, LogMsg, LogReply};
@@ -89,6 +89,8 @@ pub struct Config {
     /// A fault-free schedule: no input may wait for its client's retry (a timeout is a
     /// violation: a move, a drain or a join lost it and only the retry saved it).
     pub no_retries: bool,
+    /// Horde's opt-in rebalancer (moves toward placement after a join), on every node.
+    pub rebalance: Option<RebalanceConfig>,
 }
 
 impl Default for Config {
@@ -111,6 +113,7 @@ impl Default for Config {
             stall_max: 0,
             drift_ppm: 100,
             no_retries: false,
+            rebalance: horde.rebalance,
         }
     }
 }
@@ -671,7 +674,7 @@ impl World {
             restart_window: Duration::from_secs(5),
             restart_policy: RestartPolicy::Permanent,
             moves: self.config.moves,
-            rebalance: None,
+            rebalance: self.config.rebalance,
             placement: Arc::new(Rendezvous),
             lease: self.config.lease,
             reads: if schema == 1 { vec![1] } else { vec![1, 2] },
@@ -1681,6 +1684,7 @@ impl World {
                 }
             }
             ChildEffect::SetTimer { after, generation } => {
+                self.log(|| format!("#{instance} sets timer {generation} in {after:?}"));
                 self.at(
                     self.now + after.as_micros() as Time,
                     Ev::Child {
@@ -2062,7 +2066,8 @@ impl World {
                 c.inflight = None;
                 c.acked += 1;
                 debug_assert_eq!(r.id, id);
-                self.check.client_acked(&name, id);
+                self.check
+                    .client_acked(&name, id, (!r.dup).then_some(r.len));
                 let think = self.rng.range(5 * MS, 150 * MS);
                 self.at(self.now + think, Ev::ClientNext { client });
             }
