@@ -317,6 +317,35 @@ fn final_checks(w: &mut World) {
             ));
         }
     }
+    // E3 (schedules without faults): a confirmed subscription whose node still runs is in
+    // the subscriber list of the copy that serves its name, whatever moved meanwhile (a
+    // fault may legitimately drop one: its node voted dead, as a WebSocket's node).
+    if w.config.no_retries {
+        for (sink, sub) in &w.subs {
+            let running = w.node_running(sub.slot, sub.node.incarnation);
+            if sub.confirmed.is_none() || !running || w.stop_asked.contains(&sub.name) {
+                continue;
+            }
+            let Some(instance) = servers
+                .get(&sub.name)
+                .and_then(|s| s.first())
+                .map(|(_, i)| *i)
+            else {
+                continue;
+            };
+            let held = w.instances[&instance]
+                .core
+                .subscribers()
+                .iter()
+                .any(|s| s.sink == *sink && s.node == sub.node);
+            if !held {
+                violations.push(format!(
+                    "E3: `{}`: the subscription of sink {sink} on {} (confirmed) is gone from the copy that serves it (#{instance}); its sink had {} events",
+                    sub.name, sub.node, sub.received
+                ));
+            }
+        }
+    }
     // S5: drains end by their deadline (plus the registry barrier's 500 ms), nothing frozen.
     for (slot, took) in &w.drains {
         if *took > w.config.drain_deadline + SEC {

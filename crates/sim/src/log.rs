@@ -232,6 +232,8 @@ pub trait Hosted {
     fn is_frozen(&self) -> bool;
     /// Moved away.
     fn is_forwarding(&self) -> bool;
+    /// Who gets its events.
+    fn subscribers(&self) -> &[horde::protocol::Subscriber];
 }
 
 /// Effects of any log in the replicated v1 log's type (the types they carry are the same).
@@ -267,6 +269,9 @@ impl<const V: u16, const R: bool> Hosted for ChildCore<Log<V, R>, Token> {
     }
     fn applied(&self) -> &[u64] {
         &self.child().applied
+    }
+    fn subscribers(&self) -> &[horde::protocol::Subscriber] {
+        ChildCore::subscribers(self)
     }
     fn has(&self, id: u64) -> bool {
         self.child().seen.contains(&id)

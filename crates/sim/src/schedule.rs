@@ -44,6 +44,9 @@ pub enum Step {
     StopClients,
     /// SIGKILL.
     Crash(String),
+    /// SIGKILL of the next node that accepts an offered child, 0-5 ms after its acceptance
+    /// left (while the state it took may still be on its way to its own backup).
+    CrashOnAccept,
     /// SIGSTOP for a while, then SIGCONT.
     Pause {
         /// The node.
@@ -784,8 +787,13 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                     exit: r.chance(0.5),
                 },
             ));
-            let victim = format!("n{}", r.range(2, 5));
-            steps.push((t + r.range(0, 40 * MS), Step::Crash(victim)));
+            if r.chance(0.7) {
+                // The first member to accept one of its children, at once.
+                steps.push((t, Step::CrashOnAccept));
+            } else {
+                let victim = format!("n{}", r.range(2, 5));
+                steps.push((t + r.range(0, 40 * MS), Step::Crash(victim)));
+            }
             end = t + 10 * SEC;
         }
         _ => return None,
@@ -861,6 +869,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
             }
         }
         Step::Clients(n) => w.add_clients(n),
+        Step::CrashOnAccept => w.crash_on_accept = true,
         Step::StopClients => w.stop_clients(),
         Step::Crash(node) => {
             if let Some(slot) = running(w, &node) {

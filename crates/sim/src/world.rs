@@ -52,6 +52,20 @@ pub enum Token {
     },
     /// An operation (a start, a drain).
     Op(u64),
+    /// A subscription's confirmation (its sink).
+    Sub(u64),
+}
+
+/// A subscription a client made through a node: that node's sink gets the name's events.
+#[derive(Debug, Clone)]
+pub(crate) struct Sub {
+    pub name: String,
+    pub slot: usize,
+    pub node: NodeId,
+    /// The child answered it (from then on its subscriber list holds it, wherever it runs).
+    pub confirmed: Option<Time>,
+    /// Events its sink received.
+    pub received: u64,
 }
 
 /// Timing and sizing of the simulated cluster.
@@ -212,6 +226,8 @@ pub(crate) enum Ev {
     Step(usize),
     /// A paused node resumes.
     Resume { slot: usize, inc: u64 },
+    /// SIGKILL of one run of a node (a fault aimed at a moment, not a time).
+    Kill { slot: usize, inc: u64 },
     /// A stalled direction delivers again.
     Unstall { from: usize, to: usize },
     /// A frozen node wakes, its clock behind by the freeze.
@@ -391,6 +407,10 @@ pub struct World {
     /// Names a stop was asked for, whatever the answer (an unconfirmed stop, cut off from
     /// some member, may still remove the name once they meet).
     pub(crate) stop_asked: BTreeSet<String>,
+    /// The next node to accept an offered child crashes right after its acceptance leaves.
+    pub(crate) crash_on_accept: bool,
+    /// Subscriptions, by sink.
+    pub(crate) subs: BTreeMap<u64, Sub>,
     /// Nodes killed and not started again under their name (their runs block the collection
     /// of tombstones for the dead wait, longer than a run).
     pub(crate) killed: BTreeSet<String>,
@@ -447,6 +467,8 @@ impl World {
             live_names: Vec::new(),
             removed: BTreeMap::new(),
             stop_asked: BTreeSet::new(),
+            crash_on_accept: false,
+            subs: BTreeMap::new(),
             killed: BTreeSet::new(),
             clock_stopped: BTreeSet::new(),
             check: Checker::default(),
@@ -554,6 +576,12 @@ impl World {
     }
 
     /// Running (or paused) slots.
+    /// True while run `inc` of node `slot` runs (not crashed, not replaced).
+    pub(crate) fn node_running(&self, slot: usize, inc: u64) -> bool {
+        self.node(slot, inc)
+            .is_some_and(|n| n.life == Life::Running)
+    }
+
     pub(crate) fn up_slots(&self) -> Vec<usize> {
         (0..self.nodes.len())
             .filter(|s| self.nodes[*s].is_some())
@@ -640,6 +668,13 @@ impl World {
             } => self.client_result(client, call, result),
             Ev::Step(i) => self.step(i),
             Ev::Resume { slot, inc } => self.resume(slot, inc),
+            Ev::Kill { slot, inc } => {
+                if self.node(slot, inc).is_some() {
+                    let name = self.names[slot].clone();
+                    self.crash(slot);
+                    self.killed.insert(name);
+                }
+            }
             Ev::Unstall { from, to } => self.unstall(from, to),
             Ev::Thaw {
                 slot,
@@ -1348,7 +1383,14 @@ impl World {
             return false;
         };
         let (peer, session) = (*peer, c.session);
+        let accepts = matches!(&msg, NetMsg::Member(Wire::OfferReply { accepted, .. }) if !accepted.is_empty());
+        let inc = node.id.incarnation;
         self.send_on(from, peer, session, to.incarnation, msg);
+        if accepts && std::mem::take(&mut self.crash_on_accept) {
+            let d = self.rng.range(0, 5 * MS);
+            self.log(|| format!("s{from} accepted children: it crashes in {d} us"));
+            self.at(self.now + d, Ev::Kill { slot: from, inc });
+        }
         true
     }
 
@@ -1577,7 +1619,7 @@ impl World {
             }
             Effect::Reply { to, reply } => match to {
                 Token::Op(op) => self.op_reply(op, reply),
-                Token::Call { .. } => {}
+                Token::Call { .. } | Token::Sub(_) => {}
             },
             Effect::Conflict(report) => {
                 self.log(|| {
@@ -1645,6 +1687,12 @@ impl World {
     ) {
         match effect {
             ChildEffect::Reply { to, answer } => {
+                if let (Token::Sub(sink), Answer::Done) = (&to, &answer)
+                    && let Some(s) = self.subs.get_mut(sink)
+                {
+                    s.confirmed.get_or_insert(self.now);
+                    return;
+                }
                 let Token::Call { client, call } = to else {
                     return;
                 };
@@ -1695,7 +1743,20 @@ impl World {
                     },
                 );
             }
-            ChildEffect::Deliver { seq, event, .. } => {
+            ChildEffect::Deliver { seq, event, to } => {
+                for sub in &to {
+                    let running = self
+                        .names
+                        .iter()
+                        .position(|n| *n == sub.node.name)
+                        .and_then(|slot| self.node(slot, sub.node.incarnation))
+                        .is_some();
+                    if let Some(s) = self.subs.get_mut(&sub.sink)
+                        && running
+                    {
+                        s.received += 1;
+                    }
+                }
                 if let Some(inst) = self.instances.get(&instance) {
                     let name = inst.name.clone();
                     let node = self.names.get(slot).cloned().unwrap_or_default();
@@ -1992,6 +2053,14 @@ impl World {
             Some(n) => n.clone(),
             None => return,
         };
+        // Now and then the client subscribes to the name through a node (a WebSocket): the
+        // node's sink gets its events, wherever the child moves.
+        if self.rng.chance(0.02) {
+            let slots = self.up_slots();
+            if let Some(slot) = self.rng.pick(&slots).copied() {
+                self.subscribe(slot, name.clone());
+            }
+        }
         let c = &mut self.clients[client];
         c.next_id += 1;
         let id = c.next_id;
@@ -2002,6 +2071,32 @@ impl World {
             via: None,
         });
         self.client_send(client);
+    }
+
+    /// A subscription to `name` through node `slot`.
+    fn subscribe(&mut self, slot: usize, name: String) {
+        let Some(node) = self.nodes.get(slot).and_then(Option::as_ref) else {
+            return;
+        };
+        let (id, inc) = (node.id.clone(), node.id.incarnation);
+        let sink = self.subs.len() as u64 + 1;
+        self.log(|| format!("{id} subscribes sink {sink} to {name}"));
+        self.subs.insert(
+            sink,
+            Sub {
+                name: name.clone(),
+                slot,
+                node: id.clone(),
+                confirmed: None,
+                received: 0,
+            },
+        );
+        let route = Route {
+            name,
+            hops: 0,
+            body: RouteBody::Subscribe(horde::protocol::Subscriber { node: id, sink }),
+        };
+        self.route(slot, inc, route, Some(Token::Sub(sink)));
     }
 
     fn client_send(&mut self, client: usize) {

@@ -81,7 +81,7 @@ fn a_tombstone_collected_before_every_member_holds_it_is_caught() {
 
 #[test]
 fn a_move_accepted_before_the_targets_backup_holds_it_is_caught() {
-    caught(Bug::AcceptMoveBeforeBackup, "move-then-crash", 30);
+    caught(Bug::AcceptMoveBeforeBackup, "move-then-crash", 60);
 }
 
 // The two rules no schedule reaches (another rule shadows each: see `horde::core::planted`)

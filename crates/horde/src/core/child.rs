@@ -375,6 +375,11 @@ impl<C: Handoff, T> ChildCore<C, T> {
         self.epoch
     }
 
+    /// Who gets its events.
+    pub fn subscribers(&self) -> &[Subscriber] {
+        &self.subscribers
+    }
+
     /// Answers and events waiting for the backup.
     pub fn held(&self) -> usize {
         self.held.len()
