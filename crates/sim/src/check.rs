@@ -51,6 +51,9 @@ pub struct Checker {
     /// Per name, each answered input with the log's length its answer gave: an answered
     /// state is a prefix of every later one (S2), timers' ticks included.
     pub(crate) positions: BTreeMap<String, Vec<(u64, u64)>>,
+    /// Per name, inputs lost by design in a copy's panic (answers of them arriving later are
+    /// not counted).
+    crashed: BTreeMap<String, BTreeSet<u64>>,
     /// Violations found, first one first.
     pub violations: Vec<String>,
     /// Answers emitted by children.
@@ -174,10 +177,37 @@ impl Checker {
             .collect()
     }
 
+    /// A copy of `name` panicked and restarts from its spec: what it had applied is lost by
+    /// design (no longer counted against S2), and its events are numbered afresh (E1).
+    pub fn child_crashed(&mut self, name: &Arc<str>, applied: &[u64]) {
+        let lost: BTreeSet<u64> = applied.iter().copied().collect();
+        if let Some(ids) = self.client_acked.get_mut(name.as_ref()) {
+            ids.retain(|id| !lost.contains(id));
+        }
+        if let Some(p) = self.positions.get_mut(name.as_ref()) {
+            p.retain(|(id, _)| !lost.contains(id));
+        }
+        if let Some(a) = self.names.get_mut(name) {
+            a.acked.retain(|id| !lost.contains(id));
+        }
+        self.events.retain(|(n, _), _| n != name);
+        self.crashed
+            .entry(name.to_string())
+            .or_default()
+            .extend(lost);
+    }
+
     /// A client received the answer to input `id`; `at`: the log's length the answer gave
     /// (the input's position, plus one), unless it answered a retry of an input applied
     /// before.
     pub fn client_acked(&mut self, name: &str, id: u64, at: Option<u64>) {
+        if self
+            .crashed
+            .get(name)
+            .is_some_and(|lost| lost.contains(&id))
+        {
+            return;
+        }
         self.client_acked
             .entry(name.to_string())
             .or_default()

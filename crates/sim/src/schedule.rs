@@ -44,6 +44,8 @@ pub enum Step {
     StopClients,
     /// SIGKILL.
     Crash(String),
+    /// A panic in a random running child (not a node fault: its node restarts it in place).
+    ChildCrash,
     /// SIGKILL of the next node that accepts an offered child, 0-5 ms after its acceptance
     /// left (while the state it took may still be on its way to its own backup).
     CrashOnAccept,
@@ -273,6 +275,11 @@ pub fn random(seed: u64, profile: Profile) -> Schedule {
                 4 * SEC
             }
             // More children.
+            // A child's callback panics: its node restarts it in place, from its spec.
+            (Profile::Faults, 35..=37) => {
+                g.push(t, Step::ChildCrash);
+                2 * SEC
+            }
             (_, 35..=39) => {
                 let n = g.r.range(1, 6) as usize;
                 g.push(t, Step::Create { count: n });
@@ -870,6 +877,7 @@ pub(crate) fn run_step(w: &mut World, i: usize) {
         }
         Step::Clients(n) => w.add_clients(n),
         Step::CrashOnAccept => w.crash_on_accept = true,
+        Step::ChildCrash => w.crash_child(),
         Step::StopClients => w.stop_clients(),
         Step::Crash(node) => {
             if let Some(slot) = running(w, &node) {

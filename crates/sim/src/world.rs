@@ -23,7 +23,7 @@ use discovery::{DownReason, NodeId};
 use horde::core::child::{
     Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
 };
-use horde::core::{ChildCmd, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
+use horde::core::{ChildCmd, ChildReport, Core, CoreConfig, Effect, Input, Reply, Request, TICK};
 use horde::protocol::{Protocols, Route, RouteBody, RouteReply, Wire, encoded_len, wire_len};
 use horde::stats::{Counters, HordeEvent};
 use horde::{MoveConfig, RebalanceConfig, Rendezvous, RestartPolicy};
@@ -580,6 +580,52 @@ impl World {
     pub(crate) fn node_running(&self, slot: usize, inc: u64) -> bool {
         self.node(slot, inc)
             .is_some_and(|n| n.life == Life::Running)
+    }
+
+    /// A panic in one running child (a bug in its callbacks): its actor is gone, its node's
+    /// core restarts it in place, from its spec (horde's restart policy: what it had is
+    /// lost by design, and so is not counted against S2).
+    pub(crate) fn crash_child(&mut self) {
+        let serving: Vec<u64> = self
+            .instances
+            .iter()
+            .filter(|(i, x)| {
+                x.alive
+                    && !x.core.is_frozen()
+                    && !x.core.is_forwarding()
+                    && self
+                        .node(x.slot, x.inc)
+                        .is_some_and(|n| n.routes.get(&*x.name) == Some(&(**i, false)))
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        let Some(instance) = self.rng.pick(&serving).copied() else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(&instance) else {
+            return;
+        };
+        inst.alive = false;
+        let (slot, inc, name) = (inst.slot, inst.inc, inst.name.clone());
+        let applied = inst.core.applied().to_vec();
+        self.check.child_crashed(&name, &applied);
+        let node = self.names[slot].clone();
+        self.log(|| {
+            format!(
+                "{name}#{instance} on {node} panics ({} changes lost by design)",
+                applied.len()
+            )
+        });
+        self.run_member(
+            slot,
+            inc,
+            Input::Child {
+                name,
+                report: ChildReport::Crashed {
+                    error: "a planted panic".into(),
+                },
+            },
+        );
     }
 
     pub(crate) fn up_slots(&self) -> Vec<usize> {
