@@ -714,6 +714,38 @@ mod tests {
         assert!(!q.dead(&a, &c, &set, quiet));
     }
 
+    /// The vote-timing assumption removed (protocol 3): a vote answers a lease round and counts
+    /// until that round's sending time plus `VOTE_TRUST`, so one held up in the network counts
+    /// no longer than a prompt one. Counted from its arrival (protocol 2's rule), the late vote
+    /// would count until 2.2 s after the round left, past the voter's `READMIT_QUIET`: the
+    /// voter could grant the member a lease again while its old vote still counted.
+    #[test]
+    fn a_vote_held_up_in_the_network_expires_as_early_as_a_prompt_one() {
+        let t0 = Instant::now();
+        let (a, b, c) = (n("a"), n("b"), n("c"));
+        let set = Set::new(vec![a.clone(), b.clone(), c.clone()]);
+        let mut q = Quorum::new(Duration::from_secs(1));
+        q.round_voters.insert(b.clone());
+        q.suspect(&c, t0);
+        // a's own vote against c is in effect.
+        let voting = t0 + Duration::from_secs(2);
+        assert_eq!(q.my_votes(voting), vec![c.clone()]);
+        // Round r leaves; b's answer voting c dead arrives 1.2 s later (a stalled link).
+        let r = q.request(voting).unwrap();
+        let late = voting + Duration::from_millis(1200);
+        q.answer_received(b.clone(), r, vec![c.clone()]);
+        assert!(
+            !q.dead(&a, &c, &set, late),
+            "a vote that arrived 1.2 s after its round left counts past the round's trust"
+        );
+        // The same vote answering a round promptly counts, and only until that round's
+        // sending time plus VOTE_TRUST.
+        let r2 = q.request(late).unwrap();
+        q.answer_received(b.clone(), r2, vec![c.clone()]);
+        assert!(q.dead(&a, &c, &set, late + Duration::from_millis(10)));
+        assert!(!q.dead(&a, &c, &set, late + VOTE_TRUST));
+    }
+
     #[test]
     fn a_member_only_heard_of_is_voted_dead_only_after_a_lease() {
         let c = n("c");
