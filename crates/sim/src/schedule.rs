@@ -433,6 +433,7 @@ pub const SCENARIOS: &[&str] = &[
     "frozen-owner",
     "removals-cut-off",
     "move-then-crash",
+    "membership-churn",
 ];
 
 fn base(r: &mut Rng, nodes: usize, names: usize, schema: u16) -> Vec<(Time, Step)> {
@@ -783,6 +784,65 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // and one of the members receiving its children crashes within milliseconds: a
         // child it accepted must already be backed up elsewhere, and an input answered
         // anywhere along the move must survive (the move rules' planted bugs).
+        // Quorum sets that differ by more than one member: two nodes join at once (one's
+        // link to an old member stalled, so that member learns of it late) and a member is
+        // cut off before every member has seen both joins; then two members drain at once
+        // and another is cut off meanwhile. Leases, votes and failovers are decided on
+        // the sets each member has at that moment.
+        "membership-churn" => {
+            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
+            config.heartbeat = config.failure_timeout / 4;
+            steps = base(&mut r, 3, 30, 2);
+            steps.push((4600 * MS, Step::Clients(5)));
+            let t = 7 * SEC;
+            for new in ["n4", "n5"] {
+                steps.push((
+                    t + r.range(0, 50 * MS),
+                    Step::Start {
+                        node: new.into(),
+                        schema: 2,
+                    },
+                ));
+            }
+            steps.push((
+                t + r.range(0, 100 * MS),
+                Step::Stall {
+                    from: "n4".into(),
+                    to: format!("n{}", r.range(1, 4)),
+                    dur: r.range(300 * MS, 1500 * MS),
+                },
+            ));
+            let cut = t + r.range(50 * MS, 900 * MS);
+            steps.push((
+                cut,
+                Step::Partition {
+                    node: format!("n{}", r.range(1, 6)),
+                    one_way: r.chance(0.3),
+                },
+            ));
+            steps.push((cut + r.range(2 * SEC, 5 * SEC), Step::Heal));
+            let t2 = t + 12 * SEC;
+            let drained = r.range(1, 4);
+            for d in [drained, drained % 3 + 1] {
+                steps.push((
+                    t2 + r.range(0, 50 * MS),
+                    Step::Drain {
+                        node: format!("n{d}"),
+                        exit: true,
+                    },
+                ));
+            }
+            let cut2 = t2 + r.range(0, 1500 * MS);
+            steps.push((
+                cut2,
+                Step::Partition {
+                    node: ["n4", "n5"][r.range(0, 2) as usize].into(),
+                    one_way: false,
+                },
+            ));
+            steps.push((cut2 + r.range(2 * SEC, 5 * SEC), Step::Heal));
+            end = t2 + 15 * SEC;
+        }
         "move-then-crash" => {
             steps = base(&mut r, 4, 40, schema);
             steps.push((4600 * MS, Step::Clients(3)));

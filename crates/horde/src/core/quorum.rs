@@ -54,7 +54,11 @@
 //!   grants against the set of the moment it is recomputed, and a grant is refused to a
 //!   member outside the granter's set. What is not yet argued here, and is left to the
 //!   simulator's joins, drains and removals under faults: a lease and a failover decided on
-//!   sets that differ by more than one member at once.
+//!   sets that differ by more than one member at once. Open, found by the simulator's
+//!   `membership-churn` (seed 161): a member that has not heard of a new member yet (the new
+//!   member's link to it stalled) fails a child over without asking the new member, which
+//!   the owner had made the child's backup, for its replica: answered inputs are lost. The
+//!   failover must also wait for members its peers know of (not fixed yet).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};

@@ -135,6 +135,10 @@ impl<T> Core<T> {
         // (Called after every wave: nothing here may walk every child but a new round.)
         let local = &self.local;
         let acked = self.all_acked() && self.replicas.handover_done();
+        // Children this member accepted before its drain began and that have not arrived
+        // yet: they must arrive and move on, or their move be dropped, before it leaves (it
+        // would otherwise leave with the only live copy).
+        let arriving = !self.moves.pending_in.is_empty() || !self.moves.incoming.is_empty();
         self.moves.unmovable.retain(|_, until| *until > now);
         let unmovable = &self.moves.unmovable;
         let Some(drain) = self.moves.drain.as_mut() else {
@@ -165,8 +169,15 @@ impl<T> Core<T> {
                 // Children whose state exceeds the message budget cannot move (each was
                 // logged): they stay, as at the deadline.
                 let movable = local.keys().filter(|n| !unmovable.contains_key(*n));
-                if movable.clone().next().is_none() || now >= end {
+                if now >= end {
                     return DrainNext::Settle;
+                }
+                if movable.clone().next().is_none() {
+                    return if arriving {
+                        DrainNext::Wait
+                    } else {
+                        DrainNext::Settle
+                    };
                 }
                 if not_before.is_some_and(|t| now < t) {
                     return DrainNext::Wait;
