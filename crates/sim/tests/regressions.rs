@@ -127,3 +127,16 @@ fn two_members_draining_at_once_leave_no_child_behind() {
         panic!("{}", sim::report(&sim::run(seed, &plan, true)));
     }
 }
+
+/// The rebalancer moved a child to a member it suspected (paused past the failure timeout and
+/// back): failed over, moved back, every second, and the member never granted a lease again
+/// (S4). Random fault schedule 2404 (failed before the fix).
+#[test]
+fn the_rebalancer_never_moves_a_child_to_a_suspected_member() {
+    let seed = 2404;
+    let plan = sim::schedule::random(seed, sim::schedule::Profile::Faults);
+    let outcome = sim::run(seed, &plan, false);
+    if !outcome.passed() {
+        panic!("{}", sim::report(&sim::run(seed, &plan, true)));
+    }
+}

@@ -27,8 +27,14 @@ impl<T> Core<T> {
             return;
         }
         let mut candidates = self.candidates();
+        // Never toward a member this one suspects: a majority may be failing its children
+        // over, and a child moved there would be failed over again, and moved back, for ever
+        // (found by the simulator with the rebalancer on: a member paused past the failure
+        // timeout and back took a child every second).
         candidates.retain(|c| {
-            c.node == self.me || c.reads.iter().any(|s| self.config.writes.contains(s))
+            c.node == self.me
+                || (c.reads.iter().any(|s| self.config.writes.contains(s))
+                    && !self.quorum.suspects(&c.node))
         });
         let moves: Vec<(String, NodeId)> = self
             .local
