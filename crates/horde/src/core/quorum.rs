@@ -58,7 +58,13 @@
 //!   `membership-churn` (seed 161): a member that has not heard of a new member yet (the new
 //!   member's link to it stalled) fails a child over without asking the new member, which
 //!   the owner had made the child's backup, for its replica: answered inputs are lost. The
-//!   failover must also wait for members its peers know of (not fixed yet).
+//!   failover must also wait for members its peers know of (not fixed yet). Also open, from
+//!   10,000 random fault schedules: seed 1149, a copy on a node whose clock stopped answers
+//!   an input its backup acknowledged after that backup had handed its replica to a failover
+//!   (a backup should refuse an owner's replicas once it answered a fetch for the name);
+//!   seed 9128, a failover during a one-way partition restarts a child at an epoch below the
+//!   one the cut-off owner reached, whose copy then wins the conflict (epochs must order the
+//!   majority's copy after the minority's).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
