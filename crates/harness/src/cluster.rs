@@ -436,17 +436,7 @@ impl Cluster {
     /// Every game's host as each node's registry says (`GET /api/games` on each): the games
     /// whose nodes disagree, or that some node does not list.
     pub async fn owners_disagree(&self) -> Vec<String> {
-        let views = self.registries().await;
-        let Some(first) = views.first() else {
-            return Vec::new();
-        };
-        let mut bad: Vec<String> = first
-            .iter()
-            .filter(|(code, node)| views.iter().any(|v| v.get(*code) != Some(node)))
-            .map(|(code, _)| code.clone())
-            .collect();
-        bad.sort();
-        bad
+        disagreeing(&self.registries().await)
     }
 
     /// The cluster's members as the first node sees them: node name -> (status, version);
@@ -471,6 +461,21 @@ impl Cluster {
             let _ = n.wait(SHUTDOWN_TIMEOUT).await;
         }
     }
+}
+
+/// The games whose host the registries (as [`Cluster::registries`] returns them) disagree
+/// on, or that some of them do not list, sorted.
+pub fn disagreeing(views: &[HashMap<String, String>]) -> Vec<String> {
+    let Some(first) = views.first() else {
+        return Vec::new();
+    };
+    let mut bad: Vec<String> = first
+        .iter()
+        .filter(|(code, node)| views.iter().any(|v| v.get(*code) != Some(node)))
+        .map(|(code, _)| code.clone())
+        .collect();
+    bad.sort();
+    bad
 }
 
 /// A JSON string's text ("" for anything else).

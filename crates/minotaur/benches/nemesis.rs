@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterOptions};
+use harness::cluster::{Cluster, ClusterOptions, disagreeing};
 use harness::load::{Load, verify};
 use harness::wait::eventually;
 use nix::sys::signal::Signal;
@@ -83,7 +83,7 @@ async fn steady(cluster: &Cluster, what: &str) {
                 }
             }
             let views = cluster.registries().await;
-            let agree = cluster.owners_disagree().await.is_empty();
+            let agree = disagreeing(&views).is_empty();
             (agree
                 && views
                     .iter()

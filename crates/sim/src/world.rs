@@ -2261,15 +2261,17 @@ impl World {
         // handed over, which its source may still abort) does not run: its router does not
         // serve it.
         if !clock_stopped {
-            let newer = self.instances.iter().find(|(i, x)| {
-                **i != instance
+            // The copies that run are the ones the routers serve (one per node at most).
+            let newer = self.nodes.iter().flatten().find_map(|n| {
+                let (i, pending) = *n.routes.get(&name)?;
+                let x = self.instances.get(&i)?;
+                (i != instance
+                    && !pending
                     && x.alive
-                    && x.name == name
+                    && x.inc == n.id.incarnation
                     && x.epoch > epoch
-                    && !x.core.has(r.id)
-                    && self
-                        .node(x.slot, x.inc)
-                        .is_some_and(|n| n.routes.get(&*x.name) == Some(&(**i, false)))
+                    && !x.core.has(r.id))
+                .then_some((i, x))
             });
             if let Some((i, x)) = newer {
                 let other = self.names.get(x.slot).cloned().unwrap_or_default();

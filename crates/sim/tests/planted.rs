@@ -105,34 +105,21 @@ fn caught_at_the_core(bug: Bug, check: fn() -> Result<(), String>) {
 /// the newer copy never saw).
 fn older_epoch_refused() -> Result<(), String> {
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
+    use std::time::Instant;
 
     use discovery::NodeId;
-    use horde::core::{Core, CoreConfig, Effect, Input};
-    use horde::protocol::{Protocols, Replica, ReplicaRefusal, Wire};
+    use horde::HordeConfig;
+    use horde::core::{Core, Effect, Input};
+    use horde::protocol::{Replica, ReplicaRefusal, Wire};
     use horde::stats::Counters;
-    use horde::{MoveConfig, Rendezvous, RestartPolicy};
+    use sim::log::Log;
 
     let node = |name: &str| NodeId {
         name: name.into(),
         incarnation: 1,
     };
-    let config = CoreConfig {
-        join_timeout: Duration::from_secs(3),
-        max_restarts: 3,
-        restart_window: Duration::from_secs(5),
-        restart_policy: RestartPolicy::Permanent,
-        moves: MoveConfig::default(),
-        rebalance: None,
-        placement: Arc::new(Rendezvous),
-        lease: Duration::from_secs(1),
-        reads: vec![1, 2],
-        writes: vec![2, 1],
-        max_message_bytes: 4 << 20,
-        max_children: None,
-        tombstone_grace: Duration::from_secs(30),
-        protocols: Protocols::THIS,
-    };
+    // horde's production defaults, for a child of this release's schema.
+    let config = HordeConfig::new("planted", "2.0.0").core::<Log<2>>();
     let now = Instant::now();
     let mut backup = Core::<u64>::new(
         node("b"),
