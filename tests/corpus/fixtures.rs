@@ -255,6 +255,16 @@ pub fn all() -> Vec<(&'static str, Item)> {
                 from: node(2),
                 id: 8,
                 items: vec![replica()],
+                members: None,
+            }),
+        ),
+        (
+            "wire-replicas-found-members",
+            w(Wire::ReplicasFound {
+                from: node(2),
+                id: 8,
+                items: vec![replica()],
+                members: Some(vec![node(3), node(4)]),
             }),
         ),
         (

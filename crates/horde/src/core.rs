@@ -584,11 +584,14 @@ impl<T> Core<T> {
             Wire::Abort { names } => self.on_abort(out, names),
             Wire::Replicate(replica) => self.on_replicate(now, out, replica),
             Wire::FetchReplicas { from, id, names } => {
+                self.fence_fetched(now, &names);
                 // One answer per fetch: what fits the budget (a fetch names one child).
-                let fixed = crate::protocol::encoded_len(&Wire::ReplicasFound {
+                let members = self.fetch_members(now);
+                let fixed = crate::protocol::wire_len(&Wire::ReplicasFound {
                     from: self.me.clone(),
                     id,
                     items: Vec::new(),
+                    members: Some(members.clone()),
                 });
                 let budget = self.config.max_message_bytes;
                 let crate::protocol::Batches { batches, too_large } =
@@ -603,12 +606,16 @@ impl<T> Core<T> {
                         from: self.me.clone(),
                         id,
                         items,
+                        members: Some(members),
                     },
                 });
             }
-            Wire::ReplicasFound { from, id, items } => {
-                self.on_replicas_found(now, out, from, id, items)
-            }
+            Wire::ReplicasFound {
+                from,
+                id,
+                items,
+                members,
+            } => self.on_replicas_found(now, out, from, id, items, members),
             Wire::Handover { from, id, items } => self.on_handover(now, out, from, id, items),
             Wire::HandoverAck { from, id } => {
                 self.replicas.handed(&from, id);

@@ -169,8 +169,11 @@
 //!   children answer nothing ([`CallError::NoQuorum`]); the majority restarts them only after.
 //! - **Failover** ([`core`]'s `failover`): only a member holding the lease restarts anything,
 //!   and only the children of a member voted dead. The member placement picks asks every
-//!   member for the replicas it holds of each orphan, waits for all of them (or three 1 s
-//!   attempts), and restarts it from the newest at a higher epoch than any seen; a child nobody
+//!   member for the replicas it holds of each orphan, waits for all of them (and for the
+//!   members their answers name that it has not heard of yet), and restarts it from the newest
+//!   in a new *term* ([`registry::failover_epoch`]), above any epoch the old owner could reach
+//!   alone; a member that gave its replica to a failover takes no more of that epoch from the
+//!   old owner (a copy whose clock stopped may still believe in its lease); a child nobody
 //!   held a replica of restarts from its spec (logged and counted in [`Stats`]: state lost).
 //!   Once a dead member's children all run elsewhere it leaves the quorum set (its remaining
 //!   voters keep it voted dead until it says hello again). A node that comes back as a new

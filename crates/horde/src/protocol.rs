@@ -121,15 +121,21 @@ pub enum Feature {
     /// already forgot (as `Left`): a member that was cut off when they left learns it from
     /// any peer, later than the farewell relay of a peer that still lists them.
     DepartedInSync,
+    /// A `ReplicasFound` also names the members its sender knows (appended): a failover
+    /// waits for the replicas of those it did not ask too (a member whose link to it stalled
+    /// during a join may be the child's newest backup). Harmless to a protocol-2 reader,
+    /// which never looks at what follows a message: sent to every member.
+    FetchNamesMembers,
 }
 
 impl Feature {
     /// Every feature, oldest first.
-    pub const ALL: [Feature; 4] = [
+    pub const ALL: [Feature; 5] = [
         Feature::PauseAtTarget,
         Feature::FarewellReceipt,
         Feature::VotesByRound,
         Feature::DepartedInSync,
+        Feature::FetchNamesMembers,
     ];
 
     /// The protocol version that added it.
@@ -138,7 +144,8 @@ impl Feature {
             Feature::PauseAtTarget
             | Feature::FarewellReceipt
             | Feature::VotesByRound
-            | Feature::DepartedInSync => 3,
+            | Feature::DepartedInSync
+            | Feature::FetchNamesMembers => 3,
         }
     }
 }
@@ -524,6 +531,13 @@ pub struct OfferAppended {
     pub frozen_us: Vec<u64>,
 }
 
+/// What [`Feature::FetchNamesMembers`] appends to a `ReplicasFound`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicasFoundAppended {
+    /// The members the sender knows that may hold replicas.
+    pub members: Vec<NodeId>,
+}
+
 /// Start a child on the receiving member (a call from a handle; answered with [`Started`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartChild {
@@ -719,6 +733,11 @@ pub enum Wire {
         id: u64,
         /// The replicas.
         items: Vec<Replica>,
+        /// The members the sender knows that may hold replicas (not surely gone), itself
+        /// left out ([`Feature::FetchNamesMembers`], appended: see [`ReplicasFoundAppended`]);
+        /// `None` from a sender of release 0.1.0.
+        #[serde(skip)]
+        members: Option<Vec<NodeId>>,
     },
     /// Replicas a leaving member held for other members' children, handed to the member that
     /// keeps them from now on (a failover after it left still finds them); answered with
@@ -916,6 +935,9 @@ impl Wire {
             Wire::Offer { frozen_us, .. } if !frozen_us.is_empty() => {
                 Some(Appended::Offer(frozen_us))
             }
+            Wire::ReplicasFound {
+                members: Some(m), ..
+            } => Some(Appended::Members(m)),
             _ => None,
         }
     }
@@ -941,6 +963,10 @@ impl Wire {
                     *frozen_us = a.frozen_us;
                 }
             }
+            Wire::ReplicasFound { members, .. } => {
+                let (a, _): (ReplicasFoundAppended, _) = postcard::take_from_bytes(rest)?;
+                *members = Some(a.members);
+            }
             _ => {}
         }
         Ok(())
@@ -951,6 +977,7 @@ impl Wire {
 enum Appended<'a> {
     Hello(HelloAppended),
     Offer(&'a [u64]),
+    Members(&'a [NodeId]),
 }
 
 /// Encodes a message for another member: its layout as every supported protocol version
@@ -961,6 +988,7 @@ pub fn encode_wire(wire: &Wire) -> Result<Envelope, WireError> {
         None => Envelope::encode(wire),
         Some(Appended::Hello(a)) => Envelope::encode_appended(wire, &a),
         Some(Appended::Offer(frozen_us)) => Envelope::encode_appended(wire, &(frozen_us,)),
+        Some(Appended::Members(members)) => Envelope::encode_appended(wire, &(members,)),
     }
 }
 
@@ -971,6 +999,7 @@ pub fn wire_len(wire: &Wire) -> usize {
         None => 0,
         Some(Appended::Hello(a)) => encoded_len(&a),
         Some(Appended::Offer(frozen_us)) => encoded_len(&(frozen_us,)),
+        Some(Appended::Members(members)) => encoded_len(&(members,)),
     };
     encoded_len(wire).saturating_add(appended)
 }

@@ -21,12 +21,32 @@ use crate::protocol::WireEntry;
 pub struct Entry {
     /// The node (and run) hosting the name, or that hosted it last when `removed`.
     pub owner: Arc<NodeId>,
-    /// Raised by one at every change of owner or state.
+    /// Raised at every change of owner or state: by one for what the owner does itself (a
+    /// move, an aborted move's thaw, a restart in place, a removal), to the next term for a
+    /// failover (see [`failover_epoch`]).
     pub epoch: u64,
     /// How to start the name from scratch (the child spec), for restarts elsewhere.
     pub spec: Arc<[u8]>,
     /// A tombstone: the name was stopped on purpose. Kept so an older entry cannot revive it.
     pub removed: bool,
+}
+
+/// How many epochs an owner can raise its children by alone within one term: the low 32 bits
+/// of an epoch count an owner's own changes, the high 32 bits are the term, raised by a
+/// failover.
+const TERM: u64 = 1 << 32;
+
+/// The epoch a failover restarts a child at, after `newest` (the newest epoch it knows of the
+/// child, from the registry or a replica): the first of the next term.
+///
+/// The old owner may have raised the child's epoch meanwhile where nobody heard it: a move
+/// it offered that went unanswered thaws the child at `e + 2`, a crash restarts it in place
+/// at `e + 1`, all while cut off. Raising by one would let that copy (which answered nothing:
+/// it had no lease) win the merge when the partition heals, and every input the failover's
+/// copy answered would be lost. A new term orders the failover's copy after anything the old
+/// owner can reach alone; only another failover, decided by a majority, raises the term.
+pub fn failover_epoch(newest: u64) -> u64 {
+    (newest / TERM + 1) * TERM
 }
 
 impl Entry {

@@ -431,6 +431,9 @@ pub const SCENARIOS: &[&str] = &[
     "removals",
     "cut-off-owner",
     "frozen-owner",
+    "frozen-half-seen",
+    "cut-off-mover",
+    "join-behind-stall",
     "removals-cut-off",
     "move-then-crash",
     "membership-churn",
@@ -751,6 +754,120 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
                 t += dur + 8 * SEC;
             }
             end = t;
+        }
+        // An owner frozen (clock stopped) for a little less than the failure timeout, its
+        // messages to all but one member stalled just before: those members suspect it and
+        // vote it dead, and a failover asks every member for its replicas, while the one
+        // spared still trusts the owner and is the backup of some of its children. The frozen
+        // copy wakes believing in its lease (its clock stopped) and replicates on: what that
+        // backup acknowledges after it gave its replica to the failover must be refused (the
+        // fetch fence's planted bug).
+        "frozen-half-seen" => {
+            // Timed so the owner still holds its lease when it freezes (the lease ends 1 s
+            // after its last round the stalled members granted), the stalled members suspect
+            // it and a failover runs before it wakes, and the spared one does not.
+            config.failure_timeout = 2 * SEC;
+            config.heartbeat = 200 * MS;
+            let nodes = 5;
+            steps = base(&mut r, nodes, 40, 2);
+            steps.push((4600 * MS, Step::Clients(6)));
+            let mut t = 7 * SEC;
+            for _ in 0..3 {
+                let victim = r.range(1, nodes as u64 + 1);
+                let mut spared = r.range(1, nodes as u64 + 1);
+                if spared == victim {
+                    spared = spared % nodes as u64 + 1;
+                }
+                let stall = r.range(550 * MS, 750 * MS);
+                let dur = r.range(1650 * MS, 1780 * MS);
+                for other in (1..=nodes as u64).filter(|o| *o != victim && *o != spared) {
+                    steps.push((
+                        t,
+                        Step::Stall {
+                            from: format!("n{victim}"),
+                            to: format!("n{other}"),
+                            dur: stall + dur + SEC,
+                        },
+                    ));
+                }
+                steps.push((
+                    t + stall,
+                    Step::Freeze {
+                        node: format!("n{victim}"),
+                        dur,
+                    },
+                ));
+                t += stall + dur + 8 * SEC;
+            }
+            end = t;
+        }
+        // An owner cut off (both ways or only its outgoing side) just as it offers its
+        // children in a drain: the offers go unanswered, and it thaws them at a higher epoch
+        // where nobody hears it, while the majority fails them over. On heal the failover's
+        // copies must win the merge (a failover's epoch starts a new term: its planted bug).
+        "cut-off-mover" => {
+            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
+            config.heartbeat = config.failure_timeout / 4;
+            let nodes = 4;
+            steps = base(&mut r, nodes, 40, 2);
+            steps.push((4600 * MS, Step::Clients(6)));
+            let t = 7 * SEC + r.range(0, SEC);
+            let victim = format!("n{}", r.range(1, nodes as u64 + 1));
+            steps.push((
+                t,
+                Step::Drain {
+                    node: victim.clone(),
+                    exit: false,
+                },
+            ));
+            steps.push((
+                t + r.range(0, 20 * MS),
+                Step::Partition {
+                    node: victim,
+                    one_way: r.chance(0.5),
+                },
+            ));
+            let heal = t + r.range(4 * SEC, 7 * SEC);
+            steps.push((heal, Step::Heal));
+            end = heal + 10 * SEC;
+        }
+        // A member joins while its link to one old member stalls (that member does not know
+        // it yet), becomes the backup of children of the others, and one of those owners is
+        // cut off: the member that has not heard of the new one fails some of them over,
+        // and must wait for the new member's replicas, which the others name in their
+        // answers (the planted bug `failover-skips-unknown`).
+        "join-behind-stall" => {
+            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
+            config.heartbeat = config.failure_timeout / 4;
+            steps = base(&mut r, 3, 40, 2);
+            steps.push((4600 * MS, Step::Clients(6)));
+            let t = 7 * SEC;
+            steps.push((
+                t,
+                Step::Start {
+                    node: "n4".into(),
+                    schema: 2,
+                },
+            ));
+            let cut = t + r.range(500 * MS, 1000 * MS);
+            steps.push((
+                t,
+                Step::Stall {
+                    from: "n4".into(),
+                    to: "n1".into(),
+                    dur: cut - t + config.failure_timeout + 3 * SEC,
+                },
+            ));
+            steps.push((
+                cut,
+                Step::Partition {
+                    node: format!("n{}", r.range(2, 4)),
+                    one_way: false,
+                },
+            ));
+            let heal = cut + r.range(3 * SEC, 5 * SEC);
+            steps.push((heal, Step::Heal));
+            end = heal + 10 * SEC;
         }
         // Children stopped while a member is cut off for longer than the tombstone grace,
         // and their owner then leaves: the cut-off member still holds them live when it

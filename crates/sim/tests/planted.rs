@@ -84,6 +84,21 @@ fn a_move_accepted_before_the_targets_backup_holds_it_is_caught() {
     caught(Bug::AcceptMoveBeforeBackup, "move-then-crash", 60);
 }
 
+#[test]
+fn a_backup_acknowledging_an_owner_after_giving_its_replica_to_a_failover_is_caught() {
+    caught(Bug::AckAfterFetch, "frozen-half-seen", 30);
+}
+
+#[test]
+fn a_failover_in_the_old_term_is_caught() {
+    caught(Bug::FailoverInOldTerm, "cut-off-mover", 30);
+}
+
+#[test]
+fn a_failover_skipping_members_it_has_not_heard_of_is_caught() {
+    caught(Bug::FailoverSkipsUnknown, "join-behind-stall", 30);
+}
+
 // The two rules no schedule reaches (another rule shadows each: see `horde::core::planted`)
 // are proven where they live, at the core, by the step each exists for: the same check with
 // the rule on passes and with its bug planted fails, so the suite fails on either bug.

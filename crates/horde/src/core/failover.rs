@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use discovery::NodeId;
 use tracing::{error, warn};
 
+use super::planted::{self, Bug};
 use super::{Core, Effect, Init, Local, SpawnError, SpawnFor};
 use crate::child::RestartPolicy;
 use crate::membership::MemberStatus;
@@ -36,6 +37,9 @@ struct Fetch {
     name: String,
     entry: Entry,
     waiting: BTreeSet<String>,
+    /// Every member asked (or to be asked): the answers name the members their senders know,
+    /// and those not asked yet are waited for too.
+    asked: BTreeSet<String>,
     best: Option<Replica>,
     deadline: Instant,
 }
@@ -97,6 +101,9 @@ impl<T> Core<T> {
                 continue;
             }
             self.failover.restarting.insert(name.clone());
+            // This member may be the child's backup too: what it takes from the owner from
+            // now on would miss the restart, which starts from the replica it holds now.
+            self.fence_fetched(now, std::slice::from_ref(&name));
             let mut best = None;
             for r in self.replicas_of(std::slice::from_ref(&name)) {
                 if newer(&r, &best) {
@@ -124,7 +131,8 @@ impl<T> Core<T> {
                 Fetch {
                     name,
                     entry,
-                    waiting: peers.into_iter().map(|p| p.name).collect(),
+                    waiting: peers.iter().map(|p| p.name.clone()).collect(),
+                    asked: peers.into_iter().map(|p| p.name).collect(),
                     best,
                     deadline: now + FETCH_TIMEOUT,
                 },
@@ -139,10 +147,42 @@ impl<T> Core<T> {
         from: NodeId,
         id: u64,
         items: Vec<Replica>,
+        members: Option<Vec<NodeId>>,
     ) {
+        // Members the answer names that this one did not ask (it has not heard of them yet:
+        // a join whose link to it stalled) may hold the newest replica: asked now when
+        // connected, else waited for until the fetch is asked again, of them too once known.
+        let unasked: Vec<NodeId> = match (self.failover.fetches.get(&id), members) {
+            (Some(f), Some(members)) => members
+                .into_iter()
+                .filter(|m| {
+                    *m != self.me
+                        && *m != *f.entry.owner
+                        && !f.asked.contains(&m.name)
+                        && !self.dead_for_failover(m, now)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let Some(f) = self.failover.fetches.get_mut(&id) else {
             return;
         };
+        if !planted::on(Bug::FailoverSkipsUnknown) {
+            for m in unasked {
+                f.asked.insert(m.name.clone());
+                f.waiting.insert(m.name.clone());
+                if self.peers.get(&m.name) == Some(&m) {
+                    out.push(Effect::Send {
+                        to: m,
+                        wire: Wire::FetchReplicas {
+                            from: self.me.clone(),
+                            id,
+                            names: vec![f.name.clone()],
+                        },
+                    });
+                }
+            }
+        }
         f.waiting.remove(&from.name);
         for r in items {
             if r.name == f.name && newer(&r, &f.best) {
@@ -208,6 +248,12 @@ impl<T> Core<T> {
         }
     }
 
+    /// The members this one knows that may hold replicas, itself left out: what its answer to
+    /// a fetch names ([`crate::protocol::Feature::FetchNamesMembers`]).
+    pub(super) fn fetch_members(&self, now: Instant) -> Vec<NodeId> {
+        self.replica_holders(&self.me, now)
+    }
+
     /// The members that may hold a replica of a child of `owner`: every member known but
     /// `owner` and this one, connected or not, unless it is surely gone (an earlier run of a
     /// name, a member that left and is gone, one a majority voted dead).
@@ -258,7 +304,12 @@ impl<T> Core<T> {
             out.push(Effect::Forget { name: key.clone() });
         }
         let from_replica = best.is_some();
-        let epoch = entry.epoch.max(best.as_ref().map(|r| r.epoch).unwrap_or(0)) + 1;
+        let newest = entry.epoch.max(best.as_ref().map_or(0, |r| r.epoch));
+        let epoch = if super::planted::on(super::planted::Bug::FailoverInOldTerm) {
+            newest + 1
+        } else {
+            crate::registry::failover_epoch(newest)
+        };
         let init = match best {
             Some(r) => Init::Restore {
                 schema: r.schema,

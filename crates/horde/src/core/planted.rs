@@ -50,6 +50,15 @@ pub enum Bug {
     AcceptMoveBeforeBackup,
     /// `child`: events go to subscribers even from a copy without the lease.
     EventsWithoutLease,
+    /// `replicas`: a backup keeps acknowledging an owner's replicas of a name after it gave
+    /// its replica of that name to a failover.
+    AckAfterFetch,
+    /// `registry`: a failover restarts a child at the next epoch, not the next term, so a copy
+    /// the old owner raised alone (cut off) wins the merge on heal.
+    FailoverInOldTerm,
+    /// `failover`: a failover restarts a child once the members it asked answered, ignoring
+    /// members the answers name that it has not heard of.
+    FailoverSkipsUnknown,
 }
 
 impl Bug {
@@ -66,6 +75,9 @@ impl Bug {
             Bug::CollectBeforeAllAcked => "collect-before-all-acked",
             Bug::AcceptMoveBeforeBackup => "accept-move-before-backup",
             Bug::EventsWithoutLease => "events-without-lease",
+            Bug::AckAfterFetch => "ack-after-fetch",
+            Bug::FailoverInOldTerm => "failover-in-old-term",
+            Bug::FailoverSkipsUnknown => "failover-skips-unknown",
         }
     }
 
@@ -75,7 +87,7 @@ impl Bug {
     }
 
     /// Every planted bug.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 13] = [
         Bug::AnswerBeforeBackup,
         Bug::FailoverOnOneVote,
         Bug::IgnoreLease,
@@ -86,6 +98,9 @@ impl Bug {
         Bug::CollectBeforeAllAcked,
         Bug::AcceptMoveBeforeBackup,
         Bug::EventsWithoutLease,
+        Bug::AckAfterFetch,
+        Bug::FailoverInOldTerm,
+        Bug::FailoverSkipsUnknown,
     ];
 }
 

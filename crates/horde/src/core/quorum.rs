@@ -47,24 +47,40 @@
 //!   change (`answer-before-backup`); a failover runs only on a member that holds a lease and
 //!   waits for every member that may hold a replica. So the newer copy starts from every
 //!   answered input, and the older one has stopped answering before it starts.
+//! - *A replica given to a failover closes the door behind it* (for a clock that stopped,
+//!   outside the bound on rates: a frozen virtual machine wakes believing in its lease). A
+//!   member that answers a failover's fetch, and the failing-over member itself, refuse the
+//!   owner's replicas of that epoch from then on (`Fenced`). A backup reads the fetch and the
+//!   owner's replicas in one order, so every change it acknowledged is in what it gave the
+//!   failover, or was refused and never answered. Planted bug: `ack-after-fetch` (scenario
+//!   `frozen-half-seen`; found as random fault schedule 1149).
+//! - *A failover outranks whatever the old owner did alone.* Cut off, an owner can still raise
+//!   a child's epoch where nobody hears it: an offer that goes unanswered thaws the child two
+//!   epochs up, a crash restarts it in place one up. None of those copies answered anything
+//!   (no lease), but the merge takes the higher epoch. So a failover starts a new *term*
+//!   (`registry::failover_epoch`: the high 32 bits of the epoch), above any epoch the old owner
+//!   can reach without a majority. Planted bug: `failover-in-old-term` (scenario
+//!   `cut-off-mover`; found as random fault schedule 9128).
 //! - *Quorum sets that differ.* Weights (2 each, the lowest member 3 with an even count) make
 //!   two disjoint subsets of one set unable to both be majorities. Sets change only by a
 //!   member's own hello (a join, a drain's farewell, acknowledged by every member with
 //!   `FarewellAck`) or by a removal after a majority voted a member dead; a lease round counts
 //!   grants against the set of the moment it is recomputed, and a grant is refused to a
-//!   member outside the granter's set. What is not yet argued here, and is left to the
-//!   simulator's joins, drains and removals under faults: a lease and a failover decided on
-//!   sets that differ by more than one member at once. Open, found by the simulator's
-//!   `membership-churn` (seed 161): a member that has not heard of a new member yet (the new
-//!   member's link to it stalled) fails a child over without asking the new member, which
-//!   the owner had made the child's backup, for its replica: answered inputs are lost. The
-//!   failover must also wait for members its peers know of (not fixed yet). Also open, from
-//!   10,000 random fault schedules: seed 1149, a copy on a node whose clock stopped answers
-//!   an input its backup acknowledged after that backup had handed its replica to a failover
-//!   (a backup should refuse an owner's replicas once it answered a fetch for the name);
-//!   seed 9128, a failover during a one-way partition restarts a child at an epoch below the
-//!   one the cut-off owner reached, whose copy then wins the conflict (epochs must order the
-//!   majority's copy after the minority's).
+//!   member outside the granter's set. A join: the new member holds no child until it is
+//!   alive, and is a child's backup only once the owner heard its hello; a member that has
+//!   not heard of it yet (its link stalled) may fail a child over, and asks only the members
+//!   it knows for their replicas. Every answer names the members its sender knows
+//!   ([`crate::protocol::Feature::FetchNamesMembers`]) and the restart waits for those too,
+//!   so the new backup is asked as soon as any member that knows it answers. Planted bug:
+//!   `failover-skips-unknown` (scenarios `join-behind-stall` and `membership-churn`, seed
+//!   161). A drain: the leaving member is in every set until every member acknowledged its
+//!   farewell, and it exits only after the children it accepted arrived and moved on. A
+//!   removal: only of a member a majority voted dead, whose children are restarted first.
+//!   What is left to the simulator's joins, drains and removals under faults, not argued
+//!   here: a new member that only the child's owner has heard of when the owner is cut off
+//!   (every link of the new member but one stalled at once); its replica then stays unasked.
+//!   With a 0.1.0 member answering (no member list), a failover asks only the members it knows,
+//!   as 0.1.0 does.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};

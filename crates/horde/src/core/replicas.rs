@@ -32,6 +32,10 @@ use tracing::{debug, error};
 
 /// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
 const IDLE_REPLICA: Duration = Duration::from_secs(60);
+/// How long a member refuses an owner's replicas of a name after it gave its own to a failover
+/// of that name (unless the registry moves past that epoch first: then fencing by epoch
+/// refuses them anyway).
+const FETCH_FENCE: Duration = Duration::from_secs(120);
 /// Children per tick that move to the backup placement now prefers while their own is still
 /// good (after a join): 10,000 children switch in 2.5 s instead of all at once.
 const BACKUP_SWITCHES_PER_TICK: usize = 200;
@@ -52,6 +56,10 @@ pub(super) struct Replicas {
     /// Set once this member hands its replicas over (it drains): the handovers not
     /// acknowledged yet, by id (target, names).
     handover: Option<Handovers>,
+    /// Names whose replica this member gave to a failover (it answered `FetchReplicas`), with
+    /// the newest epoch it knew of them then and when: the owner's replicas of that epoch or
+    /// older are refused from then on (see [`Core::fence_fetched`]).
+    fetched: BTreeMap<Arc<str>, (u64, Instant)>,
 }
 
 impl Replicas {
@@ -96,6 +104,15 @@ impl<T> Core<T> {
             },
         };
         if self.quorum.suspects(&r.owner) || self.is_dead(&r.owner) {
+            return out.push(refuse(ReplicaRefusal::Fenced));
+        }
+        if !planted::on(Bug::AckAfterFetch)
+            && self
+                .replicas
+                .fetched
+                .get(r.name.as_str())
+                .is_some_and(|(e, _)| r.epoch <= *e)
+        {
             return out.push(refuse(ReplicaRefusal::Fenced));
         }
         if self.replicas.handover.is_some() {
@@ -282,6 +299,29 @@ impl<T> Core<T> {
             .collect()
     }
 
+    /// This member gives its replicas of `names` to a failover: from now on it refuses their
+    /// owner's replicas at the epochs it knows (`Fenced`). The failover was decided because a
+    /// majority voted the owner dead, so the owner's lease ran out on every clock that keeps
+    /// time; one whose clock stopped (a frozen virtual machine) may still believe in it and
+    /// send a change its backup acknowledges *after* handing the failover an older state: that
+    /// answer would be lost. Each backup reads the fetch and the owner's replicas in one
+    /// order, so a change is either in what it gave the failover or refused. The failover's
+    /// copy runs at a newer epoch, whose replicas pass.
+    pub(super) fn fence_fetched(&mut self, now: Instant, names: &[String]) {
+        for n in names {
+            let mut epoch = self.registry.get_any(n).map(|e| e.epoch).unwrap_or(0);
+            if let Some(r) = self.replicas.get(n) {
+                epoch = epoch.max(r.epoch);
+            }
+            if let Some(e) = self.moves.pending_epoch(n) {
+                epoch = epoch.max(e);
+            }
+            let key: Arc<str> = Arc::from(n.as_str());
+            let at = self.replicas.fetched.entry(key).or_insert((epoch, now));
+            *at = (at.0.max(epoch), now);
+        }
+    }
+
     /// Drops replicas nobody will need: of removed names, of children now hosted here, and of
     /// children whose owner backs up on another member (after a quiet while).
     pub(super) fn replicas_gc(&mut self, now: Instant) {
@@ -312,6 +352,15 @@ impl<T> Core<T> {
         for n in drop {
             self.replicas.held.remove(&n);
         }
+        // A fence lasts until the registry moved past it (epoch fencing takes over) or it
+        // has done its work (bounded: one per name a failover asked of this member).
+        let registry = &self.registry;
+        self.replicas.fetched.retain(|name, (epoch, at)| {
+            now.saturating_duration_since(*at) < FETCH_FENCE
+                && registry
+                    .get_any(name)
+                    .is_some_and(|e| !e.removed && e.epoch <= *epoch)
+        });
     }
 
     /// The backup `owner` should use for `name`, as this member sees the cluster: placement
