@@ -8,11 +8,12 @@
 //! `plant` turned one bug on. `crates/sim/tests/planted.rs` runs each bug against the
 //! schedule aimed at it and fails unless a violation shows within a bounded number of seeds.
 //!
-//! Two rules no schedule reaches, because another rule shadows each (defence in depth, kept;
-//! their bugs stay here so the day a change removes the shadow, a schedule can show it).
-//! The planted suite proves each at the core instead, by the step it exists for (a late
-//! replica of an older epoch; an acknowledgement reaching a copy that lost its lease): the
-//! check passes with the rule and fails with its bug.
+//! Three rules no schedule reaches yet, two because another rule shadows each (defence in
+//! depth, kept; their bugs stay here so the day a change removes the shadow, a schedule can
+//! show it), one because no schedule makes its fault yet. The planted suite proves each at
+//! the core instead, by the step it exists for (a late replica of an older epoch; an
+//! acknowledgement reaching a copy that lost its lease; a hello that is no receipt reaching a
+//! leaving member): the check passes with the rule and fails with its bug.
 //! - [`Bug::AcceptOlderEpoch`]: a backup refuses a replica of an older epoch than it knows.
 //!   A copy sends replicas only under its lease, which ends before a newer epoch can exist
 //!   (a failover waits for the lease; a move freezes the copy first, and what it sent
@@ -25,6 +26,12 @@
 //!   only after the backups acknowledged the change, so the change is durable: a newer copy
 //!   starts from a replica that holds it, and the same event number means the same event
 //!   (E1, E2) whoever emits it.
+//! - [`Bug::FarewellAnyHello`]: a leaving member exits only once every member acknowledged
+//!   the very hello that said it left (protocol 3). The fault it guards against is a farewell
+//!   lost with the exiting process's send queue while a hello the peer sent for another
+//!   reason crossed it. No schedule has made that happen yet (a peer answers a farewell with
+//!   a hello of its own, which the old rule rightly took as the receipt; 300 seeds each of
+//!   `drain-then-crash`, `membership-churn` and `random-planned` with the bug planted pass).
 
 /// A rule switched off (see each variant for the rule and where it lives).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,6 +66,9 @@ pub enum Bug {
     /// `failover`: a failover restarts a child once the members it asked answered, ignoring
     /// members the answers name that it has not heard of.
     FailoverSkipsUnknown,
+    /// `moves`: a leaving member takes any hello from a member as its farewell's receipt, not
+    /// only that member's `FarewellAck` of the very hello that said it left.
+    FarewellAnyHello,
 }
 
 impl Bug {
@@ -78,6 +88,7 @@ impl Bug {
             Bug::AckAfterFetch => "ack-after-fetch",
             Bug::FailoverInOldTerm => "failover-in-old-term",
             Bug::FailoverSkipsUnknown => "failover-skips-unknown",
+            Bug::FarewellAnyHello => "farewell-any-hello",
         }
     }
 
@@ -87,7 +98,7 @@ impl Bug {
     }
 
     /// Every planted bug.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::AnswerBeforeBackup,
         Bug::FailoverOnOneVote,
         Bug::IgnoreLease,
@@ -101,6 +112,7 @@ impl Bug {
         Bug::AckAfterFetch,
         Bug::FailoverInOldTerm,
         Bug::FailoverSkipsUnknown,
+        Bug::FarewellAnyHello,
     ];
 }
 
