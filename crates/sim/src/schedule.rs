@@ -770,9 +770,9 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
             config.heartbeat = 200 * MS;
             let nodes = 5;
             steps = base(&mut r, nodes, 40, 2);
-            steps.push((4600 * MS, Step::Clients(6)));
+            steps.push((4600 * MS, Step::Clients(10)));
             let mut t = 7 * SEC;
-            for _ in 0..3 {
+            for _ in 0..6 {
                 let victim = r.range(1, nodes as u64 + 1);
                 let mut spared = r.range(1, nodes as u64 + 1);
                 if spared == victim {

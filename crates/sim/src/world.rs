@@ -5,9 +5,11 @@
 //! queue in (time, sequence) order, so a seed replays exactly. Nodes talk over sessions (a
 //! TCP link plus its ractor_cluster session): FIFO per direction with random delay, bound to
 //! the session (messages of a closed or replaced session are dropped), held while a partition
-//! blocks their direction and delivered in order after it heals. A node's connector model
-//! dials its peers with backoff, heartbeats them, declares a silent one down and closes the
-//! session, and refuses an older incarnation, as the real connector does. Inside a node, the
+//! blocks their direction and delivered in order after it heals. A node's links are decided
+//! by discovery's own `LinkTable` (dials with backoff, the election between two links, a
+//! stale incarnation refused, heartbeats and the failure timeout: see `world/connector.rs`),
+//! driven as the production connector actor drives it; heartbeats are messages on the links
+//! like any other (stalled, held by partitions). Inside a node, the
 //! member core, the router and every child have their own mailboxes (FIFO per sender, small
 //! random delays), so the races between actors are simulated too. A paused node keeps its
 //! mailboxes and its clock runs; it processes nothing until it resumes. A node that dies
@@ -19,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use discovery::{DownReason, NodeId};
+use discovery::NodeId;
+use discovery::connector::link_table::LinkInput;
 use horde::core::child::{
     Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
 };
@@ -27,6 +30,8 @@ use horde::core::{ChildCmd, ChildReport, Core, CoreConfig, Effect, Input, Reply,
 use horde::protocol::{Protocols, Route, RouteBody, RouteReply, Wire, encoded_len, wire_len};
 use horde::stats::{Counters, HordeEvent};
 use horde::{MoveConfig, RebalanceConfig, Rendezvous, RestartPolicy};
+
+mod connector;
 
 use crate::check::Checker;
 use crate::log::{self, Hosted, Log, LogMsg, LogReply};
@@ -158,10 +163,16 @@ pub enum NetMsg {
         /// The operation waiting for the answer.
         op: u64,
     },
-    /// A heartbeat.
-    Ping,
+    /// A heartbeat (the connector's beacon ping).
+    Ping {
+        /// Its number.
+        ping: u64,
+    },
     /// Its answer.
-    Pong,
+    Pong {
+        /// The ping's number.
+        ping: u64,
+    },
     /// The session was closed by the sender's end.
     Fin,
 }
@@ -179,16 +190,22 @@ pub(crate) enum Ev {
         session: u64,
         msg: NetMsg,
     },
-    /// A session's handshake completes.
+    /// A link's handshake completes.
     Establish {
         a: usize,
         a_inc: u64,
         b: usize,
         b_inc: u64,
-        session: u64,
-        /// A relink: replaces a session that is up.
-        replace: bool,
+        link: u64,
     },
+    /// A dial failed (refused, or no answer through a partition).
+    DialFailed {
+        slot: usize,
+        inc: u64,
+        addr: std::net::SocketAddr,
+    },
+    /// A heartbeat's deadline.
+    PingTimeout { slot: usize, inc: u64, ping: u64 },
     /// An input for a node's member core (from its own children or its shell).
     Member {
         slot: usize,
@@ -247,15 +264,6 @@ pub enum Life {
     Paused,
 }
 
-/// One end of a session.
-#[derive(Debug, Clone)]
-struct Conn {
-    remote: NodeId,
-    session: u64,
-    last_heard: Time,
-    next_ping: Time,
-}
-
 /// A running (or paused) node.
 pub(crate) struct Node {
     pub slot: usize,
@@ -270,8 +278,12 @@ pub(crate) struct Node {
     pub routes: BTreeMap<Arc<str>, (u64, bool)>,
     /// The latest running instance of each name (for commands).
     pub actors: BTreeMap<Arc<str>, u64>,
-    conns: BTreeMap<usize, Conn>,
-    dial: BTreeMap<usize, (Time, u32)>,
+    /// Its connector's decisions (discovery's link table).
+    table: discovery::connector::link_table::LinkTable<u64>,
+    /// Links open at this end: link → (peer slot, peer run).
+    links: BTreeMap<u64, (usize, u64)>,
+    /// Heartbeats out: ping → (to whom, sent at).
+    pings: BTreeMap<u64, (NodeId, Time)>,
     backlog: Vec<Ev>,
     /// Virtual time of this boot (moved on by a freeze, whose time the clock never saw).
     pub boot: Time,
@@ -672,9 +684,10 @@ impl World {
                 a_inc,
                 b,
                 b_inc,
-                session,
-                replace,
-            } => self.on_establish(a, a_inc, b, b_inc, session, replace),
+                link,
+            } => self.on_establish(a, a_inc, b, b_inc, link),
+            Ev::DialFailed { slot, inc, addr } => self.dial_failed(slot, inc, addr),
+            Ev::PingTimeout { slot, inc, ping } => self.ping_timeout(slot, inc, ping),
             Ev::Member { slot, inc, input } => self.run_member(slot, inc, input),
             Ev::Child {
                 slot,
@@ -739,7 +752,7 @@ impl World {
         let inc = wall.max(1) as u64;
         self.last_inc[slot] = inc;
         let id = NodeId {
-            name: name.into(),
+            name: connector::node_name(name, slot),
             incarnation: inc,
         };
         let version = if schema == 1 { "1.0.0" } else { "2.0.0" };
@@ -768,7 +781,7 @@ impl World {
         let origin = self.base + Duration::from_secs(1000 * (slot as u64 + 1) + inc % 1000);
         let spread = self.config.drift_ppm;
         let drift_ppm = self.rng.range(0, 2 * spread + 1) as i64 - spread as i64;
-        let mut node = Node {
+        let node = Node {
             slot,
             id: id.clone(),
             schema,
@@ -783,8 +796,15 @@ impl World {
             ),
             routes: BTreeMap::new(),
             actors: BTreeMap::new(),
-            conns: BTreeMap::new(),
-            dial: BTreeMap::new(),
+            table: connector::table_for(
+                &id,
+                slot,
+                self.config.heartbeat,
+                self.config.failure_timeout,
+                self.rng.range(0, u64::MAX),
+            ),
+            links: BTreeMap::new(),
+            pings: BTreeMap::new(),
             backlog: Vec::new(),
             frozen_clock: false,
             boot: self.now,
@@ -793,20 +813,10 @@ impl World {
             epochs: BTreeMap::new(),
             seen_removed: BTreeSet::new(),
         };
-        for other in 0..self.names.len() {
-            if other != slot {
-                node.dial.insert(other, (self.now, 0));
-            }
-        }
         self.nodes[slot] = Some(node);
-        // Every other node learns of this name (static discovery) and dials it soon.
-        let now = self.now;
-        for n in self.nodes.iter_mut().flatten() {
-            if n.slot != slot {
-                n.dial.entry(slot).or_insert((now, 0));
-            }
-        }
         self.log(|| format!("{id} starts (schema v{schema})"));
+        // Every node knows every name's address (static discovery).
+        self.publish_peers();
         let first = self.rng.range(0, 50 * MS);
         self.at(self.now + first, Ev::Tick { slot, inc });
         slot
@@ -838,14 +848,8 @@ impl World {
                 inst.alive = false;
             }
         }
-        for (peer, conn) in &node.conns {
-            self.send_on(
-                slot,
-                *peer,
-                conn.session,
-                conn.remote.incarnation,
-                NetMsg::Fin,
-            );
+        for (link, (peer, peer_inc)) in &node.links {
+            self.send_on(slot, *peer, *link, *peer_inc, NetMsg::Fin);
         }
     }
 
@@ -939,7 +943,7 @@ impl World {
         self.log(|| format!("{id} resumes ({} queued)", backlog.len()));
         // On waking, the timers may fire before what arrived is read, or after.
         if self.rng.chance(0.5) {
-            self.on_tick_connector(slot, inc);
+            self.link_input(slot, inc, LinkInput::Tick);
         }
         for ev in backlog {
             self.dispatch(ev);
@@ -992,32 +996,6 @@ impl World {
                 self.send_on(from, to, session, inc, msg);
             }
         }
-    }
-
-    /// Replaces the session between two connected nodes (a relink: no Down, messages on the
-    /// old session are lost).
-    pub(crate) fn flap(&mut self, a: usize, b: usize) {
-        let (Some(na), Some(nb)) = (self.nodes[a].as_ref(), self.nodes[b].as_ref()) else {
-            return;
-        };
-        if !na.conns.contains_key(&b) || !nb.conns.contains_key(&a) {
-            return;
-        }
-        let (a_inc, b_inc) = (na.id.incarnation, nb.id.incarnation);
-        self.next_session += 1;
-        let session = self.next_session;
-        self.log(|| format!("session {a}-{b} replaced by {session}"));
-        self.at(
-            self.now + 100,
-            Ev::Establish {
-                a,
-                a_inc,
-                b,
-                b_inc,
-                session,
-                replace: true,
-            },
-        );
     }
 
     // === operations ===
@@ -1168,198 +1146,12 @@ impl World {
             self.at(self.now + TICK.as_micros() as Time, Ev::Tick { slot, inc });
             return;
         }
-        self.on_tick_connector(slot, inc);
+        self.link_input(slot, inc, LinkInput::Tick);
         self.run_member(slot, inc, Input::Tick);
         let jitter = self.rng.range(0, 2 * MS);
         self.at(
             self.now + TICK.as_micros() as Time + jitter,
             Ev::Tick { slot, inc },
-        );
-    }
-
-    fn on_tick_connector(&mut self, slot: usize, inc: u64) {
-        let now = self.now;
-        let (hb, ft) = (self.config.heartbeat, self.config.failure_timeout);
-        let Some(node) = self.node_mut(slot, inc) else {
-            return;
-        };
-        let mut silent = Vec::new();
-        let mut pings = Vec::new();
-        for (peer, c) in node.conns.iter_mut() {
-            if now.saturating_sub(c.last_heard) > ft {
-                silent.push(*peer);
-            } else if now >= c.next_ping {
-                c.next_ping = now + hb;
-                pings.push((*peer, c.session, c.remote.incarnation));
-            }
-        }
-        let dials: Vec<usize> = node
-            .dial
-            .iter()
-            .filter(|(p, (at, _))| !node.conns.contains_key(p) && *at <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for (peer, session, pinc) in pings {
-            self.send_on(slot, peer, session, pinc, NetMsg::Ping);
-        }
-        for peer in silent {
-            self.close(slot, inc, peer, DownReason::Unresponsive);
-        }
-        for peer in dials {
-            self.dial(slot, inc, peer);
-        }
-    }
-
-    fn dial(&mut self, a: usize, a_inc: u64, b: usize) {
-        let reachable = !self.blocked.contains(&(a, b)) && !self.blocked.contains(&(b, a));
-        let target = self.nodes[b]
-            .as_ref()
-            .filter(|n| n.life == Life::Running)
-            .map(|n| n.id.incarnation);
-        let now = self.now;
-        match (reachable, target) {
-            (true, Some(b_inc)) => {
-                self.next_session += 1;
-                let session = self.next_session;
-                let rtt = self.rng.range(300, 3 * MS);
-                if let Some(n) = self.node_mut(a, a_inc) {
-                    // Not again while this handshake runs.
-                    n.dial.insert(b, (now + SEC, 0));
-                }
-                self.at(
-                    now + rtt,
-                    Ev::Establish {
-                        a,
-                        a_inc,
-                        b,
-                        b_inc,
-                        session,
-                        replace: false,
-                    },
-                );
-            }
-            _ => {
-                let jitter = self.rng.range(0, 1000);
-                if let Some(n) = self.node_mut(a, a_inc) {
-                    let e = n.dial.entry(b).or_insert((now, 0));
-                    let backoff = (100 * MS).saturating_mul(1 << e.1.min(6)).min(5 * SEC);
-                    e.0 = now + backoff / 2 + backoff * jitter / 2000;
-                    e.1 += 1;
-                }
-            }
-        }
-    }
-
-    fn on_establish(
-        &mut self,
-        a: usize,
-        a_inc: u64,
-        b: usize,
-        b_inc: u64,
-        session: u64,
-        replace: bool,
-    ) {
-        let ok = |n: Option<&Node>| n.is_some_and(|n| n.life == Life::Running);
-        if !ok(self.node(a, a_inc)) || !ok(self.node(b, b_inc)) {
-            return;
-        }
-        let linked = |w: &World, x: usize, x_inc: u64, y: usize, y_inc: u64| {
-            w.node(x, x_inc)
-                .and_then(|n| n.conns.get(&y))
-                .is_some_and(|c| c.remote.incarnation == y_inc)
-        };
-        if !replace && linked(self, a, a_inc, b, b_inc) && linked(self, b, b_inc, a, a_inc) {
-            // Both sides dialled at once: ractor_cluster's election closes this link before
-            // it is ready, so nothing is ever sent on it.
-            return;
-        }
-        if self.blocked.contains(&(a, b)) || self.blocked.contains(&(b, a)) {
-            return;
-        }
-        let (Some(ida), Some(idb)) = (
-            self.node(a, a_inc).map(|n| n.id.clone()),
-            self.node(b, b_inc).map(|n| n.id.clone()),
-        ) else {
-            return;
-        };
-        self.attach(a, a_inc, b, idb, session);
-        self.attach(b, b_inc, a, ida, session);
-    }
-
-    /// One end of a new session: replaces an older run's session, refuses an older run.
-    fn attach(&mut self, x: usize, x_inc: u64, peer: usize, remote: NodeId, session: u64) {
-        let now = self.now;
-        let hb = self.config.heartbeat;
-        let Some(node) = self.node_mut(x, x_inc) else {
-            return;
-        };
-        node.dial.insert(peer, (now + SEC, 0));
-        let current = node.conns.get(&peer).cloned();
-        match current {
-            Some(c) if c.remote.incarnation > remote.incarnation => {
-                // An older run connected while the newer one is up: refused.
-                let rinc = remote.incarnation;
-                self.log(|| format!("slot {x} refuses stale {remote}"));
-                self.send_on(x, peer, session, rinc, NetMsg::Fin);
-                return;
-            }
-            Some(c) if c.remote.incarnation < remote.incarnation => {
-                node.conns.remove(&peer);
-                let old = c.remote.clone();
-                self.run_member(
-                    x,
-                    x_inc,
-                    Input::NodeDown {
-                        id: old,
-                        reason: DownReason::Replaced,
-                    },
-                );
-            }
-            _ => {}
-        }
-        let Some(node) = self.node_mut(x, x_inc) else {
-            return;
-        };
-        node.conns.insert(
-            peer,
-            Conn {
-                remote: remote.clone(),
-                session,
-                last_heard: now,
-                next_ping: now + hb,
-            },
-        );
-        let me = node.id.clone();
-        self.log(|| format!("{me} up with {remote} (session {session})"));
-        self.run_member(x, x_inc, Input::NodeUp(remote.clone()));
-        self.run_member(x, x_inc, Input::PeerReady(remote));
-    }
-
-    /// This end closes its session to `peer` and reports the peer down.
-    fn close(&mut self, x: usize, x_inc: u64, peer: usize, reason: DownReason) {
-        let now = self.now;
-        let Some(node) = self.node_mut(x, x_inc) else {
-            return;
-        };
-        let Some(c) = node.conns.remove(&peer) else {
-            return;
-        };
-        node.dial.insert(peer, (now + 100 * MS, 0));
-        let me = node.id.clone();
-        self.log(|| {
-            format!(
-                "{me} closes session {} to {} ({reason:?})",
-                c.session, c.remote
-            )
-        });
-        self.send_on(x, peer, c.session, c.remote.incarnation, NetMsg::Fin);
-        self.run_member(
-            x,
-            x_inc,
-            Input::NodeDown {
-                id: c.remote,
-                reason,
-            },
         );
     }
 
@@ -1425,10 +1217,9 @@ impl World {
         let Some(node) = self.nodes[from].as_ref() else {
             return false;
         };
-        let Some((peer, c)) = node.conns.iter().find(|(_, c)| c.remote == *to) else {
+        let Some((peer, session)) = self.link_to(from, to) else {
             return false;
         };
-        let (peer, session) = (*peer, c.session);
         let accepts = matches!(&msg, NetMsg::Member(Wire::OfferReply { accepted, .. }) if !accepted.is_empty());
         let inc = node.id.incarnation;
         self.send_on(from, peer, session, to.incarnation, msg);
@@ -1441,42 +1232,21 @@ impl World {
     }
 
     fn on_net(&mut self, slot: usize, inc: u64, from: usize, session: u64, msg: NetMsg) {
-        let now = self.now;
         let Some(node) = self.node_mut(slot, inc) else {
             return;
         };
-        let current = node.conns.get(&from).map(|c| c.session);
-        if current != Some(session) {
-            // A closed or replaced session: its bytes go nowhere.
+        if !node.links.contains_key(&session) {
+            // A closed link: its bytes go nowhere.
             return;
         }
+        if self.on_link_msg(slot, inc, from, session, &msg) {
+            return;
+        }
+        let Some(node) = self.node_mut(slot, inc) else {
+            return;
+        };
         match msg {
-            NetMsg::Ping => {
-                let rinc = node
-                    .conns
-                    .get(&from)
-                    .map(|c| c.remote.incarnation)
-                    .unwrap_or(0);
-                self.send_on(slot, from, session, rinc, NetMsg::Pong);
-            }
-            NetMsg::Pong => {
-                if let Some(c) = node.conns.get_mut(&from) {
-                    c.last_heard = now;
-                }
-            }
-            NetMsg::Fin => {
-                if let Some(c) = node.conns.remove(&from) {
-                    node.dial.insert(from, (now + 100 * MS, 0));
-                    self.run_member(
-                        slot,
-                        inc,
-                        Input::NodeDown {
-                            id: c.remote,
-                            reason: DownReason::Disconnected,
-                        },
-                    );
-                }
-            }
+            NetMsg::Ping { .. } | NetMsg::Pong { .. } | NetMsg::Fin => {}
             NetMsg::Member(Wire::ReplicaAck {
                 from,
                 name,
@@ -1794,7 +1564,7 @@ impl World {
                     let running = self
                         .names
                         .iter()
-                        .position(|n| *n == sub.node.name)
+                        .position(|n| n == connector::short(&sub.node.name))
                         .and_then(|slot| self.node(slot, sub.node.incarnation))
                         .is_some();
                     if let Some(s) = self.subs.get_mut(&sub.sink)

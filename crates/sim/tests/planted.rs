@@ -85,7 +85,7 @@ fn a_move_accepted_before_the_targets_backup_holds_it_is_caught() {
 
 #[test]
 fn a_backup_acknowledging_an_owner_after_giving_its_replica_to_a_failover_is_caught() {
-    caught(Bug::AckAfterFetch, "frozen-half-seen", 30);
+    caught(Bug::AckAfterFetch, "frozen-half-seen", 50);
 }
 
 #[test]
