@@ -15,13 +15,18 @@
 //! # Layout
 //! - [`rng`]: the seeded generator, the only randomness.
 //! - [`log`]: the child hosted in the simulation (a log of input ids, schemas v1 and v2).
-//! - [`world`]: nodes, sessions, clients, the event queue.
+//! - [`world`]: nodes, links, clients, the event queue; `world/connector.rs` drives each
+//!   node's `discovery::connector::link_table::LinkTable`.
 //! - [`schedule`]: random schedules and the named regression scenarios.
 //! - [`check`]: the invariants.
 //!
-//! What it does not simulate: ractor_cluster's own link layer (turmoil and madsim cannot run
-//! it deterministically, see `shared/research/durability.md`); the connector is modelled by
-//! the world (dials with backoff, heartbeats, failure timeout, stale incarnations refused).
+//! The connector's decisions (dials with backoff, the election between two links to one
+//! node, stale incarnations refused, heartbeats and the failure timeout) are discovery's own
+//! `LinkTable`, the sans-IO core the production connector actor drives; the world only
+//! carries out its effects. What it does not simulate: ractor_cluster's own link layer (the
+//! handshake is one step after a round trip; turmoil and madsim cannot run it
+//! deterministically, see `shared/research/durability.md`), and discovery's DNS (every node
+//! knows every other's address from the start, as with static peers).
 
 pub mod check;
 pub mod log;

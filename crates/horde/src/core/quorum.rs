@@ -50,9 +50,11 @@
 //! - *A replica given to a failover closes the door behind it* (for a clock that stopped,
 //!   outside the bound on rates: a frozen virtual machine wakes believing in its lease). A
 //!   member that answers a failover's fetch, and the failing-over member itself, refuse the
-//!   owner's replicas of that epoch from then on (`Fenced`). A backup reads the fetch and the
-//!   owner's replicas in one order, so every change it acknowledged is in what it gave the
-//!   failover, or was refused and never answered. Planted bug: `ack-after-fetch` (scenario
+//!   owner's replicas of that epoch (`Fenced`) until the registry moves past it, for as long
+//!   as the failover keeps asking (each fetch renews a 5 s fence; a failover called off
+//!   because its owner came back in time stops asking, and the owner answers again). A backup
+//!   reads the fetch and the owner's replicas in one order, so every change it acknowledged
+//!   is in what it gave the failover, or was refused and never answered. Planted bug: `ack-after-fetch` (scenario
 //!   `frozen-half-seen`; found as random fault schedule 1149).
 //! - *A failover outranks whatever the old owner did alone.* Cut off, an owner can still raise
 //!   a child's epoch where nobody hears it: an offer that goes unanswered thaws the child two

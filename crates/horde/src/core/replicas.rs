@@ -33,9 +33,12 @@ use tracing::{debug, error};
 /// A replica not updated for this long, of a child whose owner now backs up elsewhere, goes.
 const IDLE_REPLICA: Duration = Duration::from_secs(60);
 /// How long a member refuses an owner's replicas of a name after it gave its own to a failover
-/// of that name (unless the registry moves past that epoch first: then fencing by epoch
-/// refuses them anyway).
-const FETCH_FENCE: Duration = Duration::from_secs(120);
+/// of that name: a lease the fetch gives the failover, renewed by every fetch it sends (a
+/// failover still waiting for some member asks again every second or two), and ended early
+/// when the registry moves past that epoch (fencing by epoch refuses them from then on). A
+/// failover that was called off (its owner came back before it ran: the votes against it
+/// lapsed) stops asking, and the owner's copy answers again within this.
+const FETCH_FENCE: Duration = Duration::from_secs(5);
 /// Children per tick that move to the backup placement now prefers while their own is still
 /// good (after a join): 10,000 children switch in 2.5 s instead of all at once.
 const BACKUP_SWITCHES_PER_TICK: usize = 200;
@@ -111,7 +114,9 @@ impl<T> Core<T> {
                 .replicas
                 .fetched
                 .get(r.name.as_str())
-                .is_some_and(|(e, _)| r.epoch <= *e)
+                .is_some_and(|(e, at)| {
+                    r.epoch <= *e && now.saturating_duration_since(*at) < FETCH_FENCE
+                })
         {
             return out.push(refuse(ReplicaRefusal::Fenced));
         }
