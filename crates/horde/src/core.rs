@@ -586,12 +586,15 @@ impl<T> Core<T> {
             Wire::FetchReplicas { from, id, names } => {
                 self.fence_fetched(now, &names);
                 // One answer per fetch: what fits the budget (a fetch names one child).
-                let members = self.fetch_members(now);
+                // A build of protocol 2 only (0.1.0, as the simulator runs it) names none.
+                let members = (self.config.protocols.max
+                    >= crate::protocol::Feature::FetchNamesMembers.since())
+                .then(|| self.fetch_members(now));
                 let fixed = crate::protocol::wire_len(&Wire::ReplicasFound {
                     from: self.me.clone(),
                     id,
                     items: Vec::new(),
-                    members: Some(members.clone()),
+                    members: members.clone(),
                 });
                 let budget = self.config.max_message_bytes;
                 let crate::protocol::Batches { batches, too_large } =
@@ -606,7 +609,7 @@ impl<T> Core<T> {
                         from: self.me.clone(),
                         id,
                         items,
-                        members: Some(members),
+                        members,
                     },
                 });
             }

@@ -2219,6 +2219,7 @@ fn read_as(mut wire: Wire, speaks: Protocols) -> Wire {
     match &mut wire {
         Wire::Hello(h) | Wire::Reintroduce(h) => h.max_protocol = None,
         Wire::Offer { frozen_us, .. } => frozen_us.clear(),
+        Wire::ReplicasFound { members, .. } => *members = None,
         _ => {}
     }
     wire
