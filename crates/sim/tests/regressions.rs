@@ -185,3 +185,20 @@ fn random_seed(seed: u64) {
 fn the_rebalancer_never_moves_a_child_to_a_suspected_member() {
     random_seed(2404);
 }
+
+/// The same loop through a member voted dead that this one saw again already: back from a
+/// cut, it took a child every second, failed over in a new term each time, and was never
+/// granted a lease again (S4). Random fault schedule 247 (failed before the fix).
+#[test]
+fn the_rebalancer_never_moves_a_child_to_a_member_voted_dead() {
+    random_seed(247);
+}
+
+/// A failover called off (its owner came back before it ran, and the votes against it
+/// lapsed) left every member that had given it a replica refusing the owner's replicas for
+/// two minutes: the owner's games answered nothing (S4). The fence is now a lease each fetch
+/// renews. Random fault schedule 174 (failed before the fix).
+#[test]
+fn a_failover_called_off_leaves_the_owner_answering() {
+    random_seed(174);
+}
