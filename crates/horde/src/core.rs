@@ -125,13 +125,14 @@ fn candidates(
     registry: &Registry,
     wants_load: bool,
 ) -> Vec<Candidate> {
-    let mut loads: BTreeMap<&str, usize> = BTreeMap::new();
-    if wants_load {
-        for (_, e) in registry.iter().filter(|(_, e)| !e.removed) {
-            *loads.entry(e.owner.name.as_str()).or_insert(0) += 1;
+    // Counted as the registry changes: reading a load costs nothing per child.
+    let load = |n: &NodeId| {
+        if wants_load {
+            registry.load_of(&n.name)
+        } else {
+            0
         }
-    }
-    let load = |n: &NodeId| loads.get(n.name.as_str()).copied().unwrap_or(0);
+    };
     let mut out = vec![Candidate {
         node: me.clone(),
         version: version.clone(),

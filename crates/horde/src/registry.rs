@@ -9,7 +9,7 @@
 //! (commutative, associative, idempotent: see the proptests), so replicas converge under any
 //! delivery order. Pure: no actors, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use discovery::NodeId;
@@ -75,9 +75,18 @@ pub enum Merged {
 /// A full replica. A persistent ordered map: a clone is O(1) and shares structure, so the
 /// single writer can publish an immutable copy after every change for readers on other tasks;
 /// iteration is in name order, the same on every node and in every run.
+///
+/// It also keeps, as entries change, how many live names each owner holds and how many live
+/// names there are: placement and backup choices read a member's load for every child they
+/// place, and recounting the whole registry each time made every new child cost work
+/// proportional to all children.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Registry {
     entries: imbl::OrdMap<Arc<str>, Entry>,
+    /// Live names per owner (by node name, whatever the run).
+    loads: BTreeMap<String, usize>,
+    /// Live names.
+    live: usize,
 }
 
 impl Registry {
@@ -88,21 +97,55 @@ impl Registry {
 
     /// Merges one entry.
     pub fn merge(&mut self, name: &str, incoming: Entry) -> Merged {
-        match self.entries.get_mut(name) {
+        let merged = match self.entries.get_mut(name) {
             None => {
+                self.count(&incoming, true);
                 self.entries.insert(Arc::from(name), incoming);
-                Merged::Inserted
+                return Merged::Inserted;
             }
             Some(current) if incoming.beats(current) => {
                 Merged::Replaced(std::mem::replace(current, incoming))
             }
             Some(_) => Merged::Kept,
+        };
+        if let Merged::Replaced(old) = &merged {
+            self.count(old, false);
+            if let Some(new) = self.entries.get(name).cloned() {
+                self.count(&new, true);
+            }
+        }
+        merged
+    }
+
+    /// Counts `e` in (or out of) the loads.
+    fn count(&mut self, e: &Entry, add: bool) {
+        if e.removed {
+            return;
+        }
+        if add {
+            self.live += 1;
+            *self.loads.entry(e.owner.name.clone()).or_insert(0) += 1;
+        } else {
+            self.live = self.live.saturating_sub(1);
+            if let Some(n) = self.loads.get_mut(e.owner.name.as_str()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.loads.remove(e.owner.name.as_str());
+                }
+            }
         }
     }
 
     /// Drops the record of `name` (a collected tombstone); returns it.
     pub fn remove(&mut self, name: &str) -> Option<Entry> {
-        self.entries.remove(name)
+        let gone = self.entries.remove(name)?;
+        self.count(&gone, false);
+        Some(gone)
+    }
+
+    /// How many live names the node named `owner` holds (any run of it).
+    pub fn load_of(&self, owner: &str) -> usize {
+        self.loads.get(owner).copied().unwrap_or(0)
     }
 
     /// Merges another replica into this one.
@@ -124,7 +167,7 @@ impl Registry {
 
     /// Number of live names.
     pub fn live(&self) -> usize {
-        self.entries.values().filter(|e| !e.removed).count()
+        self.live
     }
 
     /// Number of records, tombstones included.
@@ -362,6 +405,29 @@ mod tests {
             }
             prop_assert_eq!(&replicas[0], &replicas[1]);
             prop_assert_eq!(&replicas[1], &replicas[2]);
+        }
+
+        #[test]
+        fn loads_are_what_a_recount_finds(
+            updates in prop::collection::vec(arb_entry(), 1..30),
+            drops in prop::collection::vec(any::<bool>(), 30),
+        ) {
+            let mut r = Registry::new();
+            for (i, (n, e)) in updates.iter().enumerate() {
+                r.merge(n, e.clone());
+                if drops[i] && i % 3 == 0 {
+                    r.remove(n);
+                }
+            }
+            let mut loads: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, e) in r.iter().filter(|(_, e)| !e.removed) {
+                *loads.entry(e.owner.name.clone()).or_insert(0) += 1;
+            }
+            for (owner, n) in &loads {
+                prop_assert_eq!(r.load_of(owner), *n);
+            }
+            prop_assert_eq!(&r.loads, &loads);
+            prop_assert_eq!(r.live(), r.iter().filter(|(_, e)| !e.removed).count());
         }
     }
 }
