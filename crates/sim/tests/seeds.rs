@@ -19,22 +19,22 @@ fn seeds(profile: Profile, from: u64, count: u64) {
 #[test]
 fn planned_schedules_hold_every_invariant() {
     // Joins, rolling updates v1 -> v2 (start-first and restarts of the same name), drains.
-    seeds(Profile::Planned, 0, 200);
+    seeds(Profile::Planned, 0, 120);
 }
 
 // Crashes, restarts (some with the clock behind, some under a new name), pauses, partitions,
-// flaps, rollbacks, one at a time, on top of the planned path: 800 seeds in two halves (the
+// flaps, rollbacks, one at a time, on top of the planned path: 500 seeds in two halves (the
 // test harness runs them side by side; `cargo run --release -p sim -- --schedule
 // random-faults --seeds 10000` runs ten thousand).
 
 #[test]
 fn fault_schedules_hold_every_invariant() {
-    seeds(Profile::Faults, 0, 400);
+    seeds(Profile::Faults, 0, 250);
 }
 
 #[test]
 fn more_fault_schedules_hold_every_invariant() {
-    seeds(Profile::Faults, 400, 400);
+    seeds(Profile::Faults, 250, 250);
 }
 
 #[test]
