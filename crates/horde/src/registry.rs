@@ -97,40 +97,48 @@ impl Registry {
 
     /// Merges one entry.
     pub fn merge(&mut self, name: &str, incoming: Entry) -> Merged {
-        let merged = match self.entries.get_mut(name) {
+        let (old, added) = match self.entries.get_mut(name) {
             None => {
                 self.count(&incoming, true);
                 self.entries.insert(Arc::from(name), incoming);
                 return Merged::Inserted;
             }
             Some(current) if incoming.beats(current) => {
-                Merged::Replaced(std::mem::replace(current, incoming))
+                let added = (!incoming.removed).then(|| incoming.owner.clone());
+                (std::mem::replace(current, incoming), added)
             }
-            Some(_) => Merged::Kept,
+            Some(_) => return Merged::Kept,
         };
-        if let Merged::Replaced(old) = &merged {
-            self.count(old, false);
-            if let Some(new) = self.entries.get(name).cloned() {
-                self.count(&new, true);
-            }
+        self.count(&old, false);
+        if let Some(owner) = added {
+            self.tally(&owner.name, true);
         }
-        merged
+        Merged::Replaced(old)
     }
 
-    /// Counts `e` in (or out of) the loads.
+    /// Counts `e` in (or out of) the loads, when it is live.
     fn count(&mut self, e: &Entry, add: bool) {
-        if e.removed {
-            return;
+        if !e.removed {
+            self.tally(&e.owner.name, add);
         }
+    }
+
+    /// One live name more (or fewer) for `owner`.
+    fn tally(&mut self, owner: &str, add: bool) {
         if add {
             self.live += 1;
-            *self.loads.entry(e.owner.name.clone()).or_insert(0) += 1;
+            match self.loads.get_mut(owner) {
+                Some(n) => *n += 1,
+                None => {
+                    self.loads.insert(owner.to_string(), 1);
+                }
+            }
         } else {
             self.live = self.live.saturating_sub(1);
-            if let Some(n) = self.loads.get_mut(e.owner.name.as_str()) {
+            if let Some(n) = self.loads.get_mut(owner) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    self.loads.remove(e.owner.name.as_str());
+                    self.loads.remove(owner);
                 }
             }
         }

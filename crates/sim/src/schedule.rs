@@ -439,6 +439,13 @@ pub const SCENARIOS: &[&str] = &[
     "membership-churn",
 ];
 
+/// A failure timeout shorter than the lease (600 ms) or longer (2 s), drawn from `r`, with a
+/// heartbeat of a quarter of it.
+fn timeout_either_side_of_the_lease(config: &mut Config, r: &mut Rng) {
+    config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
+    config.heartbeat = config.failure_timeout / 4;
+}
+
 fn base(r: &mut Rng, nodes: usize, names: usize, schema: u16) -> Vec<(Time, Step)> {
     let mut steps = Vec::new();
     for i in 1..=nodes {
@@ -737,8 +744,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // with inputs and replications of an epoch that was failed over meanwhile (the
         // fencing rules' planted bugs).
         "frozen-owner" => {
-            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
-            config.heartbeat = config.failure_timeout / 4;
+            timeout_either_side_of_the_lease(&mut config, &mut r);
             steps = base(&mut r, 3, 30, 2);
             steps.push((4600 * MS, Step::Clients(5)));
             let mut t = 7 * SEC;
@@ -806,8 +812,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // where nobody hears it, while the majority fails them over. On heal the failover's
         // copies must win the merge (a failover's epoch starts a new term: its planted bug).
         "cut-off-mover" => {
-            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
-            config.heartbeat = config.failure_timeout / 4;
+            timeout_either_side_of_the_lease(&mut config, &mut r);
             let nodes = 4;
             steps = base(&mut r, nodes, 40, 2);
             steps.push((4600 * MS, Step::Clients(6)));
@@ -837,8 +842,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // and must wait for the new member's replicas, which the others name in their
         // answers (the planted bug `failover-skips-unknown`).
         "join-behind-stall" => {
-            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
-            config.heartbeat = config.failure_timeout / 4;
+            timeout_either_side_of_the_lease(&mut config, &mut r);
             steps = base(&mut r, 3, 40, 2);
             steps.push((4600 * MS, Step::Clients(6)));
             let t = 7 * SEC;
@@ -907,8 +911,7 @@ pub fn scenario(name: &str, seed: u64) -> Option<Schedule> {
         // and another is cut off meanwhile. Leases, votes and failovers are decided on
         // the sets each member has at that moment.
         "membership-churn" => {
-            config.failure_timeout = [600 * MS, 2 * SEC][r.range(0, 2) as usize];
-            config.heartbeat = config.failure_timeout / 4;
+            timeout_either_side_of_the_lease(&mut config, &mut r);
             steps = base(&mut r, 3, 30, 2);
             steps.push((4600 * MS, Step::Clients(5)));
             let t = 7 * SEC;

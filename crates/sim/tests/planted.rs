@@ -114,34 +114,38 @@ fn caught_at_the_core(bug: Bug, check: fn() -> Result<(), String>) {
     println!("{}: caught at the core: {why}", bug.name());
 }
 
+/// Run 1 of the member called `name`.
+fn node(name: &str) -> discovery::NodeId {
+    discovery::NodeId {
+        name: name.into(),
+        incarnation: 1,
+    }
+}
+
+/// A member core of this release as production configures it (horde's defaults, for a child
+/// of this release's schema), started at `now`.
+fn member_core(name: &str, now: std::time::Instant) -> horde::core::Core<u64> {
+    let config = horde::HordeConfig::new("planted", "2.0.0").core::<sim::log::Log<2>>();
+    horde::core::Core::new(
+        node(name),
+        "2.0.0",
+        config,
+        std::sync::Arc::new(horde::stats::Counters::default()),
+        now,
+    )
+}
+
 /// A backup that holds epoch 2 of a name, then gets a replica of epoch 1 (a superseded
 /// copy's, late): it must refuse it (an acknowledgement would let that copy answer an input
 /// the newer copy never saw).
 fn older_epoch_refused() -> Result<(), String> {
-    use std::sync::Arc;
     use std::time::Instant;
 
-    use discovery::NodeId;
-    use horde::HordeConfig;
-    use horde::core::{Core, Effect, Input};
+    use horde::core::{Effect, Input};
     use horde::protocol::{Replica, ReplicaRefusal, Wire};
-    use horde::stats::Counters;
-    use sim::log::Log;
 
-    let node = |name: &str| NodeId {
-        name: name.into(),
-        incarnation: 1,
-    };
-    // horde's production defaults, for a child of this release's schema.
-    let config = HordeConfig::new("planted", "2.0.0").core::<Log<2>>();
     let now = Instant::now();
-    let mut backup = Core::<u64>::new(
-        node("b"),
-        "2.0.0",
-        config,
-        Arc::new(Counters::default()),
-        now,
-    );
+    let mut backup = member_core("b", now);
     let replica = |owner: &str, epoch: u64, seq: u64| Replica {
         name: "g".into(),
         owner: node(owner),
@@ -191,7 +195,6 @@ fn a_backup_taking_an_older_epochs_replica_is_caught() {
 fn no_event_without_lease() -> Result<(), String> {
     use std::time::Instant;
 
-    use discovery::NodeId;
     use horde::core::child::{
         Body, ChildCore, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
     };
@@ -200,10 +203,6 @@ fn no_event_without_lease() -> Result<(), String> {
     use sim::log::{Log, LogMsg};
 
     type C = Log<2>;
-    let node = |name: &str| NodeId {
-        name: name.into(),
-        incarnation: 1,
-    };
     let now = Instant::now();
     let leased = ChildEnv::open();
     let lost = ChildEnv {
@@ -287,21 +286,12 @@ fn events_from_a_copy_without_its_lease_are_caught() {
 /// Proven at the core: no schedule of the simulator has yet made a hello sent for another
 /// reason cross a farewell that is then lost.
 fn farewell_needs_its_receipt() -> Result<(), String> {
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
-    use discovery::NodeId;
-    use horde::HordeConfig;
-    use horde::core::{Core, Effect, Input, Reply, Request};
+    use horde::core::{Effect, Input, Reply, Request};
     use horde::membership::MemberStatus;
     use horde::protocol::{Hello, Wire};
-    use horde::stats::Counters;
-    use sim::log::Log;
 
-    let node = |name: &str| NodeId {
-        name: name.into(),
-        incarnation: 1,
-    };
     let hello = |name: &str, seq: u64| Hello {
         node: node(name),
         protocol: 2,
@@ -311,15 +301,8 @@ fn farewell_needs_its_receipt() -> Result<(), String> {
         reads: vec![2],
         max_protocol: Some(3),
     };
-    let config = HordeConfig::new("planted", "2.0.0").core::<Log<2>>();
     let t0 = Instant::now();
-    let mut b = Core::<u64>::new(
-        node("b"),
-        "2.0.0",
-        config,
-        Arc::new(Counters::default()),
-        t0,
-    );
+    let mut b = member_core("b", t0);
     b.on(t0, Input::Request(Request::NoPeersExpected));
     for peer in ["a", "c"] {
         b.on(t0, Input::NodeUp(node(peer)));

@@ -326,16 +326,7 @@ impl World {
                     return true;
                 };
                 if node.links.remove(&link).is_some() {
-                    let info = self.session_info(from, false);
-                    self.link_input(
-                        slot,
-                        inc,
-                        LinkInput::Session {
-                            step: SessionStep::Closed,
-                            link,
-                            info,
-                        },
-                    );
+                    self.report_closed(slot, inc, link, from);
                 }
             }
             _ => return false,
@@ -373,6 +364,11 @@ impl World {
             return;
         };
         self.send_on(slot, peer, link, peer_inc, NetMsg::Fin);
+        self.report_closed(slot, inc, link, peer);
+    }
+
+    /// The endpoint reports `link` (to `peer`) gone to this node's table.
+    fn report_closed(&mut self, slot: usize, inc: u64, link: u64, peer: usize) {
         let info = self.session_info(peer, false);
         self.link_input(
             slot,
