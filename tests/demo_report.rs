@@ -117,6 +117,13 @@ async fn the_demo_writes_a_self_contained_report_with_its_numbers() {
         assert_eq!(row(&html, label), Some(value.as_str()), "row `{label}`");
     }
     assert_eq!(n("games"), "200");
+    // Every input answered, every game its model, acknowledged inputs still recognised.
+    assert_eq!(n("inputs_unanswered"), "0", "{json}");
+    assert_eq!(n("games_modelled"), "200", "{json}");
+    assert_eq!(n("games_unlike_model"), "0", "{json}");
+    assert_eq!(n("answers_unlike_model"), "0", "{json}");
+    assert_eq!(n("inputs_acked_lost"), "0", "{json}");
+    assert_ne!(n("inputs_acked_probed"), "0", "{json}");
 
     let Some(chromium) = chromium_or_skip("demo_report picture") else {
         return;

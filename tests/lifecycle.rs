@@ -3,12 +3,13 @@
 //! `GAME_RETENTION_MS` from every node (404, `GET /api/games`, the registry counts of
 //! `/api/cluster`, `/metrics`, backups); `MAX_GAMES_PER_NODE` makes `POST /api/games` answer
 //! 503 with `Retry-After` once every node is full, and a drain still moves every game; bad
-//! values exit 2 naming the variable.
+//! values exit 2 naming the variable. A WebSocket on a removed game closes with 1000.
 
 mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::logs;
 use harness::node::{NodeProcess, get_json, metric_sum, node_env};
@@ -16,6 +17,7 @@ use harness::ports::{free_port, loopbacks};
 use harness::wait::{eventually, scaled};
 use serde_json::{Value, json};
 use support::MINOTAUR;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Longest wait of a step (scaled by `MINOTAUR_TEST_TIME_SCALE`).
 const STEP: Duration = Duration::from_secs(30);
@@ -146,6 +148,13 @@ async fn a_game_over_or_idle_is_removed_from_every_node_after_the_retention() {
         (held >= 2.0).then_some(())
     })
     .await;
+    // A client watching the game to be played out, on a node that may not host it.
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+        "{}/api/games/{over}/ws",
+        urls[2].replace("http://", "ws://")
+    ))
+    .await
+    .expect("a WebSocket on the game");
     // ann leaves: bob wins, the game is over by its rules (no `ended`).
     play(
         &cluster,
@@ -179,6 +188,20 @@ async fn a_game_over_or_idle_is_removed_from_every_node_after_the_retention() {
             .await;
         }
     }
+    // The socket was told, not left open and silent: 1000 with the reason.
+    let closed = tokio::time::timeout(scaled(STEP), async {
+        while let Some(Ok(m)) = socket.next().await {
+            if let Message::Close(frame) = m {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket of a removed game closes");
+    let (code, reason) = closed.expect("a close frame");
+    assert_eq!(code, 1000, "{reason}");
+    assert!(reason.contains("game removed"), "{reason}");
     for url in &urls {
         let (listed, registry, gauges) = eventually("nothing left", STEP, || async {
             let seen = node_games(&cluster, url).await?;

@@ -275,6 +275,17 @@ async fn a_node_without_discovery_or_peers_exits_at_once_on_sigint_and_sigterm()
             "{}",
             node.log()
         );
+        // Its game stops with it, and the log says so, not that a backup holds it.
+        assert!(
+            node.log().contains("they stop with this node"),
+            "{}",
+            node.log()
+        );
+        assert!(
+            !node.log().contains("backups hold"),
+            "a lone node claims backups: {}",
+            node.log()
+        );
     }
 }
 

@@ -49,7 +49,7 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
     let load = Load::start(cluster.http(), 200, 40, 400.0, cluster.targets())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.expect_play(100).await;
 
     // The first replacement: the new node stays to the end, so a WebSocket on it must see a
     // game hosted elsewhere move and keep streaming every state.
@@ -139,21 +139,21 @@ async fn a_rolling_update_loses_no_game_and_no_input_and_sockets_follow_their_ga
     }
     let (mut tx, sent_end_turns) = player_task.await.unwrap();
     inputs += sent_end_turns;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.expect_play(100).await;
     let result = load.stop().await;
 
     // Every game is there, with the round and seq its players last saw, and every
     // acknowledged input applied exactly once.
+    // Content too: each game is its model (created, every acknowledged input replayed).
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     assert_eq!(integrity.games, 200);
-    assert_eq!(integrity.games_lost, 0, "{integrity:?}");
-    assert_eq!(integrity.inputs_lost, 0, "{integrity:?}");
-    assert_eq!(integrity.inputs_duplicated, 0, "{integrity:?}");
-    assert_eq!(integrity.inputs_unanswered, 0, "{integrity:?}");
+    integrity.assert_nothing_lost();
     assert_eq!(result.regressions, 0);
+    // The joins (two per game) are setup, not play.
     assert!(
-        integrity.inputs_acked > 1000,
-        "too little play to prove anything: {integrity:?}"
+        result.answers.len() > 600,
+        "too little play to prove anything: {} answers after the joins ({integrity:?})",
+        result.answers.len()
     );
     let urls = cluster.urls();
     for (i, game) in result.games.iter().enumerate() {
@@ -380,12 +380,12 @@ async fn a_build_with_a_new_state_schema_takes_over_games_from_the_old_one() {
     let load = Load::start(cluster.http(), 60, 12, 120.0, cluster.targets())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.expect_play(50).await;
     for _ in 0..3 {
         let (_, code) = cluster.replace(0, &v2).await.unwrap();
         assert_eq!(code, Some(0));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.expect_play(50).await;
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     integrity.assert_nothing_lost();
@@ -420,13 +420,13 @@ async fn a_rollback_to_the_previous_build_keeps_every_game() {
     let load = Load::start(cluster.http(), 60, 12, 150.0, cluster.targets())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.expect_play(50).await;
     // v1 -> v2, then back to v1 (what `docker service rollback` does), writers running.
     for binary in [&v2, &v2, &v2, &v1, &v1, &v1] {
         let (_, code) = cluster.replace(0, binary).await.unwrap();
         assert_eq!(code, Some(0), "a drained node exits 0");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.expect_play(50).await;
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     eprintln!("rollback: {integrity:?}");

@@ -164,20 +164,23 @@ async fn assert_integrity(cluster: &Cluster, what: &str, load: &LoadResult) -> I
     let integrity = verify(cluster.http(), &cluster.urls(), load).await;
     let pauses = load.pauses();
     eprintln!(
-        "UPGRADE REPORT {what}: games {} lost {} | inputs acknowledged {} lost {} applied twice {} unanswered {} | pause p50 {:.1} ms p99 {:.1} ms max {:.1} ms | retried requests {}",
+        "UPGRADE REPORT {what}: games {} lost {} | inputs acknowledged {} lost {} applied twice {} unanswered {} | games modelled {} unlike their model {} | acknowledged inputs probed {} forgotten {} | pause p50 {:.1} ms p99 {:.1} ms max {:.1} ms | retried requests {}",
         integrity.games,
         integrity.games_lost,
         integrity.inputs_acked,
         integrity.inputs_lost,
         integrity.inputs_duplicated,
         integrity.inputs_unanswered,
+        integrity.games_modelled,
+        integrity.games_unlike_model,
+        integrity.inputs_acked_probed,
+        integrity.inputs_acked_lost,
         pauses.p50_ms,
         pauses.p99_ms,
         pauses.max_ms,
         load.failed_attempts,
     );
     integrity.assert_nothing_lost();
-    assert_eq!(integrity.inputs_unanswered, 0, "{what}: {integrity:?}");
     assert_eq!(load.regressions, 0, "{what}: a state went back");
     assert!(
         load.interleaved().is_empty(),

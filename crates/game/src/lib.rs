@@ -28,6 +28,8 @@
 //!   only ways it changes; the rule constants; [`RuleError`].
 //! - [`input`]: [`Input`] and [`Action`], their JSON shapes and shape checks ([`InputError`]).
 //! - [`view`]: [`GameView`], the JSON state clients see.
+//! - [`model`]: a game rebuilt from a client's first view and its acknowledged inputs, to
+//!   check what a server holds.
 //! - [`session`]: the game actor hosted by horde: timer, subscribers, state schema.
 //! - [`join_code`]: the short codes players share.
 //!
@@ -43,6 +45,7 @@ pub mod hex;
 pub mod input;
 pub mod join_code;
 pub mod maze;
+pub mod model;
 pub mod rules;
 pub mod session;
 pub mod view;

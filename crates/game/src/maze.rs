@@ -88,8 +88,8 @@ impl Maze {
         }
     }
 
-    /// A hand-made maze, for tests of the rules that need walls in known places.
-    #[cfg(test)]
+    /// A maze with these walls and spawn points (its seed unknown: 0): a hand-made one for
+    /// tests of the rules, or one read back from a client's view ([`crate::model`]).
     pub(crate) fn from_parts(radius: u32, walls: &[Hex], spawns: &[Hex]) -> Maze {
         Maze {
             seed: 0,

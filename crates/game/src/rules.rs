@@ -413,6 +413,11 @@ impl Game {
         &self.id
     }
 
+    /// Puts the game on another board (a model rebuilding a game from a client's view).
+    pub(crate) fn set_maze(&mut self, maze: Maze) {
+        self.maze = maze;
+    }
+
     pub fn code(&self) -> &str {
         &self.code
     }

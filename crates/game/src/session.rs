@@ -71,7 +71,8 @@ pub fn set_lifecycle(l: Lifecycle) {
     let _ = LIFECYCLE.set(l);
 }
 
-fn lifecycle() -> Lifecycle {
+/// How long the games this process hosts live ([`set_lifecycle`], else the defaults).
+pub fn lifecycle() -> Lifecycle {
     LIFECYCLE.get().copied().unwrap_or_default()
 }
 

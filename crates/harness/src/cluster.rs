@@ -418,19 +418,7 @@ impl Cluster {
     /// Every node's registry (`GET /api/games` on each): game code -> host, one map per node
     /// (empty for a node that does not answer).
     pub async fn registries(&self) -> Vec<HashMap<String, String>> {
-        let mut views: Vec<HashMap<String, String>> = Vec::new();
-        for url in self.urls() {
-            let mut view = HashMap::new();
-            if let Ok(r) = self.http.get(format!("{url}/api/games")).send().await
-                && let Ok(Value::Array(games)) = r.json::<Value>().await
-            {
-                for g in games {
-                    view.insert(text(&g["code"]), text(&g["node"]));
-                }
-            }
-            views.push(view);
-        }
-        views
+        registries(&self.http, &self.urls()).await
     }
 
     /// Every game's host as each node's registry says (`GET /api/games` on each): the games
@@ -461,6 +449,24 @@ impl Cluster {
             let _ = n.wait(SHUTDOWN_TIMEOUT).await;
         }
     }
+}
+
+/// The registries of the nodes at `urls` (`GET /api/games` on each): game code -> host, one
+/// map per node (empty for a node that does not answer).
+pub async fn registries(http: &reqwest::Client, urls: &[String]) -> Vec<HashMap<String, String>> {
+    let mut views: Vec<HashMap<String, String>> = Vec::new();
+    for url in urls {
+        let mut view = HashMap::new();
+        if let Ok(r) = http.get(format!("{url}/api/games")).send().await
+            && let Ok(Value::Array(games)) = r.json::<Value>().await
+        {
+            for g in games {
+                view.insert(text(&g["code"]), text(&g["node"]));
+            }
+        }
+        views.push(view);
+    }
+    views
 }
 
 /// The games whose host the registries (as [`Cluster::registries`] returns them) disagree

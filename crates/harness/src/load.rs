@@ -6,6 +6,11 @@
 //! A game's pause is the longest any one of its inputs took (retries included) while
 //! measuring; every game moves at least once during a full rolling update.
 //!
+//! Each game has one writer, so its players also keep a model of it ([`game::model`]): the
+//! game as its creation answered it, with every acknowledged input replayed through the
+//! rules. Every answer must show the model's state, and so must the game when [`verify`]
+//! reads it at the end: a server that kept `seq` but lost a board, a player or a turn fails.
+//!
 //! # Layout
 //! - this file: [`Load`], the players, and what they saw ([`LoadResult`]).
 //! - `integrity`: [`verify`] and its [`Integrity`] report.
@@ -16,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use game::{Action, Game, GameView, Input, Outcome};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -48,7 +54,50 @@ struct Tracked {
     regressions: u64,
     /// Longest input while the measurement window was open, in ms.
     pause_ms: f64,
+    /// The game as the rules make it from its creation and the acknowledged inputs; `None`
+    /// once that is unknown (an input that got no answer may or may not be applied).
+    model: Option<Game>,
+    /// Answers whose state was not the model's: the first one described, and how many.
+    mismatch: Option<String>,
+    mismatches: u64,
 }
+
+impl Tracked {
+    /// Records an acknowledged input: replays it on the model and compares the answer's
+    /// state with the model's.
+    fn acked(&mut self, player: &str, input_id: &str, action: Action, answer: &Value) {
+        self.acked += 1;
+        let Some(model) = self.model.as_mut() else {
+            return;
+        };
+        let applied = model.apply(0, Input::new(player, input_id, action));
+        let why = match (applied, serde_json::from_value::<GameView>(answer.clone())) {
+            (Ok(Outcome::Applied), Ok(got)) => {
+                let differ = game::model::differences(&model.view(0), &got);
+                if differ.is_empty() {
+                    return;
+                }
+                format!("differs in {}", differ.join(", "))
+            }
+            (applied, Ok(_)) => format!("the rules say {applied:?} to an acknowledged input"),
+            (_, Err(e)) => format!("unreadable state: {e}"),
+        };
+        self.mismatches += 1;
+        if self.mismatch.is_none() {
+            self.mismatch = Some(format!("{}: answer to {input_id} {why}", self.code));
+        }
+    }
+
+    /// Records an input that got no answer: the model is unknown from now on.
+    fn unanswered(&mut self) {
+        self.unknown += 1;
+        self.model = None;
+    }
+}
+
+/// The round length of the games the players create: the longest there is, so no round ends
+/// by its deadline during a run and the model (which has no clock) holds.
+const ROUND_MS: u64 = game::MAX_ROUND_MS;
 
 const PLAYERS: [&str; 2] = ["ann", "bob"];
 
@@ -169,7 +218,7 @@ impl Load {
         if nodes.is_empty() {
             return Err(Error::NoNodes);
         }
-        let created: Vec<Result<String, String>> = futures::stream::iter(0..count)
+        let created: Vec<Result<(String, Option<Game>), String>> = futures::stream::iter(0..count)
             .map(|i| {
                 let http = http.clone();
                 let url = format!("{}/api/games", nodes[i % nodes.len()]);
@@ -180,7 +229,7 @@ impl Load {
                     let r = loop {
                         let r = http
                             .post(&url)
-                            .json(&json!({ "round_ms": 600_000 }))
+                            .json(&json!({ "round_ms": ROUND_MS }))
                             .send()
                             .await
                             .map_err(|e| e.to_string())?;
@@ -198,10 +247,11 @@ impl Load {
                         return Err(format!("create answered {status}: {why}"));
                     }
                     let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                    v["code"]
-                        .as_str()
-                        .map(String::from)
-                        .ok_or_else(|| "no code".into())
+                    let code = v["code"].as_str().ok_or("no code")?.to_string();
+                    let model = serde_json::from_value::<GameView>(v)
+                        .ok()
+                        .and_then(|view| game::model::from_created(&view));
+                    Ok((code, model))
                 }
             })
             .buffer_unordered(64)
@@ -209,7 +259,7 @@ impl Load {
             .await;
         let mut games = Vec::new();
         for c in created {
-            let code = c.map_err(Error::GameNotCreated)?;
+            let (code, model) = c.map_err(Error::GameNotCreated)?;
             games.push(Mutex::new(Tracked {
                 code,
                 acked: 0,
@@ -218,6 +268,9 @@ impl Load {
                 last: (0, 0),
                 regressions: 0,
                 pause_ms: 0.0,
+                model,
+                mismatch: None,
+                mismatches: 0,
             }));
         }
         let mut load = Load {
@@ -241,10 +294,11 @@ impl Load {
                 async move {
                     let code = games[g].lock().await.code.clone();
                     for (p, player) in PLAYERS.iter().enumerate() {
-                        let body = json!({ "player": player, "input_id": format!("{code}-join-{p}"), "action": { "type": "join" } });
+                        let id = format!("{code}-join-{p}");
+                        let body = json!({ "player": player, "input_id": id, "action": { "type": "join" } });
                         match send_input(&http, &urls, &code, &body, g + p, &failed, &stop).await {
-                            Sent::Acked(_) => games[g].lock().await.acked += 1,
-                            Sent::Unknown => games[g].lock().await.unknown += 1,
+                            Sent::Acked(state) => games[g].lock().await.acked(player, &id, Action::Join, &state),
+                            Sent::Unknown => games[g].lock().await.unanswered(),
                             Sent::Refused => {}
                         }
                     }
@@ -283,7 +337,8 @@ impl Load {
                         // Whoever has not ended the turn ends it: always a valid input.
                         let p = if !t.ended[0] { 0 } else { 1 };
                         n += 1;
-                        let body = json!({ "player": PLAYERS[p], "input_id": format!("{}-{w}-{n}", t.code), "action": { "type": "end_turn" } });
+                        let id = format!("{}-{w}-{n}", t.code);
+                        let body = json!({ "player": PLAYERS[p], "input_id": id, "action": { "type": "end_turn" } });
                         let began = Instant::now();
                         let answer = send_input(&http, &urls, &t.code, &body, g + n as usize, &failed, &stop).await;
                         let took = began.elapsed().as_secs_f64() * 1000.0;
@@ -292,7 +347,7 @@ impl Load {
                         }
                         match answer {
                             Sent::Acked(state) => {
-                                t.acked += 1;
+                                t.acked(PLAYERS[p], &id, Action::EndTurn, &state);
                                 if let Ok(mut a) = answers.lock() {
                                     a.push(Answer {
                                         game: g,
@@ -321,7 +376,7 @@ impl Load {
                                 t.ended = [false; 2];
                             }
                             Sent::Unknown => {
-                                t.unknown += 1;
+                                t.unanswered();
                                 t.ended = [false; 2];
                             }
                         }
@@ -359,6 +414,23 @@ impl Load {
         .is_some()
     }
 
+    /// Waits until `more` inputs beyond those acknowledged now are acknowledged: traffic
+    /// before a fault, or play resumed after one (a condition, never a sleep).
+    ///
+    /// # Panics
+    /// When they were not within a (scaled) 30 s: the players are stuck.
+    #[track_caller]
+    pub fn expect_play(&self, more: usize) -> impl std::future::Future<Output = ()> + '_ {
+        let caller = std::panic::Location::caller();
+        async move {
+            assert!(
+                self.wait_for_play(more, Duration::from_secs(30)).await,
+                "{caller}: the players got no {more} more answers in 30 s ({} so far)",
+                self.answered()
+            );
+        }
+    }
+
     /// Starts or stops measuring pauses.
     pub fn measure(&self, on: bool) {
         self.measuring.store(on, Ordering::Relaxed);
@@ -378,6 +450,8 @@ impl Load {
         LoadResult {
             answers,
             regressions: games.iter().map(|g| g.regressions).sum(),
+            answers_unlike_model: games.iter().map(|g| g.mismatches).sum(),
+            first_unlike_model: games.iter().find_map(|g| g.mismatch.clone()),
             games: games
                 .into_iter()
                 .map(|g| GameResult {
@@ -386,6 +460,7 @@ impl Load {
                     unknown: g.unknown,
                     pause_ms: g.pause_ms,
                     last_seen: g.last,
+                    model: g.model,
                 })
                 .collect(),
             failed_attempts: self.failed_attempts.load(Ordering::Relaxed),
@@ -416,6 +491,11 @@ pub struct LoadResult {
     pub regressions: u64,
     /// Requests that failed and were retried.
     pub failed_attempts: u64,
+    /// Answers whose state was not the one the rules give from the game's creation and its
+    /// acknowledged inputs (must be 0).
+    pub answers_unlike_model: u64,
+    /// The first of them, described.
+    pub first_unlike_model: Option<String>,
 }
 
 /// What the players of one game saw.
@@ -431,6 +511,9 @@ pub struct GameResult {
     pub pause_ms: f64,
     /// The newest `(round, seq)` its players saw.
     pub last_seen: (u64, u64),
+    /// What the game must hold: its creation with every acknowledged input replayed (`None`
+    /// when an input got no answer, or the creation's answer could not start a model).
+    pub model: Option<Game>,
 }
 
 /// Per-game pauses summarised.

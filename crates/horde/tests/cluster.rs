@@ -223,9 +223,20 @@ async fn draining_a_node_under_load_loses_and_doubles_nothing() {
             (acked, errors)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Calls made, not time slept: the clients are busy before the drain and go on after it.
+    let calls_past = |n: u64| {
+        let sent = sent.clone();
+        let want = sent.load(Ordering::Relaxed) + n;
+        async move {
+            eventually("more calls made", DEADLINE, || async {
+                (sent.load(Ordering::Relaxed) >= want).then_some(())
+            })
+            .await
+        }
+    };
+    calls_past(600).await;
     let report = nodes[0].horde.drain(Duration::from_secs(10)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    calls_past(600).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut errors = 0;
@@ -399,9 +410,8 @@ async fn the_children_of_a_node_that_stops_abruptly_restart_elsewhere_from_snaps
     }
     let victims = nodes[2].horde.local_names();
     assert!(!victims.is_empty());
-    // Snapshots go out every tick (50 ms); let the last ones land, then kill the node: its
-    // children stop where they are and its links close.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every answer above was on a backup before it left: kill the node at once (no wait for
+    // anything to land), its children stop where they are and its links close.
     let dead = nodes.pop().unwrap();
     dead.horde.abort();
     dead.connector.stop().await;
@@ -739,19 +749,27 @@ struct Ack {
 /// increment with the same id (through its own node) until it is answered.
 struct Writers {
     stop: Arc<AtomicBool>,
+    /// Increments answered so far.
+    answered: Arc<AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<Vec<Ack>>>,
 }
 
 impl Writers {
     fn start(hordes: Vec<Horde<Counter>>, names: Vec<String>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
         let next_id = Arc::new(AtomicU64::new(1));
         let names = Arc::new(names);
         let tasks = hordes
             .into_iter()
             .enumerate()
             .map(|(c, horde)| {
-                let (stop, next_id, names) = (stop.clone(), next_id.clone(), names.clone());
+                let (stop, next_id, names, answered) = (
+                    stop.clone(),
+                    next_id.clone(),
+                    names.clone(),
+                    answered.clone(),
+                );
                 tokio::spawn(async move {
                     let mut acks = Vec::new();
                     let mut i = c;
@@ -773,6 +791,7 @@ impl Writers {
                                         node: s.node,
                                         at: tokio::time::Instant::now(),
                                     });
+                                    answered.fetch_add(1, Ordering::Relaxed);
                                     break;
                                 }
                                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -783,7 +802,21 @@ impl Writers {
                 })
             })
             .collect();
-        Writers { stop, tasks }
+        Writers {
+            stop,
+            answered,
+            tasks,
+        }
+    }
+
+    /// Waits until `more` increments beyond those answered now are answered: the load runs
+    /// (before a fault), or runs again (after one).
+    async fn expect(&self, more: u64) {
+        let want = self.answered.load(Ordering::Relaxed) + more;
+        eventually("more increments answered", DEADLINE, || async {
+            (self.answered.load(Ordering::Relaxed) >= want).then_some(())
+        })
+        .await;
     }
 
     async fn stop(self) -> Vec<Ack> {
@@ -855,11 +888,11 @@ async fn a_node_killed_right_after_answering_loses_no_answered_input() {
         (nodes[2].horde.stats().forwarded > 0 || nodes[0].horde.stats().routed > 50).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    writers.expect(100).await;
     let dead = nodes.pop().unwrap();
     dead.horde.abort();
     dead.connector.stop().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writers.expect(200).await;
     let acks = writers.stop().await;
     let on_dead = acks
         .iter()
@@ -890,7 +923,7 @@ async fn a_partition_loses_no_answered_input_and_never_has_two_answering_copies(
         nodes.iter().map(|n| n.horde.clone()).collect(),
         names.clone(),
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    writers.expect(100).await;
     let (n0, others) = (
         nodes[0].connector.node().name.clone(),
         vec![
@@ -909,7 +942,7 @@ async fn a_partition_loses_no_answered_input_and_never_has_two_answering_copies(
     for n in &nodes {
         n.connector.heal().await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    writers.expect(200).await;
     let mut acks = writers.stop().await;
     // One answering copy at a time: per counter, once another node answered, the earlier
     // one never answers again.
@@ -1104,4 +1137,45 @@ async fn start_child_says_full_once_every_member_hosts_its_limit() {
         "{report:?}"
     );
     assert_eq!(nodes[0].horde.local_names().len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_left_alone_does_not_count_on_a_gone_members_backups() {
+    let ips = loopbacks(49, 2);
+    let port = free_port(&ips).unwrap();
+    let mut nodes = Vec::new();
+    for ip in &ips {
+        nodes.push(node::<Counter>(*ip, port, config()).await);
+    }
+    mesh(&nodes.iter().collect::<Vec<_>>()).await;
+    let names: Vec<String> = (0..8).map(|i| format!("l{i}")).collect();
+    for name in &names {
+        nodes[0].horde.start_child(name, &0).await.unwrap();
+    }
+    eventually("backups hold replicas", DEADLINE, || async {
+        let held: u64 = nodes.iter().map(|n| n.horde.stats().replicas_held).sum();
+        (held >= names.len() as u64).then_some(())
+    })
+    .await;
+    assert!(!nodes[0].horde.local_names().is_empty());
+    // Node 1, which holds node 0's backups, dies: node 0 is alone with its children (and,
+    // the lower name of two, restarts node 1's).
+    let dead = nodes.pop().unwrap();
+    dead.horde.abort();
+    dead.connector.stop().await;
+    eventually("node 0 sees it gone", DEADLINE, || async {
+        nodes[0]
+            .connector
+            .nodes()
+            .await
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // Its drain cannot move them, and must not report them as backed up (the log would tell
+    // the operator they restart elsewhere): they stop with this node.
+    let report = nodes[0].horde.drain(Duration::from_millis(500)).await;
+    assert_eq!((report.moved, report.fallback), (0, 0), "{report:?}");
+    assert!(report.stranded > 0, "{report:?}");
 }

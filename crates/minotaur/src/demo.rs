@@ -50,15 +50,13 @@ pub struct Report {
     pub memory_per_game_bytes: f64,
     /// Nodes replaced.
     pub nodes: usize,
-    /// Acknowledged inputs missing from the games' states (goal 0; the same as `inputs_lost`,
-    /// named for `--kill`).
-    pub inputs_acked_lost: u64,
     /// With `--kill`: the node killed mid-update, its games then, and how long after the kill
     /// its games were answered again elsewhere (the longest, in ms; null without `--kill`).
     pub killed: Option<String>,
     /// Games the killed node hosted when it died.
     pub killed_games: u64,
-    /// Longest time from the kill until one of the killed node's games answered again.
+    /// Longest time from the kill until one of the killed node's games answered again
+    /// elsewhere; null without `--kill`, and null (a failed run) when none was measured.
     pub failover_ms: Option<f64>,
     /// Each game's pause (its longest input during the update), ms: the report's histogram.
     #[serde(skip)]
@@ -213,15 +211,10 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     let pauses = result.pauses();
-    let failover_ms = killed.as_ref().map(|(name, _, at)| {
-        result
-            .served_again_after(name, *at)
-            .last()
-            .copied()
-            .unwrap_or(0.0)
-    });
+    let failover_ms = killed
+        .as_ref()
+        .and_then(|(name, _, at)| result.served_again_after(name, *at).last().copied());
     let report = Report {
-        inputs_acked_lost: integrity.inputs_lost,
         killed: killed.as_ref().map(|(n, _, _)| n.clone()),
         killed_games: killed.as_ref().map_or(0, |(_, g, _)| *g),
         failover_ms,
@@ -242,6 +235,49 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
     };
     cluster.shutdown().await;
     Ok(report)
+}
+
+impl Report {
+    /// What the run failed to keep, one line each; empty when it kept every promise.
+    pub fn failures(&self) -> Vec<String> {
+        let i = &self.integrity;
+        let mut out = Vec::new();
+        if !i.nothing_lost() {
+            out.push(format!(
+                "games or inputs lost, doubled or changed: {} games lost, {} inputs lost, {} applied twice, {} acknowledged inputs forgotten, {} games and {} answers unlike their model{}",
+                i.games_lost,
+                i.inputs_lost,
+                i.inputs_duplicated,
+                i.inputs_acked_lost,
+                i.games_unlike_model,
+                i.answers_unlike_model,
+                i.first_difference
+                    .as_ref()
+                    .map(|d| format!(" (first: {d})"))
+                    .unwrap_or_default()
+            ));
+        }
+        if i.inputs_unanswered > 0 {
+            out.push(format!(
+                "{} inputs got no answer through every retry",
+                i.inputs_unanswered
+            ));
+        }
+        if self.state_regressions > 0 {
+            out.push(format!(
+                "{} answers showed a state older than one already seen",
+                self.state_regressions
+            ));
+        }
+        if let Some(killed) = &self.killed
+            && self.failover_ms.is_none()
+        {
+            out.push(format!(
+                "no game of the killed node {killed} was seen answering on another node: failover not measured"
+            ));
+        }
+        out
+    }
 }
 
 /// The final table's rows: label and value (the text table and the HTML report show these).
@@ -282,10 +318,29 @@ pub fn rows(r: &Report) -> Vec<(&'static str, String)> {
                     "{n} ({} games): served again elsewhere within {ms:.0} ms",
                     r.killed_games
                 ),
+                (Some(n), None) => format!(
+                    "{n} ({} games): not seen answering elsewhere",
+                    r.killed_games
+                ),
                 _ => "none (--kill kills one)".to_string(),
             },
         ),
-        ("acknowledged inputs lost", r.inputs_acked_lost.to_string()),
+        (
+            "acknowledged inputs forgotten",
+            format!(
+                "{} of {} probed",
+                r.integrity.inputs_acked_lost, r.integrity.inputs_acked_probed
+            ),
+        ),
+        (
+            "games unlike their model",
+            format!(
+                "{} of {} (answers unlike it: {})",
+                r.integrity.games_unlike_model,
+                r.integrity.games_modelled,
+                r.integrity.answers_unlike_model
+            ),
+        ),
         ("games reset", r.integrity.games_reset.to_string()),
         ("old nodes' exit codes", format!("{:?}", r.exit_codes)),
         (

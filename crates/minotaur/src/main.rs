@@ -198,7 +198,11 @@ async fn run_demo(
                 }
                 None => {}
             }
-            if report.integrity.nothing_lost() {
+            let failures = report.failures();
+            for f in &failures {
+                eprintln!("error: {f}");
+            }
+            if failures.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

@@ -198,6 +198,15 @@ struct Subscription {
 
 impl Subscription {
     fn forward(&self, step: SessionStep, ses: NodeServerSessionInformation) {
+        if step == SessionStep::Opened && ses.is_server && !self.gates.is_pending(&ses.peer_addr) {
+            // Not through the cluster port: ractor_cluster's own listener on its loopback
+            // port, which has none of the door's limits. Closed before it reads a frame.
+            tracing::warn!(
+                peer = %ses.peer_addr,
+                "closed a connection to the cluster's internal loopback port (only the cluster port is open to peers)"
+            );
+            ses.actor.stop(Some("not through the cluster port".into()));
+        }
         if step == SessionStep::Authenticated && ses.is_server {
             // Inbound sessions are labelled with the peer's address (see `accept`).
             self.gates.authenticated(&ses.peer_addr);

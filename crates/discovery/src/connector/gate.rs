@@ -14,7 +14,8 @@
 //!
 //! The NodeServer itself listens on an unused loopback port and receives the gated streams as
 //! external transports labelled with the peer's address, which is how a session's
-//! `authenticated` event finds its gate again.
+//! `authenticated` event finds its gate again. A session opened from anywhere else (a local
+//! process that dialled that loopback port, past every limit above) is closed as it opens.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -147,6 +148,16 @@ impl Gates {
         {
             gate.set(OPEN);
         }
+    }
+
+    /// Whether a connection from `label` came through the cluster port and is still waiting
+    /// for its handshake (a session that did not is from ractor_cluster's own loopback
+    /// listener, which nothing should dial).
+    pub(super) fn is_pending(&self, label: &str) -> bool {
+        self.pending
+            .lock()
+            .map(|p| p.by_label.contains_key(label))
+            .unwrap_or(false)
     }
 
     /// The connection behind `gate` is gone.

@@ -358,7 +358,6 @@ mod tests {
             exit_codes: vec![Some(0)],
             memory_per_game_bytes: 0.0,
             nodes: 2,
-            inputs_acked_lost: 0,
             killed: None,
             killed_games: 0,
             failover_ms: None,

@@ -10,7 +10,11 @@
 //! close 1009, "message too big"). States and answers wait for the client in a queue of
 //! [`SOCKET_QUEUE`]; a client that lets it fill up is not reading and is dropped (close 1008,
 //! "policy violation"), so a slow reader costs a bounded amount of memory.
+//!
+//! A game that is over is removed after `GAME_RETENTION_MS`; its sockets then close with
+//! 1000 ("normal closure") and a reason saying so, instead of staying open and silent.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,13 +23,15 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
-use game::Input;
+use game::{Input, Status};
 use serde_json::json;
 use tokio::sync::{Mutex, mpsc};
+use tokio::time::Sleep;
 use tracing::{debug, warn};
 
 use super::AppState;
 use super::api::{ApiError, game_json};
+use crate::games::GameError;
 
 /// Largest text frame or message a client may send (close 1009 beyond).
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -41,6 +47,11 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Close code for "the node is restarting; reconnect".
 const CLOSE_RESTART: u16 = 1012;
+/// Close code for "normal closure": the game is gone (over, then removed after its retention).
+const CLOSE_NORMAL: u16 = 1000;
+/// After a game's retention, how long its sockets wait for the removal before they look, and
+/// between looks while it is still there (another node's clock, a move).
+const REMOVAL_SLACK: Duration = Duration::from_secs(1);
 /// Close code for "policy violation": the client does not read its states.
 const CLOSE_POLICY: u16 = 1008;
 /// Close code for "message too big".
@@ -57,10 +68,11 @@ pub async fn upgrade(
     // Unknown games get a plain 404, not a socket that closes at once.
     let snapshot = state.games.get(&id).await?;
     let name = snapshot.view.code.clone();
+    let over = snapshot.view.status == Status::Over;
     Ok(ws
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, name))
+        .on_upgrade(move |socket| serve(socket, state, name, over))
         .into_response())
 }
 
@@ -92,7 +104,21 @@ async fn forward(mut queue: mpsc::Receiver<Message>, tx: Arc<Mutex<Sink>>) {
     }
 }
 
-async fn serve(socket: WebSocket, state: AppState, name: String) {
+/// When a game that is over will have been removed: its retention from now, plus slack.
+fn removal_after_retention() -> Pin<Box<Sleep>> {
+    let retention = Duration::from_millis(game::session::lifecycle().retention_ms);
+    Box::pin(tokio::time::sleep(retention + REMOVAL_SLACK))
+}
+
+/// Resolves when `removal` is armed and due; never when it is not.
+async fn removal_due(removal: &mut Option<Pin<Box<Sleep>>>) {
+    match removal {
+        Some(r) => r.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve(socket: WebSocket, state: AppState, name: String, over: bool) {
     let (mut tx, mut rx) = socket.split();
     let mut sub = match state.games.horde().subscribe(&name).await {
         Ok(s) => s,
@@ -116,16 +142,31 @@ async fn serve(socket: WebSocket, state: AppState, name: String) {
         Err(mpsc::error::TrySendError::Closed(_)) => Err(None),
     };
     let mut closing = state.lifecycle.sockets_closing();
+    // A game that is over is removed after its retention: then its sockets close (1000)
+    // instead of staying open and silent. Armed when the socket first sees it over.
+    let mut removal: Option<Pin<Box<Sleep>>> = over.then(removal_after_retention);
     let close_with: Option<CloseFrame> = loop {
         tokio::select! {
             event = sub.next() => match event {
                 Some((_, snapshot)) => {
+                    if snapshot.view.status == Status::Over && removal.is_none() {
+                        removal = Some(removal_after_retention());
+                    }
                     if let Err(c) = enqueue(text(game_json(&snapshot))) {
                         break c;
                     }
                 }
                 None => break None,
             },
+            () = removal_due(&mut removal) => {
+                match state.games.get(&name).await {
+                    Err(GameError::NotFound(_)) => {
+                        break close(CLOSE_NORMAL, "game removed: it was over and its retention has passed");
+                    }
+                    // Still there (or the cluster did not answer): look again a little later.
+                    _ => removal = Some(Box::pin(tokio::time::sleep(REMOVAL_SLACK))),
+                }
+            }
             frame = rx.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
                     let answer = match serde_json::from_str::<Input>(t.as_str()) {

@@ -155,6 +155,8 @@ impl<T> Core<T> {
                 if let Some(r) = run {
                     if now >= end {
                         let waves = r.in_flight.iter().copied().collect();
+                        // The waves that landed in this round count as moved too.
+                        drain.report.moved += r.moved;
                         *run = None;
                         return DrainNext::Abandon(waves);
                     }
@@ -307,7 +309,8 @@ impl<T> Core<T> {
                  them up: they stop with this node"
             );
         }
-        if r.fallback + r.stranded > 0 {
+        if r.fallback > 0 {
+            // Only about those with a backup: a lone node's children have none.
             warn!(
                 moved = r.moved,
                 left = r.fallback,
@@ -315,7 +318,8 @@ impl<T> Core<T> {
                  their state: if this node exits, they restart elsewhere from it)"
             );
             Counters::add(&self.counters.drain_fallbacks, r.fallback as u64);
-        } else {
+        }
+        if r.fallback + r.stranded == 0 {
             info!(
                 moved = r.moved,
                 ms = r.duration.as_millis() as u64,
