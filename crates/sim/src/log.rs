@@ -24,7 +24,7 @@ use horde::core::{Init, SpawnError};
 use horde::{Child, Ctx, Handoff, HandoffError, Replication};
 use serde::{Deserialize, Serialize};
 
-use crate::world::Token;
+use crate::token::Token;
 
 /// A message to a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
