@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use discovery::NodeId;
-use horde::core::child::{ChildCore, ChildEffect, ChildEnv, ChildInput};
+use horde::core::child_core::{ChildCore, ChildEffect, ChildEnv, ChildInput};
 use horde::core::{Init, SpawnError};
 use horde::{Child, Ctx, Handoff, HandoffError, Replication};
 use serde::{Deserialize, Serialize};

@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use horde::core::Input;
-use horde::core::child::ChildInput;
+use horde::core::child_core::ChildInput;
 use horde::{MoveConfig, RebalanceConfig};
 
 mod checks;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use horde::core::child::{
+use horde::core::child_core::{
     Answer, Body, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
 };
 use horde::core::{ChildCmd, Input};

@@ -3,7 +3,7 @@
 //! through the codec as its receiver's release reads it; and how the trace describes them.
 
 use discovery::NodeId;
-use horde::core::child::ReplicaAnswer;
+use horde::core::child_core::ReplicaAnswer;
 use horde::core::{Input, Request};
 use horde::protocol::{Protocols, Route, Wire, encoded_len, wire_len};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use discovery::NodeId;
 use discovery::connector::link_table::LinkInput;
-use horde::core::child::ChildInput;
+use horde::core::child_core::ChildInput;
 use horde::core::{Core, CoreConfig, Effect, Input, TICK};
 use horde::protocol::Protocols;
 use horde::stats::{Counters, HordeEvent};

@@ -1,7 +1,7 @@
 //! Each node's router and `Horde` handle: a call goes to the local copy when it serves the
 //! name, else is routed to the owner the registry names, forwarded along the view, or refused.
 
-use horde::core::child::{Body, Envelope};
+use horde::core::child_core::{Body, Envelope};
 use horde::protocol::{Route, RouteBody, RouteReply};
 
 use super::{Ev, MS, NetMsg, Time, Token, World};
