@@ -40,7 +40,9 @@
 //! - `actor`: the connector actor, the shell around the table.
 //! - `gate`: what a connection may do before the cookie handshake (bytes, deadline, how many).
 //! - `endpoint`: the ractor_cluster side: session actors as links, the NodeServer and its
-//!   session callbacks as table inputs, a peer's beacon among a link's proxies.
+//!   session callbacks as table inputs, a peer's beacon among a link's proxies. It sits below
+//!   `actor` and does not import it: it sends session steps as any message a `LinkInput`
+//!   converts into (`From`), so the two form layers, not a cycle.
 //! - this module: the handle ([`Connector`]) and the events it publishes.
 
 mod actor;

@@ -506,7 +506,7 @@ mod tests {
     #[test]
     fn a_read_sends_no_replica_to_the_backup() {
         use discovery::NodeId;
-        use horde::core::child::{
+        use horde::core::child_core::{
             Answer, Body, ChildCore, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
         };
         use horde::core::{ChildCmd, Init};

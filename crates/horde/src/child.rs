@@ -5,7 +5,7 @@
 //! Callbacks are synchronous and get a [`Ctx`] through which they ask for effects (a timer, an
 //! event to subscribers, stopping); the hosting actor applies them after the callback returns.
 //! This keeps application code free of actor plumbing and easy to test. Owns the contract
-//! only; running it is [`crate::core::child`]'s job.
+//! only; running it is [`crate::core::child_core`]'s job.
 
 use std::time::Duration;
 

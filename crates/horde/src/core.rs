@@ -7,12 +7,14 @@
 //! request, a report from a hosted child, a tick) and returns the [`Effect`]s to carry out
 //! (messages to send, children to spawn, commands to children, replies, events). The member
 //! actor is a shell that runs effects; the deterministic simulator runs the same core with
-//! virtual time and a simulated network. Children have a core of their own, [`child`], run by
+//! virtual time and a simulated network. Children have a core of their own, [`child_core`], run by
 //! the hosted actor (or the simulator) and talking to this one through [`ChildCmd`] and
 //! [`ChildReport`].
 //!
 //! # Layout
-//! - `io`: inputs, requests, effects, replies, the published view.
+//! - `input`: what goes in: inputs, the handle's requests, children's reports.
+//! - `effect`: what comes out: effects, replies, commands to children.
+//! - `published`: the read side it publishes ([`CoreView`]).
 //! - this file: the state and the dispatch.
 //! - `quorum`: leases, votes, the quorum set.
 //! - `replicas`: backups of this member's children and replicas kept for others (handed over
@@ -24,16 +26,19 @@
 //! - `tombstones`: garbage collection of removed names' tombstones (the rule is there).
 //! - [`planted`]: each safety rule switched off on demand (feature `planted`: the
 //!   simulator's proof that it catches the bug the rule prevents).
-//! - [`child`]: one hosted child's core (live, frozen, forwarding).
+//! - [`child_core`]: one hosted child's core (live, frozen, forwarding), apart from the
+//!   application's contract ([`crate::child`]) and the actor that runs it (`hosted`).
 //!
 //! `T` is the reply token of a request: a oneshot or a ractor reply port in production, a
 //! client id in the simulator. The core never looks inside it.
 
-pub mod child;
+pub mod child_core;
+mod effect;
 mod failover;
-mod io;
+mod input;
 mod moves;
 pub mod planted;
+mod published;
 mod quorum;
 mod repair;
 mod replicas;
@@ -57,11 +62,13 @@ use crate::protocol::{
 use crate::registry::{Entry, Merged, Registry};
 use crate::stats::{Counters, HordeEvent};
 
-pub use self::io::{
-    ChildCmd, ChildReport, ConflictReport, CoreView, Effect, Frozen, Init, Input, Reply, Request,
-    SpawnError,
-};
+/// The old path of [`child_core`], kept so `horde::core::child::…` still resolves.
+#[doc(hidden)]
+pub use self::child_core as child;
+pub use self::effect::{ChildCmd, ConflictReport, Effect, Init, Reply, SpawnError};
+pub use self::input::{ChildReport, Frozen, Input, Request};
 pub use self::moves::{DrainReport, MoveConfig, RebalanceConfig, plan_waves};
+pub use self::published::CoreView;
 
 /// How often the shell should feed [`Input::Tick`].
 pub const TICK: Duration = Duration::from_millis(50);

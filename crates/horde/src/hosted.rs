@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 
 use crate::child::Handoff;
 use crate::core::ChildCmd;
-use crate::core::child::{Answer, Body, ChildCore, ChildEffect, ChildEnv, ChildInput};
+use crate::core::child_core::{Answer, Body, ChildCore, ChildEffect, ChildEnv, ChildInput};
 use crate::errors::CallError;
 use crate::mailbox::{FirstEffects, HostedMsg, LocalMsg, ReplyTo};
 use crate::protocol::{MemberMsg, Route, RouteReply, Unavailable, Wire, decode_reply, reply_to};

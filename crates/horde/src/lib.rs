@@ -95,7 +95,7 @@
 //!      ▼                              │
 //! Member actor (remotable, control) ── runs core::Core ◄──Cast(Envelope)──► other members
 //! Router actor (remotable, data)    ◄──routed messages, events──► other routers
-//!      └── Hosted actor per child (local-typed) ── runs core::child::ChildCore
+//!      └── Hosted actor per child (local-typed) ── runs core::child_core::ChildCore
 //! ```
 //! Supervision: hosted actors are linked to the member, which restarts children that panic
 //! and children of dead nodes (cross-node links do not exist in ractor_cluster).
@@ -104,7 +104,10 @@
 //! - [`protocol`]: messages between members, codecs, typed requests, refusals (the bottom).
 //! - [`registry`], [`membership`], [`placement`], [`child`], [`stats`]: pure data, the
 //!   application's contract, counters.
-//! - [`core`]: the member's core (sync, moves, failover) and [`core::child`], a child's core.
+//! - [`core`]: the member's core (sync, moves, failover; its inputs in `core/input.rs`, its
+//!   effects in `core/effect.rs`) and [`core::child_core`], a hosted child's core. Not to be
+//!   confused with [`child`], the application's contract, nor with `hosted`, the actor that
+//!   runs a child's core.
 //! - `mailbox`: the actors' local message types and reply tokens.
 //! - `view`: the published read side.
 //! - `hosted`, `router`, `member`: the actors (shells).
@@ -113,7 +116,7 @@
 //! # How it works
 //! - **Pure cores, thin shells**: every decision (membership, registry merge and repair,
 //!   leases and votes, backups, moves, drains, failover) is made by [`core::Core`], one per
-//!   member, and [`core::child::ChildCore`], one per hosted child: `on(now, input) -> effects`,
+//!   member, and [`core::child_core::ChildCore`], one per hosted child: `on(now, input) -> effects`,
 //!   no tokio, no locks, no clock of their own. The actors only carry out effects (send, spawn,
 //!   reply, publish). The [`protocol`] (messages, codecs, typed requests with their reply
 //!   type, refusals as enums) is the bottom module; the modules form layers with no import
@@ -180,7 +183,7 @@
 //!   incarnation is recognised as a restart whatever its wall clock says. A child that panics
 //!   restarts in place from its spec, up to [`HordeConfig::max_restarts`] (3) times in
 //!   [`HordeConfig::restart_window`] (5 s).
-//! - **Handoff** ([`core`]'s `moves`, [`core::child`]): freeze a child (behind its queued
+//! - **Handoff** ([`core`]'s `moves`, [`core::child_core`]): freeze a child (behind its queued
 //!   messages), offer its state in the schema the target reads (members advertise the schemas
 //!   they read; placement skips targets that read none, so a v2 node hands v1 nodes v1 state
 //!   on rollback), start it at the target as pending, and accept only once the target's backup

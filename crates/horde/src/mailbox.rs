@@ -10,7 +10,7 @@ use ractor::RpcReplyPort;
 use tokio::sync::oneshot;
 
 use crate::child::Child;
-use crate::core::child::{ChildEffect, ChildInput};
+use crate::core::child_core::{ChildEffect, ChildInput};
 use crate::core::{ChildReport, Reply, Request};
 use crate::errors::CallError;
 

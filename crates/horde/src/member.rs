@@ -15,7 +15,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{debug, warn};
 
 use crate::child::Handoff;
-use crate::core::child::ChildCore;
+use crate::core::child_core::ChildCore;
 use crate::core::{
     ChildReport, Core, CoreConfig, CoreView, Effect, Input, Reply, Request, SpawnError, TICK,
 };

@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::child::Handoff;
 use crate::core::CoreView;
-use crate::core::child::{Body, ChildInput, Envelope as ChildMsg, ReplicaAnswer};
+use crate::core::child_core::{Body, ChildInput, Envelope as ChildMsg, ReplicaAnswer};
 use crate::mailbox::{HostedMsg, ReplyTo};
 use crate::protocol::{
     MemberMsg, Route, RouteBody, RouteReply, Subscriber, Unavailable, Wire, reply_to,

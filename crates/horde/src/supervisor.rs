@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::child::{Child, Handoff};
-use crate::core::child::{Body, ChildInput, Envelope as ChildMsg};
+use crate::core::child_core::{Body, ChildInput, Envelope as ChildMsg};
 use crate::core::{CoreConfig, DrainReport, MoveConfig, RebalanceConfig, Reply, Request};
 use crate::errors::{CallError, HordeError, StartError};
 use crate::hosted::decode_route_reply;

@@ -338,6 +338,23 @@ impl Reader<'_> {
         )
     }
 
+    /// A whole number of `unit` from `min` to `max`.
+    fn count(
+        &mut self,
+        var: &'static str,
+        default: usize,
+        unit: &str,
+        min: usize,
+        max: usize,
+    ) -> usize {
+        self.parse(
+            var,
+            default,
+            &format!("a whole number of {unit} from {min} to {max}"),
+            |s| s.parse::<usize>().ok().filter(|n| (min..=max).contains(n)),
+        )
+    }
+
     fn port(&mut self, var: &'static str, default: u16) -> u16 {
         self.parse(var, default, "a TCP port from 1 to 65535", |s| {
             s.parse::<u16>().ok().filter(|p| *p > 0)
@@ -356,340 +373,67 @@ impl Config {
         Self::from_env(&|k| map.get(k).cloned())
     }
 
-    /// Parses and validates the variables `env` returns.
+    /// Parses and validates the variables `env` returns: each row of [`FIELDS`] reads its
+    /// variable into a configuration that starts from the defaults, then each rule of
+    /// [`RULES`] checks variables against each other. Every bad variable is recorded (a bad
+    /// value leaves the default, so reading goes on) and all are reported together.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
         let mut r = Reader {
             env,
             errors: Vec::new(),
         };
-
-        let distribution = r.parse(
-            "RELEASE_DISTRIBUTION",
-            Distribution::Name,
-            "`name`, `sname` or `none`",
-            |s| match s {
-                "name" => Some(Distribution::Name),
-                "sname" => Some(Distribution::Sname),
-                "none" => Some(Distribution::None),
-                _ => None,
-            },
-        );
-
-        let node = match r.get("RELEASE_NODE") {
-            None => NodeNameSpec::Derive {
-                basename: DEFAULT_BASENAME.into(),
-            },
-            Some(raw) => match NodeName::parse(raw.trim()) {
-                Ok(n) if n.host().is_some() => NodeNameSpec::Given(n),
-                Ok(n) => NodeNameSpec::Derive {
-                    basename: n.basename().to_string(),
-                },
-                Err(e) => {
-                    r.fail("RELEASE_NODE", format!("{e}"));
-                    NodeNameSpec::Derive {
-                        basename: DEFAULT_BASENAME.into(),
-                    }
-                }
-            },
-        };
-
-        let cookie = match (r.get("RELEASE_COOKIE"), r.get("RELEASE_COOKIE_FILE")) {
-            (Some(c), file) => {
-                if let Some(path) = file
-                    && std::fs::metadata(&path).is_err()
-                {
-                    r.fail(
-                        "RELEASE_COOKIE_FILE",
-                        format!("cannot read `{path}` (RELEASE_COOKIE is set too and wins, but the file must exist)"),
-                    );
-                }
-                Some(c)
-            }
-            (None, Some(path)) => match read_cookie_file(Path::new(&path)) {
-                Ok(c) => Some(c),
-                Err(CookieFileError::Shared(mode)) => {
-                    r.fail(
-                        "RELEASE_COOKIE_FILE",
-                        format!("`{path}` is readable by group or others (mode {mode:04o}), as a secret must not be: run `chmod 600 {path}` (as its owner), or mount the secret with mode 0400"),
-                    );
-                    None
-                }
-                Err(CookieFileError::Read(e)) => {
-                    r.fail(
-                        "RELEASE_COOKIE_FILE",
-                        format!("cannot read `{path}`: {e}; expected a file holding the cookie (a Docker secret)"),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
-        let cookie: Option<Cookie> = cookie.map(Cookie::from);
-        if cookie.as_ref().is_some_and(|c| c.expose().is_empty()) {
-            r.fail(
-                "RELEASE_COOKIE",
-                "the cookie is empty: set a non-empty shared secret",
-            );
+        let mut config = Config::defaults();
+        for (variable, read) in FIELDS {
+            read(&mut r, variable, &mut config);
         }
-
-        let cluster_port = r.port("CLUSTER_PORT", DEFAULT_CLUSTER_PORT);
-        // 0 lets the OS pick (tests, several nodes on one address); the log says which.
-        let http_port = r.parse(
-            "PORT",
-            DEFAULT_HTTP_PORT,
-            "a TCP port from 0 to 65535",
-            |s| s.parse::<u16>().ok(),
-        );
-
-        let dns_queries = match r.get("DNS_CLUSTER_QUERY") {
-            None => Vec::new(),
-            Some(raw) if raw.trim() == "ignore" || raw.trim().is_empty() => Vec::new(),
-            Some(raw) => {
-                let names: Vec<&str> = raw.split(',').map(str::trim).collect();
-                if names.iter().all(|n| valid_dns_name(n)) {
-                    names.into_iter().map(DnsQuery::parse).collect()
-                } else {
-                    r.fail(
-                        "DNS_CLUSTER_QUERY",
-                        format!("`{raw}` is not valid: expected DNS names separated by commas, e.g. `tasks.minotaur-stack_minotaur`, or `ignore`"),
-                    );
-                    Vec::new()
-                }
-            }
-        };
-        let dns_interval = r.millis(
-            "DNS_CLUSTER_INTERVAL_MS",
-            DEFAULT_POLL_INTERVAL,
-            100,
-            3_600_000,
-        );
-        let dns_resolver = r.parse(
-            "DNS_CLUSTER_RESOLVER",
-            None,
-            "`ip:port` of a nameserver, e.g. `127.0.0.11:53`",
-            |s| {
-                s.parse::<SocketAddr>()
-                    .ok()
-                    .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
-                    .map(Some)
-            },
-        );
-        let cluster_hosts = r.parse(
-            "CLUSTER_HOSTS",
-            Vec::new(),
-            "long node names separated by commas, e.g. `minotaur@10.0.1.6,minotaur@10.0.1.7`",
-            |s| {
-                s.split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(|h| NodeName::parse(h).ok().filter(NodeName::is_long))
-                    .collect::<Option<Vec<_>>>()
-            },
-        );
-        let ip = |s: &str| s.parse::<IpAddr>().ok();
-        let cluster_bind = r.parse("CLUSTER_BIND", None, "an IP address, e.g. `0.0.0.0`", |s| {
-            ip(s).map(Some)
-        });
-        let http_bind = r.parse(
-            "HTTP_BIND",
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            "an IP address, e.g. `0.0.0.0`",
-            ip,
-        );
-        let shutdown_timeout = r.millis(
-            "SHUTDOWN_TIMEOUT_MS",
-            DEFAULT_SHUTDOWN_TIMEOUT,
-            0,
-            3_600_000,
-        );
-        let heartbeat_interval = r.millis(
-            "CLUSTER_HEARTBEAT_MS",
-            DEFAULT_HEARTBEAT_INTERVAL,
-            10,
-            60_000,
-        );
-        let failure_timeout = r.millis(
-            "CLUSTER_FAILURE_TIMEOUT_MS",
-            DEFAULT_FAILURE_TIMEOUT,
-            50,
-            600_000,
-        );
-        let max_connections = r.parse(
-            "MAX_CONNECTIONS",
-            crate::http::DEFAULT_MAX_CONNECTIONS,
-            "a whole number of connections from 1 to 1000000",
-            |s| {
-                s.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1_000_000).contains(n))
-            },
-        );
-        let max_frame_bytes = r.parse(
-            "CLUSTER_MAX_FRAME_BYTES",
-            discovery::config::DEFAULT_MAX_FRAME_SIZE,
-            "a whole number of bytes from 262144 (256 KiB: a game's state must fit in half a frame) to 1073741824 (1 GiB), the same on every node",
-            |s| {
-                s.parse::<u64>()
-                    .ok()
-                    .filter(|n| (MIN_CLUSTER_FRAME_BYTES..=MAX_CLUSTER_FRAME_BYTES).contains(n))
-            },
-        );
-        // Up to 30 days: a timer of the game, and beyond that a game is not "idle" any more.
-        let game_retention = r.millis(
-            "GAME_RETENTION_MS",
-            Duration::from_millis(game::DEFAULT_RETENTION_MS),
-            0,
-            MAX_GAME_TIMER_MS,
-        );
-        let game_idle_timeout = r.millis(
-            "GAME_IDLE_TIMEOUT_MS",
-            Duration::from_millis(game::DEFAULT_IDLE_TIMEOUT_MS),
-            1,
-            MAX_GAME_TIMER_MS,
-        );
-        let max_games_per_node = r.parse(
-            "MAX_GAMES_PER_NODE",
-            DEFAULT_MAX_GAMES_PER_NODE,
-            "a whole number of games from 1 to 100000000",
-            |s| {
-                s.parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=100_000_000).contains(n))
-            },
-        );
-        let log_format = r.parse(
-            "LOG_FORMAT",
-            LogFormat::Text,
-            "`text` or `json`",
-            |s| match s {
-                "text" => Some(LogFormat::Text),
-                "json" => Some(LogFormat::Json),
-                _ => None,
-            },
-        );
-
-        let (version_text, app_version_source) = app_version_text(env);
-        let app_version = match semver::Version::parse(&version_text) {
-            Ok(v) => v,
-            Err(e) => {
-                let origin = match app_version_source {
-                    VersionSource::Environment => "",
-                    VersionSource::Build => " (built in: this binary was built with it)",
-                };
-                r.fail(
-                    "MINOTAUR_APP_VERSION",
-                    format!("`{version_text}`{origin} is not a SemVer version ({e}): expected MAJOR.MINOR.PATCH[-PRE][+BUILD], e.g. `1.4.0` or `2.0.0-rc.1`"),
-                );
-                semver::Version::new(0, 0, 0)
-            }
-        };
-        let console_cookie_dir = match r.get("RELEASE_COOKIE_DIR") {
-            Some(raw) if Path::new(raw.trim()).is_absolute() => Some(PathBuf::from(raw.trim())),
-            Some(raw) => {
-                r.fail(
-                    "RELEASE_COOKIE_DIR",
-                    format!("`{raw}` is not valid: expected an absolute directory path, e.g. `/run/user/1000/minotaur`"),
-                );
-                None
-            }
-            None => r
-                .get("XDG_RUNTIME_DIR")
-                .filter(|d| Path::new(d).is_absolute())
-                .map(|d| Path::new(&d).join("minotaur"))
-                .or_else(|| {
-                    r.get("HOME")
-                        .filter(|h| Path::new(h).is_absolute())
-                        .map(|h| Path::new(&h).join(".minotaur"))
-                }),
-        };
-        let tls = read_tls(&mut r);
-        let set = VARIABLES
+        for rule in RULES {
+            rule(&mut r, &config);
+        }
+        config.set = VARIABLES
             .iter()
             .filter_map(|v| {
                 r.get(v)
                     .map(|raw| (*v, if is_secret(v) { "***".into() } else { raw }))
             })
             .collect();
-
-        // Cross-variable rules.
-        let discovers = !dns_queries.is_empty() || !cluster_hosts.is_empty();
-        if distribution != Distribution::None
-            && cookie.is_none()
-            && !r.errors.iter().any(|e| e.variable == "RELEASE_COOKIE_FILE")
-        {
-            r.fail(
-                "RELEASE_COOKIE",
-                "required when RELEASE_DISTRIBUTION is `name` or `sname`: set RELEASE_COOKIE or RELEASE_COOKIE_FILE to the cluster's shared secret",
-            );
-        }
-        if discovers
-            && distribution != Distribution::None
-            && let Some(c) = &cookie
-            && !c.expose().is_empty()
-            && c.expose().len() < MIN_COOKIE_BYTES
-        {
-            r.fail(
-                "RELEASE_COOKIE",
-                format!("the cookie is {} bytes; with peer discovery on, anyone who guesses it joins the cluster: set RELEASE_COOKIE (or the file of RELEASE_COOKIE_FILE) to at least {MIN_COOKIE_BYTES} random bytes, e.g. `head -c 32 /dev/urandom | base64`", c.expose().len()),
-            );
-        }
-        if discovers {
-            let what = if dns_queries.is_empty() {
-                "CLUSTER_HOSTS"
-            } else {
-                "DNS_CLUSTER_QUERY"
-            };
-            match (&distribution, &node) {
-                (Distribution::Sname, _) => r.fail(
-                    "RELEASE_NODE",
-                    format!("peer discovery ({what}) needs long names, but RELEASE_DISTRIBUTION=sname: set RELEASE_DISTRIBUTION=name and RELEASE_NODE=name@<ip or fully qualified host> (or leave RELEASE_NODE unset for minotaur@<this host's IP>)"),
-                ),
-                (Distribution::None, _) => r.fail(
-                    "RELEASE_DISTRIBUTION",
-                    format!("peer discovery ({what}) needs distribution, but RELEASE_DISTRIBUTION=none: set RELEASE_DISTRIBUTION=name"),
-                ),
-                (Distribution::Name, NodeNameSpec::Given(n)) if !n.is_long() => r.fail(
-                    "RELEASE_NODE",
-                    format!("`{n}` is not a long name, and peer discovery ({what}) needs one: set RELEASE_NODE={}@<this host's IP or fully qualified name>, or leave it unset for {}@<this host's IP>", n.basename(), n.basename()),
-                ),
-                (Distribution::Name, NodeNameSpec::Derive { basename }) if r.get("RELEASE_NODE").is_some() => r.fail(
-                    "RELEASE_NODE",
-                    format!("`{basename}` has no host, and peer discovery ({what}) needs a long name: set RELEASE_NODE={basename}@<this host's IP or fully qualified name>, or leave it unset for {basename}@<this host's IP>"),
-                ),
-                _ => {}
-            }
-        }
-
         if r.errors.is_empty() {
-            Ok(Config {
-                node,
-                distribution,
-                cookie,
-                cluster_port,
-                dns_queries,
-                dns_interval,
-                dns_resolver,
-                cluster_hosts,
-                http_port,
-                cluster_bind,
-                http_bind,
-                shutdown_timeout,
-                heartbeat_interval,
-                failure_timeout,
-                log_format,
-                app_version,
-                app_version_source,
-                console_cookie_dir,
-                max_connections,
-                max_frame_bytes,
-                game_retention,
-                game_idle_timeout,
-                max_games_per_node,
-                tls,
-                set,
-            })
+            Ok(config)
         } else {
             Err(ConfigErrors(r.errors))
+        }
+    }
+
+    /// Every value as it is when its variable is unset (or bad: a bad value is reported and
+    /// the default kept, so the variables read after it are still checked).
+    fn defaults() -> Config {
+        Config {
+            node: NodeNameSpec::Derive {
+                basename: DEFAULT_BASENAME.into(),
+            },
+            distribution: Distribution::Name,
+            cookie: None,
+            cluster_port: DEFAULT_CLUSTER_PORT,
+            dns_queries: Vec::new(),
+            dns_interval: DEFAULT_POLL_INTERVAL,
+            dns_resolver: None,
+            cluster_hosts: Vec::new(),
+            http_port: DEFAULT_HTTP_PORT,
+            cluster_bind: None,
+            http_bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            failure_timeout: DEFAULT_FAILURE_TIMEOUT,
+            log_format: LogFormat::Text,
+            app_version: semver::Version::new(0, 0, 0),
+            app_version_source: VersionSource::Build,
+            console_cookie_dir: None,
+            max_connections: crate::http::DEFAULT_MAX_CONNECTIONS,
+            max_frame_bytes: discovery::config::DEFAULT_MAX_FRAME_SIZE,
+            game_retention: Duration::from_millis(game::DEFAULT_RETENTION_MS),
+            game_idle_timeout: Duration::from_millis(game::DEFAULT_IDLE_TIMEOUT_MS),
+            max_games_per_node: DEFAULT_MAX_GAMES_PER_NODE,
+            tls: None,
+            set: BTreeMap::new(),
         }
     }
 
@@ -829,6 +573,325 @@ impl Config {
         self.cluster_bind
             .or_else(|| node.host().and_then(Host::ip))
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// Reads one variable into the configuration being built, whose field holds its default; a
+/// bad value is recorded in the reader and leaves the default.
+type Read = fn(&mut Reader<'_>, &'static str, &mut Config);
+
+/// Every variable [`Config::from_env`] reads, in the order their errors are reported, with how
+/// each is read. A row may read related variables with its own (named in its comment).
+const FIELDS: &[(&str, Read)] = &[
+    ("RELEASE_DISTRIBUTION", |r, v, c| {
+        c.distribution = r.parse(
+            v,
+            c.distribution,
+            "`name`, `sname` or `none`",
+            |s| match s {
+                "name" => Some(Distribution::Name),
+                "sname" => Some(Distribution::Sname),
+                "none" => Some(Distribution::None),
+                _ => None,
+            },
+        )
+    }),
+    ("RELEASE_NODE", read_node),
+    // And RELEASE_COOKIE_FILE.
+    ("RELEASE_COOKIE", read_cookie),
+    ("CLUSTER_PORT", |r, v, c| {
+        c.cluster_port = r.port(v, c.cluster_port)
+    }),
+    // 0 lets the OS pick (tests, several nodes on one address); the log says which.
+    ("PORT", |r, v, c| {
+        c.http_port = r.parse(v, c.http_port, "a TCP port from 0 to 65535", |s| {
+            s.parse::<u16>().ok()
+        })
+    }),
+    ("DNS_CLUSTER_QUERY", read_dns_queries),
+    ("DNS_CLUSTER_INTERVAL_MS", |r, v, c| {
+        c.dns_interval = r.millis(v, c.dns_interval, 100, 3_600_000)
+    }),
+    ("DNS_CLUSTER_RESOLVER", |r, v, c| {
+        c.dns_resolver = r.parse(
+            v,
+            c.dns_resolver,
+            "`ip:port` of a nameserver, e.g. `127.0.0.11:53`",
+            |s| {
+                s.parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                    .map(Some)
+            },
+        )
+    }),
+    ("CLUSTER_HOSTS", |r, v, c| {
+        c.cluster_hosts = r.parse(
+            v,
+            std::mem::take(&mut c.cluster_hosts),
+            "long node names separated by commas, e.g. `minotaur@10.0.1.6,minotaur@10.0.1.7`",
+            |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| NodeName::parse(h).ok().filter(NodeName::is_long))
+                    .collect::<Option<Vec<_>>>()
+            },
+        )
+    }),
+    ("CLUSTER_BIND", |r, v, c| {
+        c.cluster_bind = r.parse(v, c.cluster_bind, "an IP address, e.g. `0.0.0.0`", |s| {
+            ip(s).map(Some)
+        })
+    }),
+    ("HTTP_BIND", |r, v, c| {
+        c.http_bind = r.parse(v, c.http_bind, "an IP address, e.g. `0.0.0.0`", ip)
+    }),
+    ("SHUTDOWN_TIMEOUT_MS", |r, v, c| {
+        c.shutdown_timeout = r.millis(v, c.shutdown_timeout, 0, 3_600_000)
+    }),
+    ("CLUSTER_HEARTBEAT_MS", |r, v, c| {
+        c.heartbeat_interval = r.millis(v, c.heartbeat_interval, 10, 60_000)
+    }),
+    ("CLUSTER_FAILURE_TIMEOUT_MS", |r, v, c| {
+        c.failure_timeout = r.millis(v, c.failure_timeout, 50, 600_000)
+    }),
+    ("MAX_CONNECTIONS", |r, v, c| {
+        c.max_connections = r.count(v, c.max_connections, "connections", 1, 1_000_000)
+    }),
+    ("CLUSTER_MAX_FRAME_BYTES", |r, v, c| {
+        c.max_frame_bytes = r.parse(
+            v,
+            c.max_frame_bytes,
+            "a whole number of bytes from 262144 (256 KiB: a game's state must fit in half a frame) to 1073741824 (1 GiB), the same on every node",
+            |s| {
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|n| (MIN_CLUSTER_FRAME_BYTES..=MAX_CLUSTER_FRAME_BYTES).contains(n))
+            },
+        )
+    }),
+    // Up to 30 days: a timer of the game, and beyond that a game is not "idle" any more.
+    ("GAME_RETENTION_MS", |r, v, c| {
+        c.game_retention = r.millis(v, c.game_retention, 0, MAX_GAME_TIMER_MS)
+    }),
+    ("GAME_IDLE_TIMEOUT_MS", |r, v, c| {
+        c.game_idle_timeout = r.millis(v, c.game_idle_timeout, 1, MAX_GAME_TIMER_MS)
+    }),
+    ("MAX_GAMES_PER_NODE", |r, v, c| {
+        c.max_games_per_node = r.count(v, c.max_games_per_node, "games", 1, 100_000_000)
+    }),
+    ("LOG_FORMAT", |r, v, c| {
+        c.log_format = r.parse(v, c.log_format, "`text` or `json`", |s| match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        })
+    }),
+    ("MINOTAUR_APP_VERSION", read_app_version),
+    // Else XDG_RUNTIME_DIR or HOME.
+    ("RELEASE_COOKIE_DIR", read_console_cookie_dir),
+    // And CLUSTER_TLS_KEY_FILE and CLUSTER_TLS_CA_FILE.
+    ("CLUSTER_TLS_CERT_FILE", |r, _, c| c.tls = read_tls(r)),
+];
+
+/// An IP address.
+fn ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok()
+}
+
+/// `RELEASE_NODE`: a name with a host is used as given; a bare name (or none) is the basename
+/// of a name derived at start.
+fn read_node(r: &mut Reader<'_>, var: &'static str, c: &mut Config) {
+    c.node = match r.get(var) {
+        None => NodeNameSpec::Derive {
+            basename: DEFAULT_BASENAME.into(),
+        },
+        Some(raw) => match NodeName::parse(raw.trim()) {
+            Ok(n) if n.host().is_some() => NodeNameSpec::Given(n),
+            Ok(n) => NodeNameSpec::Derive {
+                basename: n.basename().to_string(),
+            },
+            Err(e) => {
+                r.fail(var, format!("{e}"));
+                NodeNameSpec::Derive {
+                    basename: DEFAULT_BASENAME.into(),
+                }
+            }
+        },
+    };
+}
+
+/// `RELEASE_COOKIE`, else the contents of `RELEASE_COOKIE_FILE` (a file others can read is
+/// refused; a file named beside `RELEASE_COOKIE` must exist); an empty cookie is refused.
+fn read_cookie(r: &mut Reader<'_>, var: &'static str, c: &mut Config) {
+    let cookie = match (r.get(var), r.get("RELEASE_COOKIE_FILE")) {
+        (Some(c), file) => {
+            if let Some(path) = file
+                && std::fs::metadata(&path).is_err()
+            {
+                r.fail(
+                    "RELEASE_COOKIE_FILE",
+                    format!("cannot read `{path}` (RELEASE_COOKIE is set too and wins, but the file must exist)"),
+                );
+            }
+            Some(c)
+        }
+        (None, Some(path)) => match read_cookie_file(Path::new(&path)) {
+            Ok(c) => Some(c),
+            Err(CookieFileError::Shared(mode)) => {
+                r.fail(
+                    "RELEASE_COOKIE_FILE",
+                    format!("`{path}` is readable by group or others (mode {mode:04o}), as a secret must not be: run `chmod 600 {path}` (as its owner), or mount the secret with mode 0400"),
+                );
+                None
+            }
+            Err(CookieFileError::Read(e)) => {
+                r.fail(
+                    "RELEASE_COOKIE_FILE",
+                    format!("cannot read `{path}`: {e}; expected a file holding the cookie (a Docker secret)"),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    c.cookie = cookie.map(Cookie::from);
+    if c.cookie.as_ref().is_some_and(|c| c.expose().is_empty()) {
+        r.fail(var, "the cookie is empty: set a non-empty shared secret");
+    }
+}
+
+/// `DNS_CLUSTER_QUERY`: DNS names separated by commas; `ignore` or empty for none.
+fn read_dns_queries(r: &mut Reader<'_>, var: &'static str, c: &mut Config) {
+    c.dns_queries = match r.get(var) {
+        None => Vec::new(),
+        Some(raw) if raw.trim() == "ignore" || raw.trim().is_empty() => Vec::new(),
+        Some(raw) => {
+            let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+            if names.iter().all(|n| valid_dns_name(n)) {
+                names.into_iter().map(DnsQuery::parse).collect()
+            } else {
+                r.fail(
+                    var,
+                    format!("`{raw}` is not valid: expected DNS names separated by commas, e.g. `tasks.minotaur-stack_minotaur`, or `ignore`"),
+                );
+                Vec::new()
+            }
+        }
+    };
+}
+
+/// `MINOTAUR_APP_VERSION` at run time, else the one built in: a SemVer version either way.
+fn read_app_version(r: &mut Reader<'_>, var: &'static str, c: &mut Config) {
+    let (version_text, app_version_source) = app_version_text(r.env);
+    c.app_version_source = app_version_source;
+    c.app_version = match semver::Version::parse(&version_text) {
+        Ok(v) => v,
+        Err(e) => {
+            let origin = match app_version_source {
+                VersionSource::Environment => "",
+                VersionSource::Build => " (built in: this binary was built with it)",
+            };
+            r.fail(
+                var,
+                format!("`{version_text}`{origin} is not a SemVer version ({e}): expected MAJOR.MINOR.PATCH[-PRE][+BUILD], e.g. `1.4.0` or `2.0.0-rc.1`"),
+            );
+            semver::Version::new(0, 0, 0)
+        }
+    };
+}
+
+/// `RELEASE_COOKIE_DIR` (an absolute path), else `$XDG_RUNTIME_DIR/minotaur`, else
+/// `$HOME/.minotaur`.
+fn read_console_cookie_dir(r: &mut Reader<'_>, var: &'static str, c: &mut Config) {
+    c.console_cookie_dir = match r.get(var) {
+        Some(raw) if Path::new(raw.trim()).is_absolute() => Some(PathBuf::from(raw.trim())),
+        Some(raw) => {
+            r.fail(
+                var,
+                format!("`{raw}` is not valid: expected an absolute directory path, e.g. `/run/user/1000/minotaur`"),
+            );
+            None
+        }
+        None => r
+            .get("XDG_RUNTIME_DIR")
+            .filter(|d| Path::new(d).is_absolute())
+            .map(|d| Path::new(&d).join("minotaur"))
+            .or_else(|| {
+                r.get("HOME")
+                    .filter(|h| Path::new(h).is_absolute())
+                    .map(|h| Path::new(&h).join(".minotaur"))
+            }),
+    };
+}
+
+/// A rule across variables, checked once every variable is read.
+type Rule = fn(&mut Reader<'_>, &Config);
+
+/// The cross-variable rules, in the order their errors are reported.
+const RULES: &[Rule] = &[
+    cookie_required,
+    cookie_long_with_discovery,
+    discovery_needs_long_names,
+];
+
+/// Distribution needs a cookie (unless its file was already reported).
+fn cookie_required(r: &mut Reader<'_>, c: &Config) {
+    if c.distribution != Distribution::None
+        && c.cookie.is_none()
+        && !r.errors.iter().any(|e| e.variable == "RELEASE_COOKIE_FILE")
+    {
+        r.fail(
+            "RELEASE_COOKIE",
+            "required when RELEASE_DISTRIBUTION is `name` or `sname`: set RELEASE_COOKIE or RELEASE_COOKIE_FILE to the cluster's shared secret",
+        );
+    }
+}
+
+/// With peer discovery on, a cookie of at least [`MIN_COOKIE_BYTES`].
+fn cookie_long_with_discovery(r: &mut Reader<'_>, c: &Config) {
+    if c.discovers()
+        && c.distribution != Distribution::None
+        && let Some(cookie) = &c.cookie
+        && !cookie.expose().is_empty()
+        && cookie.expose().len() < MIN_COOKIE_BYTES
+    {
+        r.fail(
+            "RELEASE_COOKIE",
+            format!("the cookie is {} bytes; with peer discovery on, anyone who guesses it joins the cluster: set RELEASE_COOKIE (or the file of RELEASE_COOKIE_FILE) to at least {MIN_COOKIE_BYTES} random bytes, e.g. `head -c 32 /dev/urandom | base64`", cookie.expose().len()),
+        );
+    }
+}
+
+/// Peer discovery needs long names and distribution.
+fn discovery_needs_long_names(r: &mut Reader<'_>, c: &Config) {
+    if !c.discovers() {
+        return;
+    }
+    let what = if c.dns_queries.is_empty() {
+        "CLUSTER_HOSTS"
+    } else {
+        "DNS_CLUSTER_QUERY"
+    };
+    match (&c.distribution, &c.node) {
+        (Distribution::Sname, _) => r.fail(
+            "RELEASE_NODE",
+            format!("peer discovery ({what}) needs long names, but RELEASE_DISTRIBUTION=sname: set RELEASE_DISTRIBUTION=name and RELEASE_NODE=name@<ip or fully qualified host> (or leave RELEASE_NODE unset for minotaur@<this host's IP>)"),
+        ),
+        (Distribution::None, _) => r.fail(
+            "RELEASE_DISTRIBUTION",
+            format!("peer discovery ({what}) needs distribution, but RELEASE_DISTRIBUTION=none: set RELEASE_DISTRIBUTION=name"),
+        ),
+        (Distribution::Name, NodeNameSpec::Given(n)) if !n.is_long() => r.fail(
+            "RELEASE_NODE",
+            format!("`{n}` is not a long name, and peer discovery ({what}) needs one: set RELEASE_NODE={}@<this host's IP or fully qualified name>, or leave it unset for {}@<this host's IP>", n.basename(), n.basename()),
+        ),
+        (Distribution::Name, NodeNameSpec::Derive { basename }) if r.get("RELEASE_NODE").is_some() => r.fail(
+            "RELEASE_NODE",
+            format!("`{basename}` has no host, and peer discovery ({what}) needs a long name: set RELEASE_NODE={basename}@<this host's IP or fully qualified name>, or leave it unset for {basename}@<this host's IP>"),
+        ),
+        _ => {}
     }
 }
 

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::log::{LogEvent, unreplicated};
-use crate::world::Time;
+use crate::time::Time;
 
 /// Who answers for one name, and what was answered.
 #[derive(Debug, Default)]

@@ -13,12 +13,19 @@
 //! per second; `cargo test -p sim` runs a fixed set.
 //!
 //! # Layout
+//! Modules from the bottom up; each imports only those above it, so the graph has no cycle.
+//! - [`time`]: virtual time (`Time`, `MS`, `SEC`). Imports nothing of the crate.
+//! - [`token`]: where an answer goes (a client's call, an operation, a subscription).
+//!   Imports nothing of the crate.
 //! - [`rng`]: the seeded generator, the only randomness.
+//! - [`step`]: one step of a schedule (a start, a crash, a partition ...).
 //! - [`log`]: the child hosted in the simulation (a log of input ids, schemas v1 and v2).
-//! - [`world`]: nodes, links, clients, the event queue; `world/connector.rs` drives each
-//!   node's `discovery::connector::link_table::LinkTable`.
-//! - [`schedule`]: random schedules and the named regression scenarios.
 //! - [`check`]: the invariants.
+//! - [`world`]: nodes, the network, links, clients, faults, the event queue, split by
+//!   concern under `world/` (see its docs); `world/connector.rs` drives each node's
+//!   `discovery::connector::link_table::LinkTable`, `world/steps.rs` carries out a schedule's
+//!   steps.
+//! - [`schedule`]: random schedules and the named regression scenarios.
 //!
 //! The connector's decisions (dials with backoff, the election between two links to one
 //! node, stale incarnations refused, heartbeats and the failure timeout) are discovery's own
@@ -32,12 +39,16 @@ pub mod check;
 pub mod log;
 pub mod rng;
 pub mod schedule;
+pub mod step;
+pub mod time;
+pub mod token;
 pub mod world;
 
 use std::collections::BTreeMap;
 
 use schedule::Schedule;
-use world::{Life, MS, SEC, Time, World};
+use time::{MS, SEC, Time};
+use world::{Life, World};
 
 /// What one run found.
 #[derive(Debug)]

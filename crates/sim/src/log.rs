@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use discovery::NodeId;
-use horde::core::child::{ChildCore, ChildEffect, ChildEnv, ChildInput};
+use horde::core::child_core::{ChildCore, ChildEffect, ChildEnv, ChildInput};
 use horde::core::{Init, SpawnError};
 use horde::{Child, Ctx, Handoff, HandoffError, Replication};
 use serde::{Deserialize, Serialize};
 
-use crate::world::Token;
+use crate::token::Token;
 
 /// A message to a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -195,7 +195,7 @@ fn a_backup_taking_an_older_epochs_replica_is_caught() {
 fn no_event_without_lease() -> Result<(), String> {
     use std::time::Instant;
 
-    use horde::core::child::{
+    use horde::core::child_core::{
         Body, ChildCore, ChildEffect, ChildEnv, ChildInput, Envelope, ReplicaAnswer,
     };
     use horde::core::{ChildCmd, Init};

@@ -55,6 +55,13 @@ pub(super) enum ConnectorMsg {
 
 impl ractor::Message for ConnectorMsg {}
 
+/// What the endpoint reports (a session step) reaches the actor as a table input.
+impl From<LinkInput<Session>> for ConnectorMsg {
+    fn from(input: LinkInput<Session>) -> Self {
+        ConnectorMsg::Input(input)
+    }
+}
+
 /// The connector actor: `self` is its configuration.
 pub(super) struct ConnectorActor {
     pub(super) config: ConnectorConfig,

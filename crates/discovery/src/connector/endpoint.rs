@@ -17,7 +17,6 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use super::PeerNode;
-use super::actor::ConnectorMsg;
 use super::beacon::{BEACON_SERVICE, BeaconMsg};
 use super::gate::{Gate, GatedRead, GatedStream, Gates};
 use super::link_table::{LinkHandle, LinkInput, SessionInfo, SessionStep};
@@ -41,10 +40,16 @@ impl LinkHandle for Session {
 /// TLS handshake inline, one at a time and without a deadline, and reads whatever an
 /// unauthenticated connection sends for as long as it likes (see [`super::gate`]). Its
 /// NodeServer listens on an unused loopback port, and receives the gated streams.
-pub(super) async fn start(
+///
+/// `M` is the connector's message type: the endpoint knows only that a [`LinkInput`] becomes
+/// one, so it does not import the actor that drives it (the actor imports the endpoint).
+pub(super) async fn start<M>(
     c: &ConnectorConfig,
-    connector: &ActorRef<ConnectorMsg>,
-) -> Result<ActorRef<NodeServerMessage>, ActorProcessingErr> {
+    connector: &ActorRef<M>,
+) -> Result<ActorRef<NodeServerMessage>, ActorProcessingErr>
+where
+    M: ractor::Message + From<LinkInput<Session>>,
+{
     // Bind first: a port in use fails the start before anything else runs.
     let listener = TcpListener::bind((c.bind, c.port)).await?;
     let server = NodeServer::new(
@@ -190,13 +195,13 @@ async fn open(
 
 /// Forwards NodeServer callbacks (which run on the NodeServer's task and must not block) to the
 /// connector's mailbox.
-struct Subscription {
-    connector: ActorRef<ConnectorMsg>,
+struct Subscription<M: ractor::Message> {
+    connector: ActorRef<M>,
     /// Inbound connections still under the pre-authentication limits.
     gates: Arc<Gates>,
 }
 
-impl Subscription {
+impl<M: ractor::Message + From<LinkInput<Session>>> Subscription<M> {
     fn forward(&self, step: SessionStep, ses: NodeServerSessionInformation) {
         if step == SessionStep::Opened && ses.is_server && !self.gates.is_pending(&ses.peer_addr) {
             // Not through the cluster port: ractor_cluster's own listener on its loopback
@@ -219,11 +224,11 @@ impl Subscription {
         let link = ses.actor;
         let _ = self
             .connector
-            .cast(ConnectorMsg::Input(LinkInput::Session { step, link, info }));
+            .cast(M::from(LinkInput::Session { step, link, info }));
     }
 }
 
-impl NodeEventSubscription for Subscription {
+impl<M: ractor::Message + From<LinkInput<Session>>> NodeEventSubscription for Subscription<M> {
     fn node_session_opened(&self, ses: NodeServerSessionInformation) {
         self.forward(SessionStep::Opened, ses);
     }

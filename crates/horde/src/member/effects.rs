@@ -95,7 +95,7 @@ impl<C: Handoff> Member<C> {
                 }
                 Effect::ToChild { name, cmd } => {
                     if let Some(a) = state.actors.get(&name) {
-                        let _ = a.cast(HostedMsg(crate::core::child::ChildInput::Cmd(cmd)));
+                        let _ = a.cast(HostedMsg(crate::core::child_core::ChildInput::Cmd(cmd)));
                     }
                 }
                 Effect::Reply { to, reply } => match to {

@@ -19,6 +19,13 @@
 //!
 //! `T` is the reply token of a message (a oneshot or a ractor reply port in production, a
 //! client id in the simulator).
+//!
+//! # Layout
+//! - `input`: what goes in ([`ChildInput`], [`Envelope`], [`ReplicaAnswer`], [`ChildEnv`]).
+//! - `effect`: what comes out ([`ChildEffect`], [`Answer`]).
+//! - `replication`: the backup, the answers and events held for it, replicas and their
+//!   answers (group commit).
+//! - this file: the state, start, messages, commands (freeze, release, thaw) and forwarding.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,6 +33,13 @@ use std::time::{Duration, Instant};
 
 use discovery::NodeId;
 
+mod effect;
+mod input;
+mod replication;
+
+pub use self::effect::{Answer, ChildEffect};
+pub use self::input::{Body, ChildEnv, ChildInput, Envelope, ReplicaAnswer};
+use self::replication::{Backup, Held};
 use super::planted::{self, Bug};
 use super::{ChildCmd, ChildReport, Frozen, Init, SpawnError};
 use crate::child::{Ctx, Handoff, Replication};
@@ -34,165 +48,6 @@ use crate::protocol::{Replica, ReplicaRefusal, RouteBody, Subscriber, Unavailabl
 /// A forwarding pointer stops after this long; later stragglers are forwarded by the member
 /// from the registry.
 pub const FORWARD_GRACE: Duration = Duration::from_secs(30);
-
-/// What a message asks of the child.
-#[derive(Debug)]
-pub enum Body<M> {
-    /// An application message from this node (no encoding).
-    Typed(M),
-    /// A routed message (from another node, or forwarded).
-    Routed(RouteBody),
-}
-
-/// A message with where its answer goes.
-#[derive(Debug)]
-pub struct Envelope<M, T> {
-    /// What it asks.
-    pub body: Body<M>,
-    /// Forwarding hops so far.
-    pub hops: u8,
-    /// Where the answer goes (`None` for a cast).
-    pub reply: Option<T>,
-}
-
-/// The answer to a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer<R> {
-    /// The child's reply.
-    Reply(R),
-    /// A subscription change was applied.
-    Done,
-    /// No answer from the child.
-    Failed(Unavailable),
-}
-
-/// What the backup said of a replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReplicaAnswer {
-    /// Stored.
-    Ack {
-        /// The backup.
-        from: NodeId,
-        /// The replica's epoch.
-        epoch: u64,
-        /// The replica's sequence number.
-        seq: u64,
-    },
-    /// Refused.
-    Nack {
-        /// The backup.
-        from: NodeId,
-        /// The replica's epoch.
-        epoch: u64,
-        /// Why.
-        why: ReplicaRefusal,
-    },
-}
-
-/// One input of a child's core.
-#[derive(Debug)]
-pub enum ChildInput<M, T> {
-    /// A message.
-    Message(Envelope<M, T>),
-    /// A timer set by the child fired.
-    Timer {
-        /// Only the latest timer counts.
-        generation: u64,
-    },
-    /// A command from the member's core.
-    Cmd(ChildCmd),
-    /// The backup's answer to a replica.
-    Replica(ReplicaAnswer),
-}
-
-/// What the hosting shell tells the core of its node with every input.
-pub struct ChildEnv<'a> {
-    /// The node holds its quorum lease: it may apply messages and answer.
-    pub lease: bool,
-    /// True when a subscriber's node is still a live member.
-    pub is_live: &'a dyn Fn(&NodeId) -> bool,
-    /// The most bytes a message to another member may take: a replica larger than this is
-    /// not sent (it would close the link); the answers it holds wait, with an error logged.
-    pub max_message_bytes: usize,
-}
-
-impl std::fmt::Debug for ChildEnv<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildEnv")
-            .field("lease", &self.lease)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChildEnv<'static> {
-    /// A node with its lease whose members are all live (tests, single nodes).
-    pub fn open() -> Self {
-        ChildEnv {
-            lease: true,
-            is_live: &|_| true,
-            max_message_bytes: crate::protocol::DEFAULT_MAX_MESSAGE_BYTES,
-        }
-    }
-}
-
-/// One thing for the hosting shell to do.
-#[derive(Debug)]
-pub enum ChildEffect<C: Handoff, T> {
-    /// Answer a message.
-    Reply {
-        /// Where.
-        to: T,
-        /// What.
-        answer: Answer<C::Reply>,
-    },
-    /// Send a message on to the child's new owner, keeping its reply path.
-    Forward {
-        /// The new owner.
-        to: NodeId,
-        /// The message (hops already counted).
-        msg: Envelope<C::Msg, T>,
-    },
-    /// Fire [`ChildInput::Timer`] after `after`.
-    SetTimer {
-        /// When.
-        after: Duration,
-        /// Its generation.
-        generation: u64,
-    },
-    /// Send an event to these subscribers.
-    Deliver {
-        /// Its sequence number.
-        seq: u64,
-        /// The event.
-        event: C::Event,
-        /// Who gets it.
-        to: Vec<Subscriber>,
-    },
-    /// Send a replica to the backup member (its answer comes back as [`ChildInput::Replica`]).
-    Replicate {
-        /// The backup.
-        to: NodeId,
-        /// The replica.
-        replica: Replica,
-    },
-    /// Tell the member's core.
-    Report(ChildReport),
-    /// A move's pause ended (for the pause statistics).
-    Paused(Duration),
-    /// Messages were forwarded (for the counters).
-    Forwarded(u64),
-    /// The child moved to `to` after a pause.
-    HandedOff {
-        /// The new owner.
-        to: NodeId,
-        /// How long it could not process messages.
-        pause: Duration,
-    },
-    /// Stop the hosting actor now.
-    Stop,
-    /// Stop the hosting actor after this long (a forwarding pointer's grace).
-    StopAfter(Duration),
-}
 
 enum Mode<M, T> {
     /// Applying messages.
@@ -206,40 +61,6 @@ enum Mode<M, T> {
     Forwarding { to: NodeId },
     /// A backup knows a newer copy: this one answers nothing until the member stops it.
     Superseded,
-}
-
-/// Where replicas go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Backup {
-    /// Not told yet: answers wait.
-    Unknown,
-    /// No other member: answers go at once.
-    Alone,
-    /// This member, which reads this schema.
-    Node(NodeId, u16),
-}
-
-/// Something caused by a change, waiting for the backup.
-enum Held<C: Handoff, T> {
-    Reply {
-        seq: u64,
-        to: T,
-        answer: Answer<C::Reply>,
-    },
-    Deliver {
-        seq: u64,
-        event_seq: u64,
-        event: C::Event,
-        to: Vec<Subscriber>,
-    },
-}
-
-impl<C: Handoff, T> Held<C, T> {
-    fn seq(&self) -> u64 {
-        match self {
-            Held::Reply { seq, .. } | Held::Deliver { seq, .. } => *seq,
-        }
-    }
 }
 
 /// The core of one hosted child; see the module docs.
@@ -539,70 +360,6 @@ impl<C: Handoff, T> ChildCore<C, T> {
         }
     }
 
-    fn on_replica(
-        &mut self,
-        now: Instant,
-        answer: ReplicaAnswer,
-        out: &mut Vec<ChildEffect<C, T>>,
-        env: &ChildEnv<'_>,
-    ) {
-        let Backup::Node(backup, _) = &self.backup else {
-            return;
-        };
-        match answer {
-            ReplicaAnswer::Ack { from, epoch, seq } => {
-                if from != *backup || epoch != self.epoch {
-                    return;
-                }
-                if self.inflight.is_some_and(|s| s <= seq) {
-                    self.inflight = None;
-                }
-                self.acked = self.acked.max(seq);
-                self.release(self.acked, out, env);
-                if self.report_durable && self.acked >= self.seq {
-                    self.report_durable = false;
-                    out.push(ChildEffect::Report(ChildReport::Durable));
-                }
-                self.replicate(now, out, env);
-            }
-            ReplicaAnswer::Nack {
-                from,
-                epoch,
-                why: ReplicaRefusal::Fenced | ReplicaRefusal::Leaving,
-            } => {
-                if from != *backup || epoch != self.epoch {
-                    return;
-                }
-                // That backup takes nothing from this node for now (it suspects it): the
-                // answers wait; the member picks another backup or this one comes round.
-                self.inflight = None;
-                out.push(ChildEffect::Report(ChildReport::BackupRefused {
-                    backup: from,
-                }));
-            }
-            ReplicaAnswer::Nack { from, epoch, why } => {
-                if from != *backup || epoch != self.epoch {
-                    return;
-                }
-                tracing::warn!(child = %self.name, backup = %from, ?why, "backup refused a replica: this copy is superseded");
-                self.inflight = None;
-                // Nothing held can be promised: a newer copy runs elsewhere.
-                for h in std::mem::take(&mut self.held) {
-                    if let Held::Reply { to, .. } = h {
-                        out.push(ChildEffect::Reply {
-                            to,
-                            answer: Answer::Failed(Unavailable::Superseded),
-                        });
-                    }
-                }
-                if matches!(self.mode, Mode::Live) {
-                    self.mode = Mode::Superseded;
-                }
-                out.push(ChildEffect::Report(ChildReport::Superseded));
-            }
-        }
-    }
-
     fn ctx(&self, now: Instant) -> Ctx<C> {
         Ctx::new(self.name.clone(), self.node.clone(), ms(self.origin, now))
     }
@@ -759,104 +516,6 @@ impl<C: Handoff, T> ChildCore<C, T> {
             out.push(ChildEffect::Report(ChildReport::StopRequested));
             out.push(ChildEffect::Stop);
         }
-    }
-
-    /// Sends an answer or event now if nothing it depends on waits for the backup, else holds it.
-    fn hold(&mut self, h: Held<C, T>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
-        let now_ok = !self.replicated
-            || self.backup == Backup::Alone
-            || (self.held.is_empty() && h.seq() <= self.acked)
-            || planted::on(Bug::AnswerBeforeBackup);
-        if now_ok {
-            self.emit(h, out, env);
-        } else {
-            self.held.push_back(h);
-        }
-    }
-
-    /// Releases what waited for changes up to `upto`, in order.
-    fn release(&mut self, upto: u64, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
-        while self.held.front().is_some_and(|h| h.seq() <= upto) {
-            if let Some(h) = self.held.pop_front() {
-                self.emit(h, out, env);
-            }
-        }
-    }
-
-    fn emit(&self, h: Held<C, T>, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
-        match h {
-            Held::Reply { to, answer, .. } => {
-                // The change is durable; whether this copy may still say so is the lease's.
-                let answer = if env.lease || planted::on(Bug::IgnoreLease) {
-                    answer
-                } else {
-                    Answer::Failed(Unavailable::NoLease)
-                };
-                out.push(ChildEffect::Reply { to, answer });
-            }
-            Held::Deliver {
-                event_seq,
-                event,
-                to,
-                ..
-            } => {
-                if env.lease || planted::on(Bug::EventsWithoutLease) {
-                    out.push(ChildEffect::Deliver {
-                        seq: event_seq,
-                        event,
-                        to,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Sends the backup a replica when it lacks changes and none is in flight.
-    fn replicate(&mut self, now: Instant, out: &mut Vec<ChildEffect<C, T>>, env: &ChildEnv<'_>) {
-        if !self.replicated || self.inflight.is_some() || self.acked >= self.seq {
-            return;
-        }
-        if matches!(self.mode, Mode::Forwarding { .. } | Mode::Superseded) {
-            return;
-        }
-        let Backup::Node(to, schema) = &self.backup else {
-            return;
-        };
-        let ctx = self.ctx(now);
-        let (schema, state) = match self.child.dehydrate_as(*schema, &ctx) {
-            Some(state) => (*schema, state),
-            None => (C::SCHEMA, self.child.dehydrate(&ctx)),
-        };
-        let replica = Replica {
-            name: self.name.to_string(),
-            owner: self.me.clone(),
-            epoch: self.epoch,
-            seq: self.seq,
-            schema,
-            state,
-            subscribers: self.subscribers.clone(),
-            event_seq: self.event_seq,
-        };
-        // `Wire::Replicate` adds its variant's tag, one byte.
-        let bytes = crate::protocol::encoded_len(&replica) + 1;
-        if bytes > env.max_message_bytes {
-            // Sending it would close the link (a frame over the limit reads as a dead node).
-            // Nothing answered is lost: the answers it holds wait until a later change makes
-            // the state fit again (or the caller's deadline passes).
-            tracing::error!(
-                child = %self.name,
-                bytes,
-                budget = env.max_message_bytes,
-                held = self.held.len(),
-                "child state too large to back up (over the message budget); its answers wait"
-            );
-            return;
-        }
-        self.inflight = Some(self.seq);
-        out.push(ChildEffect::Replicate {
-            to: to.clone(),
-            replica,
-        });
     }
 
     /// Sends a message on to the new owner, keeping its reply path; timers are re-armed by the
