@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::load::{Integrity, Load, LoadResult, verify};
+use harness::load::{AssertIntegrity, Integrity, Load, LoadResult, verify};
 use harness::logs;
 use harness::netns::Netns;
 use harness::node::NodeProcess;

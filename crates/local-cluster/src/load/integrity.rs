@@ -33,16 +33,6 @@ impl Integrity {
     pub fn nothing_lost(&self) -> bool {
         self.games_lost == 0 && self.inputs_lost == 0 && self.inputs_duplicated == 0
     }
-
-    /// Panics, showing the whole check, unless [`Integrity::nothing_lost`].
-    #[track_caller]
-    pub fn assert_nothing_lost(&self) {
-        assert_eq!(
-            (self.games_lost, self.inputs_lost, self.inputs_duplicated),
-            (0, 0, 0),
-            "{self:?}"
-        );
-    }
 }
 
 /// Checks every game, through the nodes at `urls`, against what its players were told.
