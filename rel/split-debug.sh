@@ -3,9 +3,9 @@
 #
 #   rel/split-debug.sh BINARY SHIPPED DEBUG
 #
-# The release profile keeps line tables (file:line in backtraces), three quarters of the binary.
-# DEBUG gets them (`objcopy --only-keep-debug`, compressed); SHIPPED is BINARY without them
-# (`--strip-debug`: the symbols stay, so a backtrace still names every function) and with a
+# The release profile keeps line tables (file:line in backtraces), about four fifths of the
+# binary. DEBUG gets them (`objcopy --only-keep-debug`, compressed); SHIPPED is BINARY without
+# them (`--strip-debug`: the symbols stay, so a backtrace still names every function) and with a
 # `.gnu_debuglink` naming DEBUG's file name and checksum. Put DEBUG beside SHIPPED (or in
 # /usr/lib/debug) and a backtrace gains file:line again; gdb and addr2line read it too.
 # docker/Dockerfile and docker/build-offline.sh ship SHIPPED and leave DEBUG out of the image.
