@@ -13,11 +13,13 @@
 # Steps: builds a statically linked binary (glibc, +crt-static; `--target` is needed so that
 # RUSTFLAGS do not reach proc-macros), checks it is static with `file` and `ldd`, assembles a
 # root file system in a temporary directory (static busybox + applet links, /etc/passwd, the rel
-# scripts, the binary), runs `docker build` with docker/Dockerfile.offline (FROM scratch: nothing
-# is pulled; no --pull) and prints the image id on stdout. Everything else goes to stderr.
+# scripts, the binary without its debug info, which rel/split-debug.sh leaves beside cargo's as
+# D/x86_64-unknown-linux-gnu/release/minotaur.debug), runs `docker build` with
+# docker/Dockerfile.offline (FROM scratch: nothing is pulled; no --pull) and prints the image id
+# on stdout. Everything else goes to stderr.
 #
 # Needs: cargo with the x86_64-unknown-linux-gnu target, a static busybox (`apt-get install
-# busybox-static`, or BUSYBOX=/path/to/static/busybox), file, ldd, docker.
+# busybox-static`, or BUSYBOX=/path/to/static/busybox), file, ldd, objcopy (binutils), docker.
 set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,7 +57,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$tag" ] || die "--tag: expected an image tag, e.g. minotaur:v2"
 
-for tool in cargo docker file ldd; do
+for tool in cargo docker file ldd objcopy; do
     command -v "$tool" >/dev/null 2>&1 || die "\`$tool\` not found"
 done
 busybox=${BUSYBOX:-/bin/busybox}
@@ -150,15 +152,11 @@ nogroup:x:65534:
 EOF
 # No /etc/hosts, /etc/hostname or /etc/resolv.conf: Docker mounts its own.
 
-# The release profile keeps line tables (file:line in backtraces): compressed, they cost ~30 MB
-# instead of ~85 MB. docker/Dockerfile does the same.
-if command -v objcopy >/dev/null 2>&1; then
-    objcopy --compress-debug-sections=zlib "$bin" "$root/app/bin/minotaur.bin"
-    chmod 0755 "$root/app/bin/minotaur.bin"
-else
-    echo "build-offline: no objcopy (binutils): debug sections left uncompressed" >&2
-    install -m 0755 "$bin" "$root/app/bin/minotaur.bin"
-fi
+# The release profile keeps line tables (file:line in backtraces): the image gets the binary
+# without them, and they go beside cargo's binary, as minotaur.debug, not into the image
+# (rel/split-debug.sh; the README says how to use it).
+debug=$bin.debug
+"$repo/rel/split-debug.sh" "$bin" "$root/app/bin/minotaur.bin" "$debug"
 install -m 0755 "$repo/rel/entrypoint.sh" "$root/app/bin/entrypoint.sh"
 install -m 0755 "$repo/rel/minotaur" "$root/app/bin/minotaur"
 install -m 0644 "$repo/rel/env.sh" "$root/app/rel/env.sh"
@@ -167,5 +165,5 @@ cp "$repo/docker/Dockerfile.offline" "$tmp/Dockerfile"
 # --- 3. The image. -----------------------------------------------------------------------------
 docker build --iidfile "$tmp/iid" -t "$tag" -f "$tmp/Dockerfile" "$tmp" >&2
 id=$(cat "$tmp/iid")
-echo "build-offline: built $tag ($(docker image inspect -f '{{.Size}}' "$id") bytes)" >&2
+echo "build-offline: built $tag ($(docker image inspect -f '{{.Size}}' "$id") bytes); debug info in $debug" >&2
 echo "$id"

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use harness::node::{NodeProcess, names, node_env, rpc};
+use harness::node::{Console, NodeProcess, names, node_env, rpc};
 use harness::ports::{free_port, loopbacks};
 use harness::wait::{eventually, scaled};
 use harness::{dns, logs};

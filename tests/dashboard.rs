@@ -94,7 +94,6 @@ async fn the_page_follows_a_drain_live_without_asking_any_game() {
         log_dir: logs.clone(),
         dns_grace: Duration::from_millis(200),
         env: Vec::new(),
-        netns: None,
     })
     .await
     .expect("start three nodes");

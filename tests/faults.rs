@@ -16,7 +16,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions, disagreeing, registries};
-use harness::load::{Integrity, Load, LoadResult, verify};
+use harness::load::{AssertIntegrity, ExpectPlay, Integrity, Load, LoadResult, verify};
 use harness::logs;
 use harness::netns::Netns;
 use harness::node::NodeProcess;
@@ -108,18 +108,12 @@ async fn games_restarted_without(cluster: &Cluster, dead: &str, alive: usize) {
 
 /// Waits for 50 acknowledged inputs after the joins: the players are playing.
 async fn traffic_before_the_fault(load: &Load) {
-    assert!(
-        load.wait_for_play(50, Duration::from_secs(30)).await,
-        "the players got no 50 answers before the fault"
-    );
+    load.expect_play(50).await;
 }
 
 /// Waits for 100 more acknowledged inputs: the players played on after the fault.
 async fn traffic_after_the_fault(load: &Load) {
-    assert!(
-        load.wait_for_play(100, Duration::from_secs(30)).await,
-        "the players got no 100 answers after the fault"
-    );
+    load.expect_play(100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
 use harness::logs;
-use harness::node::{NodeProcess, get_json, node_env, rpc};
+use harness::node::{Console, NodeProcess, get_json, node_env, rpc};
 use harness::ports::{free_port, loopbacks};
 use harness::wait::{eventually, scaled};
 use nix::sys::signal::Signal;

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
 use harness::load::Load;
+use harness::node::Console;
 use harness::ports::free_port;
 use harness::prometheus::{self, Prometheus, Sample};
 use harness::wait::eventually;

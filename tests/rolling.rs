@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::load::{Load, verify};
+use harness::load::{AssertIntegrity, ExpectPlay, Load, verify};
 use harness::releases::{V2_VERSION, v2_binary};
 use harness::wait::{POLL_INTERVAL, poll, scaled};
 use serde_json::{Value, json};

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use harness::load::{Load, verify};
+use harness::load::{AssertIntegrity, ExpectPlay, Load, verify};
 use harness::wait::eventually;
 use serde_json::Value;
 use tokio::time::Instant;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harness::logs;
-use harness::node::{NodeProcess, cluster_view, names, node_env, rpc};
+use harness::node::{Console, NodeProcess, cluster_view, names, node_env, rpc};
 use harness::ports::{free_port, loopbacks};
 use harness::process::ChildProcess;
 use harness::tls::{Ca, NodeCert};

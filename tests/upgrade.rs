@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions};
-use harness::load::{Integrity, Load, LoadResult, verify};
+use harness::load::{AssertIntegrity, Integrity, Load, LoadResult, verify};
 use harness::node::{get_json, metric_sum};
 use harness::releases::{binary_at, previous_binary, previous_version};
 use harness::wait::{POLL_INTERVAL, poll, scaled};
@@ -216,7 +216,10 @@ async fn the_previous_release_rolls_forward_to_this_one_and_back_with_nothing_lo
         .unwrap();
     load.measure(true);
     for step in 1..=3 {
-        assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+        assert!(
+            load.wait_for_play(300, scaled(Duration::from_secs(30)))
+                .await
+        );
         let (took, code) = cluster.replace(0, &this).await.unwrap();
         assert_eq!(
             code,
@@ -238,7 +241,10 @@ async fn the_previous_release_rolls_forward_to_this_one_and_back_with_nothing_lo
     let seen = wait_protocol(&cluster, u64::from(horde::protocol::PROTOCOL)).await;
     assert!(seen.values().all(Option::is_some), "{seen:?}");
     wait_versions(&cluster, 3, |v| v.iter().all(|v| v == THIS_VERSION)).await;
-    assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(300, scaled(Duration::from_secs(30)))
+            .await
+    );
     let forward = load.stop().await;
     assert_integrity(&cluster, "previous -> this release", &forward).await;
     assert_played("forward", &forward, 1000);
@@ -251,7 +257,10 @@ async fn the_previous_release_rolls_forward_to_this_one_and_back_with_nothing_lo
         .unwrap();
     load.measure(true);
     for step in 1..=3 {
-        assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+        assert!(
+            load.wait_for_play(300, scaled(Duration::from_secs(30)))
+                .await
+        );
         let (took, code) = cluster.replace(0, &previous).await.unwrap();
         assert_eq!(code, Some(0), "a node of this release drains and exits 0");
         eprintln!("rollback: node {step} of 3 replaced in {took:?}");
@@ -266,7 +275,10 @@ async fn the_previous_release_rolls_forward_to_this_one_and_back_with_nothing_lo
         }
     }
     wait_versions(&cluster, 3, |v| v.iter().all(|v| *v == old)).await;
-    assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(300, scaled(Duration::from_secs(30)))
+            .await
+    );
     let back = load.stop().await;
     assert_integrity(&cluster, "this release -> previous (rollback)", &back).await;
     assert_played("rollback", &back, 1000);
@@ -339,7 +351,10 @@ async fn a_mixed_cluster_serves_everything_through_a_drain_and_a_kill() {
         }
         ending.push(code);
     }
-    assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(300, scaled(Duration::from_secs(30)))
+            .await
+    );
 
     // The update starts: two of each release (one old node replaced, one new node added).
     cluster.replace(0, &this).await.unwrap();
@@ -360,7 +375,10 @@ async fn a_mixed_cluster_serves_everything_through_a_drain_and_a_kill() {
         }
     }
     assert_eq!((old_urls.len(), new_urls.len()), (2, 2), "{urls:?}");
-    assert!(load.wait_for_play(300, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(300, scaled(Duration::from_secs(30)))
+            .await
+    );
 
     // `leave` (the newest action) through nodes of both releases ends the games; they are
     // removed from every node, and their tombstones collected on every node.
@@ -429,17 +447,26 @@ async fn a_mixed_cluster_serves_everything_through_a_drain_and_a_kill() {
         Some(0),
         "the drained node exits 0"
     );
-    assert!(load.wait_for_play(200, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(200, scaled(Duration::from_secs(30)))
+            .await
+    );
     let killed = cluster
         .nodes
         .iter()
         .position(|n| new_urls.contains(&n.url()))
         .unwrap();
     let _gone = cluster.kill(killed);
-    assert!(load.wait_for_play(200, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(200, scaled(Duration::from_secs(30)))
+            .await
+    );
     cluster.add(&this).await.unwrap();
     wait_protocol(&cluster, 2).await;
-    assert!(load.wait_for_play(200, Duration::from_secs(30)).await);
+    assert!(
+        load.wait_for_play(200, scaled(Duration::from_secs(30)))
+            .await
+    );
     let result = load.stop().await;
     assert_integrity(&cluster, "mixed cluster (removals, drain, kill)", &result).await;
     check_content(&cluster, &result).await;
@@ -501,7 +528,8 @@ async fn a_node_refuses_at_the_door_of_a_cluster_it_cannot_speak_with() {
     }
     // The cluster kept serving, and never counted the refused node.
     assert!(
-        load.wait_for_play(200, Duration::from_secs(30)).await,
+        load.wait_for_play(200, scaled(Duration::from_secs(30)))
+            .await,
         "the cluster stopped serving after the refusal"
     );
     let result = load.stop().await;

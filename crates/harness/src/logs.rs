@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
+pub use local_cluster::logs::fresh_dir;
+
 /// A fresh directory for the logs of `test`: `$TMPDIR/minotaur-e2e/<test>`, emptied first so
 /// that what is in it after a run is that run's.
 ///
 /// # Panics
 /// When the directory cannot be created.
 pub fn test_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join("minotaur-e2e").join(test);
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = local_cluster::logs::fresh_dir(test);
     if let Err(e) = std::fs::create_dir_all(&dir) {
         panic!("cannot create the log directory {}: {e}", dir.display());
     }

@@ -4,14 +4,24 @@
 //! test, on the bridge's own address, still reaches every node, as clients do).
 //!
 //! Everything is created by [`Netns::create`] and removed when the value drops, also when the
-//! test fails. Needs root, `ip` and `iptables`. Docker sets the root `FORWARD` policy to
+//! test fails. [`cluster`] runs a `local-cluster` [`Cluster`] on them, one namespace per node
+//! started ([`Namespaces`]), whose [`Cluster::cut`] and [`Cluster::heal`] then work. Needs root, `ip` and `iptables`. Docker sets the root `FORWARD` policy to
 //! `DROP` and bridged traffic passes through it, so the bridge gets `ACCEPT` rules of its own
 //! (removed with it).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 
+use local_cluster::cluster::{Cluster, ClusterOptions};
+use local_cluster::network::{Network, Place};
+
 use crate::Error;
+
+/// HTTP port of every node in a namespace: each has a network stack of its own, so a fixed
+/// port is free.
+const HTTP_PORT: u16 = 4000;
+/// Cluster port of every node in a namespace.
+const CLUSTER_PORT: u16 = 9000;
 
 /// The namespaces, the bridge and the rules of one test.
 #[derive(Debug)]
@@ -173,4 +183,71 @@ impl Drop for Netns {
     fn drop(&mut self) {
         self.teardown();
     }
+}
+
+/// A cluster's network in namespaces: [`Netns`], one namespace handed out per node started
+/// (replacements included), the DNS server on the bridge's address.
+#[derive(Debug)]
+pub struct Namespaces {
+    ns: Netns,
+    /// The next node's namespace.
+    next: usize,
+}
+
+impl Namespaces {
+    /// `count` namespaces on 10.77.`net`.0/24 ([`Netns::create`]).
+    pub fn create(net: u8, count: usize) -> Result<Namespaces, Error> {
+        Ok(Namespaces {
+            ns: Netns::create(net, count)?,
+            next: 0,
+        })
+    }
+
+    /// The namespace holding `ip`, among those handed out.
+    fn index_of(&self, ip: IpAddr) -> Result<usize, Error> {
+        (0..self.next)
+            .find(|k| self.ns.ip(*k) == ip)
+            .ok_or_else(|| Error::Setup(format!("no namespace holds {ip}")))
+    }
+}
+
+impl Network for Namespaces {
+    fn dns_ip(&self) -> IpAddr {
+        self.ns.gateway()
+    }
+
+    fn ports(&self) -> Result<(u16, u16), Error> {
+        Ok((CLUSTER_PORT, HTTP_PORT))
+    }
+
+    fn place(&mut self) -> Result<Place, Error> {
+        let k = self.next;
+        if k >= self.ns.names.len() {
+            return Err(Error::Setup(format!(
+                "all {k} network namespaces of the cluster are used: give it more \
+                 (harness::netns::cluster's `count`)"
+            )));
+        }
+        self.next += 1;
+        Ok(Place {
+            ip: self.ns.ip(k),
+            prefix: self.ns.exec_prefix(k),
+        })
+    }
+
+    fn cut(&self, ip: IpAddr) -> Result<(), Error> {
+        self.ns.isolate(self.index_of(ip)?)
+    }
+
+    fn heal(&self, ip: IpAddr) -> Result<(), Error> {
+        self.ns.heal(self.index_of(ip)?)
+    }
+}
+
+/// Starts a cluster as [`Cluster::start`] does, but with every node in a network namespace
+/// of its own: `count` of them at most over the cluster's life (every node started,
+/// replacements included, takes one). Needs root.
+pub async fn cluster(opts: ClusterOptions, count: usize) -> Result<Cluster, Error> {
+    let network = Namespaces::create(opts.net, count)?;
+    Cluster::start_on(opts, Box::new(network)).await
 }

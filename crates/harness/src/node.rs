@@ -1,41 +1,19 @@
-//! One real `minotaur start` process: exactly the environment it was given, a log file of its
-//! own, and its console (`minotaur rpc`) with the same environment.
+//! One real `minotaur start` process (`local-cluster`'s [`NodeProcess`]) as tests use it: its
+//! environment, its console (`minotaur rpc`) with the same environment, and readers of what
+//! it serves (metrics, `/api/cluster`).
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
+pub use local_cluster::node::{DEFAULT_RUST_LOG, NodeProcess, get_json, name, names};
 
-use crate::Error;
-use crate::process::ChildProcess;
 use crate::wait::scaled;
-
-/// `RUST_LOG` of a node unless its environment sets one: discovery's decisions in full.
-pub const DEFAULT_RUST_LOG: &str = "info,discovery=debug,ractor=warn,ractor_cluster=error";
-
-/// The port a node listens on for HTTP unless `PORT` says otherwise.
-const DEFAULT_HTTP_PORT: u16 = 4000;
-/// The port a node listens on for nodes unless `CLUSTER_PORT` says otherwise.
-const DEFAULT_CLUSTER_PORT: u16 = 9000;
 
 /// How long a console command may take before the test fails (scaled).
 const RPC_DEADLINE: Duration = Duration::from_secs(30);
-
-/// The name of the node on `ip`: `minotaur@ip`.
-pub fn name(ip: IpAddr) -> String {
-    format!("minotaur@{ip}")
-}
-
-/// The names of the nodes on `ips`, sorted (as `minotaur rpc nodes` prints them).
-pub fn names(ips: &[IpAddr]) -> Vec<String> {
-    let mut v: Vec<String> = ips.iter().map(|ip| name(*ip)).collect();
-    v.sort();
-    v
-}
 
 /// The environment of the node `minotaur@ip` with cluster port `port` and cookie `cookie`,
 /// HTTP on a port of the system's choosing.
@@ -48,164 +26,29 @@ pub fn node_env(ip: IpAddr, port: u16, cookie: &str) -> HashMap<String, String> 
     ])
 }
 
-/// A running `minotaur start` process; killed when dropped. Its `Debug` masks the cookie.
-pub struct NodeProcess {
-    /// Its node name (`RELEASE_NODE`, else `minotaur@ip`).
-    pub name: String,
-    /// The address it runs on.
-    pub ip: IpAddr,
-    /// The environment it runs with, and its consoles too (cookie, port).
-    pub env: HashMap<String, String>,
-    /// The binary it runs; its consoles run the same.
-    binary: PathBuf,
-    /// Its stderr.
-    log: PathBuf,
-    process: ChildProcess,
-}
-
-impl std::fmt::Debug for NodeProcess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let env: std::collections::BTreeMap<&str, &str> = self
-            .env
-            .iter()
-            .map(|(k, v)| {
-                let shown = if k.contains("COOKIE") && !k.ends_with("_FILE") && !k.ends_with("_DIR")
-                {
-                    "<redacted>"
-                } else {
-                    v.as_str()
-                };
-                (k.as_str(), shown)
-            })
-            .collect();
-        f.debug_struct("NodeProcess")
-            .field("name", &self.name)
-            .field("ip", &self.ip)
-            .field("env", &env)
-            .field("binary", &self.binary)
-            .field("log", &self.log)
-            .field("process", &self.process)
-            .finish()
-    }
-}
-
-impl NodeProcess {
-    /// Starts `binary start` on `ip` with exactly `env` (and [`DEFAULT_RUST_LOG`] unless `env`
-    /// sets `RUST_LOG`), its stderr appended to `<logs>/<ip>.log`.
-    pub fn start(
-        binary: impl AsRef<Path>,
-        ip: IpAddr,
-        env: HashMap<String, String>,
-        logs: &Path,
-    ) -> Result<NodeProcess, Error> {
-        Self::start_with(&[], binary, ip, env, logs)
-    }
-
-    /// As [`NodeProcess::start`], with the command run through `prefix` (e.g. `ip netns exec
-    /// NAME`, which execs it: the process is the node's own).
-    pub fn start_with(
-        prefix: &[String],
-        binary: impl AsRef<Path>,
-        ip: IpAddr,
-        env: HashMap<String, String>,
-        logs: &Path,
-    ) -> Result<NodeProcess, Error> {
-        let binary = binary.as_ref().to_path_buf();
-        let node_name = env.get("RELEASE_NODE").cloned().unwrap_or_else(|| name(ip));
-        let log = logs.join(format!("{ip}.log"));
-        // Appended: a node restarted on the same address keeps the story in one file.
-        let file = OpenOptions::new().create(true).append(true).open(&log)?;
-        let mut command = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&binary);
-                c
-            }
-            None => Command::new(&binary),
-        };
-        let process = ChildProcess::spawn(
-            command
-                .arg("start")
-                .env_clear()
-                .env("RUST_LOG", DEFAULT_RUST_LOG)
-                .envs(&env)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(file),
-        )
-        .map_err(|source| Error::Spawn {
-            binary: binary.clone(),
-            source,
-        })?;
-        Ok(NodeProcess {
-            name: node_name,
-            ip,
-            env,
-            binary,
-            log,
-            process,
-        })
-    }
-
-    /// Sends `sig` to the process while it is ours.
-    pub fn signal(&self, sig: Signal) {
-        self.process.signal(sig);
-    }
-
-    /// SIGKILL and reap.
-    pub fn kill(&mut self) {
-        self.process.kill();
-    }
-
-    /// Waits up to `timeout` (not scaled) for the process to exit; its exit code.
-    pub async fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        self.process.wait(timeout).await
-    }
-
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.process.is_running()
-    }
-
-    /// Resident memory in bytes.
-    pub fn rss_bytes(&self) -> u64 {
-        self.process.rss_bytes()
-    }
-
-    /// What it has logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Its HTTP base URL (`http://ip:PORT`).
-    pub fn url(&self) -> String {
-        format!(
-            "http://{}:{}",
-            self.ip,
-            self.port("PORT", DEFAULT_HTTP_PORT)
-        )
-    }
-
-    /// Where it listens for nodes and consoles.
-    pub fn cluster_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port("CLUSTER_PORT", DEFAULT_CLUSTER_PORT))
-    }
-
-    fn port(&self, var: &str, default: u16) -> u16 {
-        self.env
-            .get(var)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(default)
-    }
-
+/// A node's console, as tests ask it: `minotaur rpc` with the node's own environment.
+#[allow(async_fn_in_trait)] // awaited in place by tests, never through a `Send` bound
+pub trait Console {
     /// `minotaur rpc --node <this node> ARGS` with this node's environment.
-    pub async fn rpc(&self, args: &[&str]) -> Output {
-        rpc(&self.binary, &self.env, Some(&self.name), args).await
-    }
+    async fn rpc(&self, args: &[&str]) -> Output;
 
     /// The names `rpc nodes` prints, sorted; `None` (and the reason on stderr) when the rpc
     /// fails, so that a failing console never passes for an empty cluster.
-    pub async fn try_nodes(&self) -> Option<Vec<String>> {
+    async fn try_nodes(&self) -> Option<Vec<String>>;
+
+    /// Like [`Console::try_nodes`].
+    ///
+    /// # Panics
+    /// When the rpc fails, with the node's log.
+    async fn nodes(&self) -> Vec<String>;
+}
+
+impl Console for NodeProcess {
+    async fn rpc(&self, args: &[&str]) -> Output {
+        rpc(self.binary(), &self.env, Some(&self.name), args).await
+    }
+
+    async fn try_nodes(&self) -> Option<Vec<String>> {
         let out = self.rpc(&["nodes"]).await;
         if !out.status.success() {
             eprintln!(
@@ -224,11 +67,7 @@ impl NodeProcess {
         Some(v)
     }
 
-    /// Like [`NodeProcess::try_nodes`].
-    ///
-    /// # Panics
-    /// When the rpc fails, with the node's log.
-    pub async fn nodes(&self) -> Vec<String> {
+    async fn nodes(&self) -> Vec<String> {
         match self.try_nodes().await {
             Some(v) => v,
             None => panic!(
@@ -278,11 +117,6 @@ pub fn metric_sum(exposition: &str, name: &str) -> f64 {
             value.split_whitespace().next()?.parse::<f64>().ok()
         })
         .sum()
-}
-
-/// `GET url` as JSON; `None` when it does not answer or the body is not JSON.
-pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
-    http.get(url).send().await.ok()?.json().await.ok()
 }
 
 /// From a node's `GET /api/cluster`: its name, the other nodes it is connected to and the

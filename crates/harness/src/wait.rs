@@ -1,13 +1,14 @@
 //! Waiting for conditions: poll under a deadline, never sleep and hope.
 //!
 //! Test deadlines stretch with `MINOTAUR_TEST_TIME_SCALE` (slow shared CI machines; `.ci/run`
-//! sets 3); what a test asserts never does. [`poll`] is the one polling loop; [`eventually`]
-//! is its test form, which scales the deadline and fails the test when it passes.
+//! sets 3); what a test asserts never does. [`poll`] (`local-cluster`'s) is the one polling
+//! loop; [`eventually`] is its test form, which scales the deadline and fails the test when it
+//! passes.
 
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
+pub use local_cluster::wait::poll;
 
 /// The variable that stretches test deadlines (a positive number; 1 when unset).
 pub const TIME_SCALE_VAR: &str = "MINOTAUR_TEST_TIME_SCALE";
@@ -41,25 +42,6 @@ pub fn time_scale_in(lookup: impl Fn(&str) -> Option<String>) -> Result<f64, Str
 /// `d` stretched by [`time_scale`].
 pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(time_scale())
-}
-
-/// Runs `check` every `every` until it returns `Some`, for at most `timeout` (as given: not
-/// scaled); `None` when time ran out. `check` runs at least once.
-pub async fn poll<T, F, Fut>(timeout: Duration, every: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let end = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() >= end {
-            return None;
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 /// Runs `check` every [`POLL_INTERVAL`] until it returns `Some`, and returns that.
@@ -99,27 +81,5 @@ mod tests {
         for bad in ["", "three", "0", "-2", "inf", "NaN"] {
             assert_eq!(scale(&[(TIME_SCALE_VAR, bad)]), Err(bad.to_string()));
         }
-    }
-
-    #[tokio::test]
-    async fn poll_returns_the_first_answer_or_none_at_the_deadline() {
-        let mut calls = 0;
-        let got = poll(Duration::from_secs(1), Duration::from_millis(10), || {
-            calls += 1;
-            let n = calls;
-            async move { (n == 3).then_some(n) }
-        })
-        .await;
-        assert_eq!(got, Some(3));
-
-        let start = Instant::now();
-        let never = poll(
-            Duration::from_millis(100),
-            Duration::from_millis(10),
-            || async { None::<()> },
-        )
-        .await;
-        assert_eq!(never, None);
-        assert!(start.elapsed() >= Duration::from_millis(100));
     }
 }

@@ -29,7 +29,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::cluster::{Cluster, ClusterOptions, disagreeing};
-use harness::load::{Load, verify};
+use harness::load::{AssertIntegrity, Load, verify};
+use harness::netns;
 use harness::wait::eventually;
 use nix::sys::signal::Signal;
 use rand::rngs::StdRng;
@@ -109,9 +110,10 @@ async fn main() {
         "nemesis: {secs} s of faults, seed {seed} (MINOTAUR_NEMESIS_SEED={seed} replays the choices), {}",
         bin.display()
     );
-    let mut opts = ClusterOptions::new(&bin, 81, 3, "nemesis");
-    opts.netns = Some(NAMESPACES);
-    let mut cluster = Cluster::start(opts).await.expect("a cluster of three");
+    let opts = ClusterOptions::new(&bin, 81, 3, "nemesis");
+    let mut cluster = netns::cluster(opts, NAMESPACES)
+        .await
+        .expect("a cluster of three");
     let load = Load::start(cluster.http(), GAMES, 12, 200.0, cluster.targets())
         .await
         .expect("players");

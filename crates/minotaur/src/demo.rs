@@ -1,6 +1,6 @@
 //! `minotaur demo`: a rolling deploy on one machine, measured.
 //!
-//! The pieces are the test harness's, which the end-to-end tests compose too: a
+//! The pieces are the `local-cluster` crate's, which the end-to-end tests compose too: a
 //! [`Cluster`] of real `minotaur start` processes behind an embedded DNS server, replaced one by
 //! one as a Swarm `start-first` update does, while [`Load`] plays games over HTTP like clients
 //! do (an input retried with the same `input_id` until acknowledged); then [`verify`] checks
@@ -17,9 +17,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use harness::cluster::{Cluster, ClusterOptions, GamesSample, SERVICE};
-use harness::load::{Integrity, Load, verify};
-use harness::node::NodeProcess;
+use local_cluster::cluster::{Cluster, ClusterOptions, GamesSample, SERVICE};
+use local_cluster::load::{Integrity, Load, verify};
+use local_cluster::node::NodeProcess;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -105,7 +105,7 @@ fn say(on: bool, line: impl AsRef<str>) {
 }
 
 /// Runs the whole demo: cluster, games, players, rolling update, checks.
-pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
+pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
     let p = opts.progress;
     say(
         p,
@@ -118,7 +118,6 @@ pub async fn run(opts: DemoOptions) -> Result<Report, harness::Error> {
         log_dir: opts.log_dir.clone(),
         dns_grace: Duration::from_millis(500),
         env: Vec::new(),
-        netns: None,
     })
     .await?;
     let base_rss: u64 = cluster.nodes.iter().map(NodeProcess::rss_bytes).sum();

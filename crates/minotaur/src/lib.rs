@@ -7,8 +7,8 @@
 //! - [`config`]: every environment variable, parsed and validated in one place.
 //! - [`node`]: start-up and shutdown of a node's parts.
 //! - [`console`]: the remote console, both ends.
-//! - [`demo`]: `minotaur demo`, a measured rolling deploy built from the `harness` crate's
-//!   cluster and players.
+//! - [`demo`]: `minotaur demo`, a measured rolling deploy built from the `local-cluster`
+//!   crate's cluster and players.
 //! - [`games`]: what the API does with games, on top of horde (naming, creation, retries).
 //! - [`http`]: the HTTP API, WebSocket, web page, health and metrics.
 //! - [`telemetry`]: log output.

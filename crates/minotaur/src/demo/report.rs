@@ -155,7 +155,7 @@ fn axes(s: &mut String, max: f64, unit: &str) {
 }
 
 /// The nodes of `timeline` in order of first appearance.
-fn nodes_of(timeline: &[harness::cluster::GamesSample]) -> Vec<String> {
+fn nodes_of(timeline: &[local_cluster::cluster::GamesSample]) -> Vec<String> {
     let mut nodes: Vec<String> = Vec::new();
     for sample in timeline {
         for n in sample.per_node.keys() {
@@ -337,14 +337,14 @@ mod tests {
     }
 
     fn report() -> Report {
-        use harness::cluster::GamesSample;
+        use local_cluster::cluster::GamesSample;
         use std::time::Duration;
         let sample = |ms: u64, nodes: &[(&str, u64)]| GamesSample {
             at: Duration::from_millis(ms),
             per_node: nodes.iter().map(|(n, g)| (n.to_string(), *g)).collect(),
         };
         Report {
-            integrity: harness::load::Integrity {
+            integrity: local_cluster::load::Integrity {
                 games: 3,
                 ..Default::default()
             },

@@ -8,10 +8,9 @@
 //! lists the nodes clients may use, a node being in it once healthy and out of it when it
 //! leaves DNS, before its SIGTERM.
 //!
-//! With [`ClusterOptions::netns`] every node runs in a network namespace of its own instead
-//! (10.77.NET.x, see [`crate::netns`]), the DNS server on the bridge's address: then
-//! [`Cluster::cut`] cuts a node off from the others (clients still reach it) and
-//! [`Cluster::heal`] ends it.
+//! [`Cluster::start_on`] runs the nodes on another [`Network`] instead (the harness's network
+//! namespaces, 10.77.NET.x, the DNS server on the bridge's address): then [`Cluster::cut`]
+//! cuts a node off from the others (clients still reach it) and [`Cluster::heal`] ends it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,10 +22,9 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::dns::{self, DnsServer};
-use crate::netns::Netns;
+use crate::dns::DnsServer;
+use crate::network::{Loopback, Network, Place};
 use crate::node::{self, NodeProcess};
-use crate::ports::{free_ports, loopbacks};
 use crate::{Error, wait};
 
 /// The DNS name the cluster's nodes poll.
@@ -62,24 +60,20 @@ pub struct ClusterOptions {
     pub dns_grace: Duration,
     /// Extra environment for every node.
     pub env: Vec<(String, String)>,
-    /// Run the nodes in network namespaces, this many at most over the cluster's life (every
-    /// node started, replacements included, takes a namespace of its own); `None`: loopback
-    /// addresses. Needs root.
-    pub netns: Option<usize>,
 }
 
 impl ClusterOptions {
-    /// `nodes` nodes of `binary` on 127.0.`net`.x, logging under the test's log directory
-    /// `test`, taken out of DNS 300 ms before their SIGTERM, with no extra environment.
+    /// `nodes` nodes of `binary` on 127.0.`net`.x, logging under the fresh log directory of
+    /// the run `test` ([`crate::logs::fresh_dir`]), taken out of DNS 300 ms before their
+    /// SIGTERM, with no extra environment.
     pub fn new(binary: impl Into<PathBuf>, net: u8, nodes: usize, test: &str) -> Self {
         ClusterOptions {
             nodes,
             binary: binary.into(),
             net,
-            log_dir: crate::logs::test_dir(test),
+            log_dir: crate::logs::fresh_dir(test),
             dns_grace: Duration::from_millis(300),
             env: Vec::new(),
-            netns: None,
         }
     }
 }
@@ -93,37 +87,32 @@ pub struct Cluster {
     cookie: discovery::Cookie,
     cluster_port: u16,
     http_port: u16,
-    /// Last byte of the next node's address: replacements get new addresses, as new tasks do.
-    next_host: u8,
-    /// The next node's namespace, in netns mode.
-    next_ns: usize,
     /// The running nodes (replaced ones are removed).
     pub nodes: Vec<NodeProcess>,
     http: reqwest::Client,
     targets: Targets,
-    /// The namespaces, in netns mode (dropped after the nodes: declared after them).
-    ns: Option<Netns>,
+    /// Where the nodes run; it gives replacements new addresses, as new tasks get. Dropped
+    /// after the nodes (declared after them): a namespace outlives its process.
+    network: Box<dyn Network>,
 }
 
 impl Cluster {
-    /// Starts the DNS server and `opts.nodes` nodes, and waits until they form one cluster.
+    /// Starts the DNS server and `opts.nodes` nodes on loopback addresses (127.0.NET.x), and
+    /// waits until they form one cluster.
     pub async fn start(opts: ClusterOptions) -> Result<Cluster, Error> {
+        let network = Loopback::new(opts.net, opts.nodes);
+        Cluster::start_on(opts, Box::new(network)).await
+    }
+
+    /// As [`Cluster::start`], with the nodes on `network` (`opts.net` is then the
+    /// network's business).
+    pub async fn start_on(
+        opts: ClusterOptions,
+        network: Box<dyn Network>,
+    ) -> Result<Cluster, Error> {
         std::fs::create_dir_all(&opts.log_dir)?;
-        let (dns, ns, cluster_port, http_port) = match opts.netns {
-            Some(count) => {
-                // Every namespace has a network stack of its own: fixed ports are free.
-                let ns = Netns::create(opts.net, count)?;
-                let dns = DnsServer::start(std::net::SocketAddr::new(ns.gateway(), 0)).await?;
-                (dns, Some(ns), 9000, 4000)
-            }
-            None => {
-                let dns = dns::start().await?;
-                // Room for the first nodes and one replacement each (at most 127.0.NET.254).
-                let count = (opts.nodes * 2 + 2).min(253) as u8;
-                let (cluster_port, http_port) = free_ports(&loopbacks(opts.net, count))?;
-                (dns, None, cluster_port, http_port)
-            }
-        };
+        let dns = DnsServer::start(std::net::SocketAddr::new(network.dns_ip(), 0)).await?;
+        let (cluster_port, http_port) = network.ports()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
@@ -134,12 +123,10 @@ impl Cluster {
             dns,
             cluster_port,
             http_port,
-            next_host: 2,
-            ns,
-            next_ns: 0,
             nodes: Vec::new(),
             http,
             targets: Arc::new(RwLock::new(Vec::new())),
+            network,
         };
         let binary = cluster.opts.binary.clone();
         for _ in 0..cluster.opts.nodes {
@@ -162,24 +149,7 @@ impl Cluster {
     }
 
     fn spawn(&mut self, binary: &Path) -> Result<NodeProcess, Error> {
-        let (ip, prefix) = match &self.ns {
-            Some(ns) => {
-                let k = self.next_ns;
-                if k >= self.opts.netns.unwrap_or(0) {
-                    return Err(Error::Setup(format!(
-                        "all {k} network namespaces of the cluster are used: give it more \
-                         (ClusterOptions::netns)"
-                    )));
-                }
-                self.next_ns += 1;
-                (ns.ip(k), ns.exec_prefix(k))
-            }
-            None => {
-                let ip = IpAddr::from([127, 0, self.opts.net, self.next_host]);
-                self.next_host += 1;
-                (ip, Vec::new())
-            }
-        };
+        let Place { ip, prefix } = self.network.place()?;
         let mut env: HashMap<String, String> = [
             ("RELEASE_NODE", node::name(ip)),
             ("RELEASE_COOKIE", self.cookie.expose().to_string()),
@@ -202,31 +172,24 @@ impl Cluster {
         NodeProcess::start_with(&prefix, binary, ip, env, &self.opts.log_dir)
     }
 
-    /// Node `i`'s namespace, in netns mode.
-    fn ns_of(&self, i: usize) -> Result<(&Netns, usize), Error> {
-        let ns = self.ns.as_ref().ok_or_else(|| {
-            Error::Setup(
-                "a cut needs a cluster in network namespaces (ClusterOptions::netns)".into(),
-            )
-        })?;
-        let ip = self.nodes[i].ip;
-        let k = (0..self.next_ns)
-            .find(|k| ns.ip(*k) == ip)
-            .ok_or_else(|| Error::Setup(format!("no namespace holds {ip}")))?;
-        Ok((ns, k))
-    }
-
-    /// Cuts node `i` off from every other node, both ways (netns mode); clients, DNS and the
-    /// console still reach it.
+    /// Cuts node `i` off from every other node, both ways; clients, DNS and the console still
+    /// reach it. Only on a network that can ([`Network::cut`]): not on loopback addresses.
     pub fn cut(&self, i: usize) -> Result<(), Error> {
-        let (ns, k) = self.ns_of(i)?;
-        ns.isolate(k)
+        self.network.cut(self.node_ip(i)?)
     }
 
     /// Ends node `i`'s cut.
     pub fn heal(&self, i: usize) -> Result<(), Error> {
-        let (ns, k) = self.ns_of(i)?;
-        ns.heal(k)
+        self.network.heal(self.node_ip(i)?)
+    }
+
+    fn node_ip(&self, i: usize) -> Result<IpAddr, Error> {
+        self.nodes.get(i).map(|n| n.ip).ok_or_else(|| {
+            Error::Setup(format!(
+                "no node {i}: the cluster has {} nodes",
+                self.nodes.len()
+            ))
+        })
     }
 
     /// The HTTP client the cluster uses.

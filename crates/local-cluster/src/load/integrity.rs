@@ -65,25 +65,6 @@ impl Integrity {
             && self.answers_unlike_model == 0
             && self.inputs_acked_lost == 0
     }
-
-    /// Panics, showing the whole check, unless [`Integrity::nothing_lost`], every input got
-    /// an answer, every game was compared with its model and acknowledged inputs were probed.
-    #[track_caller]
-    pub fn assert_nothing_lost(&self) {
-        assert!(self.nothing_lost(), "lost, doubled or changed: {self:?}");
-        assert_eq!(
-            self.inputs_unanswered, 0,
-            "an input got no answer through every retry: {self:?}"
-        );
-        assert_eq!(
-            self.games_modelled, self.games,
-            "games not compared with their model: {self:?}"
-        );
-        assert!(
-            self.games == 0 || self.inputs_acked_probed > 0,
-            "no acknowledged input probed: {self:?}"
-        );
-    }
 }
 
 /// What one game's check found.
