@@ -262,6 +262,13 @@ impl Report {
                 i.inputs_unanswered
             ));
         }
+        if i.games_modelled < i.games && i.inputs_unanswered == 0 {
+            out.push(format!(
+                "{} of {} games could not be compared with their model (their creation's answer did not start one)",
+                i.games - i.games_modelled,
+                i.games
+            ));
+        }
         if self.state_regressions > 0 {
             out.push(format!(
                 "{} answers showed a state older than one already seen",

@@ -346,6 +346,7 @@ mod tests {
         Report {
             integrity: local_cluster::load::Integrity {
                 games: 3,
+                games_modelled: 3,
                 ..Default::default()
             },
             pause_p50_ms: 1.0,
@@ -398,6 +399,26 @@ mod tests {
         );
         assert!(html.contains("<tr><th>games</th><td>3</td></tr>"));
         assert!(!html.contains("http://") && !html.contains("https://"));
+    }
+
+    #[test]
+    fn a_run_fails_when_it_lost_changed_or_did_not_measure_something() {
+        let mut r = report();
+        assert!(r.failures().is_empty(), "{:?}", r.failures());
+        // A kill with no game seen answering elsewhere: failover unmeasured, not 0.
+        r.killed = Some("minotaur@x".into());
+        assert!(r.failures()[0].contains("failover not measured"));
+        r.failover_ms = Some(1500.0);
+        assert!(r.failures().is_empty());
+        // Content changed though every count agrees.
+        r.integrity.games_unlike_model = 1;
+        r.integrity.first_difference = Some("ABCD: the final state differs in players".into());
+        assert!(r.failures()[0].contains("ABCD"), "{:?}", r.failures());
+        r.integrity.games_unlike_model = 0;
+        r.integrity.games_modelled = 2;
+        assert!(r.failures()[0].contains("1 of 3 games could not be compared"));
+        r.integrity.inputs_unanswered = 2;
+        assert!(r.failures()[0].contains("2 inputs got no answer"));
     }
 
     #[test]
