@@ -124,6 +124,13 @@ async fn the_demo_writes_a_self_contained_report_with_its_numbers() {
     assert_eq!(n("answers_unlike_model"), "0", "{json}");
     assert_eq!(n("inputs_acked_lost"), "0", "{json}");
     assert_ne!(n("inputs_acked_probed"), "0", "{json}");
+    // Every game moves at least once in a full rolling update, and each move's pause is
+    // recorded where the game resumed: none lost with the nodes that exited.
+    assert!(
+        json["server_pauses"].as_u64().is_some_and(|p| p >= 200),
+        "{json}"
+    );
+    assert!(json["server_pause_p99_ms"].as_f64().is_some(), "{json}");
 
     let Some(chromium) = chromium_or_skip("demo_report picture") else {
         return;

@@ -36,6 +36,16 @@ pub struct Report {
     pub pause_p99_ms: f64,
     /// Per-game pause, longest.
     pub pause_max_ms: f64,
+    /// Handoff pauses the nodes recorded where each game resumed (`/metrics`, every node
+    /// scraped just before it was replaced and the rest at the end; a killed node's are
+    /// lost with it): how many, and the median and 99th percentile estimated from the
+    /// buckets as Prometheus does (null without pauses). Every move counts here, also those
+    /// of games no client wrote to during the update, which the client-side pause misses.
+    pub server_pauses: u64,
+    /// See `server_pauses`.
+    pub server_pause_p50_ms: Option<f64>,
+    /// See `server_pauses`.
+    pub server_pause_p99_ms: Option<f64>,
     /// Mean time to replace one node (start new .. old exited).
     pub node_replace_ms: f64,
     /// Each replacement.
@@ -155,6 +165,7 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
     let mut old: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
     let kill_after = (opts.nodes / 2).max(1);
     let mut killed: Option<(String, u64, Instant)> = None;
+    let mut server_pauses = Buckets::default();
     let mut step = 0;
     while let Some(i) = cluster.nodes.iter().position(|n| old.contains(&n.name)) {
         step += 1;
@@ -164,6 +175,8 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
             format!("replace {}", cluster.nodes[i].name),
         ));
         old.retain(|n| *n != cluster.nodes[i].name);
+        // Its pauses, before it goes (they were recorded where its games resumed: here).
+        server_pauses.add(&scrape(cluster.http(), &before).await);
         let (took, code) = cluster.replace(i, &new_binary).await?;
         each.push(took.as_secs_f64() * 1000.0);
         codes.push(code);
@@ -207,6 +220,11 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     load.measure(false);
     let timeline = sampler.stop().await;
+    for url in cluster.urls() {
+        server_pauses.add(&scrape(cluster.http(), &url).await);
+    }
+    let server = server_pauses.snapshot();
+    let quantile_ms = |q: f64| server.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
     let result = load.stop().await;
     let integrity = verify(cluster.http(), &cluster.urls(), &result).await;
     let pauses = result.pauses();
@@ -221,6 +239,9 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
         pause_p50_ms: pauses.p50_ms,
         pause_p99_ms: pauses.p99_ms,
         pause_max_ms: pauses.max_ms,
+        server_pauses: server.count,
+        server_pause_p50_ms: quantile_ms(0.5),
+        server_pause_p99_ms: quantile_ms(0.99),
         node_replace_ms: each.iter().sum::<f64>() / each.len().max(1) as f64,
         node_replace_each_ms: each,
         client_retries: result.failed_attempts,
@@ -234,6 +255,64 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
     };
     cluster.shutdown().await;
     Ok(report)
+}
+
+/// The cumulative buckets of `minotaur_handoff_pause_seconds` summed over the nodes scraped:
+/// upper bound (seconds) -> observations at or below it.
+#[derive(Debug, Default)]
+struct Buckets(Vec<(f64, u64)>);
+
+impl Buckets {
+    fn add(&mut self, scraped: &[(f64, u64)]) {
+        for &(le, n) in scraped {
+            match self.0.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, total)) => *total += n,
+                None => self.0.push((le, n)),
+            }
+        }
+        self.0.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+
+    /// As horde's histogram snapshot (per bucket, not cumulative), for its quantiles.
+    fn snapshot(&self) -> horde::HistogramSnapshot {
+        let mut below = 0;
+        let buckets: Vec<(f64, u64)> = self
+            .0
+            .iter()
+            .map(|&(le, cumulative)| {
+                let n = cumulative.saturating_sub(below);
+                below = below.max(cumulative);
+                (le, n)
+            })
+            .collect();
+        horde::HistogramSnapshot {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
+            sum: Duration::ZERO,
+            max: Duration::MAX,
+        }
+    }
+}
+
+/// The `minotaur_handoff_pause_seconds` buckets a node's `/metrics` shows (empty when it
+/// does not answer).
+async fn scrape(http: &reqwest::Client, url: &str) -> Vec<(f64, u64)> {
+    let Ok(r) = http.get(format!("{url}/metrics")).send().await else {
+        return Vec::new();
+    };
+    let text = r.text().await.unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("minotaur_handoff_pause_seconds_bucket{le=\"")?;
+            let (le, count) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse::<f64>().ok()? as u64))
+        })
+        .collect()
 }
 
 impl Report {
@@ -304,6 +383,16 @@ pub fn rows(r: &Report) -> Vec<(&'static str, String)> {
         ("pause per game p50", format!("{:.1} ms", r.pause_p50_ms)),
         ("pause per game p99", format!("{:.1} ms", r.pause_p99_ms)),
         ("pause per game max", format!("{:.1} ms", r.pause_max_ms)),
+        (
+            "handoff pauses, server-side",
+            match (r.server_pause_p50_ms, r.server_pause_p99_ms) {
+                (Some(p50), Some(p99)) => format!(
+                    "{} moves: p50 {p50:.1} ms, p99 {p99:.1} ms (from /metrics buckets)",
+                    r.server_pauses
+                ),
+                _ => "none recorded".to_string(),
+            },
+        ),
         (
             "time per node replaced",
             format!(
