@@ -203,6 +203,15 @@ async fn send_input(
     Sent::Unknown
 }
 
+/// How far [`Load::start_counting`] got: games created, games whose players both joined.
+#[derive(Debug, Default)]
+pub struct Started {
+    /// Games created so far.
+    pub created: AtomicU64,
+    /// Games whose two players have joined so far.
+    pub joined: AtomicU64,
+}
+
 impl Load {
     /// Creates `count` games (two players each) and starts `clients` players on them, sending
     /// `rate` inputs per second in all (paced, so latencies measure the cluster, not a queue
@@ -213,6 +222,19 @@ impl Load {
         clients: usize,
         rate: f64,
         urls: Targets,
+    ) -> Result<Load, Error> {
+        Self::start_counting(http, count, clients, rate, urls, &Started::default()).await
+    }
+
+    /// [`Load::start`], counting in `started` the games created and joined as it goes (a
+    /// caller shows progress from it).
+    pub async fn start_counting(
+        http: &reqwest::Client,
+        count: usize,
+        clients: usize,
+        rate: f64,
+        urls: Targets,
+        started: &Started,
     ) -> Result<Load, Error> {
         use futures::StreamExt;
         let http = http.clone();
@@ -250,6 +272,7 @@ impl Load {
                     }
                     let v: Value = r.json().await.map_err(|e| e.to_string())?;
                     let code = v["code"].as_str().ok_or("no code")?.to_string();
+                    started.created.fetch_add(1, Ordering::Relaxed);
                     let model = serde_json::from_value::<GameView>(v)
                         .ok()
                         .and_then(|view| game::model::from_created(&view));
@@ -304,6 +327,7 @@ impl Load {
                             Sent::Refused => {}
                         }
                     }
+                    started.joined.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .buffer_unordered(64)

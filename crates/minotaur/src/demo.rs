@@ -15,10 +15,11 @@ pub mod report;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use local_cluster::cluster::{Cluster, ClusterOptions, GamesSample, SERVICE};
-use local_cluster::load::{Integrity, Load, verify};
+use local_cluster::load::{Integrity, Load, Started, verify};
 use local_cluster::node::NodeProcess;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -140,7 +141,38 @@ pub async fn run(opts: DemoOptions) -> Result<Report, local_cluster::Error> {
     let rate = opts
         .rate
         .unwrap_or_else(|| (opts.games as f64 * 2.0).min(2000.0));
-    let load = Load::start(cluster.http(), opts.games, clients, rate, urls.clone()).await?;
+    // Progress every 2 s while games are created and joined (a large run takes minutes).
+    let started = std::sync::Arc::new(Started::default());
+    let shown = tokio::spawn({
+        let (started, games) = (started.clone(), opts.games);
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let created = started.created.load(Ordering::Relaxed);
+                let joined = started.joined.load(Ordering::Relaxed);
+                say(
+                    p,
+                    format!(
+                        "  {created}/{games} games created, {joined} joined ({:.0} s)",
+                        t.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+        }
+    });
+    let load = Load::start_counting(
+        cluster.http(),
+        opts.games,
+        clients,
+        rate,
+        urls.clone(),
+        &started,
+    )
+    .await;
+    shown.abort();
+    let load = load?;
     say(
         p,
         format!(
