@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use discovery::{Connector, Envelope, NodeEvent, PeerNode};
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{debug, warn};
 
 use crate::child::Handoff;
@@ -63,6 +63,9 @@ pub(crate) struct MemberState<C: Handoff> {
     children: imbl::HashMap<Arc<str>, Hosting<C>>,
     /// Every hosting actor still running (also forwarding pointers), for commands.
     actors: HashMap<Arc<str>, ActorRef<HostedMsg<C>>>,
+    /// The name each of those actors hosts, by actor id: a stop or a panic finds its child
+    /// without walking every actor (a drain or a mass stop would cost the square).
+    names_by_actor: HashMap<ActorId, Arc<str>>,
     links: HashMap<String, PeerLink>,
     /// The core's view last published.
     view: CoreView,
@@ -115,6 +118,7 @@ impl<C: Handoff> Actor for Member<C> {
             core,
             children: imbl::HashMap::new(),
             actors: HashMap::new(),
+            names_by_actor: HashMap::new(),
             links: HashMap::new(),
             view,
             dirty: true,
@@ -228,14 +232,7 @@ impl<C: Handoff> Actor for Member<C> {
         match evt {
             // A panic: the restart policy decides.
             SupervisionEvent::ActorFailed(who, error) => {
-                let id = who.get_id();
-                let name = state
-                    .actors
-                    .iter()
-                    .find(|(_, a)| a.get_id() == id)
-                    .map(|(n, _)| n.clone());
-                if let Some(name) = name {
-                    state.actors.remove(&name);
+                if let Some(name) = state.forget_actor(who.get_id()) {
                     let report = ChildReport::Crashed {
                         error: error.to_string(),
                     };
@@ -245,12 +242,31 @@ impl<C: Handoff> Actor for Member<C> {
             }
             // Children stopping normally (moved, removed, forwarding pointers expiring).
             SupervisionEvent::ActorTerminated(who, ..) => {
-                let id = who.get_id();
-                state.actors.retain(|_, a| a.get_id() != id);
+                state.forget_actor(who.get_id());
             }
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl<C: Handoff> MemberState<C> {
+    /// Records `actor` as the one hosting `name` now.
+    pub(crate) fn hosting(&mut self, name: Arc<str>, actor: ActorRef<HostedMsg<C>>) {
+        self.names_by_actor.insert(actor.get_id(), name.clone());
+        self.actors.insert(name, actor);
+    }
+
+    /// Forgets the stopped actor `id`; the name it hosted when it still is that name's
+    /// actor (not one replaced since, whose name now has another).
+    fn forget_actor(&mut self, id: ActorId) -> Option<Arc<str>> {
+        let name = self.names_by_actor.remove(&id)?;
+        if self.actors.get(&name).is_some_and(|a| a.get_id() == id) {
+            self.actors.remove(&name);
+            Some(name)
+        } else {
+            None
+        }
     }
 }
 

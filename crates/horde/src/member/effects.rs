@@ -169,7 +169,7 @@ impl<C: Handoff> Member<C> {
         for (name, pending, result) in spawned {
             match result {
                 Ok(actor) => {
-                    state.actors.insert(name.clone(), actor.clone());
+                    state.hosting(name.clone(), actor.clone());
                     state
                         .children
                         .insert(name.clone(), Hosting { actor, pending });
