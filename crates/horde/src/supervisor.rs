@@ -653,6 +653,12 @@ impl<C: Child> Horde<C> {
             .collect()
     }
 
+    /// How many live names the node called `node` holds (any run of it), as this member's
+    /// registry says: a count kept as the registry changes, not a walk over the names.
+    pub fn names_held_by(&self, node: &str) -> usize {
+        self.shared.load().core.registry.load_of(node)
+    }
+
     /// Names hosted (and serving) on this node.
     pub fn local_names(&self) -> Vec<String> {
         self.shared.load().local_names()

@@ -4,7 +4,6 @@
 //! `input_id`), so when a call to a game fails because it is moving or its node just died,
 //! the service tries again until its deadline instead of failing the client.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use game::{GameMsg, GameReply, GameSpec, Input, RuleError, Session, Snapshot};
@@ -213,16 +212,12 @@ impl Games {
     /// The cluster's members that are not dead, with the number of games each hosts (what
     /// `members` and `GET /api/cluster` show).
     pub fn members(&self) -> Vec<MemberRow> {
-        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, owner) in self.horde.names() {
-            *per_node.entry(owner.name).or_default() += 1;
-        }
         self.horde
             .members()
             .into_iter()
             .filter(|m| m.status != horde::MemberStatus::Dead)
             .map(|m| MemberRow {
-                games: per_node.get(&m.node.name).copied().unwrap_or(0),
+                games: self.horde.names_held_by(&m.node.name),
                 node: m.node.name,
                 status: m.status.to_string(),
                 version: m.version.to_string(),
