@@ -24,6 +24,22 @@ async fn start(ip: IpAddr, port: u16, cookie: &str) -> Node {
     Node::start(config).await
 }
 
+/// Whether the node closes `s` (end of stream or an error) within [`DEADLINE`], whatever it
+/// sends before.
+async fn closed_by_peer(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_mesh_and_report_events() {
     let ips = loopbacks(11, 3);
@@ -185,17 +201,10 @@ async fn garbage_and_idle_connections_do_not_hurt_the_node() {
     ] {
         let mut s = TcpStream::connect(a.addr).await.unwrap();
         let _ = s.write_all(&payload).await;
-        let mut buf = [0u8; 64];
-        let closed = tokio::time::timeout(DEADLINE, async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "connection with garbage was not closed");
+        assert!(
+            closed_by_peer(&mut s).await,
+            "connection with garbage was not closed"
+        );
     }
 
     // Many idle connections: closed by the handshake deadline (1 s in this test).
@@ -264,22 +273,13 @@ async fn ractor_clusters_own_loopback_listener_closes_what_dials_it() {
         .collect();
     assert!(!internal.is_empty(), "no internal listener found");
     for p in internal {
-        eprintln!("internal listener {p}");
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", p)).await else {
-            eprintln!("refused {p}");
             continue; // another test's node, gone
         };
-        let mut buf = [0u8; 64];
-        let closed = tokio::time::timeout(DEADLINE, async {
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                }
-            }
-        })
-        .await;
-        assert!(closed.is_ok(), "a connection to 127.0.0.1:{p} stayed open");
+        assert!(
+            closed_by_peer(&mut s).await,
+            "a connection to 127.0.0.1:{p} stayed open"
+        );
     }
     assert!(a.connected().await.is_empty());
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use game::{Action, Game, GameView, Input, Outcome};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -73,7 +74,7 @@ impl Tracked {
             return;
         };
         let applied = model.apply(0, Input::new(player, input_id, action));
-        let why = match (applied, serde_json::from_value::<GameView>(answer.clone())) {
+        let why = match (applied, GameView::deserialize(answer)) {
             (Ok(Outcome::Applied), Ok(got)) => {
                 let differ = game::model::differences(&model.view(0), &got);
                 if differ.is_empty() {
